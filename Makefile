@@ -1,0 +1,102 @@
+# UltraShard build. One static library per layer, one executable, unit tests.
+# New .c files are picked up by wildcard: kernels/*.c -> libus_kernels.a, etc.
+# Unit tests: tests/unit/test_*.c -> $(B)/tests/test_* (cmocka).
+
+B        ?= build
+CC       ?= gcc
+PKGS     := ompi-c libfabric libprotobuf-c openblas libcjson
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+OPT      ?= -O2 -march=x86-64-v2 -mtune=generic
+SAN      ?=
+CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -fopenmp \
+            -I. -I$(B)/gen $(PKG_CFLAGS) $(SAN) $(EXTRA_CFLAGS)
+LDLIBS   := $(PKG_LIBS) -lm -fopenmp $(SAN)
+DEPFLAGS  = -MMD -MP
+
+PROTO_GEN := $(B)/gen/proto/ultrashard.pb-c.c
+PROTO_HDR := $(B)/gen/proto/ultrashard.pb-c.h
+
+KERNELS_SRC := $(wildcard kernels/*.c)
+PROTO_SRC   := $(wildcard proto/*.c)
+SHARD_SRC   := $(wildcard shard/*.c)
+COORD_SRC   := $(filter-out coordinator/main.c,$(wildcard coordinator/*.c))
+TEST_SRC    := $(wildcard tests/unit/test_*.c)
+TEST_SUPPORT:= $(filter-out $(TEST_SRC),$(wildcard tests/unit/*.c))
+
+obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
+
+LIB_KERNELS := $(B)/libus_kernels.a
+LIB_PROTO   := $(B)/libus_proto.a
+LIB_SHARD   := $(B)/libus_shard.a
+LIB_COORD   := $(B)/libus_coordinator.a
+LIBS        := $(LIB_COORD) $(LIB_SHARD) $(LIB_PROTO) $(LIB_KERNELS)
+BIN         := $(B)/ultrashard
+TEST_BINS   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_SRC))
+
+.PHONY: all test demo bench benches asan clean tests
+all: $(BIN) tests
+
+tests: $(TEST_BINS)
+
+$(PROTO_GEN) $(PROTO_HDR): proto/ultrashard.proto
+	@mkdir -p $(B)/gen
+	protoc-c --c_out=$(B)/gen proto/ultrashard.proto
+
+# Every object may include the generated header; generate it first.
+$(B)/obj/%.o: %.c | $(PROTO_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(DEPFLAGS) -c $< -o $@
+
+$(B)/obj/gen/%.o: $(B)/gen/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-unused-parameter $(DEPFLAGS) -c $< -o $@
+
+$(LIB_KERNELS): $(call obj,$(KERNELS_SRC))
+$(LIB_PROTO):   $(call obj,$(PROTO_SRC)) $(B)/obj/gen/proto/ultrashard.pb-c.o
+$(LIB_SHARD):   $(call obj,$(SHARD_SRC))
+$(LIB_COORD):   $(call obj,$(COORD_SRC))
+$(B)/lib%.a:
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(call obj,coordinator/main.c) $(LIBS)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: $(call obj,tests/unit/%.c) $(call obj,$(TEST_SUPPORT)) $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDLIBS) -lcmocka
+
+test: all
+	B=$(B) tests/run
+
+demo: all
+	B=$(B) deploy/demo.sh
+
+# Benchmarks: tests/bench/NAME.sh is `make bench-NAME`; `make bench` runs them all.
+# tests/bench/bench_*.c are built to $(B)/bench/bench_* for those scripts.
+BENCH_NAMES := $(patsubst tests/bench/%.sh,%,$(wildcard tests/bench/*.sh))
+BENCH_BINS  := $(patsubst tests/bench/%.c,$(B)/bench/%,$(wildcard tests/bench/bench_*.c))
+benches: $(BENCH_BINS)
+
+$(B)/bench/%: $(call obj,tests/bench/%.c) $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+bench: all benches
+	@for n in $(BENCH_NAMES); do echo "== bench-$$n"; B=$(B) bash tests/bench/$$n.sh || exit 1; done
+
+bench-%: all benches
+	B=$(B) bash tests/bench/$*.sh
+
+# Unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, in their own tree.
+asan:
+	$(MAKE) B=build/asan OPT="-O1 -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" tests
+	B=build/asan US_UNIT_ONLY=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 tests/run
+
+clean:
+	rm -rf build
+
+-include $(shell find $(B)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,75 @@
+/*
+ * world.h — MPI start-up and rank roles.
+ *
+ * Every UltraShard job is one MPI job. us_world_init() starts MPI with the
+ * thread level the transports need (MPI_THREAD_FUNNELED: only the main
+ * thread calls MPI; kernels may use OpenMP threads in between), checks what
+ * the library provides, and assigns each rank its roles:
+ *
+ *   default            rank 0 coordinator, ranks 1..n-1 shards
+ *   coordinators = C   ranks 0..C-1 coordinators, the rest shards
+ *   all_roles          every rank is both coordinator and shard
+ *   one rank           rank 0 is both (a single-process run)
+ *
+ * Shards are numbered 0..S-1 in rank order (shard_index); placement maps a
+ * block to a shard index, and us_world_shard_rank() maps it to a rank.
+ * Not being started by mpirun is detected from the launcher's environment and
+ * reported; the process then runs as a one-rank job (MPI singleton).
+ */
+#ifndef US_WORLD_H
+#define US_WORLD_H
+
+#include <mpi.h>
+#include <stdbool.h>
+
+#include "kernels/us_status.h"
+
+typedef struct us_world_opts {
+    int  coordinators;   /* 0 = default (1) */
+    bool all_roles;      /* every rank is coordinator and shard */
+    bool require_mpirun; /* fail (instead of warn) when not under mpirun */
+} us_world_opts;
+
+typedef struct us_world {
+    MPI_Comm comm;          /* dup of MPI_COMM_WORLD, owned */
+    int  rank, size;
+    int  thread_level;      /* provided MPI thread level */
+    bool under_mpirun;
+    bool is_coordinator, is_shard;
+    int  n_coordinators, n_shards;
+    int  coordinator_index; /* 0..C-1, or -1 */
+    int  shard_index;       /* 0..S-1, or -1 */
+    int *shard_ranks;       /* [n_shards]: shard index -> rank */
+    int *coordinator_ranks; /* [n_coordinators] */
+    bool mpi_owned;         /* we called MPI_Init and must finalize */
+} us_world;
+
+/* Starts MPI if needed and fills *w. Returns US_OK, or US_EMPI/US_EINVAL with
+ * a message (bad role options for this size, thread support missing). */
+int us_world_init(us_world *w, int *argc, char ***argv,
+                  const us_world_opts *opts, us_err *err);
+
+/* Computes roles for (rank, size, opts) without MPI; used by init and tests.
+ * Allocates w->shard_ranks / coordinator_ranks. */
+int us_world_assign_roles(us_world *w, int rank, int size,
+                          const us_world_opts *opts, us_err *err);
+
+static inline int us_world_shard_rank(const us_world *w, int shard_index)
+{
+    return w->shard_ranks[shard_index];
+}
+
+/* True when the environment shows an mpirun/orterun/srun launcher. */
+bool us_world_detect_mpirun(void);
+
+/* "coordinator", "shard", "coordinator+shard" */
+const char *us_world_role_name(const us_world *w);
+
+/* Frees role tables, frees the communicator and finalizes MPI if we started it. */
+void us_world_finalize(us_world *w);
+
+/* Aborts the whole job (all ranks) with an error message: for unrecoverable
+ * errors on one rank that would otherwise leave the others waiting forever. */
+void us_world_abort(const us_world *w, const us_err *err);
+
+#endif

@@ -76,7 +76,10 @@ $(B)/netrelay: $(call obj,deploy/lab/netrelay.c deploy/lab/relay_core.c) $(LIB_K
 $(B)/pingpong: $(call obj,deploy/lab/pingpong.c) $(LIB_KERNELS)
 	$(CC) -o $@ $^ $(LDLIBS)
 
+# The relay core's unit test links its object; us_err_set after it comes from
+# a second mention of the kernels library ($^ lists each library only once).
 $(B)/tests/test_relay_core: $(call obj,deploy/lab/relay_core.c)
+$(B)/tests/test_relay_core: LDLIBS := $(LIB_KERNELS) $(LDLIBS)
 
 test: all
 	B=$(B) tests/run

@@ -13,6 +13,8 @@ PACKAGES=(
   libcmocka-dev                       # unit tests
   python3-numpy                       # independent reference checks (/usr/bin/python3)
   iproute2                            # namespace lab (ip netns, tc tbf)
+  redis-server libhiredis-dev         # peer in tests/bench/peers.sh (loopback, started/stopped by it)
+  gnuplot-nox                         # benchmark plots (tests/bench/plot.sh)
 )
 
 missing=()

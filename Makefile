@@ -97,6 +97,9 @@ $(B)/bench/%: $(call obj,tests/bench/%.c) $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(LDLIBS)
 
+# bench_peers talks to a redis-server through hiredis (deploy/setup.sh installs both).
+$(B)/bench/bench_peers: LDLIBS += -lhiredis
+
 bench: all benches
 	@for n in $(BENCH_NAMES); do echo "== bench-$$n"; B=$(B) bash tests/bench/$$n.sh || exit 1; done
 

@@ -35,7 +35,7 @@ BIN         := $(B)/ultrashard
 TEST_BINS   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_SRC))
 LAB_BINS    := $(B)/netrelay $(B)/pingpong
 
-.PHONY: all test demo bench benches asan clean tests
+.PHONY: all test demo bench benches plots asan clean tests
 all: $(BIN) tests $(LAB_BINS)
 
 tests: $(TEST_BINS)
@@ -102,6 +102,11 @@ $(B)/bench/bench_peers: LDLIBS += -lhiredis
 
 bench: all benches
 	@for n in $(BENCH_NAMES); do echo "== bench-$$n"; B=$(B) bash tests/bench/$$n.sh || exit 1; done
+	/usr/bin/python3 tests/bench/plot.py
+
+# PNGs from bench/results/*.jsonl (latest run of each benchmark).
+plots:
+	/usr/bin/python3 tests/bench/plot.py
 
 bench-%: all benches
 	B=$(B) bash tests/bench/$*.sh

@@ -38,6 +38,7 @@ if command -v redis-server >/dev/null; then
   redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
     --protected-mode yes --loglevel warning >"$tmp/redis.log" 2>&1 &
   redis_pid=$!
+  echo "peers: redis-server pid $redis_pid on 127.0.0.1:$port" >&2
 else
   echo "peers: redis-server not installed (deploy/setup.sh): redis peer skipped" >&2
 fi

@@ -13,11 +13,11 @@ fi
 command -v redis-server >/dev/null || { echo "redis-server missing (deploy/setup.sh)"; exit 77; }
 out=$(mktemp -d /tmp/us-peers-test.XXXXXX)
 trap 'rm -rf "$out"' EXIT
-before=$(pgrep -c -x redis-server || true)
 US_BENCH_QUICK=1 US_BENCH_OUT="$out" bash tests/bench/peers.sh >"$out/log" 2>&1 ||
   { cat "$out/log"; exit 1; }
-after=$(pgrep -c -x redis-server || true)
-[ "$after" -le "$before" ] || { echo "redis-server left running"; exit 1; }
+pid=$(sed -n 's/^peers: redis-server pid \([0-9]*\) .*/\1/p' "$out/log")
+[ -n "$pid" ] || { echo "peers.sh did not report a redis-server pid"; exit 1; }
+! kill -0 "$pid" 2>/dev/null || { echo "redis-server $pid left running"; exit 1; }
 /usr/bin/python3 - "$out/peers.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]

@@ -100,6 +100,7 @@ int us_model_config_parse(us_model_config *cfg, const char *json, const char *wh
     U32(moe, "hidden", 1, 1 << 20, &c.moe_hidden);
     const cJSON *mem = get_object(root, "memory", what, err);
     if (mem == NULL) { rc = US_EINVAL; goto done; }
+    U32(mem, "heads", 1, 64, &c.memory.heads);
     U32(mem, "n_keys", 1, 1 << 20, &c.memory.n_keys);
     U32(mem, "k_dim", 1, 1 << 16, &c.memory.k_dim);
     U32(mem, "tucker_rank", 1, 16, &c.memory.tucker_rank);
@@ -108,6 +109,14 @@ int us_model_config_parse(us_model_config *cfg, const char *json, const char *wh
     U32(mem, "v_dim", 1, 1 << 16, &c.memory.v_dim);
     U32(mem, "ive_groups", 1, 255, &c.memory.ive_groups);
     U32(mem, "skip", 0, US_MODEL_MAX_LAYERS, &c.memory.skip);
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(mem, "weights");
+    if (cJSON_IsString(act) && strcmp(act->valuestring, "softmax") == 0)
+        c.memory.softmax = 1;
+    else if (!(cJSON_IsString(act) && strcmp(act->valuestring, "raw") == 0)) {
+        rc = us_err_set(err, US_EINVAL, "%s: field 'memory.weights' must be \"softmax\" or "
+                        "\"raw\"", what);
+        goto done;
+    }
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(root, "layers");
     if (!cJSON_IsArray(layers) || cJSON_GetArraySize(layers) < 1 ||
         cJSON_GetArraySize(layers) > US_MODEL_MAX_LAYERS) {
@@ -154,6 +163,9 @@ int us_model_config_validate(const us_model_config *c, const char *what, us_err 
     if (virt % m->ive_groups != 0)
         return us_err_set(err, US_EINVAL, "%s: memory.ive_groups %u does not divide "
                           "n_keys^2 = %llu", what, m->ive_groups, (unsigned long long)virt);
+    if (m->candidates > 256 || m->knn > 256)
+        return us_err_set(err, US_EINVAL, "%s: memory.candidates and memory.knn must be "
+                          "<= 256", what);
     if (m->candidates > m->n_keys || m->knn > (uint64_t)m->candidates * m->candidates)
         return us_err_set(err, US_EINVAL, "%s: memory needs knn <= candidates^2 and "
                           "candidates <= n_keys (knn %u, candidates %u, n_keys %u)", what,
@@ -219,6 +231,7 @@ char *us_model_config_to_json(const us_model_config *c)
     cJSON_AddNumberToObject(moe, "top_k", c->moe_top_k);
     cJSON_AddNumberToObject(moe, "hidden", c->moe_hidden);
     cJSON *mem = cJSON_AddObjectToObject(root, "memory");
+    cJSON_AddNumberToObject(mem, "heads", c->memory.heads);
     cJSON_AddNumberToObject(mem, "n_keys", c->memory.n_keys);
     cJSON_AddNumberToObject(mem, "k_dim", c->memory.k_dim);
     cJSON_AddNumberToObject(mem, "tucker_rank", c->memory.tucker_rank);
@@ -227,6 +240,7 @@ char *us_model_config_to_json(const us_model_config *c)
     cJSON_AddNumberToObject(mem, "v_dim", c->memory.v_dim);
     cJSON_AddNumberToObject(mem, "ive_groups", c->memory.ive_groups);
     cJSON_AddNumberToObject(mem, "skip", c->memory.skip);
+    cJSON_AddStringToObject(mem, "weights", c->memory.softmax ? "softmax" : "raw");
     cJSON *layers = cJSON_AddArrayToObject(root, "layers");
     for (uint32_t l = 0; l < c->n_layers; l++)
         cJSON_AddItemToArray(layers, cJSON_CreateString(us_layer_kind_name(c->layers[l])));
@@ -242,9 +256,6 @@ int us_model_config_preset(us_model_config *c, const char *name, us_err *err)
     c->infini_rule = US_INFINI_DELTA;
     c->norm_eps = 1e-5f;
     c->moe_top_k = 2;
-    c->memory.tucker_rank = 2;
-    c->memory.ive_groups = 4;
-    c->memory.skip = 1;
     if (strcmp(name, "tiny") == 0) {
         c->d_model = 64; c->n_heads = 2; c->head_dim = 32; c->segment_len = 16;
         c->ffn_hidden = 128; c->moe_experts = 4; c->moe_hidden = 64;

@@ -40,6 +40,7 @@ typedef enum us_layer_kind {
 } us_layer_kind;
 
 typedef struct us_memory_config {
+    uint32_t heads;        /* PKM heads; their selections are pooled together */
     uint32_t n_keys;       /* sub-keys per side; virtual addresses = n_keys^2 */
     uint32_t k_dim;        /* query / key dimension of each side */
     uint32_t tucker_rank;  /* r: TDQKR key sets per side and core r x r */
@@ -48,6 +49,7 @@ typedef struct us_memory_config {
     uint32_t v_dim;        /* physical value row width */
     uint32_t ive_groups;   /* E virtual tables; physical rows = n_keys^2 / E */
     uint32_t skip;         /* output added `skip` layers later */
+    uint32_t softmax;      /* 1: weights = softmax of the knn scores; 0: raw */
 } us_memory_config;
 
 typedef struct us_model_config {

@@ -156,6 +156,10 @@ done:
 int us_model_config_validate(const us_model_config *c, const char *what, us_err *err)
 {
     const us_memory_config *m = &c->memory;
+    if (m->heads == 0 || m->n_keys == 0 || m->k_dim == 0 || m->tucker_rank == 0 ||
+        m->knn == 0 || m->candidates == 0 || m->v_dim == 0 || m->ive_groups == 0 ||
+        c->moe_experts == 0 || c->moe_top_k == 0)
+        return us_err_set(err, US_EINVAL, "%s: memory and moe sizes must be >= 1", what);
     if (c->moe_top_k > c->moe_experts)
         return us_err_set(err, US_EINVAL, "%s: moe.top_k %u > moe.experts %u", what,
                           c->moe_top_k, c->moe_experts);
@@ -224,7 +228,9 @@ char *us_model_config_to_json(const us_model_config *c)
     cJSON_AddNumberToObject(root, "segment_len", c->segment_len);
     cJSON_AddStringToObject(root, "infini_rule",
                             c->infini_rule == US_INFINI_DELTA ? "delta" : "linear");
-    cJSON_AddNumberToObject(root, "norm_eps", c->norm_eps);
+    char eps[32];   /* shortest text that reads back as the same float */
+    snprintf(eps, sizeof eps, "%.9g", (double)c->norm_eps);
+    cJSON_AddNumberToObject(root, "norm_eps", strtod(eps, NULL));
     cJSON_AddNumberToObject(root, "ffn_hidden", c->ffn_hidden);
     cJSON *moe = cJSON_AddObjectToObject(root, "moe");
     cJSON_AddNumberToObject(moe, "experts", c->moe_experts);
@@ -256,11 +262,13 @@ int us_model_config_preset(us_model_config *c, const char *name, us_err *err)
     c->infini_rule = US_INFINI_DELTA;
     c->norm_eps = 1e-5f;
     c->moe_top_k = 2;
+    c->memory.tucker_rank = 2;
     if (strcmp(name, "tiny") == 0) {
         c->d_model = 64; c->n_heads = 2; c->head_dim = 32; c->segment_len = 16;
         c->ffn_hidden = 128; c->moe_experts = 4; c->moe_hidden = 64;
-        c->memory = (us_memory_config){ .n_keys = 16, .k_dim = 16, .tucker_rank = 2,
-            .knn = 8, .candidates = 4, .v_dim = 32, .ive_groups = 4, .skip = 1 };
+        c->memory = (us_memory_config){ .heads = 2, .n_keys = 16, .k_dim = 16,
+            .tucker_rank = 2, .knn = 4, .candidates = 4, .v_dim = 32, .ive_groups = 4,
+            .skip = 1, .softmax = 1 };
         c->n_layers = 4;
         us_layer_kind kinds[4] = { US_LAYER_DENSE, US_LAYER_MEMORY, US_LAYER_MOE,
                                    US_LAYER_DENSE };
@@ -268,8 +276,9 @@ int us_model_config_preset(us_model_config *c, const char *name, us_err *err)
     } else if (strcmp(name, "small") == 0) {
         c->d_model = 256; c->n_heads = 4; c->head_dim = 64; c->segment_len = 128;
         c->ffn_hidden = 768; c->moe_experts = 8; c->moe_hidden = 384;
-        c->memory = (us_memory_config){ .n_keys = 256, .k_dim = 64, .tucker_rank = 2,
-            .knn = 16, .candidates = 8, .v_dim = 128, .ive_groups = 4, .skip = 1 };
+        c->memory = (us_memory_config){ .heads = 2, .n_keys = 256, .k_dim = 64,
+            .tucker_rank = 2, .knn = 16, .candidates = 8, .v_dim = 128, .ive_groups = 4,
+            .skip = 1, .softmax = 1 };
         c->n_layers = 8;
         us_layer_kind kinds[8] = { US_LAYER_DENSE, US_LAYER_MEMORY, US_LAYER_DENSE,
                                    US_LAYER_MOE, US_LAYER_DENSE, US_LAYER_MEMORY,

@@ -25,6 +25,9 @@ memlayer.h and kernels/score.h, written again from the papers' formulas:
   u.S_row and columns by t.S_col; exact grid scores S_row^T C S_col on the
   k' x k' candidates; top-knn (ties: lower address); softmax weights;
   physical row = address // G, group = address % G; out = sum_g P_g W_g.
+
+US_REF_ABLATE=memory|infini|moe drops that component from the reference (the
+integration test uses it to show each component moves the logits beyond TOL).
 """
 import json
 import os
@@ -32,6 +35,10 @@ import struct
 import sys
 
 import numpy as np
+
+# Mutation switch for the test that proves the check can fail: with
+# US_REF_ABLATE=memory|infini|moe the reference drops that component.
+ABLATE = os.environ.get("US_REF_ABLATE", "")
 
 
 def load_safetensors(path):
@@ -107,6 +114,8 @@ class Model:
                 den = (sq @ z[hh])[:, None]
                 a_mem = np.where(den == 0, 0.0, (sq @ M[hh]) / np.where(den == 0, 1, den))
                 g = 1.0 / (1.0 + np.exp(-beta[hh]))
+                if ABLATE == "infini":
+                    a_mem = np.zeros_like(a_mem)
                 out[s0:s1, sl] = g * a_mem + (1 - g) * a_dot
             if n == L:   # a full segment is folded into the memory
                 for hh in range(H):
@@ -183,10 +192,11 @@ class Model:
                 b = h @ w[f"layers.{l}.ffn.w3"]
                 x = x + (silu(a) * b) @ w[f"layers.{l}.ffn.w2"]
             elif kind == "moe":
-                x = x + self.moe(l, h)
+                x = x + (0 if ABLATE == "moe" else self.moe(l, h))
             else:
                 target = min(l + c["memory"]["skip"], nl - 1)
-                pending[target] = pending[target] + self.memory(l, h, table)
+                if ABLATE != "memory":
+                    pending[target] = pending[target] + self.memory(l, h, table)
                 table += 1
             x = x + pending[l]
         return rmsnorm(x, w["norm_f"], eps) @ w["lm_head"]

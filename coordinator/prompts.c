@@ -82,19 +82,23 @@ void us_prompts_free(us_prompt_set *set)
         free(set->items[i].bytes);
     }
     free(set->items);
+    free(set->id_slots);
     memset(set, 0, sizeof *set);
 }
 
 long us_prompts_find(const us_prompt_set *set, const char *id)
 {
-    for (size_t i = 0; i < set->count; i++)
-        if (strcmp(set->items[i].id, id) == 0)
-            return (long)i;
+    if (set->id_cap == 0)
+        return -1;
+    size_t h = us_fnv1a64(US_FNV1A64_INIT, id, strlen(id)) & (set->id_cap - 1);
+    for (; set->id_slots[h] >= 0; h = (h + 1) & (set->id_cap - 1))
+        if (strcmp(set->items[set->id_slots[h]].id, id) == 0)
+            return set->id_slots[h];
     return -1;
 }
 
-/* Simple open-addressing set of ids for the duplicate check. */
-static int check_duplicates(const us_prompt_set *set, const char *what, us_err *err)
+/* Builds the id index and refuses duplicate ids (naming both lines). */
+static int index_ids(us_prompt_set *set, const char *what, us_err *err)
 {
     size_t cap = 16;
     while (cap < 2 * set->count)
@@ -104,23 +108,23 @@ static int check_duplicates(const us_prompt_set *set, const char *what, us_err *
         return us_err_set(err, US_ENOMEM, "%s: out of memory", what);
     for (size_t i = 0; i < cap; i++)
         slots[i] = -1;
-    int rc = US_OK;
-    for (size_t i = 0; i < set->count && rc == US_OK; i++) {
+    for (size_t i = 0; i < set->count; i++) {
         const char *id = set->items[i].id;
         size_t h = us_fnv1a64(US_FNV1A64_INIT, id, strlen(id)) & (cap - 1);
         while (slots[h] >= 0) {
             const us_prompt *o = &set->items[slots[h]];
             if (strcmp(o->id, id) == 0) {
-                rc = us_err_set(err, US_EINVAL, "%s:%zu: duplicate id \"%s\" (first on line %zu)",
-                                what, set->items[i].line, id, o->line);
-                break;
+                free(slots);
+                return us_err_set(err, US_EINVAL, "%s:%zu: duplicate id \"%s\" (first on line "
+                                  "%zu)", what, set->items[i].line, id, o->line);
             }
             h = (h + 1) & (cap - 1);
         }
         slots[h] = (long)i;
     }
-    free(slots);
-    return rc;
+    set->id_slots = slots;
+    set->id_cap = cap;
+    return US_OK;
 }
 
 /* True if the JSON text holds the escape \u0000 (an odd run of backslashes
@@ -248,7 +252,7 @@ int us_prompts_parse(us_prompt_set *set, const char *data, size_t len, const cha
         }
         pos = end + 1;
     }
-    if ((rc = check_duplicates(set, what, err)) != US_OK)
+    if ((rc = index_ids(set, what, err)) != US_OK)
         goto fail;
     return US_OK;
 fail:

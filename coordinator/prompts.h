@@ -38,6 +38,8 @@ typedef struct us_prompt_set {
     us_prompt *items;
     size_t     count;
     uint64_t   file_hash;  /* FNV-1a 64 of the input file bytes */
+    long      *id_slots;   /* open-addressing index of ids -> item, owned */
+    size_t     id_cap;     /* power of two */
 } us_prompt_set;
 
 /* Reads and validates `path`. default_max_tokens applies to lines without
@@ -52,7 +54,7 @@ int us_prompts_parse(us_prompt_set *set, const char *data, size_t len, const cha
 
 void us_prompts_free(us_prompt_set *set);
 
-/* Index of the prompt with this id, or -1. */
+/* Index of the prompt with this id, or -1 (hash lookup). */
 long us_prompts_find(const us_prompt_set *set, const char *id);
 
 /* UTF-8 validity (RFC 3629: no overlongs, no surrogates, <= U+10FFFF).

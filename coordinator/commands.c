@@ -1,5 +1,6 @@
 /* commands.c — the subcommand table of `ultrashard`. Add one line per command. */
 #include "coordinator/cli.h"
+#include "coordinator/cmd_infer.h"
 #include "coordinator/cmd_init_model.h"
 #include "coordinator/cmd_roles.h"
 
@@ -8,5 +9,7 @@ const us_command us_commands[] = {
       US_CMD_ROLES_USAGE, us_cmd_roles },
     { "init-model", "write a random model (config, weights, memory value tables)",
       US_CMD_INIT_MODEL_USAGE, us_cmd_init_model },
+    { "infer", "batch inference over a JSONL file of prompts (resumable)",
+      US_CMD_INFER_USAGE, us_cmd_infer },
     { 0 },
 };

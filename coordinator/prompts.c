@@ -155,6 +155,11 @@ static int parse_line(us_prompt *p, const char *line, size_t len, size_t lineno,
                           bad + 1);
     cJSON *obj = cJSON_ParseWithLength(line, len);
     int rc = US_OK;
+    if (obj == NULL) {
+        rc = us_err_set(err, US_EINVAL, "%s:%zu: invalid JSON (syntax error, or a bad \\u "
+                        "escape such as an unpaired surrogate)", what, lineno);
+        goto done;
+    }
     if (!cJSON_IsObject(obj)) {
         rc = us_err_set(err, US_EINVAL, "%s:%zu: not a JSON object", what, lineno);
         goto done;

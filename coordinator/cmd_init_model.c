@@ -1,0 +1,61 @@
+/* cmd_init_model.c — `ultrashard init-model`: random model + value tables. */
+#include "coordinator/cmd_init_model.h"
+
+#include <getopt.h>
+#include <stdio.h>
+
+#include "coordinator/cli.h"
+#include "coordinator/model_io.h"
+
+int us_cmd_init_model(int argc, char **argv)
+{
+    const us_command *cmd = us_command_find("init-model");
+    const char *preset = NULL, *out = NULL;
+    long seed = 1;
+    bool force = false;
+    us_err err = {0};
+    static const struct option long_opts[] = {
+        { "preset", required_argument, 0, 'p' },
+        { "out", required_argument, 0, 'o' },
+        { "seed", required_argument, 0, 's' },
+        { "force", no_argument, 0, 'f' },
+        { "help", no_argument, 0, 'h' },
+        { 0, 0, 0, 0 },
+    };
+    int ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
+        switch (ch) {
+        case 'p': preset = optarg; break;
+        case 'o': out = optarg; break;
+        case 's':
+            if (us_cli_parse_long("--seed", optarg, 0, 0x7fffffffffffffffL, &seed, &err))
+                return us_cli_usage_error(cmd, "%s", err.msg);
+            break;
+        case 'f': force = true; break;
+        case 'h': fputs(cmd->usage, stdout); return 0;
+        default:  return us_cli_usage_error(cmd, "unknown option");
+        }
+    }
+    if (optind != argc)
+        return us_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (preset == NULL || out == NULL)
+        return us_cli_usage_error(cmd, "--preset and --out are required");
+    us_model_config cfg;
+    if (us_model_config_preset(&cfg, preset, &err) != US_OK)
+        return us_cli_usage_error(cmd, "%s", err.msg);
+    us_model m;
+    if (us_model_alloc(&m, &cfg, &err) != US_OK)
+        return us_cli_fail("init-model", &err);
+    us_model_init_random(&m, (uint64_t)seed);
+    int rc = us_model_save(&m, out, force, &err);
+    if (rc == US_OK)
+        rc = us_value_tables_write(out, &cfg, (uint64_t)seed, force, &err);
+    if (rc == US_OK)
+        printf("init-model: %s preset -> %s: %llu parameters (%.1f MiB), %u memory tables of "
+               "%llu x %u\n", preset, out, (unsigned long long)m.n_params,
+               m.n_params * 4.0 / (1 << 20), us_model_config_memory_layers(&cfg),
+               (unsigned long long)us_model_config_table_rows(&cfg), cfg.memory.v_dim);
+    us_model_free(&m);
+    return rc == US_OK ? 0 : us_cli_fail("init-model", &err);
+}

@@ -1,0 +1,21 @@
+/* cmd_init_model.h — `ultrashard init-model`: write a random model directory. */
+#ifndef US_CMD_INIT_MODEL_H
+#define US_CMD_INIT_MODEL_H
+
+#define US_CMD_INIT_MODEL_USAGE \
+    "usage: ultrashard init-model --preset tiny|small --out DIR [--seed N] [--force]\n" \
+    "\n" \
+    "Writes a random model: DIR/config.json, DIR/weights.safetensors (f32) and\n" \
+    "one value table per memory layer, DIR/values/table_<t>.npy (f32 rows of\n" \
+    "v_dim; values = synthetic values of (seed, table), uniform in [-1, 1)).\n" \
+    "Files are written crash-safely; existing files are refused without --force.\n" \
+    "\n" \
+    "  --preset NAME   tiny: d 64, 4 layers (dense, memory, moe, dense), 2 heads,\n" \
+    "                  segment 16; small: d 256, 8 layers, 4 heads, segment 128\n" \
+    "  --out DIR       model directory (created if missing)\n" \
+    "  --seed N        random seed (default 1)\n" \
+    "  --force         replace existing files\n"
+
+int us_cmd_init_model(int argc, char **argv);
+
+#endif

@@ -1,0 +1,95 @@
+/* memlayer.c — UltraMem memory layer: TDQKR scoring, IVE lookup, projection. */
+#include "coordinator/memlayer.h"
+
+#include <cblas.h>
+
+#include "kernels/ive.h"
+#include "kernels/score.h"
+
+static us_pk_shape pk_shape(const us_model_config *c, size_t T)
+{
+    const us_memory_config *mc = &c->memory;
+    us_pk_shape s = {
+        .n_tokens = (int)T, .n_heads = (int)mc->heads, .d_key = (int)mc->k_dim,
+        .n_rows = (int)mc->n_keys, .n_cols = (int)mc->n_keys, .rank = (int)mc->tucker_rank,
+        .n_cores = 1, .k_pre = (int)mc->candidates, .k = (int)mc->knn,
+        .mode = US_PK_TUCKER,
+        .activation = mc->softmax ? US_PK_ACT_SOFTMAX : US_PK_ACT_NONE,
+    };
+    return s;
+}
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+/* Layout of the memory-layer workspace, in this order. */
+typedef struct mem_layout {
+    float    *q;        /* [T][Hm*2*kd] */
+    float    *weights;  /* [T][Hm*knn] */
+    uint64_t *addr;     /* [T][Hm*knn] virtual addresses */
+    uint64_t *rows;     /* [T][Hm*knn] physical rows */
+    uint8_t  *groups;   /* [T][Hm*knn] */
+    float    *pooled;   /* [T][G][v_dim] */
+    void     *pk;       /* scoring workspace */
+    size_t    pk_bytes, total;
+} mem_layout;
+
+static mem_layout layout(const us_model_config *c, size_t T, void *base)
+{
+    const us_memory_config *mc = &c->memory;
+    const size_t sel = (size_t)mc->heads * mc->knn;
+    mem_layout lo = {0};
+    char *p = base;
+    size_t off = 0;
+#define CARVE(field, bytes) lo.field = (void *)(p ? p + off : NULL); off += align64(bytes)
+    CARVE(q, T * mc->heads * 2 * mc->k_dim * sizeof(float));
+    CARVE(weights, T * sel * sizeof(float));
+    CARVE(addr, T * sel * sizeof(uint64_t));
+    CARVE(rows, T * sel * sizeof(uint64_t));
+    CARVE(groups, T * sel);
+    CARVE(pooled, T * mc->ive_groups * mc->v_dim * sizeof(float));
+    us_pk_shape s = pk_shape(c, T ? T : 1);
+    lo.pk_bytes = us_pk_workspace_bytes(&s, 0);
+    CARVE(pk, lo.pk_bytes);
+#undef CARVE
+    lo.total = off;
+    return lo;
+}
+
+size_t us_memlayer_workspace_bytes(const us_model_config *cfg, size_t max_tokens)
+{
+    if (us_model_config_memory_layers(cfg) == 0)
+        return 0;
+    return layout(cfg, max_tokens, NULL).total;
+}
+
+int us_memlayer_forward(const us_model *m, uint32_t layer, us_workspace *ws, size_t T,
+                        float *out_add, us_err *err)
+{
+    const us_model_config *c = &m->cfg;
+    const us_memory_config *mc = &c->memory;
+    const us_layer_weights *w = &m->layers[layer];
+    const int table = m->table_of_layer[layer];
+    const size_t d = c->d_model, qdim = (size_t)mc->heads * 2 * mc->k_dim;
+    const size_t sel = (size_t)mc->heads * mc->knn, G = mc->ive_groups;
+    if (m->backend.lookup == NULL)
+        return us_err_set(err, US_EINVAL, "memory table %d: no value backend attached", table);
+    /* Laid out for max_tokens; a smaller step uses the same slices. */
+    mem_layout lo = layout(c, ws->max_tokens, ws->mem_ws);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)qdim, (int)d, 1.0f,
+                ws->h, (int)d, w->mem_wq, (int)qdim, 0.0f, lo.q, (int)qdim);
+    us_pk_shape shape = pk_shape(c, T);
+    int rc = us_pk_score(lo.addr, lo.weights, lo.q, w->mem_keys_row, w->mem_keys_col,
+                         w->mem_core, &shape, lo.pk, lo.pk_bytes, 0, err);
+    if (rc != US_OK)
+        return us_err_prefix(err, "memory table %d: scoring", table);
+    for (size_t i = 0; i < T * sel; i++) {
+        lo.rows[i] = lo.addr[i] / G;
+        lo.groups[i] = (uint8_t)(lo.addr[i] % G);
+    }
+    rc = m->backend.lookup(m->backend.ctx, table, lo.rows, lo.weights, lo.groups, T, sel,
+                           (int)G, lo.pooled, err);
+    if (rc != US_OK)
+        return rc;
+    us_ive_project(out_add, lo.pooled, w->mem_ive, T, G, mc->v_dim, d, 1);
+    return US_OK;
+}

@@ -123,6 +123,8 @@ def plot_peers(rows):
 def plot_plan_check(rows):
     cats, pred, meas = [], [], []
     for r in rows:
+        if r.get("metric") == "calibration":
+            continue
         cats.append(r["label"])
         pred.append(r["predicted"])
         meas.append(r["measured"])

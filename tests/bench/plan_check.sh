@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# `make bench-plan_check`: `ultrashard plan`'s predictions against runs
+# measured here, same run; reports the prediction error (predicted/measured - 1).
+#   gather   the planner's per-row gather cost (t_row = row_ns + bytes /
+#            gather bandwidth, its defaults: LAB.md's 1-thread random-row fit)
+#            vs UltraShard's gather kernel, 1 thread, uniform rows, f32 rows
+#            of 64 B .. 4 KiB (bench_peers, a 256 MiB table)
+#   lookup   when this build has `ultrashard bench lookup` (branch lookup):
+#            network bytes and messages per token of 1..4 shard runs under
+#            mpirun vs the planner at the same shards, both placements and
+#            modes; skipped with a note otherwise
+# JSON lines: stdout and bench/results/plan_check.jsonl; then a table.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+B=${B:-build}
+US_BIN=${US_BIN:-$PWD/$B/ultrashard}
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_PROC_BIND=false
+mkdir -p bench/results
+OUT=${US_BENCH_OUT:-bench/results}/plan_check.jsonl
+MPIRUN=${MPIRUN:-mpirun --allow-run-as-root --oversubscribe --mca btl self,vader,tcp --mca btl_vader_single_copy_mechanism none --bind-to none}
+export OMPI_MCA_mpi_yield_when_idle=1
+quick=${US_BENCH_QUICK:-0}
+table_mib=256; batches=100; dims="16 64 256 1024"
+[ "$quick" = 1 ] && { table_mib=64; batches=30; dims="16 256"; }
+stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+run=$(mktemp /tmp/us-plancheck.XXXXXX)
+trap 'rm -f "$run"' EXIT
+tokens=64; k=32
+
+emit() {  # label metric unit predicted measured
+  /usr/bin/python3 -c '
+import json, sys
+label, metric, unit, p, m = sys.argv[1:6]
+p, m = float(p), float(m)
+print(json.dumps({"time": sys.argv[6], "commit": sys.argv[7], "bench": "plan_check",
+                  "label": label, "metric": metric, "unit": unit, "predicted": p,
+                  "measured": m, "error": p / m - 1 if m else None}))' "$@" "$stamp" "$commit" | tee -a "$run"
+}
+
+# --- gather cost per row ---------------------------------------------------
+for dim in $dims; do
+  rows=$(( table_mib * 1048576 / (dim * 4) ))
+  p2=1; while [ $((p2 * 2)) -le "$rows" ]; do p2=$((p2 * 2)); done
+  meas=$("$B/bench/bench_peers" --rows "$p2" --dim "$dim" --tokens $tokens --k $k \
+           --batches $batches --reps 3 |
+         /usr/bin/python3 -c 'import json,sys
+for l in sys.stdin:
+    r = json.loads(l)
+    if r["peer"] == "ultrashard" and r["dist"] == "uniform" and r["threads"] == 1:
+        print(r["seconds"] / (r["batches"] * r["tokens"] * r["k"]) * 1e9)')
+  pred=$("$US_BIN" plan --json --values "$p2" --dim "$dim" --dtype f32 --layers 1 --heads 1 \
+           --k $k --batch $tokens --shards 1 --cores 1 |
+         /usr/bin/python3 -c 'import json,sys
+r = json.loads(sys.stdin.readline())
+print(r["t_gather_us"] * 1e3 / (r["batch"] * r["k"]))')
+  emit "gather ns/row, $((dim * 4)) B rows" gather_ns_per_row ns "$pred" "$meas"
+done
+
+# --- distributed lookup bytes/messages per token --------------------------
+if "$US_BIN" bench lookup --help >/dev/null 2>&1; then
+  for s in 2 4; do
+    for placement in row column; do
+      for mode in push pull; do
+        line=$($MPIRUN -n $((s + 1)) "$US_BIN" bench lookup --rows 262144 --dim 256 --dtype f32 \
+                 --tokens $tokens --k $k --batches 20 --placement $placement --mode $mode \
+                 --transport mpi 2>/dev/null | grep '^{' | tail -1) || line=""
+        [ -n "$line" ] || { echo "plan_check: bench lookup ($s shards, $placement $mode) gave no JSON" >&2; continue; }
+        pj=$("$US_BIN" plan --json --values 262144 --dim 256 --dtype f32 --layers 1 --heads 1 \
+               --k $k --batch $tokens --shards $s | grep "\"placement\":\"$placement\",\"mode\":\"$mode\"")
+        for pair in "net_bytes_per_token:bytes_per_token" "messages_per_token:messages_per_token"; do
+          pk=${pair%%:*}; mk=${pair##*:}
+          pv=$(/usr/bin/python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$pj" "$pk")
+          mv=$(/usr/bin/python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r.get(sys.argv[2], ""))' "$line" "$mk")
+          [ -n "$mv" ] && emit "$pk $placement $mode S=$s" "$pk" "" "$pv" "$mv"
+        done
+      done
+    done
+  done
+else
+  echo "plan_check: this build has no 'ultrashard bench lookup' (branch lookup): network predictions not checked" >&2
+fi
+# Calibration: a least-squares fit of the measured gather points to
+# t_row = row_ns + bytes / gather_bandwidth gives the --row-ns / --gather-gbs
+# to pass to `ultrashard plan` on this machine; the refit error is reported.
+/usr/bin/python3 - "$run" <<'PY'
+import json, sys
+path = sys.argv[1]
+rows = [json.loads(l) for l in open(path)]
+pts = [(float(r["label"].split(", ")[1].split(" B")[0]), r["measured"]) for r in rows
+       if r["metric"] == "gather_ns_per_row"]
+out = open(path, "a")
+if len(pts) >= 2:
+    n = len(pts); sx = sum(x for x, _ in pts); sy = sum(y for _, y in pts)
+    sxx = sum(x * x for x, _ in pts); sxy = sum(x * y for x, y in pts)
+    slope = (n * sxy - sx * sy) / (n * sxx - sx * sx)
+    icpt = max(0.0, (sy - slope * sx) / n)
+    gbs = 1 / slope if slope > 0 else float("inf")
+    base = dict(rows[0]); base.pop("error", None)
+    for x, y in pts:
+        p = icpt + x * slope
+        rec = dict(base, label=f"calibrated gather ns/row, {int(x)} B rows", metric="gather_ns_per_row_calibrated",
+                   unit="ns", predicted=p, measured=y, error=p / y - 1)
+        out.write(json.dumps(rec) + "\n")
+    rec = dict(base, label="calibration", metric="calibration", unit="", predicted=icpt, measured=gbs,
+               error=None, row_ns=icpt, gather_gbs=gbs)
+    out.write(json.dumps(rec) + "\n")
+    print(f"calibration for this machine: ultrashard plan --row-ns {icpt:.1f} --gather-gbs {gbs:.2f}")
+PY
+cat "$run" >>"$OUT"
+/usr/bin/python3 - "$run" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if json.loads(l)["metric"] != "calibration"]
+print(f"\n{'prediction':<40} {'predicted':>12} {'measured':>12} {'error':>8}")
+for r in rows:
+    e = f"{r['error'] * 100:+.0f}%" if r["error"] is not None else "-"
+    print(f"{r['label']:<40} {r['predicted']:>12.4g} {r['measured']:>12.4g} {e:>8}")
+PY

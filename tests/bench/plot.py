@@ -165,16 +165,29 @@ def plot_models(rows):
 
 
 def plot_scaling(rows):
-    groups = collections.defaultdict(list)
-    for r in rows:
-        if "tokens_per_s" in r and "ranks" in r:
-            key = f"{r.get('setting', 'local')} {r.get('transport', '')} {r.get('mode', '')} {r.get('placement', '')}".strip()
-            groups[(r.get("scaling", "strong"), key)].append((r["ranks"], r["tokens_per_s"]))
     for kind in ("strong", "weak"):
-        s = {k: v for (sk, k), v in groups.items() if sk == kind}
-        if s:
-            lines(f"scaling_{kind}", f"Lookup throughput, {kind} scaling", "ranks", "tokens/s",
-                  s, logx=False, logy=True)
+        pts = [(r["ranks"], r["tokens_per_s"]) for r in rows
+               if r.get("scaling") == kind and "tokens_per_s" in r]
+        if pts:
+            lines(f"scaling_{kind}", f"Distributed lookup throughput, {kind} scaling (one host, mpi, row push)",
+                  "ranks", "tokens/s", {"measured": pts,
+                                        "ideal (linear from 1 rank)" if kind == "strong" else "ideal":
+                                        [(n, min(pts)[1] * n) for n, _ in pts]}, logx=True, logy=True)
+    for kind, title in (("variants", "Lookup variants at 4 ranks (ratio to row/push/mpi, same run)"),
+                        ("lab", "3 namespace hosts, tbf 1 Gbit: tokens/s by relay delay")):
+        sel = [r for r in rows if r.get("scaling") == kind and "tokens_per_s" in r]
+        if not sel:
+            continue
+        if kind == "variants":
+            cats = [r["variant"] for r in sel]
+            bars("scaling_variants", title, "ratio vs baseline", cats,
+                 {"tokens/s ratio": [r.get("ratio_vs_baseline") for r in sel]})
+        else:
+            cats = sorted({f"{r['transport']} {r['mode']}" for r in sel})
+            series = {s: [next((r["tokens_per_s"] for r in sel if r["setting"] == s and
+                                f"{r['transport']} {r['mode']}" == c), None) for c in cats]
+                      for s in sorted({r["setting"] for r in sel})}
+            bars("scaling_lab", title, "tokens/s (log)", cats, series, logy=True)
 
 
 PLOTTERS = {"peers": plot_peers, "plan_check": plot_plan_check, "models": plot_models,

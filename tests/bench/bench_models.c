@@ -14,8 +14,9 @@
  * (activated and total parameter counts are computed and printed, not
  * assumed). Each sequence decodes at a context of --context tokens inside its
  * segment: one sequence is prefilled, its state copied to the others.
- * Per batch size, decode steps (one token per sequence) are timed until a
- * time budget; ms per token = step time / batch.
+ * Per batch size, decode steps (one token per sequence) are timed one by one
+ * until a time budget; ms per token = best step time / batch (median also
+ * reported: the machine is shared and noisy).
  *
  * Bytes read per token is a model, not a counter: parameters read once per
  * step (attention and dense weights; MoE experts hit by at least one token,
@@ -199,21 +200,32 @@ static int bench_model(const char *kind, const int *batches, int n_batches, uint
             items[i] = (us_batch_item){ .state = &states[i], .tokens = &tokens[i % ws_tokens],
                                         .n_tokens = 1 };
         }
-        int steps = 0;
-        double t0 = 0, elapsed = 0;
-        for (;;) {   /* one untimed warm-up step, then at least 2 timed */
-            if (steps == 1) t0 = now_s();
+        /* one untimed warm-up step, then timed steps until the budget (at
+         * least 3): the machine is shared, so the best step is the estimate
+         * and the median is reported beside it */
+        double step_t[64];
+        int steps = 0, timed = 0;
+        double elapsed = 0;
+        for (;;) {
+            double t0 = now_s();
             if (us_model_forward(&m, &ws, items, (size_t)b, logits, true, &err) != US_OK) {
                 fprintf(stderr, "bench_models: %s batch %d: %s\n", kind, b, err.msg);
                 return -1;
             }
-            steps++;
-            if (steps > 1) elapsed = now_s() - t0;
-            if (steps >= 3 && (elapsed >= budget_s || steps >= 40 ||
+            double dt = now_s() - t0;
+            if (steps++ > 0) {
+                step_t[timed++] = dt;
+                elapsed += dt;
+            }
+            if (timed >= 3 && (elapsed >= budget_s || timed >= 64 ||
                                context + steps + 1 >= c.segment_len))
                 break;
         }
-        double step_s = elapsed / (steps - 1);
+        for (int i = 1; i < timed; i++)            /* insertion sort: <= 64 values */
+            for (int j = i; j > 0 && step_t[j] < step_t[j - 1]; j--) {
+                double x = step_t[j]; step_t[j] = step_t[j - 1]; step_t[j - 1] = x;
+            }
+        double step_s = step_t[0], median_s = step_t[timed / 2];
         double total, activated, step_bytes;
         model_counts(&c, b, &total, &activated, &step_bytes);
         double kv = 2.0 * c.n_layers * (context + steps / 2.0) * c.n_heads * c.head_dim * 4;
@@ -224,11 +236,12 @@ static int bench_model(const char *kind, const int *batches, int n_batches, uint
         printf("{\"bench\":\"models\",\"model\":\"%s\",\"batch\":%d,\"context\":%u,"
                "\"segment\":%u,\"d_model\":%u,\"n_layers\":%u,\"threads\":1,"
                "\"steps\":%d,\"ms_per_step\":%.6g,\"ms_per_token\":%.6g,"
+               "\"ms_per_token_median\":%.6g,"
                "\"tokens_per_s\":%.6g,\"total_params\":%.6g,\"activated_params\":%.6g,"
                "\"bytes_read_per_token\":%.6g,\"kv_bytes_per_token\":%.6g,"
                "\"max_rss_bytes\":%ld}\n",
-               kind, b, context, c.segment_len, c.d_model, c.n_layers, steps - 1,
-               step_s * 1e3, step_s * 1e3 / b, b / step_s, total, activated, bytes_token, kv,
+               kind, b, context, c.segment_len, c.d_model, c.n_layers, timed,
+               step_s * 1e3, step_s * 1e3 / b, median_s * 1e3 / b, b / step_s, total, activated, bytes_token, kv,
                ru.ru_maxrss * 1024L);
         fflush(stdout);
     }

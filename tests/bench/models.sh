@@ -17,7 +17,7 @@ OUT=${US_BENCH_OUT:-bench/results}/models.jsonl
 if [ "${US_BENCH_QUICK:-0}" = 1 ]; then
   args=(--batches 1,8,64 --budget-ms 50 --context 64)
 else
-  args=(--batches 1,2,4,8,16,32,64,128,256 --budget-ms 300 --context 64)
+  args=(--batches 1,2,4,8,16,32,64,128,256 --budget-ms 800 --context 64)
 fi
 [ -x "$B/bench/bench_models" ] || { echo "models: build first (make benches)" >&2; exit 1; }
 stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)

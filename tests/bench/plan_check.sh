@@ -80,7 +80,7 @@ if "$US_BIN" bench lookup --help >/dev/null 2>&1; then
 else
   echo "plan_check: this build has no 'ultrashard bench lookup' (branch lookup): network predictions not checked" >&2
 fi
-# Calibration: a least-squares fit of the measured gather points to
+# Calibration: a fit (least squared relative error) of the measured gather points to
 # t_row = row_ns + bytes / gather_bandwidth gives the --row-ns / --gather-gbs
 # to pass to `ultrashard plan` on this machine; the refit error is reported.
 /usr/bin/python3 - "$run" <<'PY'
@@ -91,10 +91,14 @@ pts = [(float(r["label"].split(", ")[1].split(" B")[0]), r["measured"]) for r in
        if r["metric"] == "gather_ns_per_row"]
 out = open(path, "a")
 if len(pts) >= 2:
-    n = len(pts); sx = sum(x for x, _ in pts); sy = sum(y for _, y in pts)
-    sxx = sum(x * x for x, _ in pts); sxy = sum(x * y for x, y in pts)
-    slope = (n * sxy - sx * sy) / (n * sxx - sx * sx)
-    icpt = max(0.0, (sy - slope * sx) / n)
+    # minimise the sum of squared relative errors ((a + b x) / y - 1)^2:
+    # linear least squares in (a, b) with rows (1/y, x/y) and target 1
+    s11 = sum(1 / y**2 for _, y in pts); s12 = sum(x / y**2 for x, y in pts)
+    s22 = sum(x * x / y**2 for x, y in pts)
+    t1 = sum(1 / y for _, y in pts); t2 = sum(x / y for x, y in pts)
+    det = s11 * s22 - s12 * s12
+    icpt = max(0.0, (t1 * s22 - t2 * s12) / det)
+    slope = (s11 * t2 - s12 * t1) / det
     gbs = 1 / slope if slope > 0 else float("inf")
     base = dict(rows[0]); base.pop("error", None)
     for x, y in pts:

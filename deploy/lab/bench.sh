@@ -9,6 +9,7 @@
 #   tbf-100mbit   tbf 100 Mbit/s on both hosts' egress
 #   relay-0ms     MPI BTL through netrelay with no added delay
 #   relay-1ms     netrelay holding each frame 1 ms
+#   relay-1ms-loss1  the same with 1% random frame loss
 #   bridge-again  the baseline once more (ratios use the better of the two)
 # Prints pingpong's JSON lines, one JSON line per (setting, mode, bytes) with
 # ratios to the bridge baseline, then a human table. Writes the JSON lines
@@ -50,6 +51,7 @@ if [ -c /dev/net/tun ]; then
   bash "$LAB" delay 1;  measure relay-1ms
   relay_pid=$(cat "/run/ultrashard-lab/$US_LAB_PREFIX/relay.pid")
   relay_hwm=$(awk '/^VmHWM/{print $2}' "/proc/$relay_pid/status")
+  bash "$LAB" delay 1 1; measure relay-1ms-loss1
   bash "$LAB" delay off
 else
   echo "bench: /dev/net/tun missing: relay settings skipped" >&2
@@ -81,10 +83,10 @@ for r in rows:
     print(json.dumps(rec))
     out.write(json.dumps(r) + "\n" + json.dumps(rec) + "\n")
     table.append(rec)
-print("\n%-12s %-8s %8s %12s %10s %9s %9s %9s" % ("setting", "mode", "bytes",
+print("\n%-16s %-8s %8s %12s %10s %9s %9s %9s" % ("setting", "mode", "bytes",
       "half_rtt_us", "MB/s", "lat/base", "bw/base", "rss_KiB"))
 for t in table:
-    print("%-12s %-8s %8d %12s %10.1f %9s %9.3f %9d" % (
+    print("%-16s %-8s %8d %12s %10.1f %9s %9.3f %9d" % (
         t["setting"], t["mode"], t["bytes"],
         "%.1f" % t["half_rtt_us"] if "half_rtt_us" in t else "-", t["mb_per_s"],
         "%.2f" % t["half_rtt_ratio_vs_bridge"] if "half_rtt_ratio_vs_bridge" in t else "-",

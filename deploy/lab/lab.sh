@@ -16,8 +16,9 @@
 #        lab.sh run [--] MPIRUN_ARGS   mpirun inside h0 across the hosts, e.g.
 #                                      lab.sh run -n 6 build/ultrashard roles
 #        lab.sh exec HOST [--] CMD     run CMD inside HOST (hostname set)
-#        lab.sh shape HOST rate RATE   tbf on HOST's egress (eth0, and dly0
-#                                      when the relay runs), e.g. 100mbit
+#        lab.sh shape HOST rate RATE   tbf on HOST's egress (eth0 and the
+#                                      relay's dly0, now or when it starts),
+#                                      e.g. 100mbit
 #        lab.sh delay MS [LOSS%]       start the relay (build/netrelay): one
 #                                      link with MS one-way delay and LOSS%
 #                                      random frame loss on RELAY_SUBNET;
@@ -138,7 +139,7 @@ cmd_down() {
   done
   if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
   for d in /etc/netns/"${PREFIX}"h*; do
-    [[ -d $d && $(basename "$d") =~ ^${PREFIX}h[0-9]+$ ]] && rm -rf "$d"
+    if [[ -d $d && $(basename "$d") =~ ^${PREFIX}h[0-9]+$ ]]; then rm -rf "$d"; fi
   done
   rmdir /etc/netns 2>/dev/null || true      # only if empty: others may use it
   rm -rf "$STATE"
@@ -225,7 +226,7 @@ cmd_run() {
   export FI_PROVIDER=${FI_PROVIDER:-tcp}  # shm would bypass the emulated network
   local env_args=() v
   for v in PATH LD_LIBRARY_PATH OMP_NUM_THREADS OPENBLAS_NUM_THREADS FI_PROVIDER; do
-    [ -n "${!v:-}" ] && env_args+=(-x "$v")
+    if [ -n "${!v:-}" ]; then env_args+=(-x "$v"); fi
   done
   in_host 0 mpirun --hostfile "$STATE/hostfile" \
     --mca plm_rsh_agent "$LAB_DIR/netns-agent.sh" --mca plm_rsh_no_tree_spawn 1 \
@@ -257,10 +258,16 @@ cmd_shape() {
   local i ns dev
   i=$(host_index "$1"); ns=$(ns_of "$i")
   [[ $3 =~ ^[0-9]+(\.[0-9]+)?([kKmMgG]?(bit|bps))$ ]] || die "rate '$3' must look like 100mbit, 1gbit, 500kbit"
-  for dev in $(link_devs "$ns"); do
-    tc -n "$ns" qdisc replace dev "$dev" root tbf rate "$3" burst 128kb latency 50ms
-  done
+  apply_tbf "$ns" "$3" $(link_devs "$ns")
+  echo "$3" >"$STATE/shape.h$i"         # re-applied to a relay TAP started later
   note "shape: $1 egress limited to $3 on $(link_devs "$ns" | tr '\n' ' ')"
+}
+
+apply_tbf() {   # NS RATE DEV...
+  local ns=$1 rate=$2 dev; shift 2
+  for dev in "$@"; do
+    tc -n "$ns" qdisc replace dev "$dev" root tbf rate "$rate" burst 128kb latency 50ms
+  done
 }
 
 cmd_unshape() {
@@ -272,6 +279,7 @@ cmd_unshape() {
       tc -n "$ns" qdisc del dev "$dev" root 2>/dev/null || true
     done
   done
+  rm -f "$STATE"/shape.h*
   note "unshape: no tbf, relay off"
 }
 
@@ -321,6 +329,11 @@ cmd_delay() {
       ip -n "$(ns_of "$j")" neigh replace "$(relay_addr_of "$i")" lladdr "$mac" \
         dev "$RELAY_IF" nud permanent
     done
+  done
+  for i in $(seq 0 $((n - 1))); do       # rates set by `shape` before the relay
+    if [ -f "$STATE/shape.h$i" ]; then
+      apply_tbf "$(ns_of "$i")" "$(cat "$STATE/shape.h$i")" "$RELAY_IF"
+    fi
   done
   echo "delay ${ms} ms, loss ${loss}%" >"$STATE/relay.on"
   note "delay: relay pid $(relay_pid) on $RELAY_SUBNET ($RELAY_IF in each host): one-way delay ${ms} ms, loss ${loss}%"

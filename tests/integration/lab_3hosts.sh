@@ -7,9 +7,12 @@
 #   3. relay delay 2 ms: small-message half round trip >= 2 ms (MPI BTL on
 #      the relay subnet); relay loss 30%: datagrams lost end to end and in
 #      the relay's own counters near 30%
-#   4. `up` over a lab that is up replaces it; `down` removes everything
-#      (namespaces, bridge, veths, TAPs, relay, /etc/netns dirs, state) and is
-#      idempotent
+#   4. teardown after failures (relay killed by SIGKILL, a process hung in a
+#      host); `up` over a lab that is up replaces it; `down` removes
+#      everything (namespaces, bridge, veths, TAPs, relay, /etc/netns dirs,
+#      state) and is idempotent
+# Misuse (bad subnet, unknown host, bad rate/loss, agent misuse) is refused
+# with a clear exit code and changes nothing.
 # Exit 77 (skip) when not root or network namespaces cannot be created.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -42,8 +45,28 @@ set -e
 [ "$rc" -eq 2 ] || fail "a public subnet must be refused with exit 2, got $rc"
 [ -z "$(ip netns list | grep "^${P}")" ] || fail "refused up created namespaces"
 
+set +e
+bash "$LAB" run -n 2 hostname >/dev/null 2>&1; rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "run on a lab that is not up exits $rc, want 1"
+
 # --- 1. three hosts, six ranks
 bash "$LAB" up 3
+# misuse of a lab that is up: clear errors, nothing changed
+expect_fail() {   # RC DESCRIPTION CMD...
+  local want=$1 what=$2 rc; shift 2
+  set +e; "$@" >/dev/null 2>&1; rc=$?; set -e
+  [ "$rc" -eq "$want" ] || fail "$what: exit $rc, want $want"
+}
+expect_fail 1 "shape of a host that does not exist" bash "$LAB" shape h3 rate 1gbit
+expect_fail 1 "shape with a bad rate" bash "$LAB" shape h1 rate fast
+expect_fail 2 "shape without 'rate'" bash "$LAB" shape h1 1gbit
+expect_fail 1 "delay with a bad loss" bash "$LAB" delay 1 150
+expect_fail 2 "agent with no command" deploy/lab/netns-agent.sh h1
+expect_fail 2 "agent for a non-lab host" deploy/lab/netns-agent.sh -x node7 true
+expect_fail 1 "agent for a missing host" deploy/lab/netns-agent.sh h9 true
+tc -n "${P}h1" qdisc show dev eth0 | grep -q tbf && fail "a refused shape installed tbf"
+[ "$(US_LAB_PREFIX=$P deploy/lab/netns-agent.sh -x h2 hostname)" = h2 ] || fail "agent hostname"
 for i in 0 1 2; do
   ip netns list | grep -q "^${P}h$i\b" || fail "namespace ${P}h$i missing"
   grep -q "^10.231.200.1$i h$i\$" "/etc/netns/${P}h$i/hosts" || fail "hosts file of h$i"
@@ -104,7 +127,27 @@ else
   ip -n "${P}h0" link show dly0 >/dev/null 2>&1 && fail "TAP dly0 left after delay off"
 fi
 
-# --- 4. up over a running lab replaces it; down leaves nothing
+# --- 4. teardown after failures: a relay killed with SIGKILL (stale pid
+# file), a process hung inside a host; `up` over a running lab replaces it;
+# `down` leaves nothing
+if [ -c /dev/net/tun ]; then
+  bash "$LAB" shape h1 rate 1gbit                     # before the relay: applied to its TAP too
+  bash "$LAB" delay 1
+  tc -n "${P}h1" qdisc show dev dly0 | grep -q "tbf .*rate 1Gbit" || fail "shape not applied to the relay TAP"
+  kill -KILL "$(cat "/run/ultrashard-lab/$P/relay.pid")"
+  for _ in $(seq 50); do ip -n "${P}h0" link show dly0 >/dev/null 2>&1 || break; sleep 0.1; done
+  ip -n "${P}h0" link show dly0 >/dev/null 2>&1 && fail "TAP outlived its relay"
+  [ -f "/run/ultrashard-lab/$P/relay.pid" ] || fail "expected a stale relay pid file"
+  out=$(bash "$LAB" status); grep -q "relay: off" <<<"$out" || fail "status with a stale pid file: $out"
+fi
+bash "$LAB" exec h1 sleep 300 &
+hung=$!
+for _ in $(seq 50); do [ -n "$(ip netns pids "${P}h1")" ] && break; sleep 0.1; done
+[ -n "$(ip netns pids "${P}h1")" ] || fail "no process inside h1"
+bash "$LAB" down
+wait "$hung" 2>/dev/null || true
+ip netns list | grep -q "^${P}" && fail "down with a hung process left namespaces"
+bash "$LAB" up 3
 bash "$LAB" delay 1 >/dev/null 2>&1 || true        # a relay running at `up` time
 bash "$LAB" up 2
 [ "$(ip netns list | grep -c "^${P}h")" -eq 2 ] || fail "up 2 over a 3-host lab"

@@ -42,7 +42,12 @@ NETRELAY=${US_LAB_NETRELAY:-$ROOT_DIR/$B/netrelay}
 RELAY_IF=dly0
 
 die()   { echo "lab: error: $*" >&2; exit 1; }
-usage() { sed -n '/^# usage:/,/^# B (build/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+usage() {   # the header's usage block; stdout for --help, stderr on misuse
+  local text
+  text=$(sed -n '/^# usage:/,/^# lab that is not up/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//')
+  if [ "${1:-2}" -eq 0 ]; then echo "$text"; else echo "$text" >&2; fi
+  exit "${1:-2}"
+}
 note()  { echo "lab: $*" >&2; }
 
 [[ $PREFIX =~ ^[a-z][a-z0-9-]{0,7}$ ]] ||

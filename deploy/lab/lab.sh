@@ -128,6 +128,11 @@ kill_namespace_processes() {
   kill -KILL $pids 2>/dev/null || true
 }
 
+# True when anything of this prefix exists (for `down`'s message).
+lab_exists() {
+  [ -n "$(lab_namespaces)" ] || [ -d "$STATE" ] || ip link show "$BRIDGE" >/dev/null 2>&1
+}
+
 cmd_down() {
   need_root
   local ns link d
@@ -348,7 +353,9 @@ cmd_delay() {
 cmd=$1; shift
 case $cmd in
   up)      [ $# -le 1 ] || usage; cmd_up "$@" ;;
-  down)    [ $# -eq 0 ] || usage; cmd_down; note "down: lab $PREFIX removed" ;;
+  down)    [ $# -eq 0 ] || usage
+           if lab_exists; then cmd_down; note "down: lab $PREFIX removed"
+           else cmd_down; note "down: nothing of lab $PREFIX to remove"; fi ;;
   status)  [ $# -eq 0 ] || usage; cmd_status ;;
   run)     cmd_run "$@" ;;
   exec)    cmd_exec "$@" ;;

@@ -162,6 +162,7 @@ cmd_up() {
   local n=${1:-3} i ns
   [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 16 ] || die "host count '$n' must be 1..16"
   cmd_down                               # leftovers of an earlier lab with this prefix
+  # shellcheck disable=SC2154  # rc is assigned inside the trap string
   trap 'rc=$?; note "up failed (exit $rc); removing what was created"; trap - ERR; cmd_down; exit $rc' ERR
   mkdir -p "$STATE"
   ip link add "$BRIDGE" type bridge
@@ -268,6 +269,7 @@ cmd_shape() {
   local i ns dev
   i=$(host_index "$1"); ns=$(ns_of "$i")
   [[ $3 =~ ^[0-9]+(\.[0-9]+)?([kKmMgG]?(bit|bps))$ ]] || die "rate '$3' must look like 100mbit, 1gbit, 500kbit"
+  # shellcheck disable=SC2046  # one word per device, on purpose
   apply_tbf "$ns" "$3" $(link_devs "$ns")
   echo "$3" >"$STATE/shape.h$i"         # re-applied to a relay TAP started later
   note "shape: $1 egress limited to $3 on $(link_devs "$ns" | tr '\n' ' ')"

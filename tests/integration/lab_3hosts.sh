@@ -59,6 +59,27 @@ bash "$LAB" run -n 2 hostname >/dev/null 2>&1; rc=$?
 set -e
 [ "$rc" -eq 1 ] || fail "run on a lab that is not up exits $rc, want 1"
 
+# An `up` that fails half-way (injected: creating the third namespace fails)
+# removes what it had created.
+shim=$(mktemp -d)
+real_ip=$(command -v ip)
+cat >"$shim/ip" <<SHIM
+#!/bin/sh
+if [ "\$1 \$2 \$3" = "netns add ${P}h2" ]; then echo "ip: injected failure" >&2; exit 1; fi
+exec $real_ip "\$@"
+SHIM
+chmod +x "$shim/ip"
+set +e
+PATH="$shim:$PATH" bash "$LAB" up 3 >"$shim/log" 2>&1; rc=$?
+set -e
+grep -q "injected failure" "$shim/log" || fail "the injected failure did not happen: $(cat "$shim/log")"
+grep -q "up failed" "$shim/log" || fail "failed up did not report: $(cat "$shim/log")"
+[ "$rc" -ne 0 ] || fail "up with a failing step exited 0"
+sed "s/^/  failed up: /" "$shim/log"; rm -rf "$shim"
+[ -z "$(ip netns list | grep "^${P}")" ] || fail "failed up left namespaces: $(ip netns list | grep "^${P}")"
+[ -z "$(ip -o link show | grep -F " ${P}")" ] || fail "failed up left links"
+! ls -d /etc/netns/"${P}"* >/dev/null 2>&1 || fail "failed up left /etc/netns dirs"
+
 # --- 1. three hosts, six ranks
 bash "$LAB" up 3
 # misuse of a lab that is up: clear errors, nothing changed

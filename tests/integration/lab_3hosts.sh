@@ -12,7 +12,8 @@
 #      everything (namespaces, bridge, veths, TAPs, relay, /etc/netns dirs,
 #      state) and is idempotent
 # Misuse (bad subnet, unknown host, bad rate/loss, agent misuse) is refused
-# with a clear exit code and changes nothing.
+# with a clear exit code and changes nothing; an `up` that fails half-way
+# cleans up; a second lab with another prefix coexists and leaves alone.
 # Exit 77 (skip) when not root or network namespaces cannot be created.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -110,6 +111,18 @@ for h in h0 h1 h2; do
   [ "$n" -eq 2 ] || fail "want 2 ranks on $h, got $n"
 done
 [ "$(grep -o ' on h[0-9]:' <<<"$out" | sort -u | wc -l)" -eq 3 ] || fail "ranks not on 3 hostnames"
+
+# A second lab with another prefix (same subnet on purpose: the labs are
+# isolated) runs and goes away without touching the first.
+P2="u$(($$ % 1000000))-"
+trap 'cleanup; US_LAB_PREFIX=$P2 bash "$LAB" down >/dev/null 2>&1 || true' EXIT
+US_LAB_PREFIX=$P2 bash "$LAB" up 2
+out2=$(US_LAB_PREFIX=$P2 bash "$LAB" run -n 4 "$US_BIN" roles)
+grep -q "roles ok: 4 ranks" <<<"$out2" || fail "second lab roles: $out2"
+[ "$(grep -c ' on h[01]:' <<<"$out2")" -eq 4 ] || fail "second lab ranks not on h0/h1"
+US_LAB_PREFIX=$P2 bash "$LAB" down
+[ -z "$(ip netns list | grep "^${P2}")" ] || fail "second lab left namespaces"
+[ "$(ip netns list | grep -c "^${P}h")" -eq 3 ] || fail "removing the second lab touched the first"
 
 # --- 2. tbf caps a one-way stream h0 -> h1
 pp() { bash "$LAB" run -n 2 --host h0,h1 "$B/pingpong" "$@" 2>/dev/null; }

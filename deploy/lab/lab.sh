@@ -99,12 +99,19 @@ relay_pid() {
   echo "$pid"
 }
 
+# True while process $1 runs (a zombie waiting for its reaper counts as gone:
+# the relay's parent shell has exited, and not every init reaps promptly).
+alive() {
+  [ -r "/proc/$1/stat" ] || return 1
+  [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
+
 stop_relay() {
   local pid i
   if pid=$(relay_pid); then
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
-    if [ -d "/proc/$pid" ]; then
+    for i in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then
       note "relay $pid ignored SIGTERM; killing it"
       kill -KILL "$pid" 2>/dev/null || true
     fi

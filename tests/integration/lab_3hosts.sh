@@ -212,7 +212,8 @@ bash "$LAB" down                                      # idempotent
 [ -z "$(ip -o link show | grep -F " ${P}")" ] || fail "links left: $(ip -o link show | grep -F " ${P}")"
 ! ls -d /etc/netns/"${P}"* >/dev/null 2>&1 || fail "/etc/netns/${P}* left"
 [ ! -e "/run/ultrashard-lab/$P" ] || fail "state dir left"
-[ "$relay_pid" = none ] || [ ! -d "/proc/$relay_pid" ] || fail "relay $relay_pid still running"
+[ "$relay_pid" = none ] || [ ! -d "/proc/$relay_pid" ] ||
+  [ "$(awk '{print $3}' "/proc/$relay_pid/stat")" = Z ] || fail "relay $relay_pid still running"
 set +e; bash "$LAB" status >/dev/null; rc=$?; set -e
 [ "$rc" -eq 3 ] || fail "status of a removed lab exits $rc, want 3"
 echo "lab_3hosts ok"

@@ -37,7 +37,10 @@ static int fingerprint(uint64_t *out, const char *model_dir, const us_prompt_set
     int n = snprintf(opts, sizeof opts, "t=%.9g p=%.9g seed=%" PRIu64 " max=%u",
                      (double)o->sampling.temperature, (double)o->sampling.top_p, o->seed,
                      default_max_tokens);
-    *out = us_fnv1a64(h, opts, (size_t)n);
+    h = us_fnv1a64(h, opts, (size_t)n);
+    if (o->sessions_dir != NULL)
+        h = us_fnv1a64(h, o->sessions_dir, strlen(o->sessions_dir) + 1);
+    *out = h;
     return US_OK;
 }
 
@@ -61,6 +64,7 @@ int us_cmd_infer(int argc, char **argv)
         { "seed", required_argument, 0, 's' },
         { "max-prompt-bytes", required_argument, 0, 'P' },
         { "step-delay-ms", required_argument, 0, 'd' },
+        { "sessions", required_argument, 0, 'S' },
         { "quiet", no_argument, 0, 'q' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
@@ -106,6 +110,7 @@ int us_cmd_infer(int argc, char **argv)
             rc = us_cli_parse_long("--step-delay-ms", optarg, 0, 60000, &v, &err);
             o.step_delay_ms = (uint32_t)v;
             break;
+        case 'S': o.sessions_dir = optarg; break;
         case 'q': o.progress = false; break;
         case 'h': fputs(cmd->usage, stdout); return 0;
         default:  return us_cli_usage_error(cmd, "unknown option");
@@ -131,6 +136,13 @@ int us_cmd_infer(int argc, char **argv)
     uint64_t fp = 0;
     if (us_prompts_load(&set, input, (uint32_t)max_tokens, (size_t)max_prompt, &err) != US_OK)
         goto fail;
+    for (size_t i = 0; i < set.count && o.sessions_dir == NULL; i++)
+        if (set.items[i].session != NULL) {
+            us_err_set(&err, US_EINVAL, "%s:%zu: line continues session \"%s\" but no "
+                       "--sessions DIR was given", input, set.items[i].line,
+                       set.items[i].session);
+            goto fail;
+        }
     if (us_model_load(&m, model_dir, &err) != US_OK)
         goto fail;
     if (us_value_tables_load(&vt, model_dir, &m.cfg, &err) != US_OK)
@@ -140,6 +152,7 @@ int us_cmd_infer(int argc, char **argv)
         fingerprint(&fp, model_dir, &set, &m, &o, (uint32_t)max_tokens, &err) != US_OK ||
         us_journal_open(&j, output, &set, fp, &err) != US_OK)
         goto fail_tables;
+    o.job_fingerprint = fp;
     if (us_infer_run(&m, &set, &j, &o, &st, &err) != US_OK)
         goto fail_journal;
     printf("{\"event\":\"infer_done\",\"sequences\":%zu,\"resumed\":%zu,\"finished\":%zu,"

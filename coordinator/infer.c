@@ -202,35 +202,30 @@ int us_infer_run(const us_model *m, const us_prompt_set *set, us_journal *j,
     double t0 = now_s(), last_report = t0;
     size_t next = 0, active = 0;
     for (;;) {
-        /* Admit waiting sequences into free slots (input order). */
-        for (size_t i = 0; i < B && next < set->count; i++) {
-            if (slots[i].index >= 0)
-                continue;
-            while (next < set->count && us_journal_is_done(j, next))
-                next++;
-            if (next == set->count)
-                break;
-            const us_prompt *p = &set->items[next];
-            char *done_line = NULL;
-            if ((rc = admit(&slots[i], m, p, (long)next, o, &done_line, err)))
-                goto done;
-            if (done_line != NULL) {   /* applied to its session before a crash */
-                rc = us_journal_finish(j, next, done_line, err);
-                free(done_line);
-                if (rc != US_OK)
+        /* Admit waiting sequences into free slots (input order). A sequence
+         * that needs no step (nothing to generate, or already applied to its
+         * session) finishes at once and the slot takes the next one. */
+        for (size_t i = 0; i < B; i++) {
+            while (slots[i].index < 0 && next < set->count) {
+                size_t idx = next++;
+                if (us_journal_is_done(j, idx))
+                    continue;
+                const us_prompt *p = &set->items[idx];
+                char *done_line = NULL;
+                if ((rc = admit(&slots[i], m, p, (long)idx, o, &done_line, err)) != US_OK)
                     goto done;
-                st->finished++;
-                next++;
-                i--;   /* this slot is still free */
-                continue;
-            }
-            next++;
-            active++;
-            if (slots[i].max_tokens == 0 && p->session == NULL) {   /* nothing to do */
-                if ((rc = finish_slot(j, set, &slots[i], "length", c, o, st, err)) != US_OK)
-                    goto done;
-                active--;
-                i--;   /* refill this slot */
+                if (done_line != NULL) {   /* applied to its session before a crash */
+                    rc = us_journal_finish(j, idx, done_line, err);
+                    free(done_line);
+                    if (rc != US_OK)
+                        goto done;
+                    st->finished++;
+                } else if (slots[i].max_tokens == 0 && p->session == NULL) {
+                    if ((rc = finish_slot(j, set, &slots[i], "length", c, o, st, err)) != US_OK)
+                        goto done;
+                } else {
+                    active++;
+                }
             }
         }
         if (active == 0)

@@ -12,12 +12,14 @@
 #include "coordinator/infer.h"
 #include "coordinator/journal.h"
 #include "coordinator/model_io.h"
+#include "coordinator/model_store.h"
 #include "coordinator/prompts.h"
 
 /* What "the same command" means for the journal: input bytes, model files,
  * decoding options. Weights are identified by size and mtime (hashing a
  * large weights file at every start would cost more than it protects). */
-static int fingerprint(uint64_t *out, const char *model_dir, const us_prompt_set *set,
+static int fingerprint(uint64_t *out, const char *model_dir, const char *store_dir,
+                       const us_prompt_set *set,
                        const us_model *m, const us_infer_opts *o, uint32_t default_max_tokens,
                        us_err *err)
 {
@@ -37,14 +39,19 @@ static int fingerprint(uint64_t *out, const char *model_dir, const us_prompt_set
     int n = snprintf(opts, sizeof opts, "t=%.9g p=%.9g seed=%" PRIu64 " max=%u",
                      (double)o->sampling.temperature, (double)o->sampling.top_p, o->seed,
                      default_max_tokens);
-    *out = us_fnv1a64(h, opts, (size_t)n);
+    h = us_fnv1a64(h, opts, (size_t)n);
+    if (o->sessions_dir != NULL)
+        h = us_fnv1a64(h, o->sessions_dir, strlen(o->sessions_dir) + 1);
+    if (store_dir != NULL)
+        h = us_fnv1a64(h, store_dir, strlen(store_dir) + 1);
+    *out = h;
     return US_OK;
 }
 
 int us_cmd_infer(int argc, char **argv)
 {
     const us_command *cmd = us_command_find("infer");
-    const char *model_dir = NULL, *input = NULL, *output = NULL;
+    const char *model_dir = NULL, *input = NULL, *output = NULL, *store_dir = NULL;
     us_infer_opts o = { .batch_size = 16, .batch_tokens = 256,
                         .sampling = { .temperature = 0.0f, .top_p = 1.0f }, .progress = true };
     long max_tokens = 64, max_prompt = 1 << 20;
@@ -61,6 +68,8 @@ int us_cmd_infer(int argc, char **argv)
         { "seed", required_argument, 0, 's' },
         { "max-prompt-bytes", required_argument, 0, 'P' },
         { "step-delay-ms", required_argument, 0, 'd' },
+        { "sessions", required_argument, 0, 'S' },
+        { "store", required_argument, 0, 'T' },
         { "quiet", no_argument, 0, 'q' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
@@ -106,6 +115,8 @@ int us_cmd_infer(int argc, char **argv)
             rc = us_cli_parse_long("--step-delay-ms", optarg, 0, 60000, &v, &err);
             o.step_delay_ms = (uint32_t)v;
             break;
+        case 'S': o.sessions_dir = optarg; break;
+        case 'T': store_dir = optarg; break;
         case 'q': o.progress = false; break;
         case 'h': fputs(cmd->usage, stdout); return 0;
         default:  return us_cli_usage_error(cmd, "unknown option");
@@ -125,21 +136,36 @@ int us_cmd_infer(int argc, char **argv)
     us_prompt_set set = {0};
     us_model m = {0};
     us_value_tables vt = {0};
+    us_model_store ms = {0};
     us_memory_backend be;
     us_journal j = {0};
     us_infer_stats st;
     uint64_t fp = 0;
     if (us_prompts_load(&set, input, (uint32_t)max_tokens, (size_t)max_prompt, &err) != US_OK)
         goto fail;
+    for (size_t i = 0; i < set.count && o.sessions_dir == NULL; i++)
+        if (set.items[i].session != NULL) {
+            us_err_set(&err, US_EINVAL, "%s:%zu: line continues session \"%s\" but no "
+                       "--sessions DIR was given", input, set.items[i].line,
+                       set.items[i].session);
+            goto fail;
+        }
     if (us_model_load(&m, model_dir, &err) != US_OK)
         goto fail;
-    if (us_value_tables_load(&vt, model_dir, &m.cfg, &err) != US_OK)
-        goto fail_model;
-    us_value_tables_backend(&vt, &be);
+    if (store_dir != NULL) {
+        if (us_model_store_open(&ms, store_dir, &m.cfg, &err) != US_OK)
+            goto fail_model;
+        us_model_store_backend(&ms, &be);
+    } else {
+        if (us_value_tables_load(&vt, model_dir, &m.cfg, &err) != US_OK)
+            goto fail_model;
+        us_value_tables_backend(&vt, &be);
+    }
     if (us_model_set_backend(&m, &be, &err) != US_OK ||
-        fingerprint(&fp, model_dir, &set, &m, &o, (uint32_t)max_tokens, &err) != US_OK ||
+        fingerprint(&fp, model_dir, store_dir, &set, &m, &o, (uint32_t)max_tokens, &err) != US_OK ||
         us_journal_open(&j, output, &set, fp, &err) != US_OK)
         goto fail_tables;
+    o.job_fingerprint = fp;
     if (us_infer_run(&m, &set, &j, &o, &st, &err) != US_OK)
         goto fail_journal;
     printf("{\"event\":\"infer_done\",\"sequences\":%zu,\"resumed\":%zu,\"finished\":%zu,"
@@ -154,6 +180,7 @@ fail_journal:
     us_journal_close(&j);
 fail_tables:
     us_value_tables_free(&vt);
+    us_model_store_close(&ms);
 fail_model:
     us_model_free(&m);
 fail:

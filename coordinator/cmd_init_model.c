@@ -6,12 +6,14 @@
 
 #include "coordinator/cli.h"
 #include "coordinator/model_io.h"
+#include "coordinator/model_store.h"
 
 int us_cmd_init_model(int argc, char **argv)
 {
     const us_command *cmd = us_command_find("init-model");
-    const char *preset = NULL, *out = NULL;
-    long seed = 1;
+    const char *preset = NULL, *out = NULL, *store = NULL;
+    long seed = 1, shards = 1;
+    us_dtype dtype = US_DTYPE_F32;
     bool force = false;
     us_err err = {0};
     static const struct option long_opts[] = {
@@ -19,6 +21,9 @@ int us_cmd_init_model(int argc, char **argv)
         { "out", required_argument, 0, 'o' },
         { "seed", required_argument, 0, 's' },
         { "force", no_argument, 0, 'f' },
+        { "store", required_argument, 0, 'S' },
+        { "shards", required_argument, 0, 'n' },
+        { "store-dtype", required_argument, 0, 'd' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
     };
@@ -33,6 +38,16 @@ int us_cmd_init_model(int argc, char **argv)
                 return us_cli_usage_error(cmd, "%s", err.msg);
             break;
         case 'f': force = true; break;
+        case 'S': store = optarg; break;
+        case 'n':
+            if (us_cli_parse_long("--shards", optarg, 1, 4096, &shards, &err))
+                return us_cli_usage_error(cmd, "%s", err.msg);
+            break;
+        case 'd':
+            if (us_dtype_parse(optarg, &dtype) != 0)
+                return us_cli_usage_error(cmd, "--store-dtype: '%s' is not f32, bf16, f16 or "
+                                          "int8", optarg);
+            break;
         case 'h': fputs(cmd->usage, stdout); return 0;
         default:  return us_cli_usage_error(cmd, "unknown option");
         }
@@ -51,6 +66,11 @@ int us_cmd_init_model(int argc, char **argv)
     int rc = us_model_save(&m, out, force, &err);
     if (rc == US_OK)
         rc = us_value_tables_write(out, &cfg, (uint64_t)seed, force, &err);
+    if (rc == US_OK && store != NULL)
+        rc = us_model_store_build(store, &cfg, (uint64_t)seed, (uint32_t)shards, dtype, &err);
+    if (rc == US_OK && store != NULL)
+        printf("init-model: store %s: %u tables, %ld shards, %s\n", store,
+               us_model_config_memory_layers(&cfg), shards, us_dtype_name(dtype));
     if (rc == US_OK)
         printf("init-model: %s preset -> %s: %llu parameters (%.1f MiB), %u memory tables of "
                "%llu x %u\n", preset, out, (unsigned long long)m.n_params,

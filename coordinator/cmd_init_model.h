@@ -4,6 +4,7 @@
 
 #define US_CMD_INIT_MODEL_USAGE \
     "usage: ultrashard init-model --preset tiny|small --out DIR [--seed N] [--force]\n" \
+    "                             [--store STORE --shards S [--store-dtype D]]\n" \
     "\n" \
     "Writes a random model: DIR/config.json, DIR/weights.safetensors (f32) and\n" \
     "one value table per memory layer, DIR/values/table_<t>.npy (f32 rows of\n" \
@@ -14,7 +15,11 @@
     "                  segment 16; small: d 256, 8 layers, 4 heads, segment 128\n" \
     "  --out DIR       model directory (created if missing)\n" \
     "  --seed N        random seed (default 1)\n" \
-    "  --force         replace existing files\n"
+    "  --force         replace existing files\n" \
+    "  --store STORE   also build a store of the memory tables (table_<t>, id t,\n" \
+    "                  same values) for `infer --store` and shard ranks\n" \
+    "  --shards S      shard count of that store (default 1)\n" \
+    "  --store-dtype D f32 (default, exactly the .npy values), bf16, f16, int8\n"
 
 int us_cmd_init_model(int argc, char **argv);
 

@@ -78,8 +78,11 @@ int us_memlayer_forward(const us_model *m, uint32_t layer, us_workspace *ws, siz
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)qdim, (int)d, 1.0f,
                 ws->h, (int)d, w->mem_wq, (int)qdim, 0.0f, lo.q, (int)qdim);
     us_pk_shape shape = pk_shape(c, T);
+    /* A decode step of a few tokens costs less than waking OpenMP threads
+     * (measured: 2 threads on the shared 2-core box were ~10x slower). */
+    int threads = T < 64 ? 1 : 0;
     int rc = us_pk_score(lo.addr, lo.weights, lo.q, w->mem_keys_row, w->mem_keys_col,
-                         w->mem_core, &shape, lo.pk, lo.pk_bytes, 0, err);
+                         w->mem_core, &shape, lo.pk, lo.pk_bytes, threads, err);
     if (rc != US_OK)
         return us_err_prefix(err, "memory table %d: scoring", table);
     for (size_t i = 0; i < T * sel; i++) {

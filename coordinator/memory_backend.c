@@ -11,8 +11,10 @@ static int local_lookup(void *ctx, int table_id, const uint64_t *rows, const flo
     if (table_id < 0 || table_id >= local->n_tables)
         return us_err_set(err, US_ENOTFOUND, "memory table %d: not loaded (%d tables)",
                           table_id, local->n_tables);
+    /* Small batches stay on the calling thread: thread wake-up costs more. */
+    int threads = n_tokens * k < 4096 ? 1 : local->n_threads;
     int rc = us_gather_sum_grouped(out_grouped, &local->tables[table_id], rows, weights,
-                                   ive_group, n_tokens, k, n_groups, local->n_threads, err);
+                                   ive_group, n_tokens, k, n_groups, threads, err);
     if (rc != US_OK)
         us_err_prefix(err, "memory table %d", table_id);
     return rc;

@@ -181,7 +181,8 @@ int us_value_tables_write(const char *dir, const us_model_config *cfg, uint64_t 
     uint32_t n = us_model_config_memory_layers(cfg);
     if (n == 0)
         return US_OK;
-    if ((rc = path_join(vdir, sizeof vdir, dir, "values", err)) != US_OK ||
+    if ((rc = ensure_dir(dir, err)) != US_OK ||
+        (rc = path_join(vdir, sizeof vdir, dir, "values", err)) != US_OK ||
         (rc = ensure_dir(vdir, err)) != US_OK)
         return rc;
     const uint64_t rows = us_model_config_table_rows(cfg);

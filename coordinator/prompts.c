@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shard/session.h"
+
 uint64_t us_fnv1a64(uint64_t h, const void *data, size_t n)
 {
     const uint8_t *p = data;
@@ -80,6 +82,7 @@ void us_prompts_free(us_prompt_set *set)
     for (size_t i = 0; i < set->count; i++) {
         free(set->items[i].id);
         free(set->items[i].bytes);
+        free(set->items[i].session);
     }
     free(set->items);
     free(set->id_slots);
@@ -95,6 +98,34 @@ long us_prompts_find(const us_prompt_set *set, const char *id)
         if (strcmp(set->items[set->id_slots[h]].id, id) == 0)
             return set->id_slots[h];
     return -1;
+}
+
+/* One line per session: two lines of a file would race for its state. */
+static int check_sessions(const us_prompt_set *set, const char *what, us_err *err)
+{
+    size_t cap = 16;
+    while (cap < 2 * set->count)
+        cap *= 2;
+    long *slots = malloc(cap * sizeof *slots);
+    if (slots == NULL)
+        return us_err_set(err, US_ENOMEM, "%s: out of memory", what);
+    for (size_t i = 0; i < cap; i++)
+        slots[i] = -1;
+    int rc = US_OK;
+    for (size_t i = 0; i < set->count && rc == US_OK; i++) {
+        const char *sid = set->items[i].session;
+        if (sid == NULL)
+            continue;
+        size_t h = us_fnv1a64(US_FNV1A64_INIT, sid, strlen(sid)) & (cap - 1);
+        for (; slots[h] >= 0 && rc == US_OK; h = (h + 1) & (cap - 1))
+            if (strcmp(set->items[slots[h]].session, sid) == 0)
+                rc = us_err_set(err, US_EINVAL, "%s:%zu: session \"%s\" is already used on line "
+                                "%zu (one line per session per job)", what, set->items[i].line,
+                                sid, set->items[slots[h]].line);
+        slots[h] = (long)i;
+    }
+    free(slots);
+    return rc;
 }
 
 /* Builds the id index and refuses duplicate ids (naming both lines). */
@@ -124,7 +155,7 @@ static int index_ids(us_prompt_set *set, const char *what, us_err *err)
     }
     set->id_slots = slots;
     set->id_cap = cap;
-    return US_OK;
+    return check_sessions(set, what, err);
 }
 
 /* True if the JSON text holds the escape \u0000 (an odd run of backslashes
@@ -195,6 +226,14 @@ static int parse_line(us_prompt *p, const char *line, size_t len, size_t lineno,
                         "an unpaired \\u surrogate escape)", what, lineno, bad);
         goto done;
     }
+    const cJSON *sess = cJSON_GetObjectItemCaseSensitive(obj, "session");
+    us_err serr = {0};
+    if (sess != NULL && (!cJSON_IsString(sess) ||
+                         us_session_check_id(sess->valuestring, &serr) != US_OK)) {
+        rc = us_err_set(err, US_EINVAL, "%s:%zu: \"session\": %s", what, lineno,
+                        cJSON_IsString(sess) ? serr.msg : "must be a string");
+        goto done;
+    }
     uint32_t max_tokens = default_max_tokens;
     if (mt != NULL) {
         if (!cJSON_IsNumber(mt) || mt->valuedouble != floor(mt->valuedouble) ||
@@ -207,9 +246,11 @@ static int parse_line(us_prompt *p, const char *line, size_t len, size_t lineno,
     }
     p->id = strdup(id->valuestring);
     p->bytes = malloc(n ? n : 1);
-    if (p->id == NULL || p->bytes == NULL) {
+    p->session = sess ? strdup(sess->valuestring) : NULL;
+    if (p->id == NULL || p->bytes == NULL || (sess && p->session == NULL)) {
         free(p->id);
         free(p->bytes);
+        free(p->session);
         rc = us_err_set(err, US_ENOMEM, "%s:%zu: out of memory", what, lineno);
         goto done;
     }

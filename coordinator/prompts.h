@@ -6,7 +6,9 @@
  * id: non-empty string of at most US_PROMPT_ID_MAX bytes, unique in the file;
  * prompt: string, valid UTF-8, at most max_prompt_bytes bytes after JSON
  * unescaping; max_tokens: optional integer in [0, US_PROMPT_MAX_TOKENS]
- * (default: the caller's). Blank lines are skipped. The whole file is checked
+ * (default: the caller's); session: optional session id (shard/session.h
+ * rules), at most one line per session in a file, continuing that session's
+ * stored Infini-attention state. Blank lines are skipped. The whole file is checked
  * before any decoding starts, and the first bad line is reported as
  * "FILE:LINE: what is wrong" (US_EINVAL), so a bad input costs no compute and
  * touches no output. The raw bytes of each line must be valid UTF-8 too
@@ -28,6 +30,7 @@
 
 typedef struct us_prompt {
     char    *id;           /* NUL-terminated, owned */
+    char    *session;      /* session id or NULL, owned */
     uint8_t *bytes;        /* prompt bytes (UTF-8), owned */
     size_t   n_bytes;
     uint32_t max_tokens;

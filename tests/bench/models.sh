@@ -12,6 +12,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${B:-build}
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_PROC_BIND=false
+# OpenBLAS 0.3.21 falls back to SSE3 "Prescott" kernels on this VM's CPU; use
+# the AVX2+FMA (Haswell) ones when the CPU has them (as tests/bench/kernels.sh).
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
+  export OPENBLAS_CORETYPE=Haswell
+fi
 mkdir -p bench/results
 OUT=${US_BENCH_OUT:-bench/results}/models.jsonl
 if [ "${US_BENCH_QUICK:-0}" = 1 ]; then
@@ -24,7 +29,7 @@ stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 run=$(mktemp /tmp/us-models.XXXXXX)
 trap 'rm -f "$run"' EXIT
-"$B/bench/bench_models" "${args[@]}" | sed -u "s/^{/{\"time\":\"$stamp\",\"commit\":\"$commit\",/" | tee "$run"
+"$B/bench/bench_models" "${args[@]}" | sed -u "s/^{/{\"time\":\"$stamp\",\"commit\":\"$commit\",\"openblas_coretype\":\"${OPENBLAS_CORETYPE:-auto}\",/" | tee "$run"
 cat "$run" >>"$OUT"
 /usr/bin/python3 - "$run" <<'PY'
 import json, sys

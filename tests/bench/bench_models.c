@@ -14,8 +14,8 @@
  * (activated and total parameter counts are computed and printed, not
  * assumed). Each sequence decodes at a context of --context tokens inside its
  * segment: one sequence is prefilled, its state copied to the others.
- * Per batch size, decode steps (one token per sequence) are timed one by one
- * until a time budget; ms per token = best step time / batch (median also
+ * Per batch size, the models take turns (4 rounds each) decoding steps (one
+ * token per sequence), each step timed, until a time budget; ms per token = best step time / batch (median also
  * reported: the machine is shared and noisy).
  *
  * Bytes read per token is a model, not a counter: parameters read once per
@@ -118,140 +118,174 @@ static void copy_state(us_seq_state *dst, const us_seq_state *src, const us_mode
     dst->seg_fill = src->seg_fill;
 }
 
-static int bench_model(const char *kind, const int *batches, int n_batches, uint32_t context,
-                       double budget_s)
-{
+#define MAX_MODELS 3
+#define MAX_STEPS 256
+
+/* One model under test with its tables, workspace and sequence states. */
+typedef struct bench_model {
+    const char *kind;
     us_model_config c;
-    us_err err = {0};
     us_model m;
-    if (make_config(&c, kind) != 0 || us_model_config_validate(&c, kind, &err) != US_OK) {
-        fprintf(stderr, "bench_models: %s config: %s\n", kind, err.msg);
-        return -1;
-    }
-    if (us_model_alloc(&m, &c, &err) != US_OK) {
-        fprintf(stderr, "bench_models: %s: %s\n", kind, err.msg);
-        return -1;
-    }
-    us_model_init_random(&m, 1);
+    uint32_t n_tables;
+    float *tables[US_MODEL_MAX_LAYERS];
+    const uint8_t **blocks[US_MODEL_MAX_LAYERS];
+    us_rows_view views[US_MODEL_MAX_LAYERS];
+    us_memory_local local;
+    us_memory_backend backend;
+    us_workspace ws;
+    us_seq_state *states, saved;     /* [max_b]; saved = the prefilled context */
+    us_batch_item *items;
+    int32_t *tokens;
+    float *logits;
+    size_t ws_tokens;
+    int max_b;
+    uint32_t fill;                   /* tokens in the states now */
+    double step_t[MAX_STEPS];        /* this batch's timed steps */
+    int timed;
+} bench_model;
+
+static int model_setup(bench_model *bm, const char *kind, int max_b, uint32_t context)
+{
+    us_err err = {0};
+    memset(bm, 0, sizeof *bm);
+    bm->kind = kind;
+    bm->max_b = max_b;
+    us_model_config *c = &bm->c;
+    if (make_config(c, kind) != 0 || us_model_config_validate(c, kind, &err) != US_OK ||
+        us_model_alloc(&bm->m, c, &err) != US_OK)
+        goto fail;
+    us_model_init_random(&bm->m, 1);
 
     /* value tables for the memory layers (synthetic values, RAM) */
-    uint32_t n_tables = us_model_config_memory_layers(&c);
-    uint64_t rows = us_model_config_table_rows(&c);
+    bm->n_tables = us_model_config_memory_layers(c);
+    uint64_t rows = us_model_config_table_rows(c);
     const uint32_t bb = 12;
     uint64_t n_blocks = (rows + (1u << bb) - 1) >> bb;
-    us_rows_view views[US_MODEL_MAX_LAYERS];
-    float *tables[US_MODEL_MAX_LAYERS] = {0};
-    const uint8_t **blocks[US_MODEL_MAX_LAYERS] = {0};
-    us_memory_local local = { .tables = views, .n_tables = (int)n_tables, .n_threads = 1 };
-    us_memory_backend backend;
-    for (uint32_t t = 0; t < n_tables; t++) {
-        size_t row_bytes = (size_t)c.memory.v_dim * 4;
-        tables[t] = malloc(rows * row_bytes);
-        blocks[t] = malloc(n_blocks * sizeof *blocks[t]);
-        if (!tables[t] || !blocks[t]) { fprintf(stderr, "bench_models: out of memory\n"); return -1; }
+    size_t row_bytes = (size_t)c->memory.v_dim * 4;
+    for (uint32_t t = 0; t < bm->n_tables; t++) {
+        bm->tables[t] = malloc(rows * row_bytes);
+        bm->blocks[t] = malloc(n_blocks * sizeof *bm->blocks[t]);
+        if (!bm->tables[t] || !bm->blocks[t]) {
+            us_err_set(&err, US_ENOMEM, "value table %u", t);
+            goto fail;
+        }
         for (uint64_t r = 0; r < rows; r++)
-            us_synth_row_f32(tables[t] + r * c.memory.v_dim, 1, t, r, c.memory.v_dim);
+            us_synth_row_f32(bm->tables[t] + r * c->memory.v_dim, 1, t, r, c->memory.v_dim);
         for (uint64_t b = 0; b < n_blocks; b++)
-            blocks[t][b] = (const uint8_t *)tables[t] + (b << bb) * row_bytes;
-        views[t] = (us_rows_view){ .dtype = US_DTYPE_F32, .dim = c.memory.v_dim,
+            bm->blocks[t][b] = (const uint8_t *)bm->tables[t] + (b << bb) * row_bytes;
+        bm->views[t] = (us_rows_view){ .dtype = US_DTYPE_F32, .dim = c->memory.v_dim,
             .block_bits = bb, .row_stride_bytes = row_bytes, .rows = rows,
-            .n_blocks = n_blocks, .blocks = blocks[t] };
+            .n_blocks = n_blocks, .blocks = bm->blocks[t] };
     }
-    us_memory_local_backend(&backend, &local);
-    if (n_tables > 0 && us_model_set_backend(&m, &backend, &err) != US_OK) {
-        fprintf(stderr, "bench_models: %s backend: %s\n", kind, err.msg);
-        return -1;
-    }
+    bm->local = (us_memory_local){ .tables = bm->views, .n_tables = (int)bm->n_tables,
+                                   .n_threads = 1 };
+    us_memory_local_backend(&bm->backend, &bm->local);
+    if (bm->n_tables > 0 && us_model_set_backend(&bm->m, &bm->backend, &err) != US_OK)
+        goto fail;
 
-    int max_b = 1;
-    for (int i = 0; i < n_batches; i++) if (batches[i] > max_b) max_b = batches[i];
-    us_workspace ws;
-    size_t ws_tokens = (size_t)(max_b > (int)context ? max_b : (int)context);
-    us_seq_state *states = calloc((size_t)max_b, sizeof *states);
-    us_batch_item *items = calloc((size_t)max_b, sizeof *items);
-    int32_t *tokens = malloc(ws_tokens * sizeof *tokens);
-    float *logits = malloc((size_t)max_b * US_VOCAB_SIZE * sizeof *logits);
-    if (!states || !items || !tokens || !logits ||
-        us_workspace_init(&ws, &c, ws_tokens, &err) != US_OK) {
-        fprintf(stderr, "bench_models: %s workspace: %s\n", kind, err.msg);
-        return -1;
+    bm->ws_tokens = (size_t)(max_b > (int)context ? max_b : (int)context);
+    bm->states = calloc((size_t)max_b, sizeof *bm->states);
+    bm->items = calloc((size_t)max_b, sizeof *bm->items);
+    bm->tokens = malloc(bm->ws_tokens * sizeof *bm->tokens);
+    bm->logits = malloc((size_t)max_b * US_VOCAB_SIZE * sizeof *bm->logits);
+    if (!bm->states || !bm->items || !bm->tokens || !bm->logits) {
+        us_err_set(&err, US_ENOMEM, "states");
+        goto fail;
     }
-    for (size_t i = 0; i < ws_tokens; i++)
-        tokens[i] = (int32_t)(32 + (i * 7) % 90);
+    if (us_workspace_init(&bm->ws, c, bm->ws_tokens, &err) != US_OK)
+        goto fail;
+    for (size_t i = 0; i < bm->ws_tokens; i++)
+        bm->tokens[i] = (int32_t)(32 + (i * 7) % 90);
     for (int i = 0; i < max_b; i++)
-        if (us_seq_state_init(&states[i], &c, &err) != US_OK) {
-            fprintf(stderr, "bench_models: state: %s\n", err.msg);
+        if (us_seq_state_init(&bm->states[i], c, &err) != US_OK)
+            goto fail;
+    /* prefill sequence 0 to the context; batches start from copies of it */
+    us_batch_item pre = { .state = &bm->states[0], .tokens = bm->tokens, .n_tokens = context };
+    if (us_model_forward(&bm->m, &bm->ws, &pre, 1, bm->logits, true, &err) != US_OK ||
+        us_seq_state_init(&bm->saved, c, &err) != US_OK)
+        goto fail;
+    copy_state(&bm->saved, &bm->states[0], c);
+    return 0;
+fail:
+    fprintf(stderr, "bench_models: %s: %s\n", kind, err.msg);
+    return -1;
+}
+
+static void model_free(bench_model *bm)
+{
+    if (bm->states)
+        for (int i = 0; i < bm->max_b; i++) us_seq_state_free(&bm->states[i]);
+    us_seq_state_free(&bm->saved);
+    us_workspace_free(&bm->ws);
+    us_model_free(&bm->m);
+    for (uint32_t t = 0; t < bm->n_tables; t++) { free(bm->tables[t]); free(bm->blocks[t]); }
+    free(bm->states); free(bm->items); free(bm->tokens); free(bm->logits);
+}
+
+static void batch_start(bench_model *bm, int b)
+{
+    for (int i = 0; i < b; i++) {
+        copy_state(&bm->states[i], &bm->saved, &bm->c);
+        bm->items[i] = (us_batch_item){ .state = &bm->states[i],
+                                        .tokens = &bm->tokens[i % bm->ws_tokens], .n_tokens = 1 };
+    }
+    bm->fill = bm->saved.seg_fill;
+    bm->timed = 0;
+}
+
+/* Decode steps of batch b for about budget_s (at least 2 timed), the first
+ * step of a batch untimed (warm-up). Stops before the segment fills. */
+static int run_steps(bench_model *bm, int b, double budget_s)
+{
+    us_err err = {0};
+    double elapsed = 0;
+    int here = 0;
+    while (bm->timed < MAX_STEPS && bm->fill + 2 < bm->c.segment_len) {
+        double t0 = now_s();
+        if (us_model_forward(&bm->m, &bm->ws, bm->items, (size_t)b, bm->logits, true, &err) != US_OK) {
+            fprintf(stderr, "bench_models: %s batch %d: %s\n", bm->kind, b, err.msg);
             return -1;
         }
-    /* prefill sequence 0 to the context, copy it to the others */
-    us_batch_item pre = { .state = &states[0], .tokens = tokens, .n_tokens = context };
-    if (context > 0 && us_model_forward(&m, &ws, &pre, 1, logits, true, &err) != US_OK) {
-        fprintf(stderr, "bench_models: %s prefill: %s\n", kind, err.msg);
-        return -1;
-    }
-    us_seq_state saved;
-    if (us_seq_state_init(&saved, &c, &err) != US_OK) return -1;
-    copy_state(&saved, &states[0], &c);
-
-    for (int bi = 0; bi < n_batches; bi++) {
-        int b = batches[bi];
-        for (int i = 0; i < b; i++) {
-            copy_state(&states[i], &saved, &c);
-            items[i] = (us_batch_item){ .state = &states[i], .tokens = &tokens[i % ws_tokens],
-                                        .n_tokens = 1 };
+        double dt = now_s() - t0;
+        if (bm->fill++ > bm->saved.seg_fill) {
+            bm->step_t[bm->timed++] = dt;
+            elapsed += dt;
+            here++;
         }
-        /* one untimed warm-up step, then timed steps until the budget (at
-         * least 3): the machine is shared, so the best step is the estimate
-         * and the median is reported beside it */
-        double step_t[64];
-        int steps = 0, timed = 0;
-        double elapsed = 0;
-        for (;;) {
-            double t0 = now_s();
-            if (us_model_forward(&m, &ws, items, (size_t)b, logits, true, &err) != US_OK) {
-                fprintf(stderr, "bench_models: %s batch %d: %s\n", kind, b, err.msg);
-                return -1;
-            }
-            double dt = now_s() - t0;
-            if (steps++ > 0) {
-                step_t[timed++] = dt;
-                elapsed += dt;
-            }
-            if (timed >= 3 && (elapsed >= budget_s || timed >= 64 ||
-                               context + steps + 1 >= c.segment_len))
-                break;
-        }
-        for (int i = 1; i < timed; i++)            /* insertion sort: <= 64 values */
-            for (int j = i; j > 0 && step_t[j] < step_t[j - 1]; j--) {
-                double x = step_t[j]; step_t[j] = step_t[j - 1]; step_t[j - 1] = x;
-            }
-        double step_s = step_t[0], median_s = step_t[timed / 2];
-        double total, activated, step_bytes;
-        model_counts(&c, b, &total, &activated, &step_bytes);
-        double kv = 2.0 * c.n_layers * (context + steps / 2.0) * c.n_heads * c.head_dim * 4;
-        double head = (double)c.d_model * US_VOCAB_SIZE * 4;
-        double bytes_token = (step_bytes + head) / b + kv;
-        struct rusage ru;
-        getrusage(RUSAGE_SELF, &ru);
-        printf("{\"bench\":\"models\",\"model\":\"%s\",\"batch\":%d,\"context\":%u,"
-               "\"segment\":%u,\"d_model\":%u,\"n_layers\":%u,\"threads\":1,"
-               "\"steps\":%d,\"ms_per_step\":%.6g,\"ms_per_token\":%.6g,"
-               "\"ms_per_token_median\":%.6g,"
-               "\"tokens_per_s\":%.6g,\"total_params\":%.6g,\"activated_params\":%.6g,"
-               "\"bytes_read_per_token\":%.6g,\"kv_bytes_per_token\":%.6g,"
-               "\"max_rss_bytes\":%ld}\n",
-               kind, b, context, c.segment_len, c.d_model, c.n_layers, timed,
-               step_s * 1e3, step_s * 1e3 / b, median_s * 1e3 / b, b / step_s, total, activated, bytes_token, kv,
-               ru.ru_maxrss * 1024L);
-        fflush(stdout);
+        if (here >= 2 && elapsed >= budget_s)
+            break;
     }
-    us_seq_state_free(&saved);
-    for (int i = 0; i < max_b; i++) us_seq_state_free(&states[i]);
-    us_workspace_free(&ws);
-    us_model_free(&m);
-    for (uint32_t t = 0; t < n_tables; t++) { free(tables[t]); free(blocks[t]); }
-    free(states); free(items); free(tokens); free(logits);
     return 0;
+}
+
+static void report(bench_model *bm, int b, uint32_t context)
+{
+    const us_model_config *c = &bm->c;
+    int n = bm->timed;
+    for (int i = 1; i < n; i++)                 /* insertion sort: <= MAX_STEPS */
+        for (int j = i; j > 0 && bm->step_t[j] < bm->step_t[j - 1]; j--) {
+            double x = bm->step_t[j]; bm->step_t[j] = bm->step_t[j - 1]; bm->step_t[j - 1] = x;
+        }
+    double step_s = bm->step_t[0], median_s = bm->step_t[n / 2];
+    double total, activated, step_bytes;
+    model_counts(c, b, &total, &activated, &step_bytes);
+    double mean_ctx = (context + bm->fill) / 2.0;
+    double kv = 2.0 * c->n_layers * mean_ctx * c->n_heads * c->head_dim * 4;
+    double head = (double)c->d_model * US_VOCAB_SIZE * 4;
+    double bytes_token = (step_bytes + head) / b + kv;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("{\"bench\":\"models\",\"model\":\"%s\",\"batch\":%d,\"context\":%u,"
+           "\"segment\":%u,\"d_model\":%u,\"n_layers\":%u,\"threads\":1,"
+           "\"steps\":%d,\"ms_per_step\":%.6g,\"ms_per_token\":%.6g,"
+           "\"ms_per_token_median\":%.6g,"
+           "\"tokens_per_s\":%.6g,\"total_params\":%.6g,\"activated_params\":%.6g,"
+           "\"bytes_read_per_token\":%.6g,\"kv_bytes_per_token\":%.6g,"
+           "\"max_rss_bytes\":%ld}\n",
+           bm->kind, b, context, c->segment_len, c->d_model, c->n_layers, n,
+           step_s * 1e3, step_s * 1e3 / b, median_s * 1e3 / b, b / step_s, total, activated,
+           bytes_token, kv, ru.ru_maxrss * 1024L);
+    fflush(stdout);
 }
 
 int main(int argc, char **argv)
@@ -284,9 +318,24 @@ int main(int argc, char **argv)
         }
     }
     if (argc % 2 == 0) { fprintf(stderr, "bench_models: %s needs a value\n", argv[argc - 1]); return 2; }
-    for (char *kind = strtok(models, ","); kind; kind = strtok(NULL, ",")) {
-        if (bench_model(kind, batches, n_batches, context, budget_s) != 0)
-            return 1;
+    /* All models live side by side and take turns in short rounds at each
+     * batch size, so a noisy moment on the shared machine hits all of them
+     * and the ratios stay fair. */
+    int max_b = 1;
+    for (int i = 0; i < n_batches; i++) if (batches[i] > max_b) max_b = batches[i];
+    static bench_model bms[MAX_MODELS];
+    int n_models = 0, rc = 0;
+    for (char *kind = strtok(models, ","); kind && n_models < MAX_MODELS; kind = strtok(NULL, ","))
+        if (model_setup(&bms[n_models++], kind, max_b, context) != 0) { rc = 1; goto done; }
+    const int rounds = 4;
+    for (int bi = 0; bi < n_batches; bi++) {
+        for (int i = 0; i < n_models; i++) batch_start(&bms[i], batches[bi]);
+        for (int r = 0; r < rounds; r++)
+            for (int i = 0; i < n_models; i++)
+                if (run_steps(&bms[i], batches[bi], budget_s / rounds) != 0) { rc = 1; goto done; }
+        for (int i = 0; i < n_models; i++) report(&bms[i], batches[bi], context);
     }
-    return 0;
+done:
+    for (int i = 0; i < n_models; i++) model_free(&bms[i]);
+    return rc;
 }

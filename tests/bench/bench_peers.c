@@ -9,7 +9,8 @@
  *            table); weights positive, summing to 1 per token
  *   limits   sequential read of the table (memory bandwidth) and a plain
  *            random-row copy (us_gather_copy) of the uniform lookups
- *   ultrashard  us_gather_sum, 1 and 2 threads (the baseline of every ratio)
+ *   ultrashard  us_gather_sum, 1 .. --max-threads (default 2) threads; the
+ *            1-thread run is the baseline of every ratio
  *   redis    a redis-server the script started on 127.0.0.1 (--redis-port):
  *            one binary string per row (key = 8-byte row id), one MGET per
  *            batch, pipelined `--redis-depth` batches deep, weighted sum on
@@ -22,7 +23,7 @@
  * Output: JSON lines on stdout (bench "peers"); errors on stderr, exit 1.
  * usage: bench_peers [--rows N] [--dim D] [--tokens T] [--k K] [--batches N]
  *                    [--zipf-s S] [--reps N] [--redis-port P] [--redis-depth N]
- *                    [--dump DIR]
+ *                    [--max-threads N] [--dump DIR]
  */
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -43,7 +44,7 @@
 
 typedef struct cfg {
     uint64_t rows;
-    uint32_t dim, tokens, k, batches, reps, redis_depth;
+    uint32_t dim, tokens, k, batches, reps, redis_depth, max_threads;
     double zipf_s;
     int redis_port;
     const char *dump;
@@ -276,7 +277,7 @@ static void redis_memory(redisContext *rc, double *used, double *rss)
 static int parse_args(cfg *c, int argc, char **argv)
 {
     *c = (cfg){ .rows = 1u << 19, .dim = 256, .tokens = 64, .k = 32, .batches = 200,
-                .reps = 3, .redis_depth = 4, .zipf_s = 1.0, .redis_port = 0 };
+                .reps = 3, .redis_depth = 4, .max_threads = 2, .zipf_s = 1.0, .redis_port = 0 };
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) { fprintf(stderr, "bench_peers: %s needs a value\n", a); return -1; }
@@ -293,11 +294,12 @@ static int parse_args(cfg *c, int argc, char **argv)
         else if (strcmp(a, "--zipf-s") == 0)      c->zipf_s = x;
         else if (strcmp(a, "--redis-port") == 0)  c->redis_port = (int)x;
         else if (strcmp(a, "--redis-depth") == 0) c->redis_depth = (uint32_t)x;
+        else if (strcmp(a, "--max-threads") == 0) c->max_threads = (uint32_t)x;
         else { fprintf(stderr, "bench_peers: unknown option %s\n", a); return -1; }
         i++;
     }
     if (c->rows < 4096 || (c->rows & (c->rows - 1)) || c->dim < 1 || c->dim > 4096 ||
-        !c->tokens || !c->k || !c->batches || !c->reps || !c->redis_depth) {
+        !c->tokens || !c->k || !c->batches || !c->reps || !c->redis_depth || !c->max_threads) {
         fprintf(stderr, "bench_peers: need rows a power of two >= 4096, dim 1..4096, "
                         "tokens, k, batches, reps, redis-depth >= 1\n");
         return -1;
@@ -363,7 +365,7 @@ int main(int argc, char **argv)
 
     /* ultrashard: the baseline; 1 thread (vs single-threaded peers) and 2 */
     for (int l = 0; l < 2; l++) {
-        for (int threads = 1; threads <= 2; threads++) {
+        for (int threads = 1; threads <= (int)c.max_threads; threads++) {
             best = 1e30;
             for (uint32_t rep = 0; rep < c.reps; rep++) {
                 double t0 = now_s();

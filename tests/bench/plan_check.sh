@@ -20,7 +20,7 @@ OUT=${US_BENCH_OUT:-bench/results}/plan_check.jsonl
 MPIRUN=${MPIRUN:-mpirun --allow-run-as-root --oversubscribe --mca btl self,vader,tcp --mca btl_vader_single_copy_mechanism none --bind-to none}
 export OMPI_MCA_mpi_yield_when_idle=1
 quick=${US_BENCH_QUICK:-0}
-table_mib=256; batches=100; dims="16 64 256 1024"
+table_mib=256; batches=400; dims="16 64 256 1024"
 [ "$quick" = 1 ] && { table_mib=64; batches=30; dims="16 256"; }
 stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -43,7 +43,7 @@ for dim in $dims; do
   rows=$(( table_mib * 1048576 / (dim * 4) ))
   p2=1; while [ $((p2 * 2)) -le "$rows" ]; do p2=$((p2 * 2)); done
   meas=$("$B/bench/bench_peers" --rows "$p2" --dim "$dim" --tokens $tokens --k $k \
-           --batches $batches --reps 3 |
+           --batches $batches --reps 5 --max-threads 1 |
          /usr/bin/python3 -c 'import json,sys
 for l in sys.stdin:
     r = json.loads(l)
@@ -54,7 +54,7 @@ for l in sys.stdin:
          /usr/bin/python3 -c 'import json,sys
 r = json.loads(sys.stdin.readline())
 print(r["t_gather_us"] * 1e3 / (r["batch"] * r["k"]))')
-  emit "gather ns/row, $((dim * 4)) B rows" gather_ns_per_row ns "$pred" "$meas"
+  emit "gather $((dim * 4)) B" gather_ns_per_row ns "$pred" "$meas"
 done
 
 # --- distributed lookup bytes/messages per token --------------------------
@@ -87,7 +87,7 @@ fi
 import json, sys
 path = sys.argv[1]
 rows = [json.loads(l) for l in open(path)]
-pts = [(float(r["label"].split(", ")[1].split(" B")[0]), r["measured"]) for r in rows
+pts = [(float(r["label"].split()[1]), r["measured"]) for r in rows
        if r["metric"] == "gather_ns_per_row"]
 out = open(path, "a")
 if len(pts) >= 2:
@@ -103,7 +103,7 @@ if len(pts) >= 2:
     base = dict(rows[0]); base.pop("error", None)
     for x, y in pts:
         p = icpt + x * slope
-        rec = dict(base, label=f"calibrated gather ns/row, {int(x)} B rows", metric="gather_ns_per_row_calibrated",
+        rec = dict(base, label=f"calibrated {int(x)} B", metric="gather_ns_per_row_calibrated",
                    unit="ns", predicted=p, measured=y, error=p / y - 1)
         out.write(json.dumps(rec) + "\n")
     rec = dict(base, label="calibration", metric="calibration", unit="", predicted=icpt, measured=gbs,

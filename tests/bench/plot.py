@@ -66,7 +66,7 @@ set ylabel {q(ylabel)}
 set style data histogram
 set style histogram cluster gap 1
 set style fill solid 0.8 border -1
-set xtics rotate by -20
+set xtics rotate by -20 font ",9"
 {"set logscale y" if logy else ""}
 {f"set label 1 {q(note)} at graph 0.01, graph -0.22 font 'sans,9'" if note else ""}
 set bmargin 6
@@ -128,7 +128,7 @@ def plot_plan_check(rows):
         cats.append(r["label"])
         pred.append(r["predicted"])
         meas.append(r["measured"])
-    bars("plan_check", "ultrashard plan: predicted vs measured", "value (log)", cats,
+    bars("plan_check", "ultrashard plan: predicted vs measured gather cost per row (ns, f32 rows, 1 thread)", "ns per row (log)", cats,
          {"predicted": pred, "measured": meas}, logy=True)
 
 

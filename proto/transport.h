@@ -88,6 +88,7 @@ struct us_transport {
     uint64_t  recv_cap;              /* bytes allocated at recv_base */
     bool      in_flight;
     bool      rma_ready;             /* rma_expose done: pull by RMA available */
+    uint64_t *rma_row_stride;        /* [size] row stride of each shard's blocks */
     us_transport_stats stats;
     char provider[64];               /* fabric provider name, or "mpi" */
 };

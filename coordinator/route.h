@@ -27,6 +27,7 @@
 
 #include "kernels/convert.h"
 #include "kernels/us_status.h"
+#include "proto/column.h"
 #include "proto/wire.h"
 
 typedef enum us_placement_kind {
@@ -44,11 +45,6 @@ typedef struct us_table_info {
     uint64_t placement_seed;
     us_placement_kind placement;
 } us_table_info;
-
-/* Column slice of shard s out of n_shards: [*begin, *begin + *count), sizes
- * differing by at most one, lower shards taking the remainder. */
-void us_column_slice(uint32_t dim, int n_shards, int shard, uint32_t *begin,
-                     uint32_t *count);
 
 /* Bytes of one stored row as sent on the wire (elements only). */
 static inline uint64_t us_table_row_bytes(const us_table_info *t, uint32_t cols)

@@ -97,7 +97,8 @@ static int mpi_start_data(mpi_transport *m, us_err *err)
     if (rc != US_OK)
         return rc;
     /* MPI wants a non-const send pointer on older bindings; it never writes */
-    const void *send = m->send ? m->send : t->recv_base;
+    static const uint64_t nothing = 0;   /* never aliased with the receive buffer */
+    const void *send = m->send ? m->send : &nothing;
     rc = MPI_Ialltoallv((void *)send, m->send_counts, m->send_displs, MPI_BYTE,
                         t->recv_base, m->recv_counts, m->recv_displs, MPI_BYTE,
                         t->world->comm, &m->req);

@@ -41,6 +41,7 @@ typedef struct bench_result {
     double tokens_per_s, rows_per_s, sent_per_token, recv_per_token, msgs_per_batch;
     double p50_ms, p99_ms, base_tokens_per_s, ratio, max_rel_err;
     uint64_t push_batches, pull_batches;
+    double cache_hit_rate;       /* -1: no cache */
 } bench_result;
 
 static bool in_list(const char *list, const char *word)
@@ -166,6 +167,10 @@ static int bench_one(const us_world *w, us_transport *t, const bench_opts *o,
     res->ratio = base > 0 ? res->tokens_per_s / res->base_tokens_per_s : 0;
     res->max_rel_err = max_rel;
     res->push_batches = st->push_batches;
+    const us_rowcache *cache = us_lookup_cache(L);
+    res->cache_hit_rate = cache == NULL ? -1
+        : (double)cache->hits / (double)(cache->hits + cache->misses > 0
+                                         ? cache->hits + cache->misses : 1);
     res->pull_batches = st->pull_batches;
 done:
     free(rows);
@@ -244,14 +249,14 @@ static void print_result(const us_world *w, const bench_opts *o, const bench_res
            "\"tokens_per_s\":%.1f,\"rows_per_s\":%.1f,\"bytes_sent_per_token\":%.1f,"
            "\"bytes_recv_per_token\":%.1f,\"msgs_per_batch\":%.1f,\"p50_ms\":%.3f,"
            "\"p99_ms\":%.3f,\"baseline_tokens_per_s\":%.1f,\"ratio_vs_baseline\":%.4f,"
-           "\"max_rel_err\":%.3g,\"shard_view_bytes_max\":%llu,\"whole_table_bytes\":%llu,"
+           "\"max_rel_err\":%.3g,\"cache_hit_rate\":%.4f,\"shard_view_bytes_max\":%llu,\"whole_table_bytes\":%llu,"
            "\"rank0_maxrss_kib\":%ld}\n",
            r->transport, r->provider, r->placement, r->mode, w->size, w->n_coordinators,
            w->n_shards, (unsigned long long)o->rows, o->dim, us_dtype_name(o->dtype),
            o->tokens, o->k, o->batches, o->hot, (unsigned long long)r->push_batches,
            (unsigned long long)r->pull_batches, r->tokens_per_s, r->rows_per_s,
            r->sent_per_token, r->recv_per_token, r->msgs_per_batch, r->p50_ms, r->p99_ms,
-           r->base_tokens_per_s, r->ratio, r->max_rel_err, (unsigned long long)shard_bytes,
+           r->base_tokens_per_s, r->ratio, r->max_rel_err, r->cache_hit_rate, (unsigned long long)shard_bytes,
            (unsigned long long)whole_bytes, ru.ru_maxrss);
     fflush(stdout);
 }

@@ -87,7 +87,9 @@ int us_lookup_open(us_lookup **out, const us_world *world, us_transport *t,
                    const us_table_info *table, const us_rows_view *local,
                    const us_lookup_opts *opts, us_err *err);
 
-/* begin fails only when the round could not start (transport, memory): the
+/* The batch's arrays are borrowed until end() returns: score the next batch
+ * into other buffers (double-buffer) between begin and end.
+ * begin fails only when the round could not start (transport, memory): the
  * job cannot go on. A bad batch (row out of range, too many tokens) still
  * starts the round, with NOPs, and end() returns the error. */
 int us_lookup_begin(us_lookup *L, const us_lookup_batch *batch, us_err *err);

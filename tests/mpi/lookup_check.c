@@ -29,6 +29,7 @@
 
 #include "coordinator/lookup.h"
 #include "kernels/gather.h"
+#include "kernels/score.h"
 #include "proto/placement.h"
 #include "shard/synth_view.h"
 
@@ -186,6 +187,95 @@ done:
     if (rc == US_OK && bad)
         rc = us_err_set(err, US_ECORRUPT, "case %d: %d batches differ from the reference",
                         case_no, bad);
+    return rc;
+}
+
+/* Product-key scoring feeding the lookup, pipelined: batch b+1 is scored
+ * (kernels/score.h, one sgemm per head and side) while batch b's requests
+ * are in flight between us_lookup_begin and us_lookup_end. */
+static int run_scored(const us_world *w, us_transport *t, int case_no, us_err *err)
+{
+    enum { H = 2, D = 16, NR = 50, NC = 60, KPRE = 8, KH = 4 };   /* NR * NC == ROWS */
+    us_table_info table = { .table_id = 7, .rows = ROWS, .dim = DIM, .dtype = US_DTYPE_F32,
+                            .block_bits = BLOCK_BITS, .placement_seed = 1,
+                            .placement = US_PLACE_ROW };
+    us_synth_spec spec = { .dtype = US_DTYPE_F32, .synth_seed = 42, .table_id = 7,
+                           .rows = ROWS, .dim = DIM, .block_bits = BLOCK_BITS,
+                           .placement_seed = 1, .n_shards = w->n_shards,
+                           .shard_index = w->is_shard ? w->shard_index : 0 };
+    us_synth_view local = {0}, whole = {0};
+    us_lookup *L = NULL;
+    int rc, bad = 0;
+    if (w->is_shard && (rc = us_synth_view_build(&local, &spec, err)) != US_OK)
+        return rc;
+    us_lookup_opts opts = { .mode = US_LOOKUP_AUTO, .max_tokens = TOKENS, .max_k = H * KH,
+                            .n_threads = 1 };
+    if ((rc = us_lookup_open(&L, w, t, &table, w->is_shard ? &local.view : NULL, &opts,
+                             err)) != US_OK)
+        goto done;
+    if (!w->is_coordinator) {
+        rc = us_lookup_serve(L, err);
+        goto done;
+    }
+    spec.shard_index = -1;
+    if ((rc = us_synth_view_build(&whole, &spec, err)) != US_OK)
+        goto done;
+    us_pk_shape shape = { .n_tokens = TOKENS, .n_heads = H, .d_key = D, .n_rows = NR,
+                          .n_cols = NC, .rank = 1, .n_cores = 1, .k_pre = KPRE, .k = KH,
+                          .mode = US_PK_SUM, .activation = US_PK_ACT_SOFTMAX };
+    static float k_row[H * NR * D], k_col[H * NC * D], q[TOKENS * H * 2 * D];
+    static uint64_t idx[2][TOKENS * H * KH];
+    static float wt[2][TOKENS * H * KH], out[TOKENS * DIM], ref[TOKENS * DIM];
+    uint64_t s = 5;
+    for (size_t i = 0; i < H * NR * D; i++)
+        k_row[i] = (float)(rng_next(&s) >> 40) * 0x1p-24f - 0.5f;
+    for (size_t i = 0; i < H * NC * D; i++)
+        k_col[i] = (float)(rng_next(&s) >> 40) * 0x1p-24f - 0.5f;
+    size_t ws_bytes = us_pk_workspace_bytes(&shape, 1);
+    void *ws = malloc(ws_bytes);
+    double worst = 0;
+    uint64_t scored_rows_seen = 0;
+    for (int b = 0; b <= BATCHES && rc == US_OK; b++) {
+        /* score batch b (b == BATCHES: nothing left to score) ... */
+        if (b < BATCHES) {
+            uint64_t qs = (uint64_t)case_no * 100 + (uint64_t)b * 7 +
+                          (uint64_t)w->coordinator_index;
+            for (size_t i = 0; i < TOKENS * H * 2 * D; i++)
+                q[i] = (float)(rng_next(&qs) >> 40) * 0x1p-24f - 0.5f;
+            rc = us_pk_score(idx[b % 2], wt[b % 2], q, k_row, k_col, NULL, &shape, ws,
+                             ws_bytes, 1, err);
+            for (size_t i = 0; rc == US_OK && i < TOKENS * H * KH; i++)
+                scored_rows_seen += idx[b % 2][i] < ROWS;
+        }
+        /* ... while batch b-1 is in flight */
+        if (rc == US_OK && b > 0)
+            rc = us_lookup_end(L, out, err);
+        if (rc == US_OK && b > 0) {
+            int p = (b - 1) % 2;
+            rc = us_gather_sum_ref(ref, &whole.view, idx[p], wt[p], TOKENS, H * KH, err);
+            if (rc == US_OK && compare(out, ref, TOKENS, DIM, false, &worst) != 0)
+                bad++;
+        }
+        if (rc == US_OK && b < BATCHES) {
+            us_lookup_batch batch = { TOKENS, H * KH, idx[b % 2], wt[b % 2], NULL };
+            rc = us_lookup_begin(L, &batch, err);
+        }
+    }
+    free(ws);
+    if (rc == US_OK && scored_rows_seen != (uint64_t)BATCHES * TOKENS * H * KH)
+        bad++;
+    if (rc == US_OK && w->coordinator_index == 0)
+        printf("case %2d %-6s scored (PKM %dx%d keys, %d heads, top-%d, softmax) pipelined "
+               "with begin/end: %d batches, max_rel_err=%.2e %s\n", case_no, t->provider,
+               NR, NC, H, KH, BATCHES, worst, bad ? "FAIL" : "ok");
+    if (rc == US_OK)
+        rc = us_lookup_finish(L, err);
+done:
+    us_lookup_close(L);
+    us_synth_view_free(&local);
+    us_synth_view_free(&whole);
+    if (rc == US_OK && bad)
+        rc = us_err_set(err, US_ECORRUPT, "scored case: %d checks failed", bad);
     return rc;
 }
 
@@ -449,6 +539,14 @@ int main(int argc, char **argv)
                     }
                     n_cases++;
                 }
+    }
+    if (!malformed) {
+        if (run_scored(&w, t, n_cases, &err) != US_OK) {
+            fprintf(stderr, "lookup_check: rank %d: scored case: %s\n", w.rank, err.msg);
+            failed++;
+            us_world_abort(&w, &err);
+        }
+        n_cases++;
     }
     int total = 0;
     MPI_Allreduce(&failed, &total, 1, MPI_INT, MPI_SUM, w.comm);

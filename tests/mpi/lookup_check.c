@@ -2,7 +2,7 @@
  * lookup_check.c — the distributed lookup equals the single-process gather.
  *
  *   mpirun -n N lookup_check [--transport mpi|fabric] [--coordinators C]
- *                            [--all-roles] [--quick] [--malformed]
+ *                            [--all-roles] [--quick] [--malformed] [--dump DIR]
  *
  * Runs a matrix of cases in one job (so one mpirun covers many): placement
  * row/column x two placement seeds x mode push/pull/auto x dtypes, with and
@@ -94,6 +94,34 @@ static int compare(const float *out, const float *ref, uint32_t n_tok, uint32_t 
     return *worst <= 1e-5 ? 0 : -1;
 }
 
+static const char *g_dump_dir;   /* --dump DIR: f32 cases' first batch for tests/ref */
+
+/* Writes rows, weights and the distributed output of one batch as raw
+ * arrays plus a meta line, for the independent numpy check (tests/ref/lookup.py). */
+static void dump_batch(int case_no, const char *place, const uint64_t *rows, const float *w,
+                       const float *out)
+{
+    char path[512];
+    static const char *const names[3] = { "rows.u64", "weights.f32", "out.f32" };
+    const void *data[3] = { rows, w, out };
+    size_t bytes[3] = { TOKENS * K * 8, TOKENS * K * 4, TOKENS * DIM * 4 };
+    for (int i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, "%s/case%02d.%s", g_dump_dir, case_no, names[i]);
+        FILE *f = fopen(path, "wb");
+        if (f == NULL || fwrite(data[i], 1, bytes[i], f) != bytes[i])
+            fprintf(stderr, "lookup_check: cannot write %s\n", path);
+        if (f)
+            fclose(f);
+    }
+    snprintf(path, sizeof path, "%s/case%02d.meta", g_dump_dir, case_no);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fprintf(f, "seed=42 table=7 rows=%u dim=%u tokens=%u k=%u placement=%s\n", ROWS, DIM,
+                TOKENS, K, place);
+        fclose(f);
+    }
+}
+
 static int run_case(const us_world *w, us_transport *t, const check_case *cc, int case_no,
                     us_err *err)
 {
@@ -151,6 +179,9 @@ static int run_case(const us_world *w, us_transport *t, const check_case *cc, in
             : us_gather_sum_ref(ref, &whole.view, rows, wts, TOKENS, K, err);
         if (rc != US_OK)
             break;
+        if (g_dump_dir && b == 0 && w->rank == 0 && cc->dtype == US_DTYPE_F32 &&
+            cc->n_groups == 1)
+            dump_batch(case_no, cc->place == US_PLACE_ROW ? "row" : "column", rows, wts, out);
         bool used_local = us_lookup_get_stats(L)->local_rows > local_before;
         bool exact = us_lookup_last_mode(L) == US_LOOKUP_PULL ||
                      (cc->place == US_PLACE_COLUMN && !used_local);
@@ -477,7 +508,8 @@ int main(int argc, char **argv)
     static const struct option lo[] = {
         { "transport", required_argument, 0, 't' }, { "coordinators", required_argument, 0, 'c' },
         { "all-roles", no_argument, 0, 'a' }, { "quick", no_argument, 0, 'q' },
-        { "malformed", no_argument, 0, 'm' }, { 0, 0, 0, 0 },
+        { "malformed", no_argument, 0, 'm' }, { "dump", required_argument, 0, 'd' },
+        { 0, 0, 0, 0 },
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -487,6 +519,7 @@ int main(int argc, char **argv)
         case 'a': wopts.all_roles = true; break;
         case 'q': quick = true; break;
         case 'm': malformed = true; break;
+        case 'd': g_dump_dir = optarg; break;
         default: fprintf(stderr, "lookup_check: bad option\n"); return 2;
         }
     }
@@ -518,7 +551,7 @@ int main(int argc, char **argv)
         for (int place = 0; place < 2; place++)
             for (int seed = 0; seed < 2; seed++)
                 for (int mode = 0; mode < 3; mode++) {
-                    if (quick && mode == US_LOOKUP_AUTO)
+                    if (quick && mode == 2)   /* 0 push, 1 pull, 2 auto */
                         continue;
                     int variant = place * 6 + seed * 3 + mode;
                     check_case cc = {

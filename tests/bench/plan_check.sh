@@ -57,29 +57,64 @@ print(r["t_gather_us"] * 1e3 / (r["batch"] * r["k"]))')
   emit "gather $((dim * 4)) B" gather_ns_per_row ns "$pred" "$meas"
 done
 
-# --- distributed lookup bytes/messages per token --------------------------
+# --- distributed lookup: bytes, messages and latency per token ------------
+# `bench lookup` with uniform keys (--hot 0) on 1 coordinator + S shards,
+# one host (vader shared memory), mpi transport, both placements and modes;
+# the planner at the same S with the expected unique-row fraction of a batch,
+# link = LAB.md's vader numbers (0.2 us, ~10 GB/s) and the gather cost
+# calibrated above (latency is the least certain part: software overheads).
+calib() {  # prints "--row-ns X --gather-gbs Y" from the gather points so far
+  /usr/bin/python3 - "$run" <<'PY'
+import json, sys
+pts = [(float(r["label"].split()[1]), r["measured"]) for r in map(json.loads, open(sys.argv[1]))
+       if r["metric"] == "gather_ns_per_row"]
+s11 = sum(1 / y**2 for _, y in pts); s12 = sum(x / y**2 for x, y in pts)
+s22 = sum(x * x / y**2 for x, y in pts)
+t1 = sum(1 / y for _, y in pts); t2 = sum(x / y for x, y in pts)
+det = s11 * s22 - s12 * s12
+a = max(0.0, (t1 * s22 - t2 * s12) / det); b = (s11 * t2 - s12 * t1) / det
+print(f"--row-ns {a:.2f} --gather-gbs {1 / b if b > 0 else 1e3:.3f}")
+PY
+}
 if "$US_BIN" bench lookup --help >/dev/null 2>&1; then
-  for s in 2 4; do
-    for placement in row column; do
-      for mode in push pull; do
-        line=$($MPIRUN -n $((s + 1)) "$US_BIN" bench lookup --rows 262144 --dim 256 --dtype f32 \
-                 --tokens $tokens --k $k --batches 20 --placement $placement --mode $mode \
-                 --transport mpi 2>/dev/null | grep '^{' | tail -1) || line=""
-        [ -n "$line" ] || { echo "plan_check: bench lookup ($s shards, $placement $mode) gave no JSON" >&2; continue; }
-        pj=$("$US_BIN" plan --json --values 262144 --dim 256 --dtype f32 --layers 1 --heads 1 \
-               --k $k --batch $tokens --shards $s | grep "\"placement\":\"$placement\",\"mode\":\"$mode\"")
-        for pair in "net_bytes_per_token:bytes_per_token" "messages_per_token:messages_per_token"; do
-          pk=${pair%%:*}; mk=${pair##*:}
-          pv=$(/usr/bin/python3 -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$pj" "$pk")
-          mv=$(/usr/bin/python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print(r.get(sys.argv[2], ""))' "$line" "$mk")
-          [ -n "$mv" ] && emit "$pk $placement $mode S=$s" "$pk" "" "$pv" "$mv"
-        done
-      done
-    done
+  lrows=131072; ldim=128; ltok=256; lk=32
+  shards_list="2 4"; [ "$quick" = 1 ] && shards_list="2"
+  cal=$(calib)
+  for s in $shards_list; do
+    out=$($MPIRUN -n $((s + 1)) "$US_BIN" bench lookup --transports mpi --modes push,pull \
+            --placements row,column --rows $lrows --dim $ldim --tokens $ltok --k $lk \
+            --batches 20 --hot 0 2>/dev/null | grep '^{') || out=""
+    [ -n "$out" ] || { echo "plan_check: bench lookup with $s shards gave no JSON" >&2; continue; }
+    u=$(/usr/bin/python3 -c "n=$lrows; p=$ltok*$lk; print(n*(1-(1-1/n)**p)/p)")
+    # shellcheck disable=SC2086
+    pj=$("$US_BIN" plan --json --values $lrows --dim $ldim --dtype f32 --layers 1 --heads 1 \
+           --k $lk --batch $ltok --shards "$s" --unique-fraction "$u" --cores 1 \
+           --nic-gbit 80 --nic-latency-us 0.2 $cal)
+    while IFS=$'\t' read -r pv mv label metric unit; do
+      emit "$label" "$metric" "$unit" "$pv" "$mv"
+    done < <(/usr/bin/python3 - "$out" "$pj" "$s" "$ltok" <<'PY'
+import json, sys
+meas = [json.loads(l) for l in sys.argv[1].splitlines()]
+plan = {(r["placement"], r["mode"]): r for r in map(json.loads, sys.argv[2].splitlines())}
+S, T = sys.argv[3], float(sys.argv[4])
+for m in meas:
+    p = plan[(m["placement"], m["mode"])]
+    tag = f"{m['placement']}/{m['mode']}/S={S}"
+    for pred, got, what, unit in (
+            (p["request_bytes_per_token"], m["bytes_sent_per_token"], "request_bytes_per_token", "B"),
+            (p["response_bytes_per_token"], m["bytes_recv_per_token"], "response_bytes_per_token", "B"),
+            (p["messages_per_token"], m["msgs_per_batch"] / T, "messages_per_token", ""),
+            (p["round_latency_us"] / 1e3, m["p50_ms"], "round_latency_ms", "ms")):
+        short = {"request_bytes_per_token": "req B/tok", "response_bytes_per_token": "resp B/tok",
+                 "messages_per_token": "msgs/tok", "round_latency_ms": "p50 ms"}[what]
+        print(pred, got, f"{short} {tag}", what, unit, sep="\t")
+PY
+)
   done
 else
   echo "plan_check: this build has no 'ultrashard bench lookup' (branch lookup): network predictions not checked" >&2
 fi
+
 # Calibration: a fit (least squared relative error) of the measured gather points to
 # t_row = row_ns + bytes / gather_bandwidth gives the --row-ns / --gather-gbs
 # to pass to `ultrashard plan` on this machine; the refit error is reported.

@@ -181,7 +181,7 @@ def plot_scaling(rows):
         if kind == "variants":
             cats = [r["variant"] for r in sel]
             bars("scaling_variants", title, "ratio vs baseline", cats,
-                 {"tokens/s ratio": [r.get("ratio_vs_baseline") for r in sel]})
+                 {"tokens/s ratio": [r.get("ratio_vs_sweep_baseline") for r in sel]})
         else:
             cats = sorted({f"{r['transport']} {r['mode']}" for r in sel})
             series = {s: [next((r["tokens_per_s"] for r in sel if r["setting"] == s and

@@ -7,20 +7,24 @@
 #   strong    ranks 1, 2, 4, 8 on one host, same table and batches
 #   weak      ranks 1, 2, 4, 8, rows and tokens per batch growing with the shards
 #   variants  at 4 ranks: transport mpi vs fabric; push vs pull; row vs
-#             column placement; hot-row cache off/on under Zipf keys
+#             column placement; hot-row cache off/on under skewed keys (pull:
+#             the coordinator caches rows it fetched, so the cache serves pulls)
 #   lab       6 ranks on h0/h1/h2, tbf 1gbit on every host, relay delay 0
 #             and 1 ms: row placement push and pull, both transports
 #             (root and namespaces needed; skipped with a note otherwise)
 # The first run of each sweep is its baseline: every line carries
-# ratio_vs_baseline = tokens_per_s / baseline tokens_per_s (same run).
+# ratio_vs_sweep_baseline = tokens_per_s / that tokens_per_s (same run); bench
+# lookup's own ratio_vs_baseline (vs the single-process gather) is kept.
 #
-# Interface assumed of `bench lookup` (one adapter below, lookup_args):
-#   ultrashard bench lookup --rows N --dim D --dtype f32 --tokens T --k K
-#     --batches N --placement row|column --mode push|pull|auto
-#     --transport mpi|fabric --dist uniform|zipf [--cache-mib N]
-# printing one JSON object per line on rank 0 with at least tokens_per_s
-# (bytes_per_token, messages_per_token, p50_us, p99_us are kept when present).
-# Without that subcommand the script says so and exits 0 (make bench goes on).
+# `bench lookup` (coordinator/cmd_bench.h) is called with one transport, mode
+# and placement per run, so each run gives one JSON line (coordinator 0's
+# tokens/s, bytes sent/received per token, messages per batch, p50/p99 batch
+# latency); the adapter lookup_args is the one place that knows its flags.
+# Roles are bench lookup's default: 1 rank = coordinator and shard; N > 1 =
+# rank 0 coordinator + N-1 shards. Skewed keys are bench lookup's hot set
+# (--hot 0.5: half of the pairs from 1024 hot rows), not a Zipf law.
+# Local fabric runs use the shm provider; lab runs use tcp (lab.sh default).
+# Without `bench lookup` in this build the script says so and exits 0.
 # US_BENCH_QUICK=1: ranks 1, 2, 4 only, small batches, no lab.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,8 +42,9 @@ if ! "$US_BIN" bench lookup --help >/dev/null 2>&1; then
   exit 0
 fi
 
-ranks_list="1 2 4 8"; batches=50; rows=262144; dim=256; tokens=64; k=32
+ranks_list="1 2 4 8"; batches=40; rows=262144; dim=128; tokens=256; k=32
 [ "$quick" = 1 ] && { ranks_list="1 2 4"; batches=10; rows=65536; }
+export FI_PROVIDER=${FI_PROVIDER:-shm}
 stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 run=$(mktemp /tmp/us-scaling.XXXXXX)
@@ -47,9 +52,11 @@ trap 'rm -f "$run"' EXIT
 
 # The one place that knows bench lookup's flags.
 lookup_args() {  # rows tokens placement mode transport dist cache_mib
+  local hot=0
+  [ "$6" = skewed ] && hot=0.5
   local a=(bench lookup --rows "$1" --dim $dim --dtype f32 --tokens "$2" --k $k
-           --batches $batches --placement "$3" --mode "$4" --transport "$5" --dist "$6")
-  [ "${7:-0}" -gt 0 ] && a+=(--cache-mib "$7")
+           --batches $batches --placements "$3" --modes "$4" --transports "$5" --hot $hot)
+  [ "${7:-0}" -gt 0 ] && a+=(--cache-bytes $(( $7 * 1048576 )))
   printf '%s\n' "${a[@]}"
 }
 
@@ -72,10 +79,10 @@ one() {  # sweep fields_json ranks launcher(local|lab) lookup_args...
   local sweep=$1 fields=$2 n=$3 where=$4; shift 4
   local cmd
   if [ "$where" = lab ]; then
-    cmd=(bash deploy/lab/lab.sh run -n "$n" "$US_BIN" "$@")
+    cmd=(env FI_PROVIDER=tcp bash deploy/lab/lab.sh run -n "$n" "$US_BIN" "$@")
   else
     # shellcheck disable=SC2206
-    cmd=($MPIRUN -n "$n" "$US_BIN" "$@")
+    cmd=($MPIRUN -x FI_PROVIDER -n "$n" "$US_BIN" "$@")
   fi
   if ! "${cmd[@]}" 2>>"$run.err" | tag "$sweep" "$fields" | tee -a "$run"; then
     echo "scaling: run failed: $sweep $fields (stderr: $(tail -2 "$run.err" | tr '\n' ' '))" >&2
@@ -99,8 +106,9 @@ v fabric row push fabric uniform 0
 v pull row pull mpi uniform 0
 v column-push column push mpi uniform 0
 v column-pull column pull mpi uniform 0
-v zipf-no-cache row push mpi zipf 0
-v zipf-cache row push mpi zipf 64
+v skewed-push row push mpi skewed 0
+v skewed-pull-no-cache row pull mpi skewed 0
+v skewed-pull-cache row pull mpi skewed 16
 
 if [ "$quick" != 1 ]; then
   if [ "$(id -u)" -eq 0 ] && ip netns add usbs-probe 2>/dev/null; then
@@ -136,7 +144,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 first = {}
 for r in rows:
     b = first.setdefault(r["scaling"], r)
-    r["ratio_vs_baseline"] = r["tokens_per_s"] / b["tokens_per_s"] if b["tokens_per_s"] else None
+    r["ratio_vs_sweep_baseline"] = r["tokens_per_s"] / b["tokens_per_s"] if b["tokens_per_s"] else None
     print(json.dumps(r))
 PY
 /usr/bin/python3 - "$run" <<'PY'
@@ -144,12 +152,13 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 first = {}
 print(f"\n{'sweep':<9} {'setting':<16} {'ranks':>5} {'transport':<9} {'mode':<5} {'placement':<9} "
-      f"{'variant':<22} {'tokens/s':>10} {'ratio':>6} {'B/token':>9} {'p99 us':>8}")
+      f"{'variant':<22} {'tokens/s':>10} {'ratio':>6} {'B/token':>9} {'p99 ms':>8}")
 for r in rows:
     b = first.setdefault(r["scaling"], r)
     print(f"{r['scaling']:<9} {r['setting']:<16} {r['ranks']:>5} {r['transport']:<9} {r['mode']:<5} "
           f"{r['placement']:<9} {r.get('variant', ''):<22} {r['tokens_per_s']:>10.4g} "
-          f"{r['tokens_per_s'] / b['tokens_per_s']:>6.2f} {r.get('bytes_per_token', float('nan')):>9.4g} "
-          f"{r.get('p99_us', float('nan')):>8.4g}")
+          f"{r['tokens_per_s'] / b['tokens_per_s']:>6.2f} "
+          f"{r.get('bytes_sent_per_token', 0) + r.get('bytes_recv_per_token', 0):>9.4g} "
+          f"{r.get('p99_ms', float('nan')):>8.4g}")
 PY
 rm -f "$run.err"

@@ -171,7 +171,7 @@ def plot_scaling(rows):
         if pts:
             lines(f"scaling_{kind}", f"Distributed lookup throughput, {kind} scaling (one host, mpi, row push)",
                   "ranks", "tokens/s", {"measured": pts,
-                                        "ideal (linear from 1 rank)" if kind == "strong" else "ideal":
+                                        "ideal (linear from 1 rank; this box has 2 cores)" if kind == "strong" else "ideal":
                                         [(n, min(pts)[1] * n) for n, _ in pts]}, logx=True, logy=True)
     for kind, title in (("variants", "Lookup variants at 4 ranks (ratio to row/push/mpi, same run)"),
                         ("lab", "3 namespace hosts, tbf 1 Gbit: tokens/s by relay delay")):
@@ -182,6 +182,15 @@ def plot_scaling(rows):
             cats = [r["variant"] for r in sel]
             bars("scaling_variants", title, "ratio vs baseline", cats,
                  {"tokens/s ratio": [r.get("ratio_vs_sweep_baseline") for r in sel]})
+            bars("scaling_variants_bytes", "Lookup variants at 4 ranks: coordinator bytes and messages per token",
+                 "per token (log)", cats,
+                 {"bytes sent": [r.get("bytes_sent_per_token") or None for r in sel],
+                  "bytes received": [r.get("bytes_recv_per_token") or None for r in sel],
+                  "messages x 1000": [r["msgs_per_batch"] / r["tokens"] * 1000 if r.get("msgs_per_batch") else None
+                                      for r in sel]}, logy=True)
+            bars("scaling_variants_latency", "Lookup variants at 4 ranks: batch latency percentiles",
+                 "ms (log)", cats, {"p50": [r.get("p50_ms") for r in sel],
+                                    "p99": [r.get("p99_ms") for r in sel]}, logy=True)
         else:
             cats = sorted({f"{r['transport']} {r['mode']}" for r in sel})
             series = {s: [next((r["tokens_per_s"] for r in sel if r["setting"] == s and

@@ -146,9 +146,23 @@ static void sum_token_scalar(float *out_tok, const us_rows_view *v, const uint64
 
 /* ---- AVX2 + FMA (+ F16C) path -------------------------------------------- */
 
+/*
+ * Accumulators live in registers: for a tile of TILE_VECS * 8 columns, all
+ * pairs of a token (in order) are folded into 8 ymm sums, then stored once.
+ * The first tile touches the start of every row of the token, so the k row
+ * misses are independent loads in flight together (memory-level parallelism
+ * is what random rows need); later tiles find the rows in L1/L2. Pairs are
+ * handled in chunks of CHUNK_PAIRS: zero weights dropped, row pointers and
+ * (int8) scaled weights resolved once per chunk, pairs ordered by group with
+ * a stable counting sort so every column still adds its pairs in increasing
+ * i -- the reference's order, hence bit-exact results.
+ */
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+#define TILE_VECS   8
+#define CHUNK_PAIRS 64
 
-AVX2_TARGET static inline __attribute__((always_inline)) __m256 load8(const uint8_t *src, us_dtype dtype, size_t c)
+AVX2_TARGET static inline __attribute__((always_inline))
+__m256 load8(const uint8_t *src, us_dtype dtype, size_t c)
 {
     switch (dtype) {
     case US_DTYPE_BF16: {
@@ -167,36 +181,61 @@ AVX2_TARGET static inline __attribute__((always_inline)) __m256 load8(const uint
     }
 }
 
-/* The dtype switch sits outside the column loop: one specialised loop per
- * dtype after inlining (dtype is a compile-time constant in each call). */
-AVX2_TARGET static inline __attribute__((always_inline)) void axpy_row_avx2(float *acc, const uint8_t *src, us_dtype dtype,
-                                             float w, size_t dim)
+static inline float load1(const uint8_t *src, us_dtype dtype, size_t c)
 {
-    __m256 wv = _mm256_set1_ps(w);
-    size_t c = 0;
-    for (; c + 32 <= dim; c += 32) {
-        __m256 a0 = _mm256_fmadd_ps(wv, load8(src, dtype, c), _mm256_loadu_ps(acc + c));
-        __m256 a1 = _mm256_fmadd_ps(wv, load8(src, dtype, c + 8), _mm256_loadu_ps(acc + c + 8));
-        __m256 a2 = _mm256_fmadd_ps(wv, load8(src, dtype, c + 16), _mm256_loadu_ps(acc + c + 16));
-        __m256 a3 = _mm256_fmadd_ps(wv, load8(src, dtype, c + 24), _mm256_loadu_ps(acc + c + 24));
-        _mm256_storeu_ps(acc + c, a0);
-        _mm256_storeu_ps(acc + c + 8, a1);
-        _mm256_storeu_ps(acc + c + 16, a2);
-        _mm256_storeu_ps(acc + c + 24, a3);
+    switch (dtype) {
+    case US_DTYPE_BF16: return us_bf16_to_f32(((const uint16_t *)(const void *)src)[c]);
+    case US_DTYPE_F16:  return us_f16_to_f32(((const uint16_t *)(const void *)src)[c]);
+    case US_DTYPE_INT8: return (float)((const int8_t *)(const void *)src)[c];
+    case US_DTYPE_F32:
+    default:            return ((const float *)(const void *)src)[c];
     }
-    for (; c + 8 <= dim; c += 8)
-        _mm256_storeu_ps(acc + c, _mm256_fmadd_ps(wv, load8(src, dtype, c),
-                                                  _mm256_loadu_ps(acc + c)));
-    for (; c < dim; c++) {              /* tail: same fused op, one lane */
-        float x;
-        switch (dtype) {
-        case US_DTYPE_BF16: x = us_bf16_to_f32(((const uint16_t *)(const void *)src)[c]); break;
-        case US_DTYPE_F16:  x = _cvtsh_ss(((const uint16_t *)(const void *)src)[c]); break;
-        case US_DTYPE_INT8: x = (float)((const int8_t *)(const void *)src)[c]; break;
-        case US_DTYPE_F32:
-        default:            x = ((const float *)(const void *)src)[c]; break;
+}
+
+/* acc[0..dim) += sum_j w[j] * rows src[j], j = 0..n-1 in order. */
+AVX2_TARGET static inline __attribute__((always_inline))
+void fold_rows(float *acc, const uint8_t *const *src, const float *w, size_t n, size_t dim,
+               us_dtype dtype)
+{
+    size_t c = 0;
+    for (; c + 8 * TILE_VECS <= dim; c += 8 * TILE_VECS) {
+        __m256 a[TILE_VECS];
+        #pragma GCC unroll 8   /* a[] must live in registers, not on the stack */
+        for (int v = 0; v < TILE_VECS; v++)
+            a[v] = _mm256_loadu_ps(acc + c + 8 * v);
+        for (size_t j = 0; j < n; j++) {
+            __m256 wv = _mm256_set1_ps(w[j]);
+            #pragma GCC unroll 8
+            for (int v = 0; v < TILE_VECS; v++)
+                a[v] = _mm256_fmadd_ps(wv, load8(src[j], dtype, c + 8 * v), a[v]);
         }
-        acc[c] = fmaf(w, x, acc[c]);
+        #pragma GCC unroll 8
+        for (int v = 0; v < TILE_VECS; v++)
+            _mm256_storeu_ps(acc + c + 8 * v, a[v]);
+    }
+    for (; c + 8 <= dim; c += 8) {
+        __m256 a = _mm256_loadu_ps(acc + c);
+        for (size_t j = 0; j < n; j++)
+            a = _mm256_fmadd_ps(_mm256_set1_ps(w[j]), load8(src[j], dtype, c), a);
+        _mm256_storeu_ps(acc + c, a);
+    }
+    for (; c < dim; c++) {               /* tail: the same fused op, one lane */
+        float a = acc[c];
+        for (size_t j = 0; j < n; j++)
+            a = fmaf(w[j], load1(src[j], dtype, c), a);
+        acc[c] = a;
+    }
+}
+
+/* One specialised copy of fold_rows per dtype. */
+AVX2_TARGET static void fold_rows_avx2(float *acc, const uint8_t *const *src, const float *w,
+                                       size_t n, size_t dim, us_dtype dtype)
+{
+    switch (dtype) {
+    case US_DTYPE_F32:  fold_rows(acc, src, w, n, dim, US_DTYPE_F32); break;
+    case US_DTYPE_BF16: fold_rows(acc, src, w, n, dim, US_DTYPE_BF16); break;
+    case US_DTYPE_F16:  fold_rows(acc, src, w, n, dim, US_DTYPE_F16); break;
+    case US_DTYPE_INT8: fold_rows(acc, src, w, n, dim, US_DTYPE_INT8); break;
     }
 }
 
@@ -204,44 +243,73 @@ static inline void prefetch_row(const us_rows_view *v, uint64_t row, size_t line
 {
     const char *p = (const char *)us_rows_view_row(v, row);
     for (size_t l = 0; l < lines; l++)
-        __builtin_prefetch(p + 64 * l, 0, 0);
+        __builtin_prefetch(p + 64 * l, 0, 3);
 }
 
 /* Tokens [t0, t1). rows/weights/group point at the start of all pairs, so
  * the prefetch can look into the next token's pairs. */
-AVX2_TARGET static void sum_tokens_avx2(float *out, const us_rows_view *v, const uint64_t *rows,
-                                        const float *weights, const uint8_t *group, size_t t0,
-                                        size_t t1, size_t k, int n_groups, int distance,
-                                        us_dtype dtype)
+static void sum_tokens_avx2(float *out, const us_rows_view *v, const uint64_t *rows,
+                            const float *weights, const uint8_t *group, size_t t0,
+                            size_t t1, size_t k, int n_groups, int distance)
 {
     size_t dim = v->dim;
-    size_t row_bytes = dim * us_dtype_size(dtype);
-    size_t lines = (row_bytes + 63) / 64;
+    us_dtype dtype = v->dtype;
+    size_t lines = (dim * us_dtype_size(dtype) + 63) / 64;
     if (lines > US_GATHER_PREFETCH_MAX_LINES)
         lines = US_GATHER_PREFETCH_MAX_LINES;
     size_t p_end = t1 * k;
+    const uint8_t *src[CHUNK_PAIRS], *sorted_src[CHUNK_PAIRS];
+    float w[CHUNK_PAIRS], sorted_w[CHUNK_PAIRS];
+    uint8_t g_of[CHUNK_PAIRS];
+    size_t count[257];
+
     if (distance > 0)                    /* warm up: the first rows of this range */
         for (size_t p = t0 * k; p < p_end && p < t0 * k + (size_t)distance; p++)
             prefetch_row(v, rows[p], lines);
     for (size_t t = t0; t < t1; t++) {
         float *out_tok = out + t * (size_t)n_groups * dim;
         memset(out_tok, 0, (size_t)n_groups * dim * sizeof *out_tok);
-        for (size_t i = 0; i < k; i++) {
-            size_t p = t * k + i;
-            if (distance > 0 && p + (size_t)distance < p_end)
-                prefetch_row(v, rows[p + distance], lines);
-            float w = weights[p];
-            if (w == 0.0f)
+        for (size_t i0 = 0; i0 < k; i0 += CHUNK_PAIRS) {
+            size_t i1 = i0 + CHUNK_PAIRS < k ? i0 + CHUNK_PAIRS : k, n = 0;
+            for (size_t i = i0; i < i1; i++) {
+                size_t p = t * k + i;
+                if (distance > 0 && p + (size_t)distance < p_end)
+                    prefetch_row(v, rows[p + distance], lines);
+                float wi = weights[p];
+                if (wi == 0.0f)
+                    continue;
+                if (dtype == US_DTYPE_INT8)
+                    wi *= us_rows_view_scale(v, rows[p]);
+                src[n] = us_rows_view_row(v, rows[p]);
+                w[n] = wi;
+                g_of[n] = group ? group[p] : 0;
+                n++;
+            }
+            if (n == 0)
                 continue;
-            if (dtype == US_DTYPE_INT8)
-                w *= us_rows_view_scale(v, rows[p]);
-            float *acc = out_tok + (group ? group[p] : 0) * dim;
-            const uint8_t *src = us_rows_view_row(v, rows[p]);
-            switch (dtype) {    /* constant per call: one specialised loop each */
-            case US_DTYPE_F32:  axpy_row_avx2(acc, src, US_DTYPE_F32, w, dim); break;
-            case US_DTYPE_BF16: axpy_row_avx2(acc, src, US_DTYPE_BF16, w, dim); break;
-            case US_DTYPE_F16:  axpy_row_avx2(acc, src, US_DTYPE_F16, w, dim); break;
-            case US_DTYPE_INT8: axpy_row_avx2(acc, src, US_DTYPE_INT8, w, dim); break;
+            if (n_groups == 1) {
+                fold_rows_avx2(out_tok, src, w, n, dim, dtype);
+                continue;
+            }
+            /* stable counting sort by group: order within a group kept */
+            memset(count, 0, ((size_t)n_groups + 1) * sizeof count[0]);
+            for (size_t j = 0; j < n; j++)
+                count[g_of[j] + 1]++;
+            for (int g = 0; g < n_groups; g++)
+                count[g + 1] += count[g];
+            for (size_t j = 0; j < n; j++) {
+                size_t at = count[g_of[j]]++;
+                sorted_src[at] = src[j];
+                sorted_w[at] = w[j];
+            }
+            /* count[g] is now the end of group g (and the start of g + 1) */
+            size_t start = 0;
+            for (int g = 0; g < n_groups; g++) {
+                size_t end = count[g];
+                if (end > start)
+                    fold_rows_avx2(out_tok + (size_t)g * dim, sorted_src + start,
+                                   sorted_w + start, end - start, dim, dtype);
+                start = end;
             }
         }
     }
@@ -276,7 +344,6 @@ int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
     int fast = !(opts && opts->force_portable) && have_avx2();
     int nt = thread_count(n_threads, n_tokens);
     size_t dim = v->dim;
-    us_dtype dtype = v->dtype;
 
     #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -285,7 +352,7 @@ int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
         size_t t1 = n_tokens * (size_t)(me + 1) / (size_t)team;
         if (fast) {
             sum_tokens_avx2(out, v, rows, weights, group, t0, t1, k, n_groups,
-                            distance < 0 ? 0 : distance, dtype);
+                            distance < 0 ? 0 : distance);
         } else {
             for (size_t t = t0; t < t1; t++)
                 sum_token_scalar(out + t * (size_t)n_groups * dim, v, rows + t * k,

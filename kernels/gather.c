@@ -2,15 +2,15 @@
  * gather.c — weighted gather-sum (see gather.h for the contract).
  *
  * Structure: validate every pair first (so `out` is untouched on error),
- * then sum token by token. A token's output row (dim floats per group) is the
- * accumulator: it stays in L1 while the k source rows stream through once,
- * each read sequentially. This keeps the per-column order of additions equal
- * to the reference's (i = 0..k-1, one fmaf each), so the AVX2 path is bit
- * exact against the scalar one and tests compare with ==.
+ * then sum token by token. Both paths add a column's pairs in the same order
+ * (i = 0..k-1, one fused multiply-add each, starting from +0), so the AVX2
+ * path is bit exact against the scalar reference and tests compare with ==.
  *
- * Random rows of a table much larger than the caches are the cost; the AVX2
- * path prefetches the first lines of the row `prefetch_distance` pairs ahead
- * so several row misses are in flight at once.
+ * The scalar path folds one whole row at a time into the token's output row.
+ * The AVX2 path turns the loops around (see the comment above fold_rows):
+ * registers hold a 64-column tile while all of the token's rows pass, which
+ * is what random rows of a table much larger than the caches need: the
+ * misses of different rows are independent and overlap.
  */
 #include "kernels/gather.h"
 
@@ -317,7 +317,6 @@ static void sum_tokens_avx2(float *out, const us_rows_view *v, const uint64_t *r
 
 static int have_avx2(void)
 {
-    __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
            __builtin_cpu_supports("f16c");
 }

@@ -34,9 +34,15 @@
  * default; 1 runs in the calling thread. Results do not depend on n_threads.
  * The functions are reentrant: no global state, no allocation.
  *
- * Fast path: AVX2+FMA (+F16C for f16) chosen at run time with
- * __builtin_cpu_supports; other CPUs run the portable loop. Rows several
- * pairs ahead are software-prefetched (US_GATHER_PREFETCH_DISTANCE).
+ * Fast path: AVX2+FMA (+F16C for f16, shifts for bf16, sign-extension for
+ * int8) chosen at run time with __builtin_cpu_supports; the library itself
+ * is built for x86-64-v2 and other CPUs run the portable scalar loop (the
+ * reference, parallelised). Per token, 64 output columns at a time are
+ * accumulated in eight ymm registers across all of the token's pairs, so the
+ * first pass touches every row of the token with independent loads (many
+ * misses in flight) and later passes hit the caches. Optional software
+ * prefetch of the rows `prefetch_distance` pairs ahead (see
+ * US_GATHER_PREFETCH_DISTANCE for the measured default).
  */
 #ifndef US_GATHER_H
 #define US_GATHER_H
@@ -47,8 +53,12 @@
 #include "kernels/rows_view.h"
 #include "kernels/us_status.h"
 
-/* Default: prefetch the row of the pair this many pairs ahead (0 = off). */
-#define US_GATHER_PREFETCH_DISTANCE 8
+/* Default software prefetch distance in pairs (0 = off). Off because
+ * `make bench-kernels` (1 GiB table, rows 256 B..8 KiB, every dtype) showed
+ * no consistent gain at distances 2..32 (gain 0.84..1.4, inside the noise of
+ * the shared machine): the register-tiled loop already keeps the misses of a
+ * token's rows in flight together. The knob stays for the benchmark. */
+#define US_GATHER_PREFETCH_DISTANCE 0
 /* At most this many 64-byte lines of a row are prefetched (rows are read
  * sequentially after their first lines, which the hardware prefetcher covers
  * within a 4 KiB page). */

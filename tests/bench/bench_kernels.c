@@ -44,6 +44,18 @@ static long max_rss_mib(void)
     return ru.ru_maxrss / 1024;
 }
 
+static double loadavg(void)
+{
+    double one = -1;
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &one) != 1)
+            one = -1;
+        fclose(f);
+    }
+    return one;
+}
+
 static uint64_t rng_state = 1;
 static uint64_t rng_next(void)
 {
@@ -91,6 +103,7 @@ typedef struct gather_setup {
 #define BLOCK_BITS 12
 #define K_PER_TOKEN 32
 #define BATCH_TOKENS 64
+#define PF_PROBE 8           /* prefetch distance compared in the main table */
 
 static void make_view(us_rows_view *v, gather_setup *g, us_dtype dtype, size_t row_bytes)
 {
@@ -109,8 +122,10 @@ static void make_view(us_rows_view *v, gather_setup *g, us_dtype dtype, size_t r
     v->block_scales = dtype == US_DTYPE_INT8 ? g->scales : NULL;
 }
 
-/* Best-of-reps seconds for each variant over the same batches of ids. */
-typedef struct gather_times { double copy, sum, sum_nopf; } gather_times;
+/* Best-of-reps seconds for each variant over the same batches of ids:
+ * plain copy, gather-sum with default options, gather-sum with software
+ * prefetch at `prefetch` pairs ahead. */
+typedef struct gather_times { double copy, sum, sum_pf; } gather_times;
 
 static int time_gather(gather_times *best, const us_rows_view *v, const uint64_t *rows,
                        const float *weights, size_t n_pairs, void *copy_buf, float *sum_buf,
@@ -118,9 +133,8 @@ static int time_gather(gather_times *best, const us_rows_view *v, const uint64_t
 {
     size_t batch_pairs = (size_t)BATCH_TOKENS * K_PER_TOKEN;
     us_gather_opts pf = { .prefetch_distance = prefetch };
-    us_gather_opts nopf = { .prefetch_distance = 0 };
     us_err err = { 0 };
-    best->copy = best->sum = best->sum_nopf = INFINITY;
+    best->copy = best->sum = best->sum_pf = INFINITY;
     for (int rep = 0; rep < reps; rep++) {
         for (int variant = 0; variant < 3; variant++) {
             double t0 = now_s();
@@ -131,14 +145,14 @@ static int time_gather(gather_times *best, const us_rows_view *v, const uint64_t
                 else
                     rc = us_gather_sum_opts(sum_buf, v, rows + p, weights + p, NULL,
                                             BATCH_TOKENS, K_PER_TOKEN, 1, threads,
-                                            variant == 1 ? &pf : &nopf, &err);
+                                            variant == 1 ? NULL : &pf, &err);
                 if (rc != US_OK) {
                     fprintf(stderr, "bench_kernels: %s\n", err.msg);
                     return rc;
                 }
             }
             double dt = now_s() - t0;
-            double *slot = variant == 0 ? &best->copy : variant == 1 ? &best->sum : &best->sum_nopf;
+            double *slot = variant == 0 ? &best->copy : variant == 1 ? &best->sum : &best->sum_pf;
             if (dt < *slot)
                 *slot = dt;
         }
@@ -270,7 +284,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < max_rows; i++)
         g.scale_store[i] = 1.0f / 127;
 
-    fprintf(stderr, "== machine limits (table %zu MiB, best of %d)\n", table_mib, reps);
+    fprintf(stderr, "== machine limits (table %zu MiB, best of %d, load average %.2f)\n",
+            table_mib, reps, loadavg());
+    printf("{\"bench\":\"kernels\",\"kernel\":\"machine\",\"loadavg\":%.2f,\"cpus\":%d,"
+           "\"table_bytes\":%zu}\n", loadavg(), omp_get_num_procs(), g.table_bytes);
     double seq_gbps[3] = { 0, 0, 0 };
     for (int threads = 1; threads <= 2; threads++) {
         double best = INFINITY;
@@ -296,7 +313,7 @@ int main(int argc, char **argv)
     uint64_t *rows = malloc(max_pairs * sizeof *rows);
     float *weights = malloc(max_pairs * sizeof *weights);
     void *copy_buf = aligned_alloc(64, batch_pairs * 8192);
-    float *sum_buf = aligned_alloc(64, (size_t)BATCH_TOKENS * 8192);
+    float *sum_buf = aligned_alloc(64, (size_t)BATCH_TOKENS * 8192 * sizeof(float));
     if (!rows || !weights || !copy_buf || !sum_buf) {
         fprintf(stderr, "bench_kernels: out of memory (gather)\n");
         return 1;
@@ -305,8 +322,8 @@ int main(int argc, char **argv)
         weights[i] = 1.0f / K_PER_TOKEN;
     fprintf(stderr, "== gather-sum vs plain gather (k=%d per token, batches of %d tokens, "
             "GB/s of rows read)\n", K_PER_TOKEN, BATCH_TOKENS);
-    fprintf(stderr, "%-5s %6s %3s %8s %8s %8s %7s %9s\n", "dtype", "row_B", "thr", "copy",
-            "sum", "sum_nopf", "ratio", "pf_gain");
+    fprintf(stderr, "%-5s %6s %3s %8s %8s %7s %8s %8s\n", "dtype", "row_B", "thr", "copy",
+            "sum", "ratio", "sum_pf8", "pf_gain");
     for (size_t si = 0; si < sizeof row_sizes / sizeof row_sizes[0]; si++) {
         size_t rb = row_sizes[si];
         size_t n_pairs = read_target / rb / batch_pairs * batch_pairs;
@@ -318,26 +335,27 @@ int main(int argc, char **argv)
             for (int threads = 1; threads <= 2; threads++) {
                 gather_times t;
                 if (time_gather(&t, &v, rows, weights, n_pairs, copy_buf, sum_buf, threads,
-                                US_GATHER_PREFETCH_DISTANCE, reps) != US_OK)
+                                PF_PROBE, reps) != US_OK)
                     return 1;
                 double bytes = (double)n_pairs * rb;
                 double c = bytes / t.copy * 1e-9, s = bytes / t.sum * 1e-9;
-                double snp = bytes / t.sum_nopf * 1e-9;
+                double spf = bytes / t.sum_pf * 1e-9;
                 printf("{\"bench\":\"kernels\",\"kernel\":\"gather_sum\",\"dtype\":\"%s\","
                        "\"row_bytes\":%zu,\"dim\":%u,\"k\":%d,\"threads\":%d,\"prefetch\":%d,"
-                       "\"gbps\":%.3f,\"gbps_no_prefetch\":%.3f,\"baseline\":\"gather_copy\","
-                       "\"baseline_gbps\":%.3f,\"ratio\":%.3f,\"ratio_no_prefetch\":%.3f,"
-                       "\"seq_read_gbps\":%.2f,\"table_bytes\":%zu}\n",
+                       "\"gbps\":%.3f,\"baseline\":\"gather_copy\",\"baseline_gbps\":%.3f,"
+                       "\"ratio\":%.3f,\"gbps_prefetch%d\":%.3f,\"seq_read_gbps\":%.2f,"
+                       "\"table_bytes\":%zu,\"loadavg\":%.2f}\n",
                        us_dtype_name(dtypes[d]), rb, v.dim, K_PER_TOKEN, threads,
-                       US_GATHER_PREFETCH_DISTANCE, s, snp, c, s / c, snp / c,
-                       seq_gbps[threads], g.table_bytes);
-                fprintf(stderr, "%-5s %6zu %3d %8.2f %8.2f %8.2f %7.2f %9.2f\n",
-                        us_dtype_name(dtypes[d]), rb, threads, c, s, snp, s / c, s / snp);
+                       US_GATHER_PREFETCH_DISTANCE, s, c, s / c, PF_PROBE, spf,
+                       seq_gbps[threads], g.table_bytes, loadavg());
+                fprintf(stderr, "%-5s %6zu %3d %8.2f %8.2f %7.2f %8.2f %8.2f\n",
+                        us_dtype_name(dtypes[d]), rb, threads, c, s, s / c, spf, spf / s);
             }
         }
     }
     /* prefetch distance sweep: f32, 1 thread, 1 KiB and 4 KiB rows */
-    fprintf(stderr, "== prefetch distance sweep (f32, 1 thread, ratio to no prefetch)\n");
+    fprintf(stderr, "== prefetch distance sweep (f32, 1 thread, gain over the default, "
+            "distance %d)\n", US_GATHER_PREFETCH_DISTANCE);
     static const int distances[] = { 2, 4, 8, 16, 32 };
     for (size_t si = 1; si <= 2; si++) {
         size_t rb = row_sizes[si];
@@ -354,12 +372,12 @@ int main(int argc, char **argv)
             double bytes = (double)n_pairs * rb;
             printf("{\"bench\":\"kernels\",\"kernel\":\"gather_prefetch_sweep\",\"dtype\":\"f32\","
                    "\"row_bytes\":%zu,\"threads\":1,\"prefetch\":%d,\"gbps\":%.3f,"
-                   "\"baseline\":\"no_prefetch\",\"baseline_gbps\":%.3f,\"ratio\":%.3f}\n",
-                   rb, distances[di], bytes / t.sum * 1e-9, bytes / t.sum_nopf * 1e-9,
-                   t.sum_nopf / t.sum);
-            fprintf(stderr, "row %5zu B distance %2d: %6.2f GB/s  no prefetch %6.2f  gain %.2f\n",
-                    rb, distances[di], bytes / t.sum * 1e-9, bytes / t.sum_nopf * 1e-9,
-                    t.sum_nopf / t.sum);
+                   "\"baseline\":\"default_prefetch_%d\",\"baseline_gbps\":%.3f,\"ratio\":%.3f}\n",
+                   rb, distances[di], bytes / t.sum_pf * 1e-9, US_GATHER_PREFETCH_DISTANCE,
+                   bytes / t.sum * 1e-9, t.sum / t.sum_pf);
+            fprintf(stderr, "row %5zu B distance %2d: %6.2f GB/s  default %6.2f  gain %.2f\n",
+                    rb, distances[di], bytes / t.sum_pf * 1e-9, bytes / t.sum * 1e-9,
+                    t.sum / t.sum_pf);
         }
     }
     free(rows); free(weights); free(copy_buf); free(sum_buf);
@@ -383,6 +401,7 @@ int main(int argc, char **argv)
     printf("{\"bench\":\"kernels\",\"kernel\":\"memory\",\"max_rss_mib\":%ld,"
            "\"max_rss_mib_after_gather\":%ld,\"table_mib\":%zu}\n", max_rss_mib(), rss_gather,
            table_mib);
-    fprintf(stderr, "memory: max RSS %ld MiB (table %zu MiB)\n", max_rss_mib(), table_mib);
+    fprintf(stderr, "memory: max RSS %ld MiB (table %zu MiB); load average at end %.2f\n",
+            max_rss_mib(), table_mib, loadavg());
     return 0;
 }

@@ -93,24 +93,56 @@ static inline void offer_number(entry *top, size_t *m, size_t k, float s, uint32
     top[j].idx = i;
 }
 
+/* The k-th largest of a[0..n) (1 <= k <= n, no NaN), by quickselect with a
+ * middle pivot; reorders a. */
+static float kth_largest(float *a, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        float pivot = a[lo + (hi - lo) / 2];
+        size_t i = lo, j = hi;
+        while (i <= j) {                 /* Hoare partition, descending */
+            while (a[i] > pivot) i++;
+            while (a[j] < pivot) j--;
+            if (i <= j) {
+                float t = a[i]; a[i] = a[j]; a[j] = t;
+                i++;
+                if (j == 0) break;
+                j--;
+            }
+        }
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            break;                       /* want sits between: equals pivot */
+    }
+    return a[want];
+}
+
 /*
- * Filter then select. Split the first k*bs scores into k blocks and take the
- * largest number of each block: these are k distinct elements, so at least k
- * numbers are >= t0 = the smallest of the k block maxima, i.e. t0 is a lower
- * bound of the k-th best score. Only scores >= t0 can be in the result; they
- * are offered in index order, which gives exactly the result of the full
- * scan (ties and all). Typically a few times k candidates remain, so the cost
- * is two vector passes over the scores. Returns 0 (caller falls back to the
+ * Filter then select. Split the scores into nb >= k blocks (up to 4k blocks
+ * of at least 8) and take the largest number of each block: these are nb
+ * distinct elements, so at least k numbers are >= t0 = the k-th largest
+ * block maximum, i.e. t0 is a lower bound of the k-th best score. Only
+ * scores >= t0 can be in the result; they are offered in index order, which
+ * gives exactly the result of the full scan (ties and all). With 4k blocks
+ * typically 1.5k candidates remain (k blocks: ~3.5k), so the cost is two
+ * vector passes plus a few insertions. Returns 0 (caller falls back to the
  * full scan) when the bound is useless (t0 = -Inf, e.g. blocks full of NaN).
  */
 AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *scores, size_t n)
 {
-    size_t bs = n / k / 8 * 8;
-    if (bs < 8)
+    size_t nb = 4 * k;
+    if (n / 8 < nb)
+        nb = n / 8;
+    if (nb < k)
         return 0;
+    size_t bs = n / nb / 8 * 8;
     const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
-    float t0 = __builtin_inff();
-    for (size_t b = 0; b < k; b++) {
+    float maxima[4 * US_TOPK_MAX_K];
+    for (size_t b = 0; b < nb; b++) {
         const float *p = scores + b * bs;
         __m256 mx = neg_inf;
         for (size_t i = 0; i < bs; i += 8) {
@@ -121,10 +153,9 @@ AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *sco
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-        float block_max = _mm_cvtss_f32(m4);
-        if (block_max < t0)
-            t0 = block_max;
+        maxima[b] = _mm_cvtss_f32(m4);
     }
+    float t0 = kth_largest(maxima, nb, k);
     if (t0 == -__builtin_inff())
         return 0;
     size_t m = 0, i = 0;

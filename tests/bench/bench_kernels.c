@@ -252,13 +252,17 @@ int main(int argc, char **argv)
 {
     size_t table_mib = 1024;
     int quick = 0;
+    const char *part = "all";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--table-mib") == 0 && i + 1 < argc) {
             table_mib = strtoul(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--quick") == 0) {
             quick = 1;
+        } else if (strcmp(argv[i], "--part") == 0 && i + 1 < argc) {
+            part = argv[++i];
         } else {
-            fprintf(stderr, "usage: bench_kernels [--table-mib N] [--quick]\n");
+            fprintf(stderr, "usage: bench_kernels [--table-mib N] [--quick] "
+                    "[--part all|gather|score|topk]\n");
             return 2;
         }
     }
@@ -266,6 +270,8 @@ int main(int argc, char **argv)
         table_mib = 64;
     int reps = quick ? 1 : 3;
 
+    long rss_gather = 0;
+    if (strcmp(part, "all") == 0 || strcmp(part, "gather") == 0) {
     /* ---- the table: one allocation, every page touched ---- */
     gather_setup g = { 0 };
     g.table_bytes = table_mib << 20;
@@ -381,10 +387,12 @@ int main(int argc, char **argv)
         }
     }
     free(rows); free(weights); free(copy_buf); free(sum_buf);
-    long rss_gather = max_rss_mib();
+    rss_gather = max_rss_mib();
     free(g.table); free(g.blocks); free(g.scales); free(g.scale_store);
 
+    }
     /* ---- scoring ---- */
+    if (strcmp(part, "all") == 0 || strcmp(part, "score") == 0) {
     fprintf(stderr, "== product-key scoring (H=4, d=256, n_keys=1024 per side, k'=32, k=32)\n");
     for (int threads = 1; threads <= 2; threads++) {
         if (bench_score(US_PK_SUM, 256, threads, reps + 2, "pkm") != US_OK ||
@@ -392,11 +400,14 @@ int main(int argc, char **argv)
             bench_score(US_PK_TUCKER, 32, threads, reps + 2, "tdqkr") != US_OK)
             return 1;
     }
+    }
     /* ---- top-k ---- */
-    fprintf(stderr, "== top-k (1 thread)\n");
-    bench_topk(1024, 32, 512);
-    bench_topk(4096, 32, 128);
-    bench_topk(65536, 256, 8);
+    if (strcmp(part, "all") == 0 || strcmp(part, "topk") == 0) {
+        fprintf(stderr, "== top-k (1 thread)\n");
+        bench_topk(1024, 32, 512);
+        bench_topk(4096, 32, 128);
+        bench_topk(65536, 256, 8);
+    }
 
     printf("{\"bench\":\"kernels\",\"kernel\":\"memory\",\"max_rss_mib\":%ld,"
            "\"max_rss_mib_after_gather\":%ld,\"table_mib\":%zu}\n", max_rss_mib(), rss_gather,

@@ -1,0 +1,62 @@
+/*
+ * durable.h — crash-safe file writes: temp file, fsync, rename, fsync(dir).
+ *
+ * A us_durable_file writes to "<path>.tmp.<pid>" in the same directory and
+ * only us_durable_commit() makes it visible under <path>: after fsync of the
+ * data, rename() over the final name (atomic on POSIX file systems) and fsync
+ * of the directory so the rename itself survives a crash. Any failure before
+ * commit (including a full disk, ENOSPC, or a file size limit, EFBIG) leaves
+ * <path> exactly as it was; us_durable_abort() removes the temp file.
+ *
+ * A process that uses RLIMIT_FSIZE must ignore SIGXFSZ (us_durable_ignore_sigxfsz)
+ * so that an over-limit write fails with EFBIG instead of killing the process.
+ */
+#ifndef US_DURABLE_H
+#define US_DURABLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/us_status.h"
+
+typedef struct us_durable_file {
+    int      fd;               /* -1 when closed */
+    char    *path;             /* final name, owned */
+    char    *tmp_path;         /* temp name, owned */
+    uint64_t bytes_written;
+} us_durable_file;
+
+/* Creates the temp file next to `path`. With overwrite == false an existing
+ * `path` is refused with US_EEXIST before anything is created. */
+int us_durable_open(us_durable_file *f, const char *path, bool overwrite, us_err *err);
+
+/* Appends n bytes; retries short writes and EINTR. ENOSPC/EFBIG are reported
+ * as US_EIO "disk full" / "file size limit" naming the file. */
+int us_durable_write(us_durable_file *f, const void *buf, size_t n, us_err *err);
+
+/* Appends n zero bytes (padding to an alignment). */
+int us_durable_write_zeros(us_durable_file *f, uint64_t n, us_err *err);
+
+/* fsync, close, rename over the final name, fsync of the directory. On error
+ * the temp file is removed and the final name is untouched. Frees *f's names. */
+int us_durable_commit(us_durable_file *f, us_err *err);
+
+/* Closes and removes the temp file; safe on a closed or zeroed file. */
+void us_durable_abort(us_durable_file *f);
+
+/* fsync of the directory that holds `path` (a file) or of `dir` itself. */
+int us_fsync_parent_dir(const char *path, us_err *err);
+int us_fsync_dir(const char *dir, us_err *err);
+
+/* Writes all of buf at offset (pwrite loop) / reads all of buf (pread loop).
+ * A read that hits end of file returns US_ECORRUPT "truncated" naming `what`. */
+int us_pwrite_all(int fd, const void *buf, size_t n, uint64_t offset,
+                  const char *what, us_err *err);
+int us_pread_all(int fd, void *buf, size_t n, uint64_t offset,
+                 const char *what, us_err *err);
+
+/* SIGXFSZ -> ignored, so RLIMIT_FSIZE gives EFBIG errors instead of a kill. */
+void us_durable_ignore_sigxfsz(void);
+
+#endif

@@ -192,11 +192,26 @@ static inline float load1(const uint8_t *src, us_dtype dtype, size_t c)
     }
 }
 
-/* acc[0..dim) += sum_j w[j] * rows src[j], j = 0..n-1 in order. */
+/* Prefetches the bytes [from, to) of each of the n rows pf[]. */
+static inline void prefetch_rows(const uint8_t *const *pf, size_t n, size_t from, size_t to)
+{
+    for (size_t j = 0; j < n; j++)
+        for (size_t b = from; b < to; b += 64)
+            __builtin_prefetch(pf[j] + b, 0, 3);
+}
+
+/*
+ * acc[0..dim) += sum_j w[j] * rows src[j], j = 0..n-1 in order.
+ * pf[0..pf_n) are the rows of the next chunk: while tile c of the current
+ * rows is folded, the same bytes of the next rows are prefetched, one row
+ * per current row, so the prefetches are spread over the arithmetic instead
+ * of issued all at once.
+ */
 AVX2_TARGET static inline __attribute__((always_inline))
 void fold_rows(float *acc, const uint8_t *const *src, const float *w, size_t n, size_t dim,
-               us_dtype dtype)
+               us_dtype dtype, const uint8_t *const *pf, size_t pf_n)
 {
+    const size_t elem = us_dtype_size(dtype), tile_bytes = 8 * TILE_VECS * elem;
     size_t c = 0;
     for (; c + 8 * TILE_VECS <= dim; c += 8 * TILE_VECS) {
         __m256 a[TILE_VECS];
@@ -204,15 +219,22 @@ void fold_rows(float *acc, const uint8_t *const *src, const float *w, size_t n, 
         for (int v = 0; v < TILE_VECS; v++)
             a[v] = _mm256_loadu_ps(acc + c + 8 * v);
         for (size_t j = 0; j < n; j++) {
+            if (j < pf_n)
+                for (size_t b = 0; b < tile_bytes; b += 64)
+                    __builtin_prefetch(pf[j] + c * elem + b, 0, 3);
             __m256 wv = _mm256_set1_ps(w[j]);
             #pragma GCC unroll 8
             for (int v = 0; v < TILE_VECS; v++)
                 a[v] = _mm256_fmadd_ps(wv, load8(src[j], dtype, c + 8 * v), a[v]);
         }
+        if (pf_n > n)
+            prefetch_rows(pf + n, pf_n - n, c * elem, c * elem + tile_bytes);
         #pragma GCC unroll 8
         for (int v = 0; v < TILE_VECS; v++)
             _mm256_storeu_ps(acc + c + 8 * v, a[v]);
     }
+    if (c < dim)                         /* the rest of the next rows */
+        prefetch_rows(pf, pf_n, c * elem, dim * elem);
     for (; c + 8 <= dim; c += 8) {
         __m256 a = _mm256_loadu_ps(acc + c);
         for (size_t j = 0; j < n; j++)
@@ -229,89 +251,122 @@ void fold_rows(float *acc, const uint8_t *const *src, const float *w, size_t n, 
 
 /* One specialised copy of fold_rows per dtype. */
 AVX2_TARGET static void fold_rows_avx2(float *acc, const uint8_t *const *src, const float *w,
-                                       size_t n, size_t dim, us_dtype dtype)
+                                       size_t n, size_t dim, us_dtype dtype,
+                                       const uint8_t *const *pf, size_t pf_n)
 {
     switch (dtype) {
-    case US_DTYPE_F32:  fold_rows(acc, src, w, n, dim, US_DTYPE_F32); break;
-    case US_DTYPE_BF16: fold_rows(acc, src, w, n, dim, US_DTYPE_BF16); break;
-    case US_DTYPE_F16:  fold_rows(acc, src, w, n, dim, US_DTYPE_F16); break;
-    case US_DTYPE_INT8: fold_rows(acc, src, w, n, dim, US_DTYPE_INT8); break;
+    case US_DTYPE_F32:  fold_rows(acc, src, w, n, dim, US_DTYPE_F32, pf, pf_n); break;
+    case US_DTYPE_BF16: fold_rows(acc, src, w, n, dim, US_DTYPE_BF16, pf, pf_n); break;
+    case US_DTYPE_F16:  fold_rows(acc, src, w, n, dim, US_DTYPE_F16, pf, pf_n); break;
+    case US_DTYPE_INT8: fold_rows(acc, src, w, n, dim, US_DTYPE_INT8, pf, pf_n); break;
     }
 }
 
-static inline void prefetch_row(const us_rows_view *v, uint64_t row, size_t lines)
+/* Up to CHUNK_PAIRS pairs of one token with zero weights dropped, row
+ * pointers and (int8) scaled weights resolved. */
+typedef struct chunk {
+    const uint8_t *src[CHUNK_PAIRS];
+    float          w[CHUNK_PAIRS];
+    uint8_t        group[CHUNK_PAIRS];
+    size_t         n;
+} chunk;
+
+static void resolve_chunk(chunk *ch, const us_rows_view *v, const uint64_t *rows,
+                          const float *weights, const uint8_t *group, size_t p0, size_t p1)
 {
-    const char *p = (const char *)us_rows_view_row(v, row);
-    for (size_t l = 0; l < lines; l++)
-        __builtin_prefetch(p + 64 * l, 0, 3);
+    size_t n = 0;
+    for (size_t p = p0; p < p1; p++) {
+        float wi = weights[p];
+        if (wi == 0.0f)
+            continue;
+        if (v->dtype == US_DTYPE_INT8)
+            wi *= us_rows_view_scale(v, rows[p]);
+        ch->src[n] = us_rows_view_row(v, rows[p]);
+        ch->w[n] = wi;
+        ch->group[n] = group ? group[p] : 0;
+        n++;
+    }
+    ch->n = n;
 }
 
-/* Tokens [t0, t1). rows/weights/group point at the start of all pairs, so
- * the prefetch can look into the next token's pairs. */
+/* Folds one resolved chunk into the token's outputs; pf = the next chunk
+ * (prefetched meanwhile) or NULL. Groups: a stable counting sort keeps each
+ * group's pairs in increasing i. */
+static void fold_chunk(float *out_tok, const chunk *ch, const chunk *pf, size_t dim,
+                       us_dtype dtype, int n_groups)
+{
+    const uint8_t *const *pf_src = pf ? pf->src : NULL;
+    size_t pf_n = pf ? pf->n : 0;
+    if (n_groups == 1) {
+        fold_rows_avx2(out_tok, ch->src, ch->w, ch->n, dim, dtype, pf_src, pf_n);
+        return;
+    }
+    const uint8_t *sorted_src[CHUNK_PAIRS];
+    float sorted_w[CHUNK_PAIRS];
+    size_t count[257];
+    memset(count, 0, ((size_t)n_groups + 1) * sizeof count[0]);
+    for (size_t j = 0; j < ch->n; j++)
+        count[ch->group[j] + 1]++;
+    for (int g = 0; g < n_groups; g++)
+        count[g + 1] += count[g];
+    for (size_t j = 0; j < ch->n; j++) {
+        size_t at = count[ch->group[j]]++;
+        sorted_src[at] = ch->src[j];
+        sorted_w[at] = ch->w[j];
+    }
+    /* count[g] is now the end of group g (and the start of g + 1) */
+    size_t start = 0;
+    for (int g = 0; g < n_groups; g++) {
+        size_t end = count[g];
+        if (end > start) {
+            fold_rows_avx2(out_tok + (size_t)g * dim, sorted_src + start, sorted_w + start,
+                           end - start, dim, dtype, pf_src, pf_n);
+            pf_n = 0;                    /* the next chunk is prefetched once */
+        }
+        start = end;
+    }
+}
+
+/* Tokens [t0, t1), chunk by chunk; the next chunk (of this token or the
+ * next) is resolved before the current one is folded, so its rows can be
+ * prefetched during the fold. */
 static void sum_tokens_avx2(float *out, const us_rows_view *v, const uint64_t *rows,
                             const float *weights, const uint8_t *group, size_t t0,
-                            size_t t1, size_t k, int n_groups, int distance)
+                            size_t t1, size_t k, int n_groups, int prefetch)
 {
-    size_t dim = v->dim;
-    us_dtype dtype = v->dtype;
-    size_t lines = (dim * us_dtype_size(dtype) + 63) / 64;
-    if (lines > US_GATHER_PREFETCH_MAX_LINES)
-        lines = US_GATHER_PREFETCH_MAX_LINES;
-    size_t p_end = t1 * k;
-    const uint8_t *src[CHUNK_PAIRS], *sorted_src[CHUNK_PAIRS];
-    float w[CHUNK_PAIRS], sorted_w[CHUNK_PAIRS];
-    uint8_t g_of[CHUNK_PAIRS];
-    size_t count[257];
-
-    if (distance > 0)                    /* warm up: the first rows of this range */
-        for (size_t p = t0 * k; p < p_end && p < t0 * k + (size_t)distance; p++)
-            prefetch_row(v, rows[p], lines);
-    for (size_t t = t0; t < t1; t++) {
-        float *out_tok = out + t * (size_t)n_groups * dim;
-        memset(out_tok, 0, (size_t)n_groups * dim * sizeof *out_tok);
-        for (size_t i0 = 0; i0 < k; i0 += CHUNK_PAIRS) {
-            size_t i1 = i0 + CHUNK_PAIRS < k ? i0 + CHUNK_PAIRS : k, n = 0;
-            for (size_t i = i0; i < i1; i++) {
-                size_t p = t * k + i;
-                if (distance > 0 && p + (size_t)distance < p_end)
-                    prefetch_row(v, rows[p + distance], lines);
-                float wi = weights[p];
-                if (wi == 0.0f)
-                    continue;
-                if (dtype == US_DTYPE_INT8)
-                    wi *= us_rows_view_scale(v, rows[p]);
-                src[n] = us_rows_view_row(v, rows[p]);
-                w[n] = wi;
-                g_of[n] = group ? group[p] : 0;
-                n++;
-            }
-            if (n == 0)
-                continue;
-            if (n_groups == 1) {
-                fold_rows_avx2(out_tok, src, w, n, dim, dtype);
-                continue;
-            }
-            /* stable counting sort by group: order within a group kept */
-            memset(count, 0, ((size_t)n_groups + 1) * sizeof count[0]);
-            for (size_t j = 0; j < n; j++)
-                count[g_of[j] + 1]++;
-            for (int g = 0; g < n_groups; g++)
-                count[g + 1] += count[g];
-            for (size_t j = 0; j < n; j++) {
-                size_t at = count[g_of[j]]++;
-                sorted_src[at] = src[j];
-                sorted_w[at] = w[j];
-            }
-            /* count[g] is now the end of group g (and the start of g + 1) */
-            size_t start = 0;
-            for (int g = 0; g < n_groups; g++) {
-                size_t end = count[g];
-                if (end > start)
-                    fold_rows_avx2(out_tok + (size_t)g * dim, sorted_src + start,
-                                   sorted_w + start, end - start, dim, dtype);
-                start = end;
-            }
+    size_t dim = v->dim, out_floats = (size_t)n_groups * dim;
+    if (k == 0) {
+        memset(out + t0 * out_floats, 0, (t1 - t0) * out_floats * sizeof *out);
+        return;
+    }
+    chunk bufs[2];
+    chunk *cur = &bufs[0], *next = &bufs[1];
+    size_t t = t0, i0 = 0;
+    if (t < t1)
+        resolve_chunk(cur, v, rows, weights, group, t * k,
+                      t * k + (k < CHUNK_PAIRS ? k : CHUNK_PAIRS));
+    while (t < t1) {
+        size_t nt = t, ni0 = i0 + CHUNK_PAIRS;
+        if (ni0 >= k) {
+            nt = t + 1;
+            ni0 = 0;
         }
+        int has_next = nt < t1;
+        if (has_next) {
+            size_t end = ni0 + CHUNK_PAIRS < k ? ni0 + CHUNK_PAIRS : k;
+            resolve_chunk(next, v, rows, weights, group, nt * k + ni0, nt * k + end);
+        }
+        float *out_tok = out + t * out_floats;
+        if (i0 == 0)
+            memset(out_tok, 0, out_floats * sizeof *out_tok);
+        if (cur->n > 0)
+            fold_chunk(out_tok, cur, has_next && prefetch ? next : NULL, dim, v->dtype,
+                       n_groups);
+        chunk *swap = cur;
+        cur = next;
+        next = swap;
+        t = nt;
+        i0 = ni0;
     }
 }
 
@@ -339,7 +394,7 @@ int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
     int rc = validate(out, v, rows, weights, group, n_tokens, k, n_groups, err);
     if (rc != US_OK || n_tokens == 0)
         return rc;
-    int distance = opts ? opts->prefetch_distance : US_GATHER_PREFETCH_DISTANCE;
+    int prefetch = opts ? opts->prefetch : US_GATHER_PREFETCH;
     int fast = !(opts && opts->force_portable) && have_avx2();
     int nt = thread_count(n_threads, n_tokens);
     size_t dim = v->dim;
@@ -350,8 +405,7 @@ int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
         size_t t0 = n_tokens * (size_t)me / (size_t)team;
         size_t t1 = n_tokens * (size_t)(me + 1) / (size_t)team;
         if (fast) {
-            sum_tokens_avx2(out, v, rows, weights, group, t0, t1, k, n_groups,
-                            distance < 0 ? 0 : distance);
+            sum_tokens_avx2(out, v, rows, weights, group, t0, t1, k, n_groups, prefetch);
         } else {
             for (size_t t = t0; t < t1; t++)
                 sum_token_scalar(out + t * (size_t)n_groups * dim, v, rows + t * k,

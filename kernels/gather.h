@@ -40,9 +40,9 @@
  * reference, parallelised). Per token, 64 output columns at a time are
  * accumulated in eight ymm registers across all of the token's pairs, so the
  * first pass touches every row of the token with independent loads (many
- * misses in flight) and later passes hit the caches. Optional software
- * prefetch of the rows `prefetch_distance` pairs ahead (see
- * US_GATHER_PREFETCH_DISTANCE for the measured default).
+ * misses in flight) and later passes hit the caches. Meanwhile the rows of
+ * the next chunk of pairs are software-prefetched, a tile's worth per row
+ * folded (us_gather_opts.prefetch, default US_GATHER_PREFETCH).
  */
 #ifndef US_GATHER_H
 #define US_GATHER_H
@@ -53,20 +53,15 @@
 #include "kernels/rows_view.h"
 #include "kernels/us_status.h"
 
-/* Default software prefetch distance in pairs (0 = off). Off because
- * `make bench-kernels` (1 GiB table, rows 256 B..8 KiB, every dtype) showed
- * no consistent gain at distances 2..32 (gain 0.84..1.4, inside the noise of
- * the shared machine): the register-tiled loop already keeps the misses of a
- * token's rows in flight together. The knob stays for the benchmark. */
-#define US_GATHER_PREFETCH_DISTANCE 0
-/* At most this many 64-byte lines of a row are prefetched (rows are read
- * sequentially after their first lines, which the hardware prefetcher covers
- * within a 4 KiB page). */
-#define US_GATHER_PREFETCH_MAX_LINES 64
+/* Default of us_gather_opts.prefetch (1 = on), chosen with `make
+ * bench-kernels` (bench/results/kernels.jsonl, README). */
+#define US_GATHER_PREFETCH 1
 
 /* Tuning knobs for the *_opts forms (benchmarks); NULL = defaults. */
 typedef struct us_gather_opts {
-    int prefetch_distance;   /* pairs ahead; 0 = no software prefetch */
+    int prefetch;            /* 1: while a chunk of up to 64 pairs is summed,
+                              * software-prefetch the rows of the next chunk
+                              * (spread over the arithmetic); 0: off */
     int force_portable;      /* 1 = skip the AVX2 path even if the CPU has it */
 } us_gather_opts;
 

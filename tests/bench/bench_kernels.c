@@ -103,7 +103,6 @@ typedef struct gather_setup {
 #define BLOCK_BITS 12
 #define K_PER_TOKEN 32
 #define BATCH_TOKENS 64
-#define PF_PROBE 8           /* prefetch distance compared in the main table */
 
 static void make_view(us_rows_view *v, gather_setup *g, us_dtype dtype, size_t row_bytes)
 {
@@ -123,18 +122,17 @@ static void make_view(us_rows_view *v, gather_setup *g, us_dtype dtype, size_t r
 }
 
 /* Best-of-reps seconds for each variant over the same batches of ids:
- * plain copy, gather-sum with default options, gather-sum with software
- * prefetch at `prefetch` pairs ahead. */
-typedef struct gather_times { double copy, sum, sum_pf; } gather_times;
+ * plain copy, gather-sum with software prefetch, gather-sum without. */
+typedef struct gather_times { double copy, sum, sum_nopf; } gather_times;
 
 static int time_gather(gather_times *best, const us_rows_view *v, const uint64_t *rows,
                        const float *weights, size_t n_pairs, void *copy_buf, float *sum_buf,
-                       int threads, int prefetch, int reps)
+                       int threads, int reps)
 {
     size_t batch_pairs = (size_t)BATCH_TOKENS * K_PER_TOKEN;
-    us_gather_opts pf = { .prefetch_distance = prefetch };
+    us_gather_opts pf = { .prefetch = 1 }, nopf = { .prefetch = 0 };
     us_err err = { 0 };
-    best->copy = best->sum = best->sum_pf = INFINITY;
+    best->copy = best->sum = best->sum_nopf = INFINITY;
     for (int rep = 0; rep < reps; rep++) {
         for (int variant = 0; variant < 3; variant++) {
             double t0 = now_s();
@@ -145,14 +143,14 @@ static int time_gather(gather_times *best, const us_rows_view *v, const uint64_t
                 else
                     rc = us_gather_sum_opts(sum_buf, v, rows + p, weights + p, NULL,
                                             BATCH_TOKENS, K_PER_TOKEN, 1, threads,
-                                            variant == 1 ? NULL : &pf, &err);
+                                            variant == 1 ? &pf : &nopf, &err);
                 if (rc != US_OK) {
                     fprintf(stderr, "bench_kernels: %s\n", err.msg);
                     return rc;
                 }
             }
             double dt = now_s() - t0;
-            double *slot = variant == 0 ? &best->copy : variant == 1 ? &best->sum : &best->sum_pf;
+            double *slot = variant == 0 ? &best->copy : variant == 1 ? &best->sum : &best->sum_nopf;
             if (dt < *slot)
                 *slot = dt;
         }
@@ -328,8 +326,8 @@ int main(int argc, char **argv)
         weights[i] = 1.0f / K_PER_TOKEN;
     fprintf(stderr, "== gather-sum vs plain gather (k=%d per token, batches of %d tokens, "
             "GB/s of rows read)\n", K_PER_TOKEN, BATCH_TOKENS);
-    fprintf(stderr, "%-5s %6s %3s %8s %8s %7s %8s %8s\n", "dtype", "row_B", "thr", "copy",
-            "sum", "ratio", "sum_pf8", "pf_gain");
+    fprintf(stderr, "%-5s %6s %3s %8s %8s %7s %9s %8s\n", "dtype", "row_B", "thr", "copy",
+            "sum", "ratio", "sum_nopf", "pf_gain");
     for (size_t si = 0; si < sizeof row_sizes / sizeof row_sizes[0]; si++) {
         size_t rb = row_sizes[si];
         size_t n_pairs = read_target / rb / batch_pairs * batch_pairs;
@@ -341,49 +339,21 @@ int main(int argc, char **argv)
             for (int threads = 1; threads <= 2; threads++) {
                 gather_times t;
                 if (time_gather(&t, &v, rows, weights, n_pairs, copy_buf, sum_buf, threads,
-                                PF_PROBE, reps) != US_OK)
+                                reps) != US_OK)
                     return 1;
                 double bytes = (double)n_pairs * rb;
                 double c = bytes / t.copy * 1e-9, s = bytes / t.sum * 1e-9;
-                double spf = bytes / t.sum_pf * 1e-9;
+                double snp = bytes / t.sum_nopf * 1e-9;
                 printf("{\"bench\":\"kernels\",\"kernel\":\"gather_sum\",\"dtype\":\"%s\","
-                       "\"row_bytes\":%zu,\"dim\":%u,\"k\":%d,\"threads\":%d,\"prefetch\":%d,"
+                       "\"row_bytes\":%zu,\"dim\":%u,\"k\":%d,\"threads\":%d,\"prefetch\":1,"
                        "\"gbps\":%.3f,\"baseline\":\"gather_copy\",\"baseline_gbps\":%.3f,"
-                       "\"ratio\":%.3f,\"gbps_prefetch%d\":%.3f,\"seq_read_gbps\":%.2f,"
-                       "\"table_bytes\":%zu,\"loadavg\":%.2f}\n",
-                       us_dtype_name(dtypes[d]), rb, v.dim, K_PER_TOKEN, threads,
-                       US_GATHER_PREFETCH_DISTANCE, s, c, s / c, PF_PROBE, spf,
-                       seq_gbps[threads], g.table_bytes, loadavg());
-                fprintf(stderr, "%-5s %6zu %3d %8.2f %8.2f %7.2f %8.2f %8.2f\n",
-                        us_dtype_name(dtypes[d]), rb, threads, c, s, s / c, spf, spf / s);
+                       "\"ratio\":%.3f,\"gbps_no_prefetch\":%.3f,\"ratio_no_prefetch\":%.3f,"
+                       "\"seq_read_gbps\":%.2f,\"table_bytes\":%zu,\"loadavg\":%.2f}\n",
+                       us_dtype_name(dtypes[d]), rb, v.dim, K_PER_TOKEN, threads, s, c, s / c,
+                       snp, snp / c, seq_gbps[threads], g.table_bytes, loadavg());
+                fprintf(stderr, "%-5s %6zu %3d %8.2f %8.2f %7.2f %9.2f %8.2f\n",
+                        us_dtype_name(dtypes[d]), rb, threads, c, s, s / c, snp, s / snp);
             }
-        }
-    }
-    /* prefetch distance sweep: f32, 1 thread, 1 KiB and 4 KiB rows */
-    fprintf(stderr, "== prefetch distance sweep (f32, 1 thread, gain over the default, "
-            "distance %d)\n", US_GATHER_PREFETCH_DISTANCE);
-    static const int distances[] = { 2, 4, 8, 16, 32 };
-    for (size_t si = 1; si <= 2; si++) {
-        size_t rb = row_sizes[si];
-        size_t n_pairs = read_target / rb / batch_pairs * batch_pairs;
-        us_rows_view v;
-        make_view(&v, &g, US_DTYPE_F32, rb);
-        for (size_t i = 0; i < n_pairs; i++)
-            rows[i] = rng_next() % v.rows;
-        for (size_t di = 0; di < sizeof distances / sizeof distances[0]; di++) {
-            gather_times t;
-            if (time_gather(&t, &v, rows, weights, n_pairs, copy_buf, sum_buf, 1,
-                            distances[di], reps) != US_OK)
-                return 1;
-            double bytes = (double)n_pairs * rb;
-            printf("{\"bench\":\"kernels\",\"kernel\":\"gather_prefetch_sweep\",\"dtype\":\"f32\","
-                   "\"row_bytes\":%zu,\"threads\":1,\"prefetch\":%d,\"gbps\":%.3f,"
-                   "\"baseline\":\"default_prefetch_%d\",\"baseline_gbps\":%.3f,\"ratio\":%.3f}\n",
-                   rb, distances[di], bytes / t.sum_pf * 1e-9, US_GATHER_PREFETCH_DISTANCE,
-                   bytes / t.sum * 1e-9, t.sum / t.sum_pf);
-            fprintf(stderr, "row %5zu B distance %2d: %6.2f GB/s  default %6.2f  gain %.2f\n",
-                    rb, distances[di], bytes / t.sum_pf * 1e-9, bytes / t.sum * 1e-9,
-                    t.sum / t.sum_pf);
         }
     }
     free(rows); free(weights); free(copy_buf); free(sum_buf);

@@ -182,8 +182,8 @@ static void test_fast_matches_ref_all_dtypes(void **state)
                         assert_int_equal(us_gather_sum(fast, &tv.v, rows, w, T, k, nt, NULL), US_OK);
                         assert_memory_equal(fast, ref, out_n * 4);
                     }
-                    us_gather_opts portable = { .prefetch_distance = 0, .force_portable = 1 };
-                    us_gather_opts far = { .prefetch_distance = 1000, .force_portable = 0 };
+                    us_gather_opts portable = { .prefetch = 0, .force_portable = 1 };
+                    us_gather_opts far = { .prefetch = 0, .force_portable = 0 };
                     memset(fast, 0xff, out_n * 4);
                     assert_int_equal(us_gather_sum_opts(fast, &tv.v, rows, w, NULL, T, k, 1, 2,
                                                         &portable, NULL), US_OK);

@@ -93,32 +93,49 @@ static inline void offer_number(entry *top, size_t *m, size_t k, float s, uint32
     top[j].idx = i;
 }
 
-/* The k-th largest of a[0..n) (1 <= k <= n, no NaN), by quickselect with a
- * middle pivot; reorders a. */
-static float kth_largest(float *a, size_t n, size_t k)
+/* Order-preserving map of a float (not NaN) to an unsigned key:
+ * a < b <=> key(a) < key(b); -0.0 maps just below +0.0. */
+static inline uint32_t order_key(float f)
 {
-    size_t lo = 0, hi = n - 1, want = k - 1;
-    while (lo < hi) {
-        float pivot = a[lo + (hi - lo) / 2];
-        size_t i = lo, j = hi;
-        while (i <= j) {                 /* Hoare partition, descending */
-            while (a[i] > pivot) i++;
-            while (a[j] < pivot) j--;
-            if (i <= j) {
-                float t = a[i]; a[i] = a[j]; a[j] = t;
-                i++;
-                if (j == 0) break;
-                j--;
-            }
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+static inline float key_value(uint32_t key)
+{
+    uint32_t u = (key & 0x80000000u) ? (key & 0x7fffffffu) : ~key;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* The k-th largest key of keys[0..n) (n a multiple of 8, 1 <= k <= n),
+ * built bit by bit from the top: the largest K with #{key >= K} >= k. 32
+ * rounds of n/8 vector compares, no data-dependent branches (a quickselect
+ * here spent most of its time on mispredictions). */
+AVX2_TARGET static uint32_t kth_largest_key(const uint32_t *keys, size_t n, size_t k)
+{
+    const __m256i flip = _mm256_set1_epi32((int)0x80000000u);
+    uint32_t K = 0;
+    for (int bit = 31; bit >= 0; bit--) {
+        uint32_t trial = K | (1u << bit);
+        /* signed compare on flipped values == unsigned compare */
+        __m256i t = _mm256_xor_si256(_mm256_set1_epi32((int)(trial - 1)), flip);
+        __m256i count = _mm256_setzero_si256();
+        for (size_t i = 0; i < n; i += 8) {
+            __m256i x = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)(keys + i)),
+                                         flip);
+            count = _mm256_sub_epi32(count, _mm256_cmpgt_epi32(x, t));   /* key > trial-1 */
         }
-        if (want <= j)
-            hi = j;
-        else if (want >= i)
-            lo = i;
-        else
-            break;                       /* want sits between: equals pivot */
+        __m128i c4 = _mm_add_epi32(_mm256_castsi256_si128(count),
+                                   _mm256_extracti128_si256(count, 1));
+        c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0x4e));
+        c4 = _mm_add_epi32(c4, _mm_shuffle_epi32(c4, 0xb1));
+        if ((size_t)_mm_cvtsi128_si32(c4) >= k)
+            K = trial;
     }
-    return a[want];
+    return K;
 }
 
 /*
@@ -137,11 +154,12 @@ AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *sco
     size_t nb = 4 * k;
     if (n / 8 < nb)
         nb = n / 8;
+    nb = nb / 8 * 8;                     /* whole vectors for kth_largest_key */
     if (nb < k)
         return 0;
     size_t bs = n / nb / 8 * 8;
     const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
-    float maxima[4 * US_TOPK_MAX_K];
+    uint32_t maxima[4 * US_TOPK_MAX_K];
     for (size_t b = 0; b < nb; b++) {
         const float *p = scores + b * bs;
         __m256 mx = neg_inf;
@@ -153,9 +171,11 @@ AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *sco
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-        maxima[b] = _mm_cvtss_f32(m4);
+        maxima[b] = order_key(_mm_cvtss_f32(m4));
     }
-    float t0 = kth_largest(maxima, nb, k);
+    /* -0.0 and +0.0 have different keys but compare equal: the filter below
+     * uses >= on floats, so a -0.0 bound also admits +0.0 (harmless) */
+    float t0 = key_value(kth_largest_key(maxima, nb, k));
     if (t0 == -__builtin_inff())
         return 0;
     size_t m = 0, i = 0;

@@ -210,9 +210,25 @@ typedef struct ctx {
     topk_fn topk;
 } ctx;
 
-static void sort_by_index(uint32_t *idx, size_t n)
+/* Sorts k distinct indices below n ascending. Small n: mark them in a
+ * bitmap and read it back in order (no data-dependent branches per
+ * comparison); larger n: insertion sort (k <= 256). */
+static void sort_by_index(uint32_t *idx, size_t k, size_t n)
 {
-    for (size_t i = 1; i < n; i++) {    /* insertion sort: n = k' is small */
+    enum { BITMAP_WORDS = 256 };         /* n <= 16384 */
+    if (n <= 64 * BITMAP_WORDS) {
+        uint64_t bits[BITMAP_WORDS];
+        size_t words = (n + 63) / 64;
+        memset(bits, 0, words * sizeof bits[0]);
+        for (size_t i = 0; i < k; i++)
+            bits[idx[i] >> 6] |= 1ull << (idx[i] & 63);
+        size_t out = 0;
+        for (size_t w = 0; w < words; w++)
+            for (uint64_t b = bits[w]; b; b &= b - 1)
+                idx[out++] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(b));
+        return;
+    }
+    for (size_t i = 1; i < k; i++) {
         uint32_t x = idx[i];
         size_t j = i;
         for (; j > 0 && idx[j - 1] > x; j--)
@@ -267,8 +283,8 @@ static int combine(const ctx *c, int tok, int h, const scratch *x)
         (rc = c->topk(x->top_col, x->top_val, pre_c, nc, kp, NULL)) != US_OK)
         return rc;
     /* index order makes grid position order equal row-id order (ties) */
-    sort_by_index(x->top_row, kp);
-    sort_by_index(x->top_col, kp);
+    sort_by_index(x->top_row, kp, nr);
+    sort_by_index(x->top_col, kp, nc);
 
     if (s->mode == US_PK_SUM) {
         for (size_t a = 0; a < kp; a++) {

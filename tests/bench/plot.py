@@ -121,15 +121,32 @@ def plot_peers(rows):
 
 
 def plot_plan_check(rows):
-    cats, pred, meas = [], [], []
-    for r in rows:
-        if r.get("metric") == "calibration":
-            continue
-        cats.append(r["label"])
-        pred.append(r["predicted"])
-        meas.append(r["measured"])
-    bars("plan_check", "ultrashard plan: predicted vs measured gather cost per row (ns, f32 rows, 1 thread)", "ns per row (log)", cats,
-         {"predicted": pred, "measured": meas}, logy=True)
+    gather = [r for r in rows if r.get("metric") == "gather_ns_per_row"]
+    calib = {r["label"].split()[1]: r["predicted"] for r in rows
+             if r.get("metric") == "gather_ns_per_row_calibrated"}
+    if gather:
+        cats = [r["label"].split()[1] + " B rows" for r in gather]
+        bars("plan_check_gather", "ultrashard plan: gather cost per row, predicted vs measured (f32, 1 thread)",
+             "ns per row (log)", cats,
+             {"measured": [r["measured"] for r in gather],
+              "predicted (defaults)": [r["predicted"] for r in gather],
+              "predicted (calibrated here)": [calib.get(r["label"].split()[1]) for r in gather]},
+             logy=True)
+    lk = [r for r in rows if r.get("metric") in ("request_bytes_per_token", "response_bytes_per_token",
+                                                 "messages_per_token", "round_latency_ms")]
+    if lk:
+        cases = []
+        for r in lk:
+            c = r["label"].split()[-1]
+            if c not in cases:
+                cases.append(c)
+        names = {"request_bytes_per_token": "request bytes/token", "response_bytes_per_token":
+                 "response bytes/token", "messages_per_token": "messages/token",
+                 "round_latency_ms": "p50 round latency"}
+        series = {names[m]: [next((r["error"] * 100 for r in lk if r["metric"] == m and
+                                   r["label"].split()[-1] == c), None) for c in cases] for m in names}
+        bars("plan_check_lookup", "ultrashard plan vs bench lookup: prediction error (predicted/measured - 1)",
+             "error %", cases, series)
 
 
 def plot_models(rows):

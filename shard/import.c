@@ -47,15 +47,20 @@ static int fill_from_tensor(void *vctx, const us_table_layout *t, uint64_t block
 {
     import_ctx *c = vctx;
     uint64_t row0 = block << t->block_bits, rows = us_layout_block_rows(t, block);
-    int rc = us_tf_read_rows(c->file, c->tensor, row0, rows, c->in_buf, c->in_bytes, err);
+    /* same dtype: the stored rows are the file's bytes; read straight into the slot */
+    bool same = c->tensor->dtype == t->dtype;
+    int rc = us_tf_read_rows(c->file, c->tensor, row0, rows, same ? slot : c->in_buf,
+                             same ? t->block_slot_bytes : c->in_bytes, err);
     if (rc != US_OK)
         return rc;
     c->bytes_read += rows * c->tensor->row_bytes;
-    float *scales = t->dtype == US_DTYPE_INT8 ? (float *)(slot + t->scales_offset_bytes) : NULL;
-    rc = us_rows_encode(slot, scales, t->dtype, c->in_buf, c->tensor->dtype, rows, t->dim,
-                        row0, err);
-    if (rc != US_OK)
-        return us_err_prefix(err, "table '%s' from '%s'", t->name, us_tf_path(c->file));
+    if (!same) {
+        float *scales = t->dtype == US_DTYPE_INT8 ? (float *)(slot + t->scales_offset_bytes) : NULL;
+        rc = us_rows_encode(slot, scales, t->dtype, c->in_buf, c->tensor->dtype, rows, t->dim,
+                            row0, err);
+        if (rc != US_OK)
+            return us_err_prefix(err, "table '%s' from '%s'", t->name, us_tf_path(c->file));
+    }
     if (c->progress) {
         c->blocks_done++;
         int pct = (int)(100 * c->blocks_done / (c->blocks_total ? c->blocks_total : 1));

@@ -33,9 +33,10 @@ LIB_COORD   := $(B)/libus_coordinator.a
 LIBS        := $(LIB_COORD) $(LIB_SHARD) $(LIB_PROTO) $(LIB_KERNELS)
 BIN         := $(B)/ultrashard
 TEST_BINS   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_SRC))
+LAB_BINS    := $(B)/netrelay $(B)/pingpong
 
 .PHONY: all test demo bench benches asan clean tests
-all: $(BIN) tests
+all: $(BIN) tests $(LAB_BINS)
 
 tests: $(TEST_BINS)
 
@@ -67,6 +68,18 @@ $(BIN): $(call obj,coordinator/main.c) $(LIBS)
 $(B)/tests/%: $(call obj,tests/unit/%.c) $(call obj,$(TEST_SUPPORT)) $(LIBS)
 	@mkdir -p $(dir $@)
 	$(CC) -o $@ $^ $(LDLIBS) -lcmocka
+
+# Multi-host lab tools (deploy/lab/README.md): delay/loss relay, MPI ping-pong.
+$(B)/netrelay: $(call obj,deploy/lab/netrelay.c deploy/lab/relay_core.c) $(LIB_KERNELS)
+	$(CC) -o $@ $^ $(SAN)
+
+$(B)/pingpong: $(call obj,deploy/lab/pingpong.c) $(LIB_KERNELS)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+# The relay core's unit test links its object; us_err_set after it comes from
+# a second mention of the kernels library ($^ lists each library only once).
+$(B)/tests/test_relay_core: $(call obj,deploy/lab/relay_core.c)
+$(B)/tests/test_relay_core: LDLIBS := $(LIB_KERNELS) $(LDLIBS)
 
 test: all
 	B=$(B) tests/run

@@ -1,0 +1,100 @@
+/*
+ * gather.h — weighted gather-sum of table rows: the hot loop of a lookup.
+ *
+ * For each token t and each of its k (row, weight) pairs,
+ *
+ *     out[t*dim + c] = sum_{i<k} weights[t*k+i] * V[rows[t*k+i]][c]
+ *
+ * over a us_rows_view (kernels/rows_view.h), so rows are read in place from
+ * RAM arrays or mmap-ed shard files. Accumulation is f32. The grouped (IVE)
+ * form keeps one sum per (token, group): out[(t*n_groups + g)*dim + c] sums
+ * only the pairs whose group[t*k+i] == g.
+ *
+ * Numerics (exact contract; the fast path reproduces the reference bit for
+ * bit, so tests compare with ==):
+ *   - per output element, pairs are added in order i = 0..k-1 into an
+ *     accumulator that starts at +0.0f, each step a fused multiply-add
+ *     acc = fmaf(w, x, acc) (one rounding);
+ *   - f32/bf16/f16 elements are widened exactly to f32 first (x = element);
+ *   - int8 rows: the weight is first multiplied by the row's f32 scale,
+ *     w = weights[.] * scale, and x = (float)q;
+ *   - pairs with weights[.] == 0 (either sign) are skipped: their row ids are
+ *     still validated, but Inf/NaN in such a row does not reach out. Any other
+ *     weight, including NaN/Inf, propagates per IEEE (0 * Inf = NaN, etc.).
+ *   - k == 0 writes zeros.
+ *
+ * Errors: every row id is validated before anything is written, so on error
+ * `out` is unchanged. Row id >= v->rows -> US_ERANGE (message names the row,
+ * token and pair); row in a block whose pointer is NULL (not on this rank) ->
+ * US_ENOTFOUND (names block, row, token); group id >= n_groups -> US_EINVAL;
+ * NULL pointers, unknown dtype, dim 0, a row stride smaller than a row, an
+ * int8 view without scales -> US_EINVAL.
+ *
+ * Threads: parallel over tokens with OpenMP. n_threads <= 0 means the OpenMP
+ * default; 1 runs in the calling thread. Results do not depend on n_threads.
+ * The functions are reentrant: no global state, no allocation.
+ *
+ * Fast path: AVX2+FMA (+F16C for f16) chosen at run time with
+ * __builtin_cpu_supports; other CPUs run the portable loop. Rows several
+ * pairs ahead are software-prefetched (US_GATHER_PREFETCH_DISTANCE).
+ */
+#ifndef US_GATHER_H
+#define US_GATHER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/rows_view.h"
+#include "kernels/us_status.h"
+
+/* Default: prefetch the row of the pair this many pairs ahead (0 = off). */
+#define US_GATHER_PREFETCH_DISTANCE 8
+/* At most this many 64-byte lines of a row are prefetched (rows are read
+ * sequentially after their first lines, which the hardware prefetcher covers
+ * within a 4 KiB page). */
+#define US_GATHER_PREFETCH_MAX_LINES 64
+
+/* Tuning knobs for the *_opts forms (benchmarks); NULL = defaults. */
+typedef struct us_gather_opts {
+    int prefetch_distance;   /* pairs ahead; 0 = no software prefetch */
+    int force_portable;      /* 1 = skip the AVX2 path even if the CPU has it */
+} us_gather_opts;
+
+int us_gather_sum(float *out, const us_rows_view *v, const uint64_t *rows,
+                  const float *weights, size_t n_tokens, size_t k,
+                  int n_threads, us_err *err);
+
+int us_gather_sum_grouped(float *out, const us_rows_view *v, const uint64_t *rows,
+                          const float *weights, const uint8_t *group,
+                          size_t n_tokens, size_t k, int n_groups,
+                          int n_threads, us_err *err);
+
+/* Same as above with tuning options (group may be NULL with n_groups == 1). */
+int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
+                       const float *weights, const uint8_t *group,
+                       size_t n_tokens, size_t k, int n_groups, int n_threads,
+                       const us_gather_opts *opts, us_err *err);
+
+/* Scalar references: single-threaded, no intrinsics, no prefetch; same
+ * contract and same errors. Used by the tests. */
+int us_gather_sum_ref(float *out, const us_rows_view *v, const uint64_t *rows,
+                      const float *weights, size_t n_tokens, size_t k, us_err *err);
+
+int us_gather_sum_grouped_ref(float *out, const us_rows_view *v, const uint64_t *rows,
+                              const float *weights, const uint8_t *group,
+                              size_t n_tokens, size_t k, int n_groups, us_err *err);
+
+/*
+ * Plain gather: copies the raw bytes of rows[0..n-1] (dim * dtype size each,
+ * no stride padding) into out, packed, and for int8 views their scales into
+ * out_scales (may be NULL to skip). The baseline of the gather-sum benchmark
+ * and the pull-path row copy. Same validation and errors as us_gather_sum;
+ * out unchanged on error.
+ */
+int us_gather_copy(void *out, float *out_scales, const us_rows_view *v,
+                   const uint64_t *rows, size_t n, int n_threads, us_err *err);
+
+/* Checks the view itself (dtype, dim, stride, block table): US_OK or US_EINVAL. */
+int us_rows_view_check(const us_rows_view *v, us_err *err);
+
+#endif

@@ -1,0 +1,457 @@
+/*
+ * score.c — product-key scoring (see score.h for the contract and shapes).
+ *
+ * Two phases. (1) Score matrices for all heads: per head and side one sgemm
+ * S[T x (r*n)] = Q[T x d] * K[(r*n) x d]^T, Q read in place from q with a
+ * leading dimension of 2*H*d. (2) Per (token, head) combination on OpenMP
+ * threads, each with its own slice of the workspace. Doing all sgemms first
+ * keeps OpenBLAS's and OpenMP's thread pools from alternating per head.
+ *
+ * The combination code is shared by the fast path and the reference; they
+ * differ in phase (1) (BLAS vs plain loops) and in the top-k used (heap vs
+ * full sort), which are the parts worth testing against each other. The
+ * independent check of the combination itself is the numpy reference
+ * (tests/ref/kernels_ref.py) and the brute-force exactness test of PKM.
+ */
+#include "kernels/score.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cblas.h>
+#include <omp.h>
+
+#include "kernels/topk.h"
+
+typedef int (*topk_fn)(uint32_t *, float *, const float *, size_t, size_t, us_err *);
+
+int us_pk_shape_check(const us_pk_shape *s, us_err *err)
+{
+    if (s == NULL)
+        return us_err_set(err, US_EINVAL, "pk score: shape is NULL");
+    if (s->n_tokens < 1 || s->n_heads < 1 || s->d_key < 1 || s->n_rows < 1 || s->n_cols < 1)
+        return us_err_set(err, US_EINVAL, "pk score: sizes must be >= 1 (T %d, H %d, d %d, "
+                          "n_rows %d, n_cols %d)", s->n_tokens, s->n_heads, s->d_key,
+                          s->n_rows, s->n_cols);
+    if (s->mode != US_PK_SUM && s->mode != US_PK_TUCKER)
+        return us_err_set(err, US_EINVAL, "pk score: unknown mode %d", (int)s->mode);
+    if (s->activation != US_PK_ACT_NONE && s->activation != US_PK_ACT_SOFTMAX)
+        return us_err_set(err, US_EINVAL, "pk score: unknown activation %d", (int)s->activation);
+    if (s->rank < 1 || s->rank > US_PK_MAX_RANK)
+        return us_err_set(err, US_EINVAL, "pk score: rank %d not in [1, %d]", s->rank,
+                          US_PK_MAX_RANK);
+    if (s->n_cores < 1 || s->n_cores > US_PK_MAX_CORES)
+        return us_err_set(err, US_EINVAL, "pk score: n_cores %d not in [1, %d]", s->n_cores,
+                          US_PK_MAX_CORES);
+    if (s->mode == US_PK_SUM && (s->rank != 1 || s->n_cores != 1))
+        return us_err_set(err, US_EINVAL, "pk score: sum mode needs rank 1 and 1 core "
+                          "(got rank %d, %d cores)", s->rank, s->n_cores);
+    int side_min = s->n_rows < s->n_cols ? s->n_rows : s->n_cols;
+    if (s->k_pre < 1 || s->k_pre > side_min || s->k_pre > US_TOPK_MAX_K)
+        return us_err_set(err, US_EINVAL, "pk score: k' %d not in [1, min(n_rows, n_cols, %d)"
+                          " = %d]", s->k_pre, US_TOPK_MAX_K,
+                          side_min < US_TOPK_MAX_K ? side_min : US_TOPK_MAX_K);
+    if (s->k < 1 || (long)s->k > (long)s->k_pre * s->k_pre || s->k > US_TOPK_MAX_K)
+        return us_err_set(err, US_EINVAL, "pk score: k %d not in [1, min(k'^2 = %ld, %d)]",
+                          s->k, (long)s->k_pre * s->k_pre, US_TOPK_MAX_K);
+    return US_OK;
+}
+
+/* ---- workspace layout ---------------------------------------------------- */
+
+#define ALIGN_BYTES 64
+static size_t align_up(size_t n) { return (n + ALIGN_BYTES - 1) & ~(size_t)(ALIGN_BYTES - 1); }
+
+typedef struct layout {
+    size_t s_row_bytes, s_col_bytes;    /* all heads' score matrices */
+    size_t head_bytes;                  /* per head: csum, u, t */
+    size_t thread_bytes;                /* per thread scratch */
+    int    n_threads;
+    size_t total;
+} layout;
+
+/* Per-thread scratch, carved from one slice. */
+typedef struct scratch {
+    float    *pre_row, *pre_col;        /* preselection scores (Tucker) */
+    uint32_t *top_row, *top_col;        /* k' indices per side */
+    float    *top_val;                  /* k' values (discarded) */
+    float    *p_row;                    /* [k'][r]: S_row[:, i]^T C */
+    float    *col_sel;                  /* [r][k']: S_col[b, j] of selected j */
+    float    *grid;                     /* [k'][k'] candidate scores */
+    uint32_t *fin_idx;                  /* final k grid positions */
+    float    *fin_val;
+} scratch;
+
+static int resolve_threads(const us_pk_shape *s, int n_threads)
+{
+    int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
+    long items = (long)s->n_tokens * s->n_heads;
+    if (nt > items)
+        nt = (int)items;
+    return nt < 1 ? 1 : nt;
+}
+
+static layout make_layout(const us_pk_shape *s, int n_threads)
+{
+    layout L;
+    size_t T = (size_t)s->n_tokens, H = (size_t)s->n_heads, r = (size_t)s->rank;
+    size_t kp = (size_t)s->k_pre;
+    L.s_row_bytes = align_up(H * T * r * (size_t)s->n_rows * sizeof(float));
+    L.s_col_bytes = align_up(H * T * r * (size_t)s->n_cols * sizeof(float));
+    L.head_bytes = align_up((r * r + 2 * r) * sizeof(float));
+    L.thread_bytes = align_up((size_t)s->n_rows * 4) + align_up((size_t)s->n_cols * 4) +
+                     3 * align_up(kp * 4) + 2 * align_up(kp * r * 4) +
+                     align_up(kp * kp * 4) + 2 * align_up((size_t)s->k * 4);
+    L.n_threads = resolve_threads(s, n_threads);
+    L.total = ALIGN_BYTES + L.s_row_bytes + L.s_col_bytes + H * L.head_bytes +
+              (size_t)L.n_threads * L.thread_bytes;
+    return L;
+}
+
+size_t us_pk_workspace_bytes(const us_pk_shape *shape, int n_threads)
+{
+    if (us_pk_shape_check(shape, NULL) != US_OK)
+        return 0;
+    return make_layout(shape, n_threads).total;
+}
+
+static scratch carve_scratch(uint8_t *p, const us_pk_shape *s)
+{
+    scratch x;
+    size_t kp = (size_t)s->k_pre, r = (size_t)s->rank;
+#define CARVE(field, type, count) \
+    do { x.field = (type *)(void *)p; p += align_up((size_t)(count) * 4); } while (0)
+    CARVE(pre_row, float, s->n_rows);
+    CARVE(pre_col, float, s->n_cols);
+    CARVE(top_row, uint32_t, kp);
+    CARVE(top_col, uint32_t, kp);
+    CARVE(top_val, float, kp);
+    CARVE(p_row, float, kp * r);
+    CARVE(col_sel, float, kp * r);
+    CARVE(grid, float, kp * kp);
+    CARVE(fin_idx, uint32_t, s->k);
+    CARVE(fin_val, float, s->k);
+#undef CARVE
+    return x;
+}
+
+/* ---- rank-1 factors of a core -------------------------------------------- */
+
+void us_pk_rank1(float *u, float *t, const float *core, int r)
+{
+    double c[US_PK_MAX_RANK * US_PK_MAX_RANK], a[US_PK_MAX_RANK * US_PK_MAX_RANK];
+    double v[US_PK_MAX_RANK], w[US_PK_MAX_RANK];
+    for (int i = 0; i < r * r; i++)
+        c[i] = core[i];
+    for (int i = 0; i < r; i++)              /* a = C^T C */
+        for (int j = 0; j < r; j++) {
+            double s = 0;
+            for (int k = 0; k < r; k++)
+                s += c[k * r + i] * c[k * r + j];
+            a[i * r + j] = s;
+        }
+    for (int i = 0; i < r; i++)
+        v[i] = 1.0 / sqrt((double)r);
+    for (int it = 0; it < 100; it++) {
+        double norm = 0;
+        for (int i = 0; i < r; i++) {
+            double s = 0;
+            for (int j = 0; j < r; j++)
+                s += a[i * r + j] * v[j];
+            w[i] = s;
+            norm += s * s;
+        }
+        norm = sqrt(norm);
+        if (!(norm > 0) || !isfinite(norm)) {
+            /* all-ones is orthogonal to the dominant space (or C = 0 / not
+             * finite): restart once from the basis vector of C's largest
+             * column, else give up with zeros */
+            if (it > 0 || !(norm == 0))
+                break;
+            int best = 0;
+            for (int j = 1; j < r; j++)
+                if (a[j * r + j] > a[best * r + best])
+                    best = j;
+            for (int i = 0; i < r; i++)
+                v[i] = i == best ? 1.0 : 0.0;
+            if (!(a[best * r + best] > 0))
+                break;
+            continue;
+        }
+        for (int i = 0; i < r; i++)
+            v[i] = w[i] / norm;
+    }
+    double su = 0, ud[US_PK_MAX_RANK];
+    for (int i = 0; i < r; i++) {
+        double s = 0;
+        for (int j = 0; j < r; j++)
+            s += c[i * r + j] * v[j];
+        ud[i] = s;
+        su += s;
+    }
+    double sign = su < 0 ? -1.0 : 1.0;
+    for (int i = 0; i < r; i++) {
+        u[i] = (float)(sign * ud[i]);
+        t[i] = (float)(sign * v[i]);
+    }
+}
+
+/* ---- per-token combination (shared by fast path and reference) ---------- */
+
+typedef struct ctx {
+    const us_pk_shape *s;
+    const float *s_row, *s_col;     /* [H][T][r*n] */
+    const float *core;              /* [H][m][r][r] or NULL */
+    const float *heads;             /* per head: csum[r*r], u[r], t[r] */
+    size_t head_stride;             /* floats between heads in `heads` */
+    uint64_t *out_idx;
+    float *out_scores;
+    topk_fn topk;
+} ctx;
+
+static void sort_by_index(uint32_t *idx, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {    /* insertion sort: n = k' is small */
+        uint32_t x = idx[i];
+        size_t j = i;
+        for (; j > 0 && idx[j - 1] > x; j--)
+            idx[j] = idx[j - 1];
+        idx[j] = x;
+    }
+}
+
+static void softmax_inplace(float *x, size_t n)
+{
+    float max = x[0];
+    for (size_t i = 1; i < n; i++)
+        if (x[i] > max || x[i] != x[i])
+            max = x[i];
+    float sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        x[i] = expf(x[i] - max);
+        sum += x[i];
+    }
+    for (size_t i = 0; i < n; i++)
+        x[i] /= sum;
+}
+
+static int combine(const ctx *c, int tok, int h, const scratch *x)
+{
+    const us_pk_shape *s = c->s;
+    size_t T = (size_t)s->n_tokens, H = (size_t)s->n_heads, r = (size_t)s->rank;
+    size_t nr = (size_t)s->n_rows, nc = (size_t)s->n_cols, kp = (size_t)s->k_pre;
+    size_t k = (size_t)s->k, m = (size_t)s->n_cores;
+    const float *sr = c->s_row + ((size_t)h * T + (size_t)tok) * r * nr;  /* S_row[a][i] */
+    const float *sc = c->s_col + ((size_t)h * T + (size_t)tok) * r * nc;
+    const float *csum = c->heads + (size_t)h * c->head_stride;
+    const float *u = csum + r * r, *t = u + r;
+    int rc;
+
+    const float *pre_r = sr, *pre_c = sc;
+    if (s->mode == US_PK_TUCKER) {
+        for (size_t i = 0; i < nr; i++)
+            x->pre_row[i] = u[0] * sr[i];
+        for (size_t a = 1; a < r; a++)
+            for (size_t i = 0; i < nr; i++)
+                x->pre_row[i] += u[a] * sr[a * nr + i];
+        for (size_t j = 0; j < nc; j++)
+            x->pre_col[j] = t[0] * sc[j];
+        for (size_t b = 1; b < r; b++)
+            for (size_t j = 0; j < nc; j++)
+                x->pre_col[j] += t[b] * sc[b * nc + j];
+        pre_r = x->pre_row;
+        pre_c = x->pre_col;
+    }
+    if ((rc = c->topk(x->top_row, x->top_val, pre_r, nr, kp, NULL)) != US_OK ||
+        (rc = c->topk(x->top_col, x->top_val, pre_c, nc, kp, NULL)) != US_OK)
+        return rc;
+    /* index order makes grid position order equal row-id order (ties) */
+    sort_by_index(x->top_row, kp);
+    sort_by_index(x->top_col, kp);
+
+    if (s->mode == US_PK_SUM) {
+        for (size_t a = 0; a < kp; a++) {
+            float vr = sr[x->top_row[a]];
+            float *g = x->grid + a * kp;
+            for (size_t b = 0; b < kp; b++)
+                g[b] = vr + sc[x->top_col[b]];
+        }
+    } else {
+        /* p_row[a'][b] = sum_a S_row[a, i_a'] C[a, b];  col_sel[b][b'] = S_col[b, j_b'] */
+        for (size_t a2 = 0; a2 < kp; a2++)
+            for (size_t b = 0; b < r; b++) {
+                float acc = 0;
+                for (size_t a = 0; a < r; a++)
+                    acc += sr[a * nr + x->top_row[a2]] * csum[a * r + b];
+                x->p_row[a2 * r + b] = acc;
+            }
+        for (size_t b = 0; b < r; b++)
+            for (size_t b2 = 0; b2 < kp; b2++)
+                x->col_sel[b * kp + b2] = sc[b * nc + x->top_col[b2]];
+        for (size_t a2 = 0; a2 < kp; a2++) {
+            float *g = x->grid + a2 * kp;
+            const float *p = x->p_row + a2 * r;
+            for (size_t b2 = 0; b2 < kp; b2++)
+                g[b2] = p[0] * x->col_sel[b2];
+            for (size_t b = 1; b < r; b++)
+                for (size_t b2 = 0; b2 < kp; b2++)
+                    g[b2] += p[b] * x->col_sel[b * kp + b2];
+        }
+    }
+    if ((rc = c->topk(x->fin_idx, x->fin_val, x->grid, kp * kp, k, NULL)) != US_OK)
+        return rc;
+
+    size_t th = (size_t)tok * H + (size_t)h;
+    uint64_t *oi = c->out_idx + th * k;
+    for (size_t q = 0; q < k; q++) {
+        uint32_t i = x->top_row[x->fin_idx[q] / kp], j = x->top_col[x->fin_idx[q] % kp];
+        oi[q] = (uint64_t)i * nc + j;
+    }
+    for (size_t core = 0; core < m; core++) {
+        float *os = c->out_scores + core * T * H * k + th * k;
+        if (m == 1) {
+            memcpy(os, x->fin_val, k * sizeof *os);
+        } else {
+            const float *cc = c->core + ((size_t)h * m + core) * r * r;
+            for (size_t q = 0; q < k; q++) {
+                uint32_t i = x->top_row[x->fin_idx[q] / kp], j = x->top_col[x->fin_idx[q] % kp];
+                float acc = 0;
+                for (size_t a = 0; a < r; a++) {
+                    float inner = 0;
+                    for (size_t b = 0; b < r; b++)
+                        inner += cc[a * r + b] * sc[b * nc + j];
+                    acc += sr[a * nr + i] * inner;
+                }
+                os[q] = acc;
+            }
+        }
+        if (s->activation == US_PK_ACT_SOFTMAX)
+            softmax_inplace(os, k);
+    }
+    return US_OK;
+}
+
+/* Per head: csum = sum_c C_c (or [[1]] for SUM), then its rank-1 factors. */
+static void prepare_heads(float *heads, size_t head_stride, const us_pk_shape *s,
+                          const float *core)
+{
+    size_t r = (size_t)s->rank, m = (size_t)s->n_cores;
+    for (int h = 0; h < s->n_heads; h++) {
+        float *csum = heads + (size_t)h * head_stride;
+        if (s->mode == US_PK_SUM) {     /* r = 1: core, u and t are all 1 */
+            csum[0] = csum[1] = csum[2] = 1.0f;
+            continue;
+        }
+        for (size_t i = 0; i < r * r; i++) {
+            float acc = 0;
+            for (size_t c = 0; c < m; c++)
+                acc += core[((size_t)h * m + c) * r * r + i];
+            csum[i] = acc;
+        }
+        us_pk_rank1(csum + r * r, csum + r * r + r, csum, (int)r);
+    }
+}
+
+static int check_args(const uint64_t *out_idx, const float *out_scores, const float *q,
+                      const float *k_row, const float *k_col, const float *core,
+                      const us_pk_shape *s, us_err *err)
+{
+    int rc = us_pk_shape_check(s, err);
+    if (rc != US_OK)
+        return rc;
+    if (!out_idx || !out_scores || !q || !k_row || !k_col)
+        return us_err_set(err, US_EINVAL, "pk score: NULL output, query or keys");
+    if (s->mode == US_PK_TUCKER && core == NULL)
+        return us_err_set(err, US_EINVAL, "pk score: Tucker mode needs a core");
+    return US_OK;
+}
+
+int us_pk_score(uint64_t *out_idx, float *out_scores, const float *q,
+                const float *k_row, const float *k_col, const float *core,
+                const us_pk_shape *s, void *workspace, size_t workspace_bytes,
+                int n_threads, us_err *err)
+{
+    int rc = check_args(out_idx, out_scores, q, k_row, k_col, core, s, err);
+    if (rc != US_OK)
+        return rc;
+    layout L = make_layout(s, n_threads);
+    if (workspace == NULL || workspace_bytes < L.total)
+        return us_err_set(err, US_EINVAL, "pk score: workspace of %zu bytes, need %zu "
+                          "(us_pk_workspace_bytes)", workspace ? workspace_bytes : 0, L.total);
+    uint8_t *base = (uint8_t *)(((uintptr_t)workspace + ALIGN_BYTES - 1) &
+                                ~(uintptr_t)(ALIGN_BYTES - 1));
+    float *s_row = (float *)(void *)base;
+    float *s_col = (float *)(void *)(base + L.s_row_bytes);
+    float *heads = (float *)(void *)(base + L.s_row_bytes + L.s_col_bytes);
+    uint8_t *threads = base + L.s_row_bytes + L.s_col_bytes + (size_t)s->n_heads * L.head_bytes;
+
+    int T = s->n_tokens, H = s->n_heads, d = s->d_key, r = s->rank;
+    for (int h = 0; h < H; h++) {
+        const float *qh = q + (size_t)h * 2 * d;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_rows, d, 1.0f,
+                    qh, 2 * H * d, k_row + (size_t)h * r * s->n_rows * d, d, 0.0f,
+                    s_row + (size_t)h * T * r * s->n_rows, r * s->n_rows);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_cols, d, 1.0f,
+                    qh + d, 2 * H * d, k_col + (size_t)h * r * s->n_cols * d, d, 0.0f,
+                    s_col + (size_t)h * T * r * s->n_cols, r * s->n_cols);
+    }
+    size_t head_stride = L.head_bytes / sizeof(float);
+    prepare_heads(heads, head_stride, s, core);
+    ctx c = { s, s_row, s_col, core, heads, head_stride, out_idx, out_scores, us_topk };
+    long items = (long)T * H;
+    #pragma omp parallel num_threads(L.n_threads) if (L.n_threads > 1)
+    {
+        scratch x = carve_scratch(threads + (size_t)omp_get_thread_num() * L.thread_bytes, s);
+        #pragma omp for schedule(static)
+        for (long it = 0; it < items; it++)
+            combine(&c, (int)(it / H), (int)(it % H), &x);   /* us_topk cannot fail here */
+    }
+    return US_OK;
+}
+
+int us_pk_score_ref(uint64_t *out_idx, float *out_scores, const float *q,
+                    const float *k_row, const float *k_col, const float *core,
+                    const us_pk_shape *s, us_err *err)
+{
+    int rc = check_args(out_idx, out_scores, q, k_row, k_col, core, s, err);
+    if (rc != US_OK)
+        return rc;
+    layout L = make_layout(s, 1);
+    uint8_t *mem = malloc(L.total);
+    if (mem == NULL)
+        return us_err_set(err, US_ENOMEM, "pk score reference: %zu bytes", L.total);
+    uint8_t *base = (uint8_t *)(((uintptr_t)mem + ALIGN_BYTES - 1) & ~(uintptr_t)(ALIGN_BYTES - 1));
+    float *s_row = (float *)(void *)base;
+    float *s_col = (float *)(void *)(base + L.s_row_bytes);
+    float *heads = (float *)(void *)(base + L.s_row_bytes + L.s_col_bytes);
+    uint8_t *thread0 = base + L.s_row_bytes + L.s_col_bytes + (size_t)s->n_heads * L.head_bytes;
+
+    size_t T = (size_t)s->n_tokens, H = (size_t)s->n_heads, d = (size_t)s->d_key;
+    size_t r = (size_t)s->rank;
+    for (size_t h = 0; h < H; h++)
+        for (size_t t = 0; t < T; t++)
+            for (int side = 0; side < 2; side++) {
+                size_t n = side ? (size_t)s->n_cols : (size_t)s->n_rows;
+                const float *keys = (side ? k_col : k_row) + h * r * n * d;
+                const float *qv = q + ((t * H + h) * 2 + (size_t)side) * d;
+                float *out = (side ? s_col : s_row) + (h * T + t) * r * n;
+                for (size_t e = 0; e < r * n; e++) {
+                    float acc = 0;
+                    for (size_t c = 0; c < d; c++)
+                        acc += qv[c] * keys[e * d + c];
+                    out[e] = acc;
+                }
+            }
+    size_t head_stride = L.head_bytes / sizeof(float);
+    prepare_heads(heads, head_stride, s, core);
+    ctx c = { s, s_row, s_col, core, heads, head_stride, out_idx, out_scores, us_topk_ref };
+    scratch x = carve_scratch(thread0, s);
+    for (size_t t = 0; t < T && rc == US_OK; t++)
+        for (size_t h = 0; h < H && rc == US_OK; h++)
+            rc = combine(&c, (int)t, (int)h, &x);
+    free(mem);
+    if (rc != US_OK)
+        return us_err_set(err, rc, "pk score reference: top-k failed (out of memory)");
+    return US_OK;
+}

@@ -1,0 +1,61 @@
+/*
+ * topk.h — deterministic top-k selection over f32 scores.
+ *
+ * Order (a total order, so results never depend on the algorithm):
+ *   1. higher score first;
+ *   2. equal scores (== compare, so -0.0 and +0.0 are equal) go to the lower
+ *      index first;
+ *   3. NaN ranks below every number, including -Inf; NaNs among themselves go
+ *      by index. A NaN is therefore selected only when fewer than k
+ *      non-NaN scores exist.
+ * Output: out_idx[0..k-1] (indices into scores) and out_val[0..k-1] (the
+ * scores, bit-copied), best first. out_val may be NULL.
+ *
+ * Fast path: one pass with a size-k min-heap whose root is the current k-th
+ * best; an element enters only if it beats the root. With AVX2 (run-time
+ * dispatch) eight scores at a time are compared against the root and skipped
+ * together, which is the common case once the heap is warm. The heap is a
+ * fixed array on the stack: k <= US_TOPK_MAX_K, no allocation.
+ * Reference: sort of all n (score, index) pairs with the same order (it
+ * allocates n pairs; tests only).
+ *
+ * Errors: k > n, k > US_TOPK_MAX_K, n > UINT32_MAX or NULL pointers ->
+ * US_EINVAL; outputs unchanged. k == 0 is a no-op.
+ */
+#ifndef US_TOPK_H
+#define US_TOPK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/us_status.h"
+
+#define US_TOPK_MAX_K 256
+
+int us_topk(uint32_t *out_idx, float *out_val, const float *scores, size_t n, size_t k,
+            us_err *err);
+
+/* Batched: row r of scores is scores + r*ld (ld >= n), its result goes to
+ * out_idx + r*k and out_val + r*k. Parallel over rows (n_threads <= 0: OpenMP
+ * default). */
+int us_topk_rows(uint32_t *out_idx, float *out_val, const float *scores, size_t n_rows,
+                 size_t n, size_t ld, size_t k, int n_threads, us_err *err);
+
+/* Scalar references (full sort). May return US_ENOMEM. */
+int us_topk_ref(uint32_t *out_idx, float *out_val, const float *scores, size_t n, size_t k,
+                us_err *err);
+int us_topk_rows_ref(uint32_t *out_idx, float *out_val, const float *scores, size_t n_rows,
+                     size_t n, size_t ld, size_t k, us_err *err);
+
+/* The order above as a predicate: 1 if (a, ia) ranks strictly before (b, ib). */
+static inline int us_topk_before(float a, uint32_t ia, float b, uint32_t ib)
+{
+    int a_nan = a != a, b_nan = b != b;
+    if (a_nan != b_nan)
+        return b_nan;
+    if (!a_nan && a != b)
+        return a > b;
+    return ia < ib;
+}
+
+#endif

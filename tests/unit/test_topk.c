@@ -1,0 +1,182 @@
+/* test_topk.c — heap top-k vs full-sort reference: random sizes, heavy ties,
+ * NaN/Inf/-0, k = 1 and k = n, batched rows, a hand-checked example, errors. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include <cmocka.h>
+
+#include "kernels/topk.h"
+
+static uint64_t rng_state = 42;
+static uint64_t rng_next(void)
+{
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* kind 0: continuous; 1: few distinct values (ties); 2: specials mixed in */
+static float random_score(int kind)
+{
+    uint64_t r = rng_next();
+    switch (kind) {
+    case 1: return (float)(int)(r % 5) - 2.0f;
+    case 2:
+        switch (r % 16) {
+        case 0: return NAN;
+        case 1: return INFINITY;
+        case 2: return -INFINITY;
+        case 3: return -0.0f;
+        case 4: return 0.0f;
+        default: break;
+        }
+        /* fall through */
+    default: return (float)((r >> 40) * 0x1.0p-24) - 0.5f;
+    }
+}
+
+static void compare_one(const float *s, size_t n, size_t k)
+{
+    uint32_t ia[US_TOPK_MAX_K], ib[US_TOPK_MAX_K];
+    float va[US_TOPK_MAX_K], vb[US_TOPK_MAX_K];
+    us_err e = {0};
+    if (us_topk(ia, va, s, n, k, &e) != US_OK)
+        fail_msg("n %zu k %zu: %s", n, k, e.msg);
+    assert_int_equal(us_topk_ref(ib, vb, s, n, k, NULL), US_OK);
+    assert_memory_equal(ia, ib, k * sizeof ia[0]);
+    assert_memory_equal(va, vb, k * sizeof va[0]);
+    /* independent check of the order: each output ranks before the next,
+     * and nothing left out ranks before the last output */
+    for (size_t i = 0; i + 1 < k; i++)
+        assert_true(us_topk_before(va[i], ia[i], va[i + 1], ia[i + 1]));
+    char *taken = calloc(n, 1);
+    assert_non_null(taken);
+    for (size_t i = 0; i < k; i++) {
+        assert_true(ia[i] < n);
+        assert_false(taken[ia[i]]);
+        taken[ia[i]] = 1;
+        assert_memory_equal(&va[i], &s[ia[i]], 4);
+    }
+    for (size_t j = 0; j < n; j++)
+        if (!taken[j])
+            assert_false(us_topk_before(s[j], (uint32_t)j, va[k - 1], ia[k - 1]));
+    free(taken);
+}
+
+static void test_random_vs_ref(void **state)
+{
+    (void)state;
+    static const size_t ns[] = { 1, 2, 7, 8, 9, 31, 100, 1000, 4097 };
+    float *s = malloc(65536 * sizeof *s);
+    assert_non_null(s);
+    for (int kind = 0; kind < 3; kind++)
+        for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++) {
+            size_t n = ns[a];
+            for (size_t i = 0; i < n; i++)
+                s[i] = random_score(kind);
+            size_t ks[] = { 1, n < 2 ? n : 2, n < 16 ? n : 16, n < 256 ? n : 256, n / 2 ? (n / 2 < 256 ? n / 2 : 255) : 1 };
+            for (size_t b = 0; b < 5; b++)
+                compare_one(s, n, ks[b]);
+        }
+    /* the largest supported shape: n = 65,536, k = 256; ascending input makes
+     * every element enter the heap (worst case for the fast path) */
+    for (size_t i = 0; i < 65536; i++)
+        s[i] = random_score(0);
+    compare_one(s, 65536, 256);
+    for (size_t i = 0; i < 65536; i++)
+        s[i] = (float)i;
+    compare_one(s, 65536, 256);
+    free(s);
+}
+
+static void test_known_example(void **state)
+{
+    (void)state;
+    /* -0 == +0 ties go to the lower index; NaN ranks below -Inf */
+    const float s[8] = { 1.0f, NAN, 3.0f, -0.0f, 3.0f, -INFINITY, 0.0f, NAN };
+    uint32_t idx[8];
+    float val[8];
+    assert_int_equal(us_topk(idx, val, s, 8, 8, NULL), US_OK);
+    const uint32_t want[8] = { 2, 4, 0, 3, 6, 5, 1, 7 };
+    assert_memory_equal(idx, want, sizeof want);
+    assert_true(signbit(val[3]) && val[3] == 0.0f);
+    assert_true(isinf(val[5]) && isnan(val[6]) && isnan(val[7]));
+    assert_int_equal(us_topk(idx, NULL, s, 8, 3, NULL), US_OK);
+    assert_int_equal(idx[0], 2);
+    assert_int_equal(idx[1], 4);
+    assert_int_equal(idx[2], 0);
+    /* all NaN: by index */
+    const float nans[4] = { NAN, NAN, NAN, NAN };
+    assert_int_equal(us_topk(idx, val, nans, 4, 2, NULL), US_OK);
+    assert_int_equal(idx[0], 0);
+    assert_int_equal(idx[1], 1);
+    /* NaNs first, then numbers: the numbers must displace them */
+    const float late[6] = { NAN, NAN, NAN, -5.0f, NAN, -6.0f };
+    assert_int_equal(us_topk(idx, val, late, 6, 3, NULL), US_OK);
+    assert_int_equal(idx[0], 3);
+    assert_int_equal(idx[1], 5);
+    assert_int_equal(idx[2], 0);
+}
+
+static void test_rows(void **state)
+{
+    (void)state;
+    enum { R = 13, N = 300, LD = 310, K = 17 };
+    float *s = malloc(R * LD * sizeof *s);
+    assert_non_null(s);
+    for (size_t i = 0; i < R * LD; i++)
+        s[i] = random_score((int)(i / LD) % 3);
+    uint32_t ia[R * K], ib[R * K];
+    float va[R * K], vb[R * K];
+    for (int nt = 0; nt <= 2; nt++) {
+        memset(ia, 0, sizeof ia);
+        assert_int_equal(us_topk_rows(ia, va, s, R, N, LD, K, nt, NULL), US_OK);
+        assert_int_equal(us_topk_rows_ref(ib, vb, s, R, N, LD, K, NULL), US_OK);
+        assert_memory_equal(ia, ib, sizeof ia);
+        assert_memory_equal(va, vb, sizeof va);
+    }
+    for (size_t r = 0; r < R; r++) {      /* each row equals the single form */
+        uint32_t one[K];
+        assert_int_equal(us_topk(one, NULL, s + r * LD, N, K, NULL), US_OK);
+        assert_memory_equal(one, ia + r * K, sizeof one);
+    }
+    free(s);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    float s[4] = { 1, 2, 3, 4 };
+    uint32_t idx[300] = { 7 };
+    us_err err = { 0 };
+    assert_int_equal(us_topk(idx, NULL, s, 4, 5, &err), US_EINVAL);
+    assert_non_null(strstr(err.msg, "k 5 > n 4"));
+    assert_int_equal(idx[0], 7);
+    assert_int_equal(us_topk(idx, NULL, s, 4, 0, NULL), US_OK);
+    assert_int_equal(idx[0], 7);
+    float *big = calloc(1000, sizeof *big);
+    assert_non_null(big);
+    assert_int_equal(us_topk(idx, NULL, big, 1000, 257, &err), US_EINVAL);
+    assert_int_equal(us_topk_ref(idx, NULL, big, 1000, 257, NULL), US_EINVAL);
+    free(big);
+    assert_int_equal(us_topk(NULL, NULL, s, 4, 2, NULL), US_EINVAL);
+    assert_int_equal(us_topk(idx, NULL, NULL, 4, 2, NULL), US_EINVAL);
+    assert_int_equal(us_topk_rows(idx, NULL, s, 2, 2, 1, 1, 1, &err), US_EINVAL);
+    assert_non_null(strstr(err.msg, "ld 1 < n 2"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_random_vs_ref),
+        cmocka_unit_test(test_known_example),
+        cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

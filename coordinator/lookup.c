@@ -228,14 +228,15 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
     if ((rc = us_route_assign(r, &L->table, L->w->n_shards, L->local, err)) != US_OK)
         return rc;
     us_cost push, pull;
-    us_route_cost(r, &L->table, L->n_groups, L->t->rma_ready, &L->opts.cost, &push, &pull);
+    bool can_rma = L->t->rma_ready && !L->opts.pull_by_messages;
+    us_route_cost(r, &L->table, L->n_groups, can_rma, &L->opts.cost, &push, &pull);
     L->stats.est_push_bytes += push.bytes;
     L->stats.est_pull_bytes += pull.bytes;
     us_lookup_mode m = L->mode;
     if (m == US_LOOKUP_AUTO)
         m = pull.est_us < push.est_us ? US_LOOKUP_PULL : US_LOOKUP_PUSH;
     L->last_mode = m;
-    L->rma_pull = m == US_LOOKUP_PULL && L->t->rma_ready;
+    L->rma_pull = m == US_LOOKUP_PULL && can_rma;
     L->wire_mode = m == US_LOOKUP_PUSH ? US_WIRE_PUSH
                  : L->rma_pull ? US_WIRE_NOP : US_WIRE_ROWS;
     L->batch = *b;

@@ -58,6 +58,9 @@ typedef struct us_lookup_opts {
     uint64_t cache_bytes;        /* coordinator hot-row cache; 0 = none */
     int      n_threads;          /* gather kernel threads (shard and merge) */
     us_cost_params cost;         /* zero = us_cost_params_default() */
+    bool     pull_by_messages;   /* pull with ROWS messages even when the
+                                  * transport can read one-sided (one read per
+                                  * row is slow on software providers) */
 } us_lookup_opts;
 
 typedef struct us_lookup_batch {

@@ -40,6 +40,13 @@ all: $(BIN) tests $(LAB_BINS)
 
 tests: $(TEST_BINS)
 
+# MPI test programs: tests/mpi/*.c -> $(B)/tests/mpi/*, run by tests/integration/*.sh
+MPI_TEST_BINS := $(patsubst tests/mpi/%.c,$(B)/tests/mpi/%,$(wildcard tests/mpi/*.c))
+tests: $(MPI_TEST_BINS)
+$(B)/tests/mpi/%: $(call obj,tests/mpi/%.c) $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDLIBS)
+
 $(PROTO_GEN) $(PROTO_HDR): proto/ultrashard.proto
 	@mkdir -p $(B)/gen
 	protoc-c --c_out=$(B)/gen proto/ultrashard.proto

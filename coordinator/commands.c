@@ -1,5 +1,6 @@
 /* commands.c — the subcommand table of `ultrashard`. Add one line per command. */
 #include "coordinator/cli.h"
+#include "coordinator/cmd_bench.h"
 #include "coordinator/cmd_roles.h"
 #include "coordinator/cmd_store.h"
 
@@ -14,5 +15,7 @@ const us_command us_commands[] = {
       US_CMD_VERIFY_USAGE, us_cmd_verify },
     { "reshard", "copy a store to a new shard count, proving every row unchanged",
       US_CMD_RESHARD_USAGE, us_cmd_reshard },
+    { "bench", "benchmarks: `bench lookup` (distributed lookup vs single-process gather)",
+      US_CMD_BENCH_USAGE, us_cmd_bench },
     { 0 },
 };

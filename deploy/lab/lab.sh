@@ -16,8 +16,9 @@
 #        lab.sh run [--] MPIRUN_ARGS   mpirun inside h0 across the hosts, e.g.
 #                                      lab.sh run -n 6 build/ultrashard roles
 #        lab.sh exec HOST [--] CMD     run CMD inside HOST (hostname set)
-#        lab.sh shape HOST rate RATE   tbf on HOST's egress (eth0, and dly0
-#                                      when the relay runs), e.g. 100mbit
+#        lab.sh shape HOST rate RATE   tbf on HOST's egress (eth0 and the
+#                                      relay's dly0, now or when it starts),
+#                                      e.g. 100mbit
 #        lab.sh delay MS [LOSS%]       start the relay (build/netrelay): one
 #                                      link with MS one-way delay and LOSS%
 #                                      random frame loss on RELAY_SUBNET;
@@ -41,7 +42,12 @@ NETRELAY=${US_LAB_NETRELAY:-$ROOT_DIR/$B/netrelay}
 RELAY_IF=dly0
 
 die()   { echo "lab: error: $*" >&2; exit 1; }
-usage() { sed -n '/^# usage:/,/^# B (build/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit "${1:-2}"; }
+usage() {   # the header's usage block; stdout for --help, stderr on misuse
+  local text
+  text=$(sed -n '/^# usage:/,/^# lab that is not up/p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//')
+  if [ "${1:-2}" -eq 0 ]; then echo "$text"; else echo "$text" >&2; fi
+  exit "${1:-2}"
+}
 note()  { echo "lab: $*" >&2; }
 
 [[ $PREFIX =~ ^[a-z][a-z0-9-]{0,7}$ ]] ||
@@ -93,12 +99,19 @@ relay_pid() {
   echo "$pid"
 }
 
+# True while process $1 runs (a zombie waiting for its reaper counts as gone:
+# the relay's parent shell has exited, and not every init reaps promptly).
+alive() {
+  [ -r "/proc/$1/stat" ] || return 1
+  [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]
+}
+
 stop_relay() {
   local pid i
   if pid=$(relay_pid); then
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
-    if [ -d "/proc/$pid" ]; then
+    for i in $(seq 50); do alive "$pid" || break; sleep 0.1; done
+    if alive "$pid"; then
       note "relay $pid ignored SIGTERM; killing it"
       kill -KILL "$pid" 2>/dev/null || true
     fi
@@ -122,6 +135,11 @@ kill_namespace_processes() {
   kill -KILL $pids 2>/dev/null || true
 }
 
+# True when anything of this prefix exists (for `down`'s message).
+lab_exists() {
+  [ -n "$(lab_namespaces)" ] || [ -d "$STATE" ] || ip link show "$BRIDGE" >/dev/null 2>&1
+}
+
 cmd_down() {
   need_root
   local ns link d
@@ -138,7 +156,7 @@ cmd_down() {
   done
   if ip link show "$BRIDGE" >/dev/null 2>&1; then ip link del "$BRIDGE"; fi
   for d in /etc/netns/"${PREFIX}"h*; do
-    [[ -d $d && $(basename "$d") =~ ^${PREFIX}h[0-9]+$ ]] && rm -rf "$d"
+    if [[ -d $d && $(basename "$d") =~ ^${PREFIX}h[0-9]+$ ]]; then rm -rf "$d"; fi
   done
   rmdir /etc/netns 2>/dev/null || true      # only if empty: others may use it
   rm -rf "$STATE"
@@ -151,6 +169,7 @@ cmd_up() {
   local n=${1:-3} i ns
   [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le 16 ] || die "host count '$n' must be 1..16"
   cmd_down                               # leftovers of an earlier lab with this prefix
+  # shellcheck disable=SC2154  # rc is assigned inside the trap string
   trap 'rc=$?; note "up failed (exit $rc); removing what was created"; trap - ERR; cmd_down; exit $rc' ERR
   mkdir -p "$STATE"
   ip link add "$BRIDGE" type bridge
@@ -225,7 +244,7 @@ cmd_run() {
   export FI_PROVIDER=${FI_PROVIDER:-tcp}  # shm would bypass the emulated network
   local env_args=() v
   for v in PATH LD_LIBRARY_PATH OMP_NUM_THREADS OPENBLAS_NUM_THREADS FI_PROVIDER; do
-    [ -n "${!v:-}" ] && env_args+=(-x "$v")
+    if [ -n "${!v:-}" ]; then env_args+=(-x "$v"); fi
   done
   in_host 0 mpirun --hostfile "$STATE/hostfile" \
     --mca plm_rsh_agent "$LAB_DIR/netns-agent.sh" --mca plm_rsh_no_tree_spawn 1 \
@@ -257,10 +276,17 @@ cmd_shape() {
   local i ns dev
   i=$(host_index "$1"); ns=$(ns_of "$i")
   [[ $3 =~ ^[0-9]+(\.[0-9]+)?([kKmMgG]?(bit|bps))$ ]] || die "rate '$3' must look like 100mbit, 1gbit, 500kbit"
-  for dev in $(link_devs "$ns"); do
-    tc -n "$ns" qdisc replace dev "$dev" root tbf rate "$3" burst 128kb latency 50ms
-  done
+  # shellcheck disable=SC2046  # one word per device, on purpose
+  apply_tbf "$ns" "$3" $(link_devs "$ns")
+  echo "$3" >"$STATE/shape.h$i"         # re-applied to a relay TAP started later
   note "shape: $1 egress limited to $3 on $(link_devs "$ns" | tr '\n' ' ')"
+}
+
+apply_tbf() {   # NS RATE DEV...
+  local ns=$1 rate=$2 dev; shift 2
+  for dev in "$@"; do
+    tc -n "$ns" qdisc replace dev "$dev" root tbf rate "$rate" burst 128kb latency 50ms
+  done
 }
 
 cmd_unshape() {
@@ -272,6 +298,7 @@ cmd_unshape() {
       tc -n "$ns" qdisc del dev "$dev" root 2>/dev/null || true
     done
   done
+  rm -f "$STATE"/shape.h*
   note "unshape: no tbf, relay off"
 }
 
@@ -322,6 +349,11 @@ cmd_delay() {
         dev "$RELAY_IF" nud permanent
     done
   done
+  for i in $(seq 0 $((n - 1))); do       # rates set by `shape` before the relay
+    if [ -f "$STATE/shape.h$i" ]; then
+      apply_tbf "$(ns_of "$i")" "$(cat "$STATE/shape.h$i")" "$RELAY_IF"
+    fi
+  done
   echo "delay ${ms} ms, loss ${loss}%" >"$STATE/relay.on"
   note "delay: relay pid $(relay_pid) on $RELAY_SUBNET ($RELAY_IF in each host): one-way delay ${ms} ms, loss ${loss}%"
 }
@@ -330,7 +362,9 @@ cmd_delay() {
 cmd=$1; shift
 case $cmd in
   up)      [ $# -le 1 ] || usage; cmd_up "$@" ;;
-  down)    [ $# -eq 0 ] || usage; cmd_down; note "down: lab $PREFIX removed" ;;
+  down)    [ $# -eq 0 ] || usage
+           if lab_exists; then cmd_down; note "down: lab $PREFIX removed"
+           else cmd_down; note "down: nothing of lab $PREFIX to remove"; fi ;;
   status)  [ $# -eq 0 ] || usage; cmd_status ;;
   run)     cmd_run "$@" ;;
   exec)    cmd_exec "$@" ;;

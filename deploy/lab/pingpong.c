@@ -18,8 +18,10 @@
  * in [--min-iters, --max-iters] and tells its partner. Output: one JSON line
  * per size on stdout (bench, mode, bytes, iters, half_rtt_us or seconds,
  * mb_per_s, both hostnames, max RSS), then a short human table on stderr.
+ * Payloads carry a position-dependent pattern that the receiving side checks
+ * after each size: a corrupt message is reported and the exit status is 1.
  * Ranks between the first and the last only wait in the final barrier.
- * Exit 0, 1 on an MPI error, 2 on a usage error.
+ * Exit 0, 1 on an MPI error or a corrupt payload, 2 on a usage error.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -95,6 +97,28 @@ static int parse_long(const char *option, const char *text, long min, long max,
                           option, text, min, max);
     *out = v;
     return US_OK;
+}
+
+/* Byte i of a message of `bytes` bytes: differs by size and position (and
+ * by 4 KiB page), so a truncated, shifted or stale buffer is caught. */
+static unsigned char pattern_byte(long bytes, long i)
+{
+    return (unsigned char)((i * 131 + bytes * 7 + (i >> 12)) & 0xff);
+}
+
+static void pattern_fill(char *buf, long bytes)
+{
+    for (long i = 0; i < bytes; i++)
+        buf[i] = (char)pattern_byte(bytes, i);
+}
+
+/* Offset of the first byte that differs from the pattern, or -1. */
+static long pattern_check(const char *buf, long bytes)
+{
+    for (long i = 0; i < bytes; i++)
+        if ((unsigned char)buf[i] != pattern_byte(bytes, i))
+            return i;
+    return -1;
 }
 
 /* One exchange pattern repeated iters times between rank 0 and peer. */
@@ -248,11 +272,24 @@ int main(int argc, char **argv)
             fprintf(stderr, "pingpong: rank %d: cannot allocate %ld bytes\n", rank, max_bytes);
             MPI_Abort(MPI_COMM_WORLD, 1);
         }
-        memset(buf, 0x5a, (size_t)max_bytes);
     }
     pp_result results[MAX_SIZES];
     for (int i = 0; i < o.n_sizes && (rank == 0 || rank == peer); i++) {
+        /* Rank 0 sends the pattern; the peer starts from zeros, so what each
+         * side holds afterwards proves the bytes crossed the link intact. */
+        if (rank == 0)
+            pattern_fill(buf, o.sizes[i]);
+        else
+            memset(buf, 0, (size_t)o.sizes[i]);
         rc = measure(&o, rank, peer, buf, o.sizes[i], MPI_COMM_WORLD, &results[i]);
+        if (rc == MPI_SUCCESS && (rank == peer || !o.stream)) {
+            long bad = pattern_check(buf, o.sizes[i]);
+            if (bad >= 0) {
+                fprintf(stderr, "pingpong: rank %d: %ld-byte message corrupt at offset %ld\n",
+                        rank, o.sizes[i], bad);
+                status = 1;
+            }
+        }
         if (rc != MPI_SUCCESS) {
             char msg[MPI_MAX_ERROR_STRING];
             int len = 0;

@@ -18,6 +18,13 @@ import time
 
 def recv(port, idle_s):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    # A big receive buffer, so a receiver descheduled on a loaded machine
+    # does not drop datagrams itself (that would look like link loss).
+    # SO_RCVBUFFORCE (root) may exceed net.core.rmem_max; fall back quietly.
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_RCVBUFFORCE", 33), 8 << 20)
+    except OSError:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
     sock.bind(("0.0.0.0", port))
     print("ready", flush=True)
     seen = set()

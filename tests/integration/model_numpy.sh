@@ -46,6 +46,19 @@ PY
   /usr/bin/python3 tests/ref/model.py check "$dir/m" "$dir/tok.i32" "$dir/c_var.f32" 1e-4
   cp "$dir/config.keep" "$dir/m/config.json"
 done
+# a model from a config file: two memory layers (tables 0 and 1) with skip 2,
+# so both lookups are in flight at once, and 5 layers
+/usr/bin/python3 - "$dir/m/config.json" "$dir/two.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c["layers"] = ["memory", "dense", "memory", "moe", "dense"]; c["n_layers"] = 5
+c["memory"]["skip"] = 2; c["infini_rule"] = "delta"
+json.dump(c, open(sys.argv[2], "w"), indent=1)
+PY
+"$US_BIN" init-model --config "$dir/two.json" --out "$dir/two" --seed 4
+"$tool" "$dir/two" "$dir/tok.i32" "$dir/c_two.f32" batch
+echo -n "two memory layers: "
+/usr/bin/python3 tests/ref/model.py check "$dir/two" "$dir/tok.i32" "$dir/c_two.f32" 1e-4
 for part in memory infini moe; do
   if US_REF_ABLATE=$part /usr/bin/python3 tests/ref/model.py check "$dir/m" "$dir/tok.i32" \
        "$dir/c_prefill.f32" 1e-4 >"$dir/ablate.log"; then

@@ -36,6 +36,12 @@ for want in 5 13; do
     [ "$(records)" -ge $want ] && break
     sleep 0.02
   done
+  if [ $want -eq 5 ]; then   # a second job on the same output is refused while one runs
+    if "$US_BIN" infer "${args[@]}" --output "$dir/out.jsonl" 2>"$dir/err2" >/dev/null; then
+      fail "a concurrent job on the same output was accepted"
+    fi
+    grep -q "another infer job" "$dir/err2" || fail "concurrent job message: $(cat "$dir/err2")"
+  fi
   kill -9 "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   got=$(records)
   [ "$got" -ge $want ] && [ "$got" -lt $n ] || fail "kill landed outside the run ($got records)"

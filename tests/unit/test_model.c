@@ -229,6 +229,9 @@ static void test_journal(void **state)
     assert_string_equal(o, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
     free(o);
     assert_int_equal(us_journal_finish(&j, 2, "{\"id\":\"c\"}", &err), US_OK);
+    us_journal j2;   /* a second job on the same output is refused while j runs */
+    assert_int_equal(us_journal_open(&j2, out, &set, 42, &err), US_EEXIST);
+    assert_non_null(strstr(err.msg, "another infer job"));
     us_journal_close(&j);
     o = slurp(out);
     assert_string_equal(o, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\"}\n");
@@ -250,6 +253,9 @@ static void test_journal(void **state)
     unlink(jpath);
     assert_int_equal(us_journal_open(&j, out, &set, 42, &err), US_EEXIST);
     unlink(out);
+    char lock[300];
+    snprintf(lock, sizeof lock, "%s.lock", out);
+    unlink(lock);
     rmdir(dir);
     us_prompts_free(&set);
 }

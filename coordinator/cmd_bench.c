@@ -5,8 +5,10 @@
  * Every shard materialises its part of a synthetic table once per placement
  * (shard/synth_view.h); coordinator 0 also builds the whole table for the
  * baseline and the correctness check. For each (transport, placement, mode)
- * all ranks open a lookup, run 2 warm-up batches and B timed batches, and
- * coordinator 0 prints one JSON line: tokens/s, rows/s (pairs gathered),
+ * all ranks open a lookup, run 2 warm-up batches and B timed batches (each
+ * followed on coordinator 0 by the single-process gather of the same batch,
+ * timed apart: the baseline, interleaved so both see the same machine
+ * load), and coordinator 0 prints one JSON line: tokens/s, rows/s (pairs gathered),
  * bytes sent and received per token and messages (+ one-sided reads) per
  * batch as seen by coordinator 0, p50/p99 batch latency, the baseline's
  * tokens/s and the ratio, the max relative error against the baseline, and
@@ -37,7 +39,7 @@ typedef struct bench_opts {
 } bench_opts;
 
 typedef struct bench_result {
-    char transport[16], provider[64], placement[8], mode[8];
+    char transport[16], provider[64], placement[8], mode[12];
     double tokens_per_s, rows_per_s, sent_per_token, recv_per_token, msgs_per_batch;
     double p50_ms, p99_ms, base_tokens_per_s, ratio, max_rel_err;
     uint64_t push_batches, pull_batches;
@@ -84,11 +86,12 @@ static double now_s(void) { return MPI_Wtime(); }
 /* One configuration, collectively. Coordinator 0 fills *res. */
 static int bench_one(const us_world *w, us_transport *t, const bench_opts *o,
                      const us_table_info *table, const us_rows_view *local,
-                     const us_rows_view *whole, us_lookup_mode mode, bench_result *res,
-                     us_err *err)
+                     const us_rows_view *whole, us_lookup_mode mode, bool pull_by_messages,
+                     bench_result *res, us_err *err)
 {
     us_lookup_opts lo = { .mode = mode, .max_tokens = o->tokens, .max_k = o->k,
-                          .n_threads = o->threads, .cache_bytes = o->cache_bytes };
+                          .n_threads = o->threads, .cache_bytes = o->cache_bytes,
+                          .pull_by_messages = pull_by_messages };
     us_lookup *L = NULL;
     int rc = us_lookup_open(&L, w, t, table, w->is_shard ? local : NULL, &lo, err);
     if (rc != US_OK)
@@ -109,7 +112,7 @@ static int bench_one(const us_world *w, us_transport *t, const bench_opts *o,
         goto done;
     }
     us_transport_stats before = t->stats;
-    double t0 = 0, max_rel = 0;
+    double t0 = 0, max_rel = 0, base = 0, base_in_wall = 0;
     for (uint32_t b = 0; b < o->batches + 2 && rc == US_OK; b++) {
         if (b == 2) {      /* after warm-up */
             before = t->stats;
@@ -121,6 +124,13 @@ static int bench_one(const us_world *w, us_transport *t, const bench_opts *o,
         rc = us_lookup_run(L, &batch, out, err);
         if (b >= 2)
             lat[b - 2] = now_s() - s;
+        /* baseline interleaved batch by batch: the shared box's load then
+         * affects both sides alike (ratios, not absolute times) */
+        if (rc == US_OK && b >= 2 && whole != NULL) {
+            double b0 = now_s();
+            rc = us_gather_sum(ref, whole, rows, wt, o->tokens, o->k, o->threads, err);
+            base += now_s() - b0;
+        }
         if (rc == US_OK && b == 0 && whole != NULL) {
             rc = us_gather_sum(ref, whole, rows, wt, o->tokens, o->k, o->threads, err);
             for (uint32_t tok = 0; rc == US_OK && tok < o->tokens; tok++) {
@@ -134,22 +144,13 @@ static int bench_one(const us_world *w, us_transport *t, const bench_opts *o,
             }
         }
     }
-    double wall = now_s() - t0;
+    base_in_wall = base;
+    double wall = now_s() - t0 - base_in_wall;   /* distributed time only */
     us_transport_stats after = t->stats;   /* before the STOP rounds of finish */
     if (rc == US_OK)
         rc = us_lookup_finish(L, err);
     if (rc != US_OK)
         goto done;
-    /* baseline: the same timed batches, single process, whole table */
-    double base = 0;
-    if (whole != NULL) {
-        double b0 = now_s();
-        for (uint32_t b = 2; b < o->batches + 2 && rc == US_OK; b++) {
-            make_batch(o, 1000u * (uint64_t)w->coordinator_index + b, rows, wt);
-            rc = us_gather_sum(ref, whole, rows, wt, o->tokens, o->k, o->threads, err);
-        }
-        base = now_s() - b0;
-    }
     const us_lookup_stats *st = us_lookup_get_stats(L);
     double tokens = (double)o->tokens * o->batches;
     qsort(lat, o->batches, sizeof *lat, cmp_double);
@@ -276,7 +277,7 @@ int us_cmd_bench(int argc, char **argv)
     bench_opts o = { .rows = 131072, .dim = 128, .tokens = 256, .k = 32, .batches = 20,
                      .dtype = US_DTYPE_F32, .hot = 0.2, .threads = 1 };
     snprintf(o.transports, sizeof o.transports, "mpi,fabric");
-    snprintf(o.modes, sizeof o.modes, "push,pull");
+    snprintf(o.modes, sizeof o.modes, "push,pull,pullmsg");
     snprintf(o.placements, sizeof o.placements, "row,column");
     us_world_opts wo = {0};
     int st = parse_opts(argc, argv, &o, &wo);
@@ -291,8 +292,10 @@ int us_cmd_bench(int argc, char **argv)
     int n_results = 0, status = 0;
     static const char *const tnames[2] = { "mpi", "fabric" };
     static const char *const pnames[2] = { "row", "column" };
-    static const char *const mnames[3] = { "push", "pull", "auto" };
-    static const us_lookup_mode modes[3] = { US_LOOKUP_PUSH, US_LOOKUP_PULL, US_LOOKUP_AUTO };
+    /* pullmsg: pull by ROWS messages even where one-sided reads exist */
+    static const char *const mnames[4] = { "push", "pull", "pullmsg", "auto" };
+    static const us_lookup_mode modes[4] = { US_LOOKUP_PUSH, US_LOOKUP_PULL, US_LOOKUP_PULL,
+                                             US_LOOKUP_AUTO };
     for (int pi = 0; pi < 2 && status == 0; pi++) {
         if (!in_list(o.placements, pnames[pi]))
             continue;
@@ -328,12 +331,12 @@ int us_cmd_bench(int argc, char **argv)
                             tnames[ti], err.msg);
                 continue;
             }
-            for (int mi = 0; mi < 3 && status == 0; mi++) {
-                if (!in_list(o.modes, mnames[mi]))
+            for (int mi = 0; mi < 4 && status == 0; mi++) {
+                if (!in_list(o.modes, mnames[mi]) || (mi == 2 && !strcmp(t->ops->name, "fabric") == 0))
                     continue;
                 bench_result r = {0};
                 if (bench_one(&w, t, &o, &table, &local.view, w.rank == 0 ? &whole.view : NULL,
-                              modes[mi], &r, &err) != US_OK) {
+                              modes[mi], mi == 2, &r, &err) != US_OK) {
                     fprintf(stderr, "ultrashard bench: rank %d: %s\n", w.rank, err.msg);
                     us_world_abort(&w, &err);
                 }
@@ -352,12 +355,12 @@ int us_cmd_bench(int argc, char **argv)
         us_synth_view_free(&whole);
     }
     if (w.rank == 0) {
-        printf("\n%-7s %-12s %-6s %-5s %11s %11s %9s %9s %8s %8s %8s %7s %9s\n", "transp",
+        printf("\n%-7s %-12s %-6s %-7s %11s %11s %9s %9s %8s %8s %8s %7s %9s\n", "transp",
                "provider", "place", "mode", "tokens/s", "baseline/s", "ratio", "B/token",
                "msgs/bat", "p50 ms", "p99 ms", "relerr", "push/pull");
         for (int i = 0; i < n_results; i++) {
             const bench_result *r = &results[i];
-            printf("%-7s %-12s %-6s %-5s %11.0f %11.0f %9.4f %9.0f %8.1f %8.3f %8.3f %7.1e "
+            printf("%-7s %-12s %-6s %-7s %11.0f %11.0f %9.4f %9.0f %8.1f %8.3f %8.3f %7.1e "
                    "%4llu/%-4llu\n", r->transport, r->provider, r->placement, r->mode,
                    r->tokens_per_s, r->base_tokens_per_s, r->ratio,
                    r->sent_per_token + r->recv_per_token, r->msgs_per_batch, r->p50_ms,

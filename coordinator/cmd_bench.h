@@ -10,7 +10,9 @@
     "batches over the whole table, measured in the same run. Prints one JSON\n" \
     "line per configuration, then a table. Options:\n" \
     "  --transports LIST   mpi,fabric (default both; fabric skipped if it cannot open)\n" \
-    "  --modes LIST        push,pull,auto (default push,pull)\n" \
+    "  --modes LIST        push,pull,pullmsg,auto (default push,pull,pullmsg);\n" \
+    "                      pull reads rows one-sided on fabric, pullmsg always\n" \
+    "                      fetches them with ROWS messages\n" \
     "  --placements LIST   row,column (default row,column)\n" \
     "  --rows N            table rows (default 131072)\n" \
     "  --dim D             columns (default 128)\n" \

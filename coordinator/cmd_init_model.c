@@ -11,13 +11,14 @@
 int us_cmd_init_model(int argc, char **argv)
 {
     const us_command *cmd = us_command_find("init-model");
-    const char *preset = NULL, *out = NULL, *store = NULL;
+    const char *preset = NULL, *config = NULL, *out = NULL, *store = NULL;
     long seed = 1, shards = 1;
     us_dtype dtype = US_DTYPE_F32;
     bool force = false;
     us_err err = {0};
     static const struct option long_opts[] = {
         { "preset", required_argument, 0, 'p' },
+        { "config", required_argument, 0, 'c' },
         { "out", required_argument, 0, 'o' },
         { "seed", required_argument, 0, 's' },
         { "force", no_argument, 0, 'f' },
@@ -32,6 +33,7 @@ int us_cmd_init_model(int argc, char **argv)
     while ((ch = getopt_long(argc, argv, "h", long_opts, NULL)) != -1) {
         switch (ch) {
         case 'p': preset = optarg; break;
+        case 'c': config = optarg; break;
         case 'o': out = optarg; break;
         case 's':
             if (us_cli_parse_long("--seed", optarg, 0, 0x7fffffffffffffffL, &seed, &err))
@@ -54,11 +56,13 @@ int us_cmd_init_model(int argc, char **argv)
     }
     if (optind != argc)
         return us_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-    if (preset == NULL || out == NULL)
-        return us_cli_usage_error(cmd, "--preset and --out are required");
+    if ((preset == NULL) == (config == NULL) || out == NULL)
+        return us_cli_usage_error(cmd, "--out and one of --preset or --config are required");
     us_model_config cfg;
-    if (us_model_config_preset(&cfg, preset, &err) != US_OK)
+    if (preset != NULL && us_model_config_preset(&cfg, preset, &err) != US_OK)
         return us_cli_usage_error(cmd, "%s", err.msg);
+    if (config != NULL && us_model_config_load(&cfg, config, &err) != US_OK)
+        return us_cli_fail("init-model", &err);
     us_model m;
     if (us_model_alloc(&m, &cfg, &err) != US_OK)
         return us_cli_fail("init-model", &err);
@@ -72,8 +76,8 @@ int us_cmd_init_model(int argc, char **argv)
         printf("init-model: store %s: %u tables, %ld shards, %s\n", store,
                us_model_config_memory_layers(&cfg), shards, us_dtype_name(dtype));
     if (rc == US_OK)
-        printf("init-model: %s preset -> %s: %llu parameters (%.1f MiB), %u memory tables of "
-               "%llu x %u\n", preset, out, (unsigned long long)m.n_params,
+        printf("init-model: %s -> %s: %llu parameters (%.1f MiB), %u memory tables of "
+               "%llu x %u\n", preset ? preset : config, out, (unsigned long long)m.n_params,
                m.n_params * 4.0 / (1 << 20), us_model_config_memory_layers(&cfg),
                (unsigned long long)us_model_config_table_rows(&cfg), cfg.memory.v_dim);
     us_model_free(&m);

@@ -3,7 +3,8 @@
 #define US_CMD_INIT_MODEL_H
 
 #define US_CMD_INIT_MODEL_USAGE \
-    "usage: ultrashard init-model --preset tiny|small --out DIR [--seed N] [--force]\n" \
+    "usage: ultrashard init-model (--preset tiny|small | --config FILE) --out DIR\n" \
+    "                             [--seed N] [--force]\n" \
     "                             [--store STORE --shards S [--store-dtype D]]\n" \
     "\n" \
     "Writes a random model: DIR/config.json, DIR/weights.safetensors (f32) and\n" \
@@ -13,6 +14,7 @@
     "\n" \
     "  --preset NAME   tiny: d 64, 4 layers (dense, memory, moe, dense), 2 heads,\n" \
     "                  segment 16; small: d 256, 8 layers, 4 heads, segment 128\n" \
+    "  --config FILE   shape from a config.json (format of DIR/config.json)\n" \
     "  --out DIR       model directory (created if missing)\n" \
     "  --seed N        random seed (default 1)\n" \
     "  --force         replace existing files\n" \

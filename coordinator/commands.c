@@ -5,10 +5,19 @@
 #include "coordinator/cmd_init_model.h"
 #include "coordinator/cmd_plan.h"
 #include "coordinator/cmd_roles.h"
+#include "coordinator/cmd_store.h"
 
 const us_command us_commands[] = {
     { "roles", "start MPI, assign coordinator/shard roles, check one collective",
       US_CMD_ROLES_USAGE, us_cmd_roles },
+    { "import", "build a store from .npy/safetensors files (parallel under mpirun)",
+      US_CMD_IMPORT_USAGE, us_cmd_import },
+    { "inspect", "print a store's tables, bytes per shard and balance",
+      US_CMD_INSPECT_USAGE, us_cmd_inspect },
+    { "verify", "check every block checksum of a store (parallel under mpirun)",
+      US_CMD_VERIFY_USAGE, us_cmd_verify },
+    { "reshard", "copy a store to a new shard count, proving every row unchanged",
+      US_CMD_RESHARD_USAGE, us_cmd_reshard },
     { "bench", "benchmarks: `bench lookup` (distributed lookup vs single-process gather)",
       US_CMD_BENCH_USAGE, us_cmd_bench },
     { "init-model", "write a random model (config, weights, memory value tables)",

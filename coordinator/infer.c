@@ -22,7 +22,6 @@ typedef struct slot {
     us_rng   rng;
     int32_t *seg_tokens;      /* [L] tokens fed in the current segment */
     size_t   n_seg;
-    uint64_t session_base;    /* session tokens before this job's tail */
 } slot;
 
 static double now_s(void)
@@ -278,7 +277,9 @@ int us_infer_run(const us_model *m, const us_prompt_set *set, us_journal *j,
             }
             int tok = us_sample(logits + k * V, allowed, V, &o->sampling, &s->rng, scratch);
             const char *finish = NULL;
-            if (tok < 0 || tok == US_TOKEN_EOS) {
+            if (tok < 0) {            /* every allowed logit NaN: a broken model */
+                finish = "nan_logits";
+            } else if (tok == US_TOKEN_EOS) {
                 finish = "eos";
             } else {
                 if (s->n_gen == s->gen_cap) {

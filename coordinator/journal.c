@@ -7,6 +7,7 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -131,11 +132,34 @@ static int rebuild_output(us_journal *j, us_err *err)
     return US_OK;
 }
 
+/* One job per output: an exclusive lock on OUT.lock, held until close (the
+ * kernel drops it when the process dies, kill -9 included). A lock file of
+ * its own, because the journal itself may be replaced by rename. */
+static int lock_output(us_journal *j, const char *out_path, us_err *err)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s.lock", out_path) >= (int)sizeof path)
+        return us_err_set(err, US_EINVAL, "%s: path too long", out_path);
+    j->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (j->lock_fd < 0)
+        return us_err_set(err, US_EIO, "%s: cannot open: %s", path, strerror(errno));
+    if (flock(j->lock_fd, LOCK_EX | LOCK_NB) != 0)
+        return us_err_set(err, errno == EWOULDBLOCK ? US_EEXIST : US_EIO,
+                          "%s: another infer job is writing this output (%s is locked)",
+                          out_path, path);
+    return US_OK;
+}
+
 int us_journal_open(us_journal *j, const char *out_path, const us_prompt_set *set,
                     uint64_t fingerprint, us_err *err)
 {
     memset(j, 0, sizeof *j);
-    j->journal_fd = j->out_fd = -1;
+    j->journal_fd = j->out_fd = j->lock_fd = -1;
+    int lrc = lock_output(j, out_path, err);
+    if (lrc != US_OK) {
+        us_journal_close(j);
+        return lrc;
+    }
     j->out_path = (char *)out_path;
     j->n = set->count;
     size_t plen = strlen(out_path) + sizeof ".journal";
@@ -245,11 +269,13 @@ void us_journal_close(us_journal *j)
         close(j->journal_fd);
     if (j->out_fd >= 0)
         close(j->out_fd);
+    if (j->lock_fd >= 0)
+        close(j->lock_fd);   /* releases the lock */
     for (size_t i = 0; j->lines && i < j->n; i++)
         free(j->lines[i]);
     free(j->lines);
     free(j->done);
     free(j->journal_path);
     memset(j, 0, sizeof *j);
-    j->journal_fd = j->out_fd = -1;
+    j->journal_fd = j->out_fd = j->lock_fd = -1;
 }

@@ -25,6 +25,11 @@
  * without a journal (US_EEXIST), so a different job never mixes outputs.
  * A record in the middle of the journal that does not parse, or whose id is
  * not in the input, is US_ECORRUPT naming the journal line.
+ *
+ * One job per output: OUT.lock (created next to OUT, left in place) is
+ * flock-ed for the life of the journal; a second job on the same output
+ * gets US_EEXIST instead of interleaving records. The kernel releases the
+ * lock when the holder dies, so a restart after kill -9 is not blocked.
  */
 #ifndef US_JOURNAL_H
 #define US_JOURNAL_H
@@ -40,6 +45,7 @@ typedef struct us_journal {
     char   *out_path;         /* borrowed from the caller */
     int     journal_fd;       /* append */
     int     out_fd;           /* append */
+    int     lock_fd;          /* OUT.lock, flock-ed while the job runs */
     char  **lines;            /* [n] finished lines not yet in OUT (no newline), owned */
     uint8_t *done;            /* [n] 1 = finished (journaled) */
     size_t  n, n_done, n_resumed, next_commit;

@@ -228,14 +228,15 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
     if ((rc = us_route_assign(r, &L->table, L->w->n_shards, L->local, err)) != US_OK)
         return rc;
     us_cost push, pull;
-    us_route_cost(r, &L->table, L->n_groups, L->t->rma_ready, &L->opts.cost, &push, &pull);
+    bool can_rma = L->t->rma_ready && !L->opts.pull_by_messages;
+    us_route_cost(r, &L->table, L->n_groups, can_rma, &L->opts.cost, &push, &pull);
     L->stats.est_push_bytes += push.bytes;
     L->stats.est_pull_bytes += pull.bytes;
     us_lookup_mode m = L->mode;
     if (m == US_LOOKUP_AUTO)
         m = pull.est_us < push.est_us ? US_LOOKUP_PULL : US_LOOKUP_PUSH;
     L->last_mode = m;
-    L->rma_pull = m == US_LOOKUP_PULL && L->t->rma_ready;
+    L->rma_pull = m == US_LOOKUP_PULL && can_rma;
     L->wire_mode = m == US_LOOKUP_PUSH ? US_WIRE_PUSH
                  : L->rma_pull ? US_WIRE_NOP : US_WIRE_ROWS;
     L->batch = *b;
@@ -365,14 +366,17 @@ static int rma_fetch(us_lookup *L, us_err *err)
     int S = L->w->n_shards;
     uint64_t n_ops = remote * (column ? (uint64_t)S : 1u) + (L->int8 ? remote : 0);
     uint8_t *land;
-    int rc = us_transport_rma_buffer(L->t, r->n_unique * (L->row_bytes + 4), (void **)&land,
-                                     err);
+    /* scales first so they stay 4-aligned whatever the row size */
+    uint64_t scale_bytes = us_wire_pad8((uint64_t)r->n_unique * 4);
+    int rc = us_transport_rma_buffer(L->t, scale_bytes + r->n_unique * L->row_bytes,
+                                     (void **)&land, err);
     if (rc != US_OK)
         return rc;
     us_rma_op *ops = malloc(n_ops * sizeof *ops);
     if (ops == NULL)
         return us_err_set(err, US_ENOMEM, "lookup: %" PRIu64 " read descriptors", n_ops);
-    float *land_scales = (float *)(land + r->n_unique * L->row_bytes);
+    float *land_scales = (float *)land;
+    land += scale_bytes;
     uint64_t mask = (1ull << t->block_bits) - 1, n = 0;
     size_t elem = us_dtype_size(t->dtype);
     for (uint32_t u = 0; u < r->n_unique; u++) {
@@ -443,7 +447,8 @@ static int place_fetched_rows(us_lookup *L, const us_wire_resp *resp, us_err *er
         }
         return US_OK;
     }
-    uint64_t need = (uint64_t)r->n_unique * (L->row_bytes + 4);
+    uint64_t scale_bytes = us_wire_pad8((uint64_t)r->n_unique * 4);   /* scales first: aligned */
+    uint64_t need = scale_bytes + (uint64_t)r->n_unique * L->row_bytes;
     if (need > L->staging_cap) {
         uint8_t *p = realloc(L->staging, need);
         if (p == NULL)
@@ -451,14 +456,15 @@ static int place_fetched_rows(us_lookup *L, const us_wire_resp *resp, us_err *er
         L->staging = p;
         L->staging_cap = need;
     }
-    float *scales = (float *)(L->staging + (uint64_t)r->n_unique * L->row_bytes);
+    float *scales = (float *)L->staging;
+    uint8_t *rows_at = L->staging + scale_bytes;
     for (int s = 0; s < S; s++) {
         uint32_t begin, cols;
         us_column_slice(t->dim, S, s, &begin, &cols);
         for (uint32_t u = 0; u < r->n_unique; u++) {
             if (L->local[u])
                 continue;
-            memcpy(L->staging + u * L->row_bytes + (uint64_t)begin * elem,
+            memcpy(rows_at + u * L->row_bytes + (uint64_t)begin * elem,
                    resp[s].row_bytes + (uint64_t)r->uniq_ref[u] * cols * elem,
                    (size_t)cols * elem);
             if (s == 0 && resp[s].row_scales)
@@ -468,7 +474,7 @@ static int place_fetched_rows(us_lookup *L, const us_wire_resp *resp, us_err *er
     for (uint32_t u = 0; u < r->n_unique; u++) {
         if (L->local[u])
             continue;
-        L->row_ptr[u] = L->staging + u * L->row_bytes;
+        L->row_ptr[u] = rows_at + u * L->row_bytes;
         L->scale_ptr[u] = &scales[u];
     }
     return US_OK;
@@ -651,6 +657,11 @@ int us_lookup_run(us_lookup *L, const us_lookup_batch *batch, float *out, us_err
     if (rc != US_OK)
         return rc;
     return us_lookup_end(L, out, err);
+}
+
+bool us_lookup_stopped(const us_lookup *L)
+{
+    return L->all_stopped;
 }
 
 int us_lookup_serve(us_lookup *L, us_err *err)

@@ -58,6 +58,9 @@ typedef struct us_lookup_opts {
     uint64_t cache_bytes;        /* coordinator hot-row cache; 0 = none */
     int      n_threads;          /* gather kernel threads (shard and merge) */
     us_cost_params cost;         /* zero = us_cost_params_default() */
+    bool     pull_by_messages;   /* pull with ROWS messages even when the
+                                  * transport can read one-sided (one read per
+                                  * row is slow on software providers) */
 } us_lookup_opts;
 
 typedef struct us_lookup_batch {
@@ -110,6 +113,10 @@ int us_lookup_finish(us_lookup *L, us_err *err);
 int us_lookup_raw_round(us_lookup *L, const void *msgs, const uint64_t *off,
                         const uint64_t *len, us_err *err);
 const void *us_lookup_raw_answer(const us_lookup *L, int shard, uint64_t *len);
+
+/* True once every coordinator has stopped and this rank saw it (serve and
+ * finish return then); a driver that interleaves several lookups uses it. */
+bool us_lookup_stopped(const us_lookup *L);
 
 /* Forces the mode of later batches (AUTO = cost model). */
 void us_lookup_set_mode(us_lookup *L, us_lookup_mode mode);

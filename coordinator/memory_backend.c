@@ -1,6 +1,8 @@
 /* memory_backend.c — the in-process memory backend: see memory_backend.h. */
 #include "coordinator/memory_backend.h"
 
+#include <string.h>
+
 #include "kernels/gather.h"
 
 static int local_lookup(void *ctx, int table_id, const uint64_t *rows, const float *weights,
@@ -34,6 +36,7 @@ static int local_table_info(void *ctx, int table_id, uint64_t *rows, uint32_t *d
 
 void us_memory_local_backend(us_memory_backend *backend, us_memory_local *local)
 {
+    memset(backend, 0, sizeof *backend);
     backend->ctx = local;
     backend->lookup = local_lookup;
     backend->table_info = local_table_info;

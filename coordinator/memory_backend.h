@@ -17,6 +17,16 @@
  * lookup returns US_OK or a negative US_E* code with *err naming the table
  * and row; out_grouped is then unspecified. table_info reports a table's
  * shape so the model can refuse a store that does not match it.
+ *
+ * Asynchronous backends (a distributed lookup in collective rounds, e.g.
+ * us_lookup_begin/us_lookup_end of branch `lookup`) set lookup_begin and
+ * lookup_end instead of (or besides) lookup: the model begins a table's
+ * lookup at its memory layer and ends it `skip` layers later, computing the
+ * layers in between meanwhile. At most one lookup per table is in flight;
+ * the row/weight/group arrays stay valid and unchanged until its end; every
+ * successful begin is followed by exactly one end, also on error paths (so
+ * collective rounds stay matched across ranks). When lookup_begin is set it
+ * is used; lookup is then optional.
  */
 #ifndef US_MEMORY_BACKEND_H
 #define US_MEMORY_BACKEND_H
@@ -33,6 +43,10 @@ typedef struct us_memory_backend {
                   const uint8_t *ive_group, size_t n_tokens, size_t k, int n_groups,
                   float *out_grouped, us_err *err);
     int (*table_info)(void *ctx, int table_id, uint64_t *rows, uint32_t *dim, us_err *err);
+    int (*lookup_begin)(void *ctx, int table_id, const uint64_t *rows, const float *weights,
+                        const uint8_t *ive_group, size_t n_tokens, size_t k, int n_groups,
+                        us_err *err);
+    int (*lookup_end)(void *ctx, int table_id, float *out_grouped, us_err *err);
 } us_memory_backend;
 
 /* In-process backend over borrowed row views (one per table id). */

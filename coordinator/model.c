@@ -241,10 +241,9 @@ int us_workspace_init(us_workspace *ws, const us_model_config *c, size_t max_tok
     size_t mem_bytes = us_memlayer_workspace_bytes(c, T);
     float **f[] = { &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->a_dot, &ws->a_mem, &ws->att,
                     &ws->hid1, &ws->hid2, &ws->moe_in, &ws->moe_out, &ws->router, &ws->moe_w,
-                    &ws->pending, &ws->scratch };
+                    &ws->scratch };
     size_t n[] = { T * d, T * d, T * hd, T * hd, T * hd, T * hd, T * hd, T * hd,
-                   T * hid, T * hid, T * d, T * d, T * E, T * K,
-                   c->n_layers * T * d, scratch };
+                   T * hid, T * hid, T * d, T * d, T * E, T * K, scratch };
     size_t total = 0;
     for (size_t i = 0; i < sizeof n / sizeof n[0]; i++)
         total += (n[i] + 15) & ~(size_t)15;   /* 64-byte aligned slices */
@@ -330,6 +329,12 @@ static int moe_forward(const us_model *m, const us_layer_weights *w, us_workspac
     return US_OK;
 }
 
+/* Layer whose residual stream receives memory layer l's output. */
+static uint32_t memory_target(const us_model_config *c, uint32_t l)
+{
+    return l + c->memory.skip < c->n_layers ? l + c->memory.skip : c->n_layers - 1;
+}
+
 static void attention_layer(const us_model *m, uint32_t l, us_workspace *ws,
                             us_batch_item *items, size_t n_items, size_t T)
 {
@@ -391,9 +396,12 @@ int us_model_forward(const us_model *m, us_workspace *ws, us_batch_item *items,
         for (uint32_t j = 0; j < items[i].n_tokens; j++, t++)
             memcpy(ws->x + t * d, m->tok_emb + (size_t)items[i].tokens[j] * d,
                    d * sizeof(float));
-    memset(ws->pending, 0, c->n_layers * T * d * sizeof(float));
-    int rc;
-    for (uint32_t l = 0; l < c->n_layers; l++) {
+    /* Memory lookups begun at layer l are ended (and their output added to
+     * x) at their target layer, after its FFN slot: in between, an
+     * asynchronous backend works while the other layers compute. */
+    bool inflight[US_MODEL_MAX_LAYERS] = { false };
+    int rc = US_OK;
+    for (uint32_t l = 0; l < c->n_layers && rc == US_OK; l++) {
         const us_layer_weights *w = &m->layers[l];
         attention_layer(m, l, ws, items, n_items, T);
         us_rmsnorm_forward(ws->h, ws->x, w->ffn_norm, T, d, c->norm_eps);
@@ -403,19 +411,28 @@ int us_model_forward(const us_model *m, us_workspace *ws, us_batch_item *items,
                        c->ffn_hidden);
             break;
         case US_LAYER_MOE:
-            if ((rc = moe_forward(m, w, ws, T, err)) != US_OK)
-                return us_err_prefix(err, "layer %u", l);
+            rc = moe_forward(m, w, ws, T, err);
             break;
-        case US_LAYER_MEMORY: {
-            uint32_t target = l + c->memory.skip < c->n_layers ? l + c->memory.skip
-                                                               : c->n_layers - 1;
-            if ((rc = us_memlayer_forward(m, l, ws, T, ws->pending + target * T * d, err))
-                != US_OK)
-                return us_err_prefix(err, "layer %u", l);
+        case US_LAYER_MEMORY:
+            rc = us_memlayer_begin(m, l, ws, T, err);
+            inflight[l] = rc == US_OK;
             break;
         }
-        }
-        cblas_saxpy((int)(T * d), 1.0f, ws->pending + l * T * d, 1, ws->x, 1);
+        for (uint32_t src = 0; src <= l && rc == US_OK; src++)
+            if (inflight[src] && memory_target(c, src) == l) {
+                inflight[src] = false;
+                rc = us_memlayer_end(m, src, ws, T, ws->x, err);
+            }
+        if (rc != US_OK)
+            us_err_prefix(err, "layer %u", l);
+    }
+    if (rc != US_OK) {
+        /* Finish what was begun so a distributed backend's rounds stay
+         * matched; the first error is the one reported. */
+        for (uint32_t src = 0; src < c->n_layers; src++)
+            if (inflight[src])
+                (void)us_memlayer_end(m, src, ws, T, NULL, NULL);
+        return rc;
     }
     for (size_t i = 0; i < n_items; i++) {
         us_seq_state *s = items[i].state;

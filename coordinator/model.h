@@ -24,7 +24,8 @@
  * item appends 1..(L - seg_fill) tokens to its sequence (a chunk never
  * crosses a segment boundary), all items' tokens go through the projections,
  * FFNs, MoE and memory lookups together (one lookup per memory layer per
- * step), attention runs per item against its own cache. When an item's
+ * step, begun at the memory layer and ended `skip` layers later, see
+ * memlayer.h), attention runs per item against its own cache. When an item's
  * segment becomes full, each layer's memory is updated with the segment's
  * K, V (after this chunk retrieved from the old memory) and the cache is
  * emptied. Prefill in segment-sized chunks and token-by-token decoding give
@@ -111,7 +112,7 @@ typedef struct us_workspace {
     size_t bytes;
     void  *block;
     float *x, *h, *q, *k, *v, *a_dot, *a_mem, *att, *hid1, *hid2, *moe_in, *moe_out;
-    float *router, *moe_w, *pending, *scratch;
+    float *router, *moe_w, *scratch;
     uint32_t *moe_e, *moe_tok;
     void  *mem_ws;            /* memory layer buffers (memlayer.h), 64-byte aligned */
     size_t mem_ws_bytes;

@@ -269,9 +269,10 @@ void us_route_free(us_route *r)
 
 us_cost_params us_cost_params_default(void)
 {
-    /* Rough lab figures (LAB.md): ~1 GB/s links, tens of us per message
-     * round, reads pipelined at a few us each. Tune per cluster. */
-    return (us_cost_params){ .bytes_per_us = 1000.0, .msg_us = 20.0, .read_us = 2.0 };
+    /* Rough figures for this lab (LAB.md: ~1 GB/s links, tens of us per
+     * message); one-sided reads cost ~7 us (shm) to ~10 us (tcp) each in
+     * `ultrashard bench lookup` here (pipelined, one per row). Tune per cluster. */
+    return (us_cost_params){ .bytes_per_us = 1000.0, .msg_us = 20.0, .read_us = 8.0 };
 }
 
 void us_route_cost(const us_route *r, const us_table_info *t, uint32_t n_groups,

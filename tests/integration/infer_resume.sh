@@ -36,6 +36,12 @@ for want in 5 13; do
     [ "$(records)" -ge $want ] && break
     sleep 0.02
   done
+  if [ $want -eq 5 ]; then   # a second job on the same output is refused while one runs
+    if "$US_BIN" infer "${args[@]}" --output "$dir/out.jsonl" 2>"$dir/err2" >/dev/null; then
+      fail "a concurrent job on the same output was accepted"
+    fi
+    grep -q "another infer job" "$dir/err2" || fail "concurrent job message: $(cat "$dir/err2")"
+  fi
   kill -9 "$pid"; wait "$pid" 2>/dev/null || true; pid=""
   got=$(records)
   [ "$got" -ge $want ] && [ "$got" -lt $n ] || fail "kill landed outside the run ($got records)"
@@ -47,8 +53,11 @@ cmp "$dir/ref.jsonl" "$dir/out.jsonl" || fail "output after kill -9 + restart di
 dups=$(tail -n +2 "$dir/out.jsonl.journal" | grep -o '"id":"s[0-9]*"' | sort | uniq -d | wc -l)
 [ "$dups" -eq 0 ] || fail "journal has $dups duplicated sequences"
 [ "$(tail -n +2 "$dir/out.jsonl.journal" | wc -l)" -eq $n ] || fail "journal does not hold $n records"
-# a completed job rerun is a no-op that keeps the output
-"$US_BIN" infer "${args[@]}" --output "$dir/out.jsonl" > "$dir/summary2.json"
+# a completed job rerun is a no-op that keeps the output (progress on stderr)
+loud=(); for a in "${args[@]}"; do [ "$a" = --quiet ] || loud+=("$a"); done
+"$US_BIN" infer "${loud[@]}" --output "$dir/out.jsonl" > "$dir/summary2.json" 2>"$dir/progress"
+grep -q "^infer: $n/$n sequences done ($n resumed)" "$dir/progress" \
+  || fail "no final progress line: $(cat "$dir/progress")"
 grep -q "\"resumed\":$n,\"finished\":0" "$dir/summary2.json" || fail "rerun recomputed: $(cat "$dir/summary2.json")"
 cmp "$dir/ref.jsonl" "$dir/out.jsonl" || fail "rerun changed the output"
 echo "infer resume ok: $(cat "$dir/summary.json")"

@@ -229,6 +229,9 @@ static void test_journal(void **state)
     assert_string_equal(o, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
     free(o);
     assert_int_equal(us_journal_finish(&j, 2, "{\"id\":\"c\"}", &err), US_OK);
+    us_journal j2;   /* a second job on the same output is refused while j runs */
+    assert_int_equal(us_journal_open(&j2, out, &set, 42, &err), US_EEXIST);
+    assert_non_null(strstr(err.msg, "another infer job"));
     us_journal_close(&j);
     o = slurp(out);
     assert_string_equal(o, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c\"}\n");
@@ -250,6 +253,9 @@ static void test_journal(void **state)
     unlink(jpath);
     assert_int_equal(us_journal_open(&j, out, &set, 42, &err), US_EEXIST);
     unlink(out);
+    char lock[300];
+    snprintf(lock, sizeof lock, "%s.lock", out);
+    unlink(lock);
     rmdir(dir);
     us_prompts_free(&set);
 }
@@ -364,6 +370,144 @@ static void test_forward_contract(void **state)
     fixture_free(&fx);
 }
 
+/* An asynchronous backend over the local one: begin stores the request,
+ * end performs it; counts calls and can fail on demand. */
+typedef struct async_fake {
+    us_memory_backend inner;
+    const uint64_t *rows[2];     /* per table: the request kept until its end */
+    const float *weights[2];
+    const uint8_t *groups[2];
+    size_t n_tokens[2], k[2];
+    int n_groups, begins, ends, in_flight, max_in_flight, fail_end;
+} async_fake;
+
+static int fake_begin(void *ctx, int table, const uint64_t *rows, const float *weights,
+                      const uint8_t *groups, size_t n_tokens, size_t k, int n_groups,
+                      us_err *err)
+{
+    (void)err;
+    async_fake *f = ctx;
+    f->rows[table] = rows; f->weights[table] = weights; f->groups[table] = groups;
+    f->n_tokens[table] = n_tokens; f->k[table] = k; f->n_groups = n_groups;
+    f->begins++;
+    if (++f->in_flight > f->max_in_flight)
+        f->max_in_flight = f->in_flight;
+    return US_OK;
+}
+
+static int fake_end(void *ctx, int table, float *out, us_err *err)
+{
+    async_fake *f = ctx;
+    f->ends++;
+    f->in_flight--;
+    if (f->fail_end)
+        return us_err_set(err, US_EIO, "fake shard lost");
+    return f->inner.lookup(f->inner.ctx, table, f->rows[table], f->weights[table],
+                           f->groups[table], f->n_tokens[table], f->k[table], f->n_groups,
+                           out, err);
+}
+
+static int fake_info(void *ctx, int table, uint64_t *rows, uint32_t *dim, us_err *err)
+{
+    async_fake *f = ctx;
+    return f->inner.table_info(f->inner.ctx, table, rows, dim, err);
+}
+
+static void test_async_backend(void **state)
+{
+    (void)state;
+    fixture fx;
+    us_err err = {0};
+    fixture_init(&fx, 0);
+    const us_model_config *c = &fx.m.cfg;
+    const size_t V = c->vocab_size;
+    us_workspace ws;
+    us_seq_state a;
+    assert_int_equal(us_workspace_init(&ws, c, 16, &err), US_OK);
+    assert_int_equal(us_seq_state_init(&a, c, &err), US_OK);
+    int32_t toks[16];
+    for (int i = 0; i < 16; i++)
+        toks[i] = (i * 29 + 1) % 256;
+    float sync_logits[16 * 259], async_logits[16 * 259];
+    us_batch_item it = { &a, toks, 16 };
+    assert_int_equal(us_model_set_backend(&fx.m, &fx.be, &err), US_OK);
+    assert_int_equal(us_model_forward(&fx.m, &ws, &it, 1, sync_logits, false, &err), US_OK);
+    async_fake f = { .inner = fx.be };
+    us_memory_backend be = { .ctx = &f, .table_info = fake_info, .lookup_begin = fake_begin,
+                             .lookup_end = fake_end };
+    assert_int_equal(us_model_set_backend(&fx.m, &be, &err), US_OK);
+    us_seq_state_reset(&a, c);
+    assert_int_equal(us_model_forward(&fx.m, &ws, &it, 1, async_logits, false, &err), US_OK);
+    assert_memory_equal(sync_logits, async_logits, 16 * V * sizeof(float));
+    assert_int_equal(f.begins, 1);
+    assert_int_equal(f.ends, 1);
+    /* a failing end: the error names the layer, every begin got its end */
+    f.fail_end = 1;
+    us_seq_state_reset(&a, c);
+    assert_int_equal(us_model_forward(&fx.m, &ws, &it, 1, async_logits, false, &err), US_EIO);
+    assert_non_null(strstr(err.msg, "layer 2: fake shard lost"));   /* skip 1: ends at 2 */
+    assert_int_equal(f.begins, f.ends);
+    assert_int_equal(f.in_flight, 0);
+    us_seq_state_free(&a);
+    us_workspace_free(&ws);
+    fixture_free(&fx);
+}
+
+/* Two memory layers with skip 2: both lookups are in flight together and
+ * need their own buffers; results equal the synchronous backend. */
+static void test_two_lookups_in_flight(void **state)
+{
+    (void)state;
+    us_err err = {0};
+    us_model_config c;
+    assert_int_equal(us_model_config_preset(&c, "tiny", &err), US_OK);
+    us_layer_kind kinds[4] = { US_LAYER_MEMORY, US_LAYER_MEMORY, US_LAYER_DENSE, US_LAYER_MOE };
+    memcpy(c.layers, kinds, sizeof kinds);
+    c.memory.skip = 2;
+    us_model m;
+    assert_int_equal(us_model_alloc(&m, &c, &err), US_OK);
+    us_model_init_random(&m, 8);
+    const size_t rows = us_model_config_table_rows(&c), dim = c.memory.v_dim;
+    float *t0 = malloc(rows * dim * 4), *t1 = malloc(rows * dim * 4);
+    for (uint64_t r = 0; r < rows; r++) {
+        us_synth_row_f32(t0 + r * dim, 1, 0, r, (uint32_t)dim);
+        us_synth_row_f32(t1 + r * dim, 1, 1, r, (uint32_t)dim);
+    }
+    const uint8_t *b0[1] = { (const uint8_t *)t0 }, *b1[1] = { (const uint8_t *)t1 };
+    us_rows_view views[2];
+    for (int i = 0; i < 2; i++)
+        views[i] = (us_rows_view){ .dtype = US_DTYPE_F32, .dim = (uint32_t)dim,
+            .block_bits = 12, .row_stride_bytes = dim * 4, .rows = rows, .n_blocks = 1,
+            .blocks = i ? b1 : b0 };
+    us_memory_local local = { .tables = views, .n_tables = 2, .n_threads = 1 };
+    us_memory_backend sync_be;
+    us_memory_local_backend(&sync_be, &local);
+    async_fake f = { .inner = sync_be };
+    us_memory_backend async_be = { .ctx = &f, .table_info = fake_info,
+                                   .lookup_begin = fake_begin, .lookup_end = fake_end };
+    us_workspace ws;
+    us_seq_state a;
+    assert_int_equal(us_workspace_init(&ws, &c, 8, &err), US_OK);
+    assert_int_equal(us_seq_state_init(&a, &c, &err), US_OK);
+    int32_t toks[8] = { 256, 72, 101, 108, 108, 111, 33, 10 };
+    float l1[8 * 259], l2[8 * 259];
+    us_batch_item it = { &a, toks, 8 };
+    assert_int_equal(us_model_set_backend(&m, &sync_be, &err), US_OK);
+    assert_int_equal(us_model_forward(&m, &ws, &it, 1, l1, false, &err), US_OK);
+    us_seq_state_reset(&a, &c);
+    assert_int_equal(us_model_set_backend(&m, &async_be, &err), US_OK);
+    f.fail_end = 0;
+    assert_int_equal(us_model_forward(&m, &ws, &it, 1, l2, false, &err), US_OK);
+    assert_int_equal(f.max_in_flight, 2);
+    assert_int_equal(f.begins, 2);
+    assert_memory_equal(l1, l2, sizeof l1);
+    free(t0);
+    free(t1);
+    us_seq_state_free(&a);
+    us_workspace_free(&ws);
+    us_model_free(&m);
+}
+
 static void test_backend_shape_mismatch(void **state)
 {
     (void)state;
@@ -388,6 +532,8 @@ int main(void)
         cmocka_unit_test(test_journal),
         cmocka_unit_test(test_forward_contract),
         cmocka_unit_test(test_backend_shape_mismatch),
+        cmocka_unit_test(test_async_backend),
+        cmocka_unit_test(test_two_lookups_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -103,7 +103,8 @@ demo: all
 	B=$(B) deploy/demo.sh
 
 # Benchmarks: tests/bench/NAME.sh is `make bench-NAME`; `make bench` runs them all,
-# kernels first (the machine's limits), then draws the plots.
+# kernels first (the machine's limits), then draws the plots; a failing script is
+# reported at the end and fails the target without stopping the others.
 # tests/bench/bench_*.c are built to $(B)/bench/bench_* for those scripts.
 BENCH_NAMES := $(patsubst tests/bench/%.sh,%,$(wildcard tests/bench/*.sh))
 BENCH_BINS  := $(patsubst tests/bench/%.c,$(B)/bench/%,$(wildcard tests/bench/bench_*.c))
@@ -117,9 +118,10 @@ $(B)/bench/%: $(call obj,tests/bench/%.c) $(LIBS)
 $(B)/bench/bench_peers: LDLIBS += -lhiredis
 
 bench: all benches
-	@for n in $(filter kernels,$(BENCH_NAMES)) $(filter-out kernels,$(BENCH_NAMES)); do \
-	  echo "== bench-$$n"; B=$(B) bash tests/bench/$$n.sh || exit 1; done
-	/usr/bin/python3 tests/bench/plot.py
+	@failed=""; for n in $(filter kernels,$(BENCH_NAMES)) $(filter-out kernels,$(BENCH_NAMES)); do \
+	  echo "== bench-$$n"; B=$(B) bash tests/bench/$$n.sh || failed="$$failed $$n"; done; \
+	/usr/bin/python3 tests/bench/plot.py; \
+	if [ -n "$$failed" ]; then echo "bench: failed:$$failed"; exit 1; fi
 
 # PNGs from bench/results/*.jsonl (latest run of each benchmark).
 plots:

@@ -190,6 +190,15 @@ def plot_scaling(rows):
                   "ranks", "tokens/s", {"measured": pts,
                                         "ideal (linear from 1 rank; this box has 2 cores)" if kind == "strong" else "ideal":
                                         [(n, min(pts)[1] * n) for n, _ in pts]}, logx=True, logy=True)
+    for kind in ("lab-strong", "lab-weak"):
+        sel = [r for r in rows if r.get("scaling") == kind and "tokens_per_s" in r]
+        series = collections.defaultdict(list)
+        for r in sel:
+            series[r["setting"]].append((r["ranks"], r["tokens_per_s"]))
+        if series:
+            lines(kind.replace("-", "_").replace("lab", "scaling_lab"),
+                  f"Lookup throughput over 1-3 namespace hosts (2 ranks each), tbf 1 Gbit, "
+                  f"{kind.split('-')[1]} scaling", "ranks", "tokens/s (log)", dict(series), logy=True)
     for kind, title in (("variants", "Lookup variants at 4 ranks (ratio to row/push/mpi, same run)"),
                         ("lab", "3 namespace hosts, tbf 1 Gbit: tokens/s by relay delay")):
         sel = [r for r in rows if r.get("scaling") == kind and "tokens_per_s" in r]

@@ -10,10 +10,11 @@
 #   variants  at 4 ranks: transport mpi vs fabric; push vs pull; row vs
 #             column placement; hot-row cache off/on under skewed keys (pull:
 #             the coordinator caches rows it fetched, so the cache serves pulls)
-#   lab       6 ranks on h0/h1/h2, tbf 1gbit on every host, relay delay 0
-#             and 1 ms: row placement push and pull, both transports
+#   lab       tbf 1gbit on every host, relay delay 0 and 1 ms: strong and weak
+#             scaling over 1, 2, 3 hosts (2, 4, 6 ranks; mpi, row push), then
+#             6 ranks on h0/h1/h2 with row placement push and pull, both transports
 #             (root and namespaces needed; skipped with a note otherwise)
-# The first run of each sweep is its baseline (variants: the better of its
+# The first run of each sweep (and setting) is its baseline (variants: the better of its
 # first and last run, both the same configuration); every line carries
 # ratio_vs_sweep_baseline = tokens_per_s / that tokens_per_s (same run); bench
 # lookup's own ratio_vs_baseline (vs the single-process gather) is kept.
@@ -129,6 +130,14 @@ if [ "$quick" != 1 ]; then
         continue
       fi
       for h in h0 h1 h2; do bash deploy/lab/lab.sh shape $h rate 1gbit >/dev/null; done
+      for n in 2 4 6; do   # 1, 2, 3 hosts (2 slots each): strong, then weak
+        mapfile -t a < <(lookup_args $rows $tokens row push mpi uniform)
+        one lab-strong "{\"ranks\":$n,\"hosts\":$((n / 2)),\"setting\":\"lab-1gbit-${delay}ms\",\"transport\":\"mpi\",\"mode\":\"push\",\"placement\":\"row\",\"delay_ms\":$delay}" $n lab "${a[@]}"
+      done
+      for n in 2 4 6; do
+        mapfile -t a < <(lookup_args $((rows * (n - 1))) $((tokens * (n - 1))) row push mpi uniform)
+        one lab-weak "{\"ranks\":$n,\"hosts\":$((n / 2)),\"setting\":\"lab-1gbit-${delay}ms\",\"transport\":\"mpi\",\"mode\":\"push\",\"placement\":\"row\",\"delay_ms\":$delay}" $n lab "${a[@]}"
+      done
       for mode in push pull; do
         for tr in mpi fabric; do
           mapfile -t a < <(lookup_args $rows $tokens row $mode $tr uniform)
@@ -149,14 +158,15 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 first = {}
 for r in rows:
-    first.setdefault(r["scaling"], r)
+    first.setdefault((r["scaling"], r["setting"]), r)
 # variants: the better of the two baseline runs (first and last), so one noisy
 # moment on the shared machine does not skew every ratio
 again = [r for r in rows if r.get("variant") == "baseline-again"]
-if again and "variants" in first and again[0]["tokens_per_s"] > first["variants"]["tokens_per_s"]:
-    first["variants"] = again[0]
+key = ("variants", "local")
+if again and key in first and again[0]["tokens_per_s"] > first[key]["tokens_per_s"]:
+    first[key] = again[0]
 for r in rows:
-    b = first[r["scaling"]]
+    b = first[(r["scaling"], r["setting"])]
     r["ratio_vs_sweep_baseline"] = r["tokens_per_s"] / b["tokens_per_s"] if b["tokens_per_s"] else None
     print(json.dumps(r))
 PY

@@ -19,6 +19,7 @@
 #include "shard/store.h"
 #include "shard/store_write.h"
 #include "shard/synthetic.h"
+#include "tests/unit/store_fixture.h"
 
 static char tmpdir[256];
 
@@ -37,47 +38,10 @@ static int teardown(void **state)
     return system(cmd);
 }
 
-/* The value of (table, row, col) in tests: synthetic f32 row, stored in the
- * table's dtype by the same rules import uses. */
-static int fill_synth(void *ctx, const us_table_layout *t, uint64_t block, uint8_t *slot,
-                      us_err *err)
-{
-    (void)ctx;
-    uint64_t rows = us_layout_block_rows(t, block);
-    for (uint64_t r = 0; r < rows; r++) {
-        uint64_t row = (block << t->block_bits) + r;
-        float scale = 0;
-        int rc = us_synth_row(slot + r * t->row_bytes, &scale, t->dtype, 99, t->table_id, row,
-                              t->dim, err);
-        if (rc != US_OK)
-            return rc;
-        if (t->dtype == US_DTYPE_INT8)
-            memcpy(slot + t->scales_offset_bytes + 4 * r, &scale, 4);
-    }
-    return US_OK;
-}
-
 /* Builds a store of the given tables with `shards` shards at dir. */
 static void build(const char *dir, us_table_layout *tables, size_t n, uint32_t shards)
 {
-    us_err err = {0};
-    char stage[512];
-    assert_int_equal(us_stage_begin(dir, stage, sizeof stage, &err), US_OK);
-    us_manifest m;
-    assert_int_equal(us_manifest_alloc(&m, shards, n, &err), US_OK);
-    for (size_t i = 0; i < n; i++) {
-        assert_int_equal(us_table_layout_init(&tables[i], &err), US_OK);
-        assert_int_equal(us_manifest_set_table(&m, i, &tables[i], &err), US_OK);
-        if (tables[i].synthetic)
-            continue;
-        for (uint32_t s = 0; s < shards; s++)
-            if (us_shard_file_write(stage, &tables[i], shards, s, fill_synth, NULL,
-                                    m.block_crc[i], NULL, &err) != US_OK)
-                fail_msg("%s", err.msg);
-    }
-    assert_int_equal(us_manifest_write(stage, &m, &err), US_OK);
-    us_manifest_free(&m);
-    assert_int_equal(us_stage_commit(stage, dir, &err), US_OK);
+    assert_int_equal(us_fixture_build(dir, tables, n, shards), 0);
 }
 
 static const char *sub(const char *name)
@@ -89,12 +53,7 @@ static const char *sub(const char *name)
     return buf[k];
 }
 
-static us_table_layout tbl(uint32_t id, const char *name, uint64_t rows, uint32_t dim,
-                           us_dtype dt, uint32_t bits)
-{
-    return (us_table_layout){ .table_id = id, .name = name, .rows = rows, .dim = dim,
-                              .dtype = dt, .block_bits = bits, .placement_seed = 5 };
-}
+#define tbl us_fixture_table
 
 static void test_layout(void **state)
 {
@@ -147,7 +106,7 @@ static void check_all_rows(us_store *st, uint32_t shards, int shard_index)
         for (uint64_t row = 0; row < t->rows; row += step) {
             checked++;
             float wscale = 0, gscale = -1;
-            assert_int_equal(us_synth_row(want, &wscale, t->dtype, t->synthetic ? t->synthetic_seed : 99,
+            assert_int_equal(us_synth_row(want, &wscale, t->dtype, t->synthetic ? t->synthetic_seed : US_FIXTURE_SEED,
                                           t->table_id, row, t->dim, &err), US_OK);
             int owner = us_placement_shard(t->table_id, row >> t->block_bits, t->placement_seed,
                                            (int)shards);

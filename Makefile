@@ -42,6 +42,13 @@ all: $(BIN) tests tools $(LAB_BINS)
 
 tests: $(TEST_BINS)
 
+# MPI test programs: tests/mpi/*.c -> $(B)/tests/mpi/*, run by tests/integration/*.sh
+MPI_TEST_BINS := $(patsubst tests/mpi/%.c,$(B)/tests/mpi/%,$(wildcard tests/mpi/*.c))
+tests: $(MPI_TEST_BINS)
+$(B)/tests/mpi/%: $(call obj,tests/mpi/%.c) $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDLIBS)
+
 tools: $(TOOL_BINS)
 
 $(B)/tools/%: $(call obj,tests/tools/%.c) $(LIBS)

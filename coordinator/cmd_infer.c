@@ -11,6 +11,7 @@
 #include "coordinator/cli.h"
 #include "coordinator/infer.h"
 #include "coordinator/journal.h"
+#include "coordinator/memory_dist.h"
 #include "coordinator/model_io.h"
 #include "coordinator/model_store.h"
 #include "coordinator/prompts.h"
@@ -48,6 +49,33 @@ static int fingerprint(uint64_t *out, const char *model_dir, const char *store_d
     return US_OK;
 }
 
+static int run_coordinator(const char *model_dir, const char *store_dir, const char *input,
+                           const char *output, uint32_t max_tokens, size_t max_prompt,
+                           us_infer_opts *op, us_memory_dist *dist, us_err *errp);
+
+/* Collective: every rank reads the model config (for the table count and
+ * lookup sizes) and opens its part of the store. */
+static int open_distributed(const us_world *w, us_memory_dist *dist, const char *model_dir,
+                            const char *store_dir, const char *transport,
+                            us_lookup_mode mode, const us_infer_opts *o, us_err *err)
+{
+    if (store_dir == NULL)
+        return us_err_set(err, US_EINVAL, "running under mpirun with %d ranks needs --store "
+                          "(the shard ranks serve its memory tables)", w->size);
+    char path[4096];
+    us_model_config cfg;
+    snprintf(path, sizeof path, "%s/config.json", model_dir);
+    int rc = us_model_config_load(&cfg, path, err);
+    if (rc != US_OK)
+        return rc;
+    us_memory_dist_opts dopts = {
+        .transport = transport, .mode = mode, .max_tokens = (uint32_t)o->batch_tokens,
+        .k = cfg.memory.heads * cfg.memory.knn, .n_groups = cfg.memory.ive_groups,
+        .n_threads = 1 };
+    return us_memory_dist_open(dist, w, store_dir, us_model_config_memory_layers(&cfg),
+                               &dopts, err);
+}
+
 int us_cmd_infer(int argc, char **argv)
 {
     const us_command *cmd = us_command_find("infer");
@@ -55,6 +83,8 @@ int us_cmd_infer(int argc, char **argv)
     us_infer_opts o = { .batch_size = 16, .batch_tokens = 256,
                         .sampling = { .temperature = 0.0f, .top_p = 1.0f }, .progress = true };
     long max_tokens = 64, max_prompt = 1 << 20;
+    const char *transport = "mpi";
+    us_lookup_mode lookup_mode = US_LOOKUP_AUTO;
     us_err err = {0};
     static const struct option long_opts[] = {
         { "model", required_argument, 0, 'm' },
@@ -70,6 +100,8 @@ int us_cmd_infer(int argc, char **argv)
         { "step-delay-ms", required_argument, 0, 'd' },
         { "sessions", required_argument, 0, 'S' },
         { "store", required_argument, 0, 'T' },
+        { "transport", required_argument, 0, 'R' },
+        { "lookup-mode", required_argument, 0, 'L' },
         { "quiet", no_argument, 0, 'q' },
         { "help", no_argument, 0, 'h' },
         { 0, 0, 0, 0 },
@@ -117,6 +149,18 @@ int us_cmd_infer(int argc, char **argv)
             break;
         case 'S': o.sessions_dir = optarg; break;
         case 'T': store_dir = optarg; break;
+        case 'R':
+            if (strcmp(optarg, "mpi") != 0 && strcmp(optarg, "fabric") != 0)
+                return us_cli_usage_error(cmd, "--transport: '%s' is not mpi or fabric", optarg);
+            transport = optarg;
+            break;
+        case 'L':
+            if (strcmp(optarg, "auto") == 0)      lookup_mode = US_LOOKUP_AUTO;
+            else if (strcmp(optarg, "push") == 0) lookup_mode = US_LOOKUP_PUSH;
+            else if (strcmp(optarg, "pull") == 0) lookup_mode = US_LOOKUP_PULL;
+            else return us_cli_usage_error(cmd, "--lookup-mode: '%s' is not auto, push or pull",
+                                           optarg);
+            break;
         case 'q': o.progress = false; break;
         case 'h': fputs(cmd->usage, stdout); return 0;
         default:  return us_cli_usage_error(cmd, "unknown option");
@@ -132,6 +176,54 @@ int us_cmd_infer(int argc, char **argv)
         return us_cli_usage_error(cmd, "--batch-tokens (%zu) must be >= --batch (%zu)",
                                   o.batch_tokens, o.batch_size);
 
+    /* Under mpirun with several ranks the memory tables live on shard ranks:
+     * every rank opens its part (collective), shard-only ranks serve until
+     * the coordinator finishes, and only the coordinator decodes. */
+    us_world w = {0};
+    us_memory_dist dist = {0}, *distp = NULL;
+    bool mpi_started = us_world_detect_mpirun();
+    if (mpi_started) {
+        if (us_world_init(&w, &argc, &argv, NULL, &err) != US_OK)
+            return us_cli_fail("infer", &err);
+        if (w.size > 1) {
+            int rc = open_distributed(&w, &dist, model_dir, store_dir, transport, lookup_mode,
+                                      &o, &err);
+            if (rc != US_OK) {
+                us_world_finalize(&w);
+                return us_cli_fail("infer", &err);
+            }
+            distp = &dist;
+            if (!w.is_coordinator) {
+                rc = us_memory_dist_serve(&dist, &err);
+                us_memory_dist_close(&dist);
+                us_world_finalize(&w);
+                return rc == US_OK ? 0 : us_cli_fail("infer", &err);
+            }
+        }
+    }
+    int status = run_coordinator(model_dir, store_dir, input, output, (uint32_t)max_tokens,
+                                 (size_t)max_prompt, &o, distp, &err);
+    if (distp != NULL) {
+        us_err finish_err = {0};
+        if (us_memory_dist_finish(distp, &finish_err) != US_OK) {
+            /* shards may be stuck in a round: end the job rather than hang */
+            us_world_abort(&w, &finish_err);
+        }
+        us_memory_dist_close(distp);
+    }
+    if (mpi_started)
+        us_world_finalize(&w);
+    return status == 0 ? 0 : us_cli_fail("infer", &err);
+}
+
+/* The coordinator's job: prompts, model, journal, decoding. Returns 0 or 1
+ * with *err set. With dist, memory values come from the shard ranks. */
+static int run_coordinator(const char *model_dir, const char *store_dir, const char *input,
+                           const char *output, uint32_t max_tokens, size_t max_prompt,
+                           us_infer_opts *op, us_memory_dist *dist, us_err *errp)
+{
+    us_infer_opts o = *op;
+    us_err err = {0};
     int status = 1;
     us_prompt_set set = {0};
     us_model m = {0};
@@ -141,7 +233,7 @@ int us_cmd_infer(int argc, char **argv)
     us_journal j = {0};
     us_infer_stats st;
     uint64_t fp = 0;
-    if (us_prompts_load(&set, input, (uint32_t)max_tokens, (size_t)max_prompt, &err) != US_OK)
+    if (us_prompts_load(&set, input, max_tokens, max_prompt, &err) != US_OK)
         goto fail;
     for (size_t i = 0; i < set.count && o.sessions_dir == NULL; i++)
         if (set.items[i].session != NULL) {
@@ -152,7 +244,9 @@ int us_cmd_infer(int argc, char **argv)
         }
     if (us_model_load(&m, model_dir, &err) != US_OK)
         goto fail;
-    if (store_dir != NULL) {
+    if (dist != NULL) {
+        us_memory_dist_backend(dist, &be);
+    } else if (store_dir != NULL) {
         if (us_model_store_open(&ms, store_dir, &m.cfg, &err) != US_OK)
             goto fail_model;
         us_model_store_backend(&ms, &be);
@@ -162,7 +256,7 @@ int us_cmd_infer(int argc, char **argv)
         us_value_tables_backend(&vt, &be);
     }
     if (us_model_set_backend(&m, &be, &err) != US_OK ||
-        fingerprint(&fp, model_dir, store_dir, &set, &m, &o, (uint32_t)max_tokens, &err) != US_OK ||
+        fingerprint(&fp, model_dir, store_dir, &set, &m, &o, max_tokens, &err) != US_OK ||
         us_journal_open(&j, output, &set, fp, &err) != US_OK)
         goto fail_tables;
     o.job_fingerprint = fp;
@@ -185,5 +279,6 @@ fail_model:
     us_model_free(&m);
 fail:
     us_prompts_free(&set);
-    return status == 0 ? 0 : us_cli_fail("infer", &err);
+    *errp = err;
+    return status;
 }

@@ -8,6 +8,8 @@
     "                        [--temperature T] [--top-p P] [--seed N]\n" \
     "                        [--max-prompt-bytes N] [--sessions DIR] [--store STORE]\n" \
     "                        [--step-delay-ms N] [--quiet]\n" \
+    "       mpirun -n N ultrashard infer ... --store STORE [--transport mpi|fabric]\n" \
+    "                        [--lookup-mode auto|push|pull]\n" \
     "\n" \
     "Decodes every prompt of PROMPTS.jsonl (lines {\"id\": .., \"prompt\": .., \"max_tokens\": ..})\n" \
     "with continuous batching and writes one JSON line per sequence to OUT.jsonl,\n" \
@@ -18,6 +20,8 @@
     "validated first: a bad line is reported as FILE:LINE and nothing is decoded.\n" \
     "Memory values come from DIR/values, or with --store from a store (opened in\n" \
     "this process, all shards, mmap); table shapes are checked against the model.\n" \
+    "Under mpirun with N > 1 ranks, rank 0 decodes and ranks 1..N-1 are shards that\n" \
+    "serve the store's memory tables (the store's shard count must be N-1).\n" \
     "\n" \
     "  --model DIR            model directory (init-model)\n" \
     "  --input FILE           prompts, JSONL\n" \
@@ -34,7 +38,9 @@
     "                         session S (Infini-attention memory kept in DIR across\n" \
     "                         jobs; one line per session per job)\n" \
     "  --step-delay-ms N      sleep between steps (tests/demos; default 0)\n" \
-    "  --quiet                no progress lines on stderr\n"
+    "  --quiet                no progress lines on stderr\n" \
+    "  --transport T          mpirun jobs: mpi (default) or fabric (libfabric RDM)\n" \
+    "  --lookup-mode M        mpirun jobs: auto (cost model, default), push, pull\n"
 
 int us_cmd_infer(int argc, char **argv);
 

@@ -10,14 +10,19 @@
  *   decode    one token per step (KV cache inside the segment)
  *   batch     chunks of 3, in a batch with two other sequences (different
  *             tokens, different chunk phases) that must not disturb it
- * Value tables come from MODEL_DIR/values (local backend).
+ * Value tables come from MODEL_DIR/values (local backend), or, with
+ * STORE_DIR, from a store served by the shard ranks of this MPI job
+ * (memory_dist.h; run under mpirun: rank 0 computes, the others serve;
+ * TRANSPORT "mpi" or "fabric", MODE_LOOKUP "auto", "push" or "pull").
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator/memory_dist.h"
 #include "coordinator/model.h"
 #include "coordinator/model_io.h"
+#include "proto/world.h"
 
 static int fail(const us_err *err)
 {
@@ -27,20 +32,46 @@ static int fail(const us_err *err)
 
 int main(int argc, char **argv)
 {
-    if (argc != 5) {
-        fprintf(stderr, "usage: model_logits MODEL_DIR TOKENS.i32 OUT.f32 prefill|decode|batch\n");
+    if (argc != 5 && argc != 8) {
+        fprintf(stderr, "usage: model_logits MODEL_DIR TOKENS.i32 OUT.f32 prefill|decode|batch "
+                        "[STORE_DIR mpi|fabric auto|push|pull]\n");
         return 2;
     }
     const char *mode = argv[4];
     us_err err = {0};
     us_model m;
-    us_value_tables vt;
+    us_value_tables vt = {0};
     us_memory_backend be;
+    us_world w = {0};
+    us_memory_dist dist = {0};
     if (us_model_load(&m, argv[1], &err) != US_OK)
         return fail(&err);
-    if (us_value_tables_load(&vt, argv[1], &m.cfg, &err) != US_OK)
-        return fail(&err);
-    us_value_tables_backend(&vt, &be);
+    if (argc == 8) {
+        if (us_world_init(&w, &argc, &argv, NULL, &err) != US_OK)
+            return fail(&err);
+        us_memory_dist_opts o = {
+            .transport = argv[6],
+            .mode = strcmp(argv[7], "push") == 0 ? US_LOOKUP_PUSH :
+                    strcmp(argv[7], "pull") == 0 ? US_LOOKUP_PULL : US_LOOKUP_AUTO,
+            .max_tokens = 3 * m.cfg.segment_len,
+            .k = m.cfg.memory.heads * m.cfg.memory.knn,
+            .n_groups = m.cfg.memory.ive_groups, .n_threads = 1 };
+        if (us_memory_dist_open(&dist, &w, argv[5], us_model_config_memory_layers(&m.cfg), &o,
+                                &err) != US_OK)
+            us_world_abort(&w, &err);
+        if (!w.is_coordinator) {
+            int rc = us_memory_dist_serve(&dist, &err);
+            us_memory_dist_close(&dist);
+            us_model_free(&m);
+            us_world_finalize(&w);
+            return rc == US_OK ? 0 : fail(&err);
+        }
+        us_memory_dist_backend(&dist, &be);
+    } else {
+        if (us_value_tables_load(&vt, argv[1], &m.cfg, &err) != US_OK)
+            return fail(&err);
+        us_value_tables_backend(&vt, &be);
+    }
     if (us_model_set_backend(&m, &be, &err) != US_OK)
         return fail(&err);
     FILE *f = fopen(argv[2], "rb");
@@ -93,8 +124,11 @@ int main(int argc, char **argv)
                 opos[o] += k;
             }
         }
-        if (us_model_forward(&m, &ws, items, n_items, step, false, &err) != US_OK)
+        if (us_model_forward(&m, &ws, items, n_items, step, false, &err) != US_OK) {
+            if (dist.tables != NULL)
+                us_world_abort(&w, &err);
             return fail(&err);
+        }
         memcpy(logits + pos * V, step, n * V * sizeof(float));
         pos += n;
     }
@@ -110,5 +144,11 @@ int main(int argc, char **argv)
     free(logits);
     us_value_tables_free(&vt);
     us_model_free(&m);
+    if (dist.tables != NULL) {
+        if (us_memory_dist_finish(&dist, &err) != US_OK)
+            return fail(&err);
+        us_memory_dist_close(&dist);
+        us_world_finalize(&w);
+    }
     return 0;
 }

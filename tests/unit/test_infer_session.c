@@ -68,6 +68,8 @@ static size_t run_job(const char *id, const char *prompt, int max_tokens, uint64
              "\"max_tokens\":%d}\n", id, prompt, max_tokens);
     snprintf(out_path, sizeof out_path, "%s/%s.jsonl", dir, id);
     snprintf(sessions, sizeof sessions, "%s/sessions", dir);
+    us_session_store store;
+    us_session_store_dir(&store, sessions);
     us_prompt_set set;
     us_journal j;
     us_infer_stats st;
@@ -75,7 +77,8 @@ static size_t run_job(const char *id, const char *prompt, int max_tokens, uint64
     assert_int_equal(us_prompts_parse(&set, line, strlen(line), "in", 8, 1000, &err), US_OK);
     assert_int_equal(us_journal_open(&j, out_path, &set, fp, &err), US_OK);
     us_infer_opts o = { .batch_size = 2, .batch_tokens = 8, .sampling = { 0.0f, 1.0f },
-                        .sessions_dir = sessions, .job_fingerprint = fp };
+                        .sessions_dir = sessions, .sessions = &store,
+                        .job_fingerprint = fp };
     assert_int_equal(us_infer_run(&model, &set, &j, &o, &st, &err), US_OK);
     us_journal_close(&j);
     us_prompts_free(&set);

@@ -71,7 +71,7 @@ static int open_distributed(const us_world *w, us_memory_dist *dist, const char 
     us_memory_dist_opts dopts = {
         .transport = transport, .mode = mode, .max_tokens = (uint32_t)o->batch_tokens,
         .k = cfg.memory.heads * cfg.memory.knn, .n_groups = cfg.memory.ive_groups,
-        .n_threads = 1 };
+        .n_threads = 1, .sessions_dir = o->sessions_dir };
     return us_memory_dist_open(dist, w, store_dir, us_model_config_memory_layers(&cfg),
                                &dopts, err);
 }
@@ -224,6 +224,14 @@ static int run_coordinator(const char *model_dir, const char *store_dir, const c
 {
     us_infer_opts o = *op;
     us_err err = {0};
+    us_session_store sessions;
+    if (o.sessions_dir != NULL) {
+        if (dist != NULL)
+            us_memory_dist_session_store(dist, &sessions);
+        else
+            us_session_store_dir(&sessions, o.sessions_dir);
+        o.sessions = &sessions;
+    }
     int status = 1;
     us_prompt_set set = {0};
     us_model m = {0};

@@ -85,7 +85,7 @@ static int finish_slot(us_journal *j, const us_prompt_set *set, slot *s, const c
         session_key(key, sizeof key, o, p);
         if (unfed)
             s->seg_tokens[s->n_seg] = s->gen[s->n_gen - 1];   /* room: n_seg < L */
-        rc = us_infer_session_save(o->sessions_dir, p->session, key, c, &s->state,
+        rc = us_infer_session_save(o->sessions, p->session, key, c, &s->state,
                                    s->seg_tokens, s->n_seg + unfed, line, err);
     }
     if (rc == US_OK)
@@ -112,7 +112,7 @@ static int admit(slot *s, const us_model *m, const us_prompt *p, long index,
     if (p->session != NULL) {
         char key[US_PROMPT_ID_MAX + 32];
         session_key(key, sizeof key, o, p);
-        int rc = us_infer_session_load(o->sessions_dir, p->session, key, &m->cfg, &s->state,
+        int rc = us_infer_session_load(o->sessions, p->session, key, &m->cfg, &s->state,
                                        &r, err);
         if (rc != US_OK)
             return us_err_prefix(err, "line %zu", p->line);

@@ -40,6 +40,7 @@
 #include "coordinator/model.h"
 #include "coordinator/prompts.h"
 #include "coordinator/sampler.h"
+#include "shard/session.h"
 
 typedef struct us_infer_opts {
     size_t batch_size;        /* active sequences, >= 1 */
@@ -48,6 +49,7 @@ typedef struct us_infer_opts {
     uint64_t seed;
     uint32_t step_delay_ms;   /* sleep between steps (tests, demos) */
     const char *sessions_dir; /* durable sessions (infer_session.h); NULL = none */
+    const us_session_store *sessions; /* where they are kept (set with sessions_dir) */
     uint64_t job_fingerprint; /* the journal's; keys session updates */
     bool progress;            /* progress lines on stderr */
 } us_infer_opts;

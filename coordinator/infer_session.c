@@ -30,7 +30,7 @@ static int get_u32(const uint8_t **p, const uint8_t *end, uint32_t *v)
     return 0;
 }
 
-int us_infer_session_load(const char *dir, const char *sid, const char *key,
+int us_infer_session_load(const us_session_store *store, const char *sid, const char *key,
                           const us_model_config *c, us_seq_state *state,
                           us_session_resume *r, us_err *err)
 {
@@ -38,7 +38,7 @@ int us_infer_session_load(const char *dir, const char *sid, const char *key,
     us_seq_state_reset(state, c);
     us_session_state s;
     char note[256] = "";
-    int rc = us_session_load(dir, sid, &s, note, sizeof note, err);
+    int rc = store->load(store->ctx, sid, &s, note, sizeof note, err);
     if (rc == US_ENOTFOUND) {
         us_err_clear(err);
         return US_OK;
@@ -88,15 +88,15 @@ int us_infer_session_load(const char *dir, const char *sid, const char *key,
 corrupt:
     us_session_free(&s);
     us_session_resume_free(r);
-    return us_err_set(err, US_ECORRUPT, "session \"%s\" in %s: malformed model bytes (extra)",
-                      sid, dir);
+    return us_err_set(err, US_ECORRUPT, "session \"%s\" (generation %llu): malformed model "
+                      "bytes (extra)", sid, (unsigned long long)s.generation);
 nomem:
     us_session_free(&s);
     us_session_resume_free(r);
     return us_err_set(err, US_ENOMEM, "session \"%s\": out of memory", sid);
 }
 
-int us_infer_session_save(const char *dir, const char *sid, const char *key,
+int us_infer_session_save(const us_session_store *store, const char *sid, const char *key,
                           const us_model_config *c, const us_seq_state *state,
                           const int32_t *tail, size_t n_tail, const char *line, us_err *err)
 {
@@ -129,7 +129,7 @@ int us_infer_session_save(const char *dir, const char *sid, const char *key,
     p += key_len;
     put_u32(&p, (uint32_t)line_len);
     memcpy(p, line, line_len);
-    rc = us_session_save(dir, &s, err);
+    rc = store->save(store->ctx, &s, err);
     us_session_free(&s);
     return rc == US_OK ? US_OK : us_err_prefix(err, "session \"%s\"", sid);
 }

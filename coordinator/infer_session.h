@@ -29,6 +29,7 @@
 
 #include "coordinator/model.h"
 #include "kernels/us_status.h"
+#include "shard/session.h"
 
 typedef struct us_session_resume {
     bool     found;          /* a stored state was loaded into the sequence */
@@ -38,15 +39,15 @@ typedef struct us_session_resume {
     char    *done_line;      /* set when `key` already applied: the output, owned */
 } us_session_resume;
 
-/* Loads session `sid` from dir into *state (reset first). Not found: fresh
+/* Loads session `sid` from the store into *state (reset first). Not found: fresh
  * state, r->found = false. Shape mismatch with the model, damaged extra
  * bytes: US_EINVAL / US_ECORRUPT naming the session. */
-int us_infer_session_load(const char *dir, const char *sid, const char *key,
+int us_infer_session_load(const us_session_store *store, const char *sid, const char *key,
                           const us_model_config *cfg, us_seq_state *state,
                           us_session_resume *r, us_err *err);
 
 /* Saves state (M, z, tokens_seen) with the tail tokens, key and output line. */
-int us_infer_session_save(const char *dir, const char *sid, const char *key,
+int us_infer_session_save(const us_session_store *store, const char *sid, const char *key,
                           const us_model_config *cfg, const us_seq_state *state,
                           const int32_t *tail, size_t n_tail, const char *line,
                           us_err *err);

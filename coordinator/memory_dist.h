@@ -17,8 +17,16 @@
  *   - when a forward pass stops early (an error in a layer), the coordinator
  *     completes the cycle with empty rounds (us_memory_dist_sync) before
  *     anything else, so the next round is again table 0 on every rank;
- *   - us_memory_dist_finish sends each table's STOP round in table order,
- *     which ends the shards' serve loop.
+ *   - every cycle starts with a control broadcast from the coordinator
+ *     (on a communicator of its own): CYCLE (a forward pass follows),
+ *     SESSION_SAVE / SESSION_LOAD (a session state goes to or comes from its
+ *     owner shard, point to point), or STOP (each table's STOP round in
+ *     table order follows, which ends the shards' serve loop).
+ *
+ * Sessions (shard/session.h) live on their owner shard: owner =
+ * us_session_owner(id, placement seed of table 0, shards); that rank keeps
+ * them as versioned files in its sessions directory, so a session survives
+ * the job and is found again by any later job with the same shard count.
  * This job supports one coordinator (the default role layout, or
  * --all-roles with one coordinator); more are refused at open.
  */
@@ -33,6 +41,7 @@
 #include "kernels/us_status.h"
 #include "proto/transport.h"
 #include "proto/world.h"
+#include "shard/session.h"
 #include "shard/store.h"
 
 typedef struct us_memory_dist_opts {
@@ -43,6 +52,7 @@ typedef struct us_memory_dist_opts {
     uint32_t n_groups;          /* IVE groups */
     uint64_t cache_bytes;       /* coordinator hot-row cache; 0 = off */
     int      n_threads;         /* gather threads on shards */
+    const char *sessions_dir;   /* shard ranks keep owned sessions here; NULL = none */
 } us_memory_dist_opts;
 
 typedef struct us_memory_dist {
@@ -56,6 +66,9 @@ typedef struct us_memory_dist {
     uint32_t        n_tables;
     uint32_t        next_table; /* table of the next round in the cycle */
     bool            finished;
+    MPI_Comm        ctl_comm;   /* control broadcasts and session transfers */
+    const char     *sessions_dir;
+    uint64_t        session_seed;
 } us_memory_dist;
 
 /* Collective over world. Opens the transport, the store (shard ranks) and
@@ -67,6 +80,9 @@ int us_memory_dist_open(us_memory_dist *d, const us_world *world, const char *st
 
 /* Coordinator: the backend to attach to the model (borrows d). */
 void us_memory_dist_backend(us_memory_dist *d, us_memory_backend *backend);
+
+/* Coordinator: sessions kept by their owner shards (borrows d). */
+void us_memory_dist_session_store(us_memory_dist *d, us_session_store *store);
 
 /* Coordinator: empty rounds up to the end of the current cycle. */
 int us_memory_dist_sync(us_memory_dist *d, us_err *err);

@@ -177,6 +177,36 @@ static void gen_path(char *out, size_t out_bytes, const char *sdir, uint64_t g)
     snprintf(out, out_bytes, "%s/gen-%020" PRIu64 ".pb", sdir, g);
 }
 
+int us_session_pack(const us_session_state *s, uint64_t generation, uint8_t **out,
+                    size_t *out_bytes, us_err *err)
+{
+    Ultrashard__SessionState msg = ULTRASHARD__SESSION_STATE__INIT;
+    msg.version = SESSION_FORMAT_VERSION;
+    msg.session_id = (char *)s->id;
+    msg.generation = generation;
+    msg.tokens_seen = s->tokens_seen;
+    msg.layers = s->layers;
+    msg.heads = s->heads;
+    msg.d_key = s->d_key;
+    msg.d_value = s->d_value;
+    msg.n_memory = memory_count(s);
+    msg.memory = s->memory;
+    msg.n_norm = norm_count(s);
+    msg.norm = s->norm;
+    msg.extra.len = s->extra_bytes;
+    msg.extra.data = s->extra;
+    msg.crc32c = state_crc(s->memory, msg.n_memory, s->norm, msg.n_norm,
+                           s->extra, s->extra_bytes);
+    size_t bytes = ultrashard__session_state__get_packed_size(&msg);
+    uint8_t *buf = malloc(bytes ? bytes : 1);
+    if (buf == NULL)
+        return us_err_set(err, US_ENOMEM, "session '%s': %zu-byte state", s->id, bytes);
+    ultrashard__session_state__pack(&msg, buf);
+    *out = buf;
+    *out_bytes = bytes;
+    return US_OK;
+}
+
 int us_session_save(const char *dir, us_session_state *s, us_err *err)
 {
     int rc = us_session_check_id(s->id, err);
@@ -196,30 +226,12 @@ int us_session_save(const char *dir, us_session_state *s, us_err *err)
     if (s->generation >= next)               /* never reuse a number */
         next = s->generation + 1;
 
-    Ultrashard__SessionState msg = ULTRASHARD__SESSION_STATE__INIT;
-    msg.version = SESSION_FORMAT_VERSION;
-    msg.session_id = s->id;
-    msg.generation = next;
-    msg.tokens_seen = s->tokens_seen;
-    msg.layers = s->layers;
-    msg.heads = s->heads;
-    msg.d_key = s->d_key;
-    msg.d_value = s->d_value;
-    msg.n_memory = memory_count(s);
-    msg.memory = s->memory;
-    msg.n_norm = norm_count(s);
-    msg.norm = s->norm;
-    msg.extra.len = s->extra_bytes;
-    msg.extra.data = s->extra;
-    msg.crc32c = state_crc(s->memory, msg.n_memory, s->norm, msg.n_norm,
-                           s->extra, s->extra_bytes);
-    size_t bytes = ultrashard__session_state__get_packed_size(&msg);
-    uint8_t *buf = malloc(bytes ? bytes : 1);
-    if (buf == NULL) {
+    uint8_t *buf = NULL;
+    size_t bytes = 0;
+    if ((rc = us_session_pack(s, next, &buf, &bytes, err)) != US_OK) {
         free(gens);
-        return us_err_set(err, US_ENOMEM, "session '%s': %zu-byte state", s->id, bytes);
+        return rc;
     }
-    ultrashard__session_state__pack(&msg, buf);
 
     gen_path(path, sizeof path, sdir, next);
     us_durable_file f;
@@ -272,27 +284,22 @@ static int read_file(const char *path, uint8_t **data, size_t *bytes, us_err *er
     return US_OK;
 }
 
-static int load_generation(const char *path, const char *id, us_session_state *out,
-                           us_err *err)
+int us_session_unpack(const uint8_t *data, size_t bytes, const char *id, const char *what,
+                      us_session_state *out, us_err *err)
 {
-    uint8_t *data = NULL;
-    size_t bytes = 0;
-    int rc = read_file(path, &data, &bytes, err);
-    if (rc != US_OK)
-        return rc;
     Ultrashard__SessionState *msg = ultrashard__session_state__unpack(NULL, bytes, data);
-    free(data);
     if (msg == NULL)
-        return us_err_set(err, US_ECORRUPT, "'%s': not a valid SessionState (truncated or "
-                          "corrupt)", path);
+        return us_err_set(err, US_ECORRUPT, "%s: not a valid SessionState (truncated or "
+                          "corrupt)", what);
     us_session_state s = {0};
+    int rc = US_OK;
     if (msg->version > SESSION_FORMAT_VERSION) {
-        rc = us_err_set(err, US_EVERSION, "'%s': session format version %u is newer than "
-                        "this build (%d)", path, msg->version, SESSION_FORMAT_VERSION);
+        rc = us_err_set(err, US_EVERSION, "%s: session format version %u is newer than "
+                        "this build (%d)", what, msg->version, SESSION_FORMAT_VERSION);
         goto done;
     }
     if (msg->session_id == NULL || strcmp(msg->session_id, id) != 0) {
-        rc = us_err_set(err, US_ECORRUPT, "'%s': holds session '%s', expected '%s'", path,
+        rc = us_err_set(err, US_ECORRUPT, "%s: holds session '%s', expected '%s'", what,
                         msg->session_id ? msg->session_id : "", id);
         goto done;
     }
@@ -302,16 +309,16 @@ static int load_generation(const char *path, const char *id, us_session_state *o
     s.d_value = msg->d_value;
     if (msg->n_memory != memory_count(&s) || msg->n_norm != norm_count(&s) ||
         msg->n_memory == 0) {
-        rc = us_err_set(err, US_ECORRUPT, "'%s': %zu memory and %zu norm values do not match "
-                        "shape %u x %u x %u x %u", path, msg->n_memory, msg->n_norm,
+        rc = us_err_set(err, US_ECORRUPT, "%s: %zu memory and %zu norm values do not match "
+                        "shape %u x %u x %u x %u", what, msg->n_memory, msg->n_norm,
                         s.layers, s.heads, s.d_key, s.d_value);
         goto done;
     }
     uint32_t crc = state_crc(msg->memory, msg->n_memory, msg->norm, msg->n_norm,
                              msg->extra.data, msg->extra.len);
     if (crc != msg->crc32c) {
-        rc = us_err_set(err, US_ECORRUPT, "'%s': checksum mismatch (stored %08x, computed "
-                        "%08x)", path, msg->crc32c, crc);
+        rc = us_err_set(err, US_ECORRUPT, "%s: checksum mismatch (stored %08x, computed "
+                        "%08x)", what, msg->crc32c, crc);
         goto done;
     }
     if ((rc = us_session_init(&s, id, s.layers, s.heads, s.d_key, s.d_value, err)) != US_OK)
@@ -322,7 +329,7 @@ static int load_generation(const char *path, const char *id, us_session_state *o
         s.extra = malloc(msg->extra.len);
         if (s.extra == NULL) {
             us_session_free(&s);
-            rc = us_err_set(err, US_ENOMEM, "'%s': extra bytes", path);
+            rc = us_err_set(err, US_ENOMEM, "%s: extra bytes", what);
             goto done;
         }
         memcpy(s.extra, msg->extra.data, msg->extra.len);
@@ -333,6 +340,19 @@ static int load_generation(const char *path, const char *id, us_session_state *o
     *out = s;
 done:
     ultrashard__session_state__free_unpacked(msg, NULL);
+    return rc;
+}
+
+static int load_generation(const char *path, const char *id, us_session_state *out,
+                           us_err *err)
+{
+    uint8_t *data = NULL;
+    size_t bytes = 0;
+    int rc = read_file(path, &data, &bytes, err);
+    if (rc != US_OK)
+        return rc;
+    rc = us_session_unpack(data, bytes, id, path, out, err);
+    free(data);
     return rc;
 }
 
@@ -392,4 +412,23 @@ int us_session_check_shape(const us_session_state *s, uint32_t layers, uint32_t 
                           s->id, s->layers, s->heads, s->d_key, s->d_value,
                           layers, heads, d_key, d_value);
     return US_OK;
+}
+
+/* The local-directory session store: ctx is the directory name. */
+static int dir_save(void *ctx, us_session_state *s, us_err *err)
+{
+    return us_session_save(ctx, s, err);
+}
+
+static int dir_load(void *ctx, const char *id, us_session_state *out, char *note,
+                    size_t note_bytes, us_err *err)
+{
+    return us_session_load(ctx, id, out, note, note_bytes, err);
+}
+
+void us_session_store_dir(us_session_store *store, const char *dir)
+{
+    store->ctx = (void *)dir;   /* borrowed; never written through */
+    store->save = dir_save;
+    store->load = dir_load;
 }

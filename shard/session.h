@@ -75,4 +75,27 @@ int us_session_check_shape(const us_session_state *s, uint32_t layers, uint32_t 
 
 void us_session_free(us_session_state *s);
 
+/* Wire/file form of a state: one protobuf SessionState with the given
+ * generation and the CRC-32C of memory, norm and extra. *out is malloc-ed. */
+int us_session_pack(const us_session_state *s, uint64_t generation, uint8_t **out,
+                    size_t *out_bytes, us_err *err);
+/* Parses and fully checks (version, id, shape, checksum) a packed state;
+ * `what` names its origin (file or rank) in messages. */
+int us_session_unpack(const uint8_t *data, size_t bytes, const char *id, const char *what,
+                      us_session_state *out, us_err *err);
+
+/* Where sessions live, for code that should not care: a directory in this
+ * process (us_session_store_dir) or the owner shard rank of a distributed
+ * job (coordinator/memory_dist.h). save/load have the contracts of
+ * us_session_save/us_session_load. */
+typedef struct us_session_store {
+    void *ctx;
+    int (*save)(void *ctx, us_session_state *s, us_err *err);
+    int (*load)(void *ctx, const char *id, us_session_state *out, char *note,
+                size_t note_bytes, us_err *err);
+} us_session_store;
+
+/* A store over the directory `dir` (borrowed: must outlive the store). */
+void us_session_store_dir(us_session_store *store, const char *dir);
+
 #endif

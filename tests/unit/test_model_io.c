@@ -43,6 +43,16 @@ static const char *sub(const char *name)
     return buf[k];
 }
 
+/* A session store over tmpdir/name (its own copy of the path). */
+static const us_session_store *dir_store(const char *name)
+{
+    static char path[256];
+    static us_session_store store;
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    us_session_store_dir(&store, path);
+    return &store;
+}
+
 static void tiny(us_model_config *c)
 {
     us_err err = {0};
@@ -170,11 +180,11 @@ static void test_session_glue(void **state)
     s.tokens_seen = 40;
     s.seg_fill = 8;
     int32_t tail[9] = { 1, 2, 3, 4, 5, 6, 7, 8, 99 };   /* 8 fed + 1 unfed */
-    assert_int_equal(us_infer_session_save(sub("sess"), "s-1", "job/a", &c, &s, tail, 9,
+    assert_int_equal(us_infer_session_save(dir_store("sess"), "s-1", "job/a", &c, &s, tail, 9,
                                            "{\"id\":\"a\"}", &err), US_OK);
     us_session_resume r;
     /* another job: state restored, the tail is fed again */
-    assert_int_equal(us_infer_session_load(sub("sess"), "s-1", "job/b", &c, &t, &r, &err), US_OK);
+    assert_int_equal(us_infer_session_load(dir_store("sess"), "s-1", "job/b", &c, &t, &r, &err), US_OK);
     assert_true(r.found);
     assert_null(r.done_line);
     assert_int_equal(r.n_tail, 9);
@@ -186,11 +196,11 @@ static void test_session_glue(void **state)
     assert_true(t.mem_norm[7] == 3.0f);
     us_session_resume_free(&r);
     /* the same job and sequence: its result is returned, not recomputed */
-    assert_int_equal(us_infer_session_load(sub("sess"), "s-1", "job/a", &c, &t, &r, &err), US_OK);
+    assert_int_equal(us_infer_session_load(dir_store("sess"), "s-1", "job/a", &c, &t, &r, &err), US_OK);
     assert_string_equal(r.done_line, "{\"id\":\"a\"}");
     us_session_resume_free(&r);
     /* unknown session: fresh state */
-    assert_int_equal(us_infer_session_load(sub("sess"), "new", "job/a", &c, &t, &r, &err), US_OK);
+    assert_int_equal(us_infer_session_load(dir_store("sess"), "new", "job/a", &c, &t, &r, &err), US_OK);
     assert_false(r.found);
     assert_true(t.mem[5] == 0.0f && t.tokens_seen == 0);
     /* another model shape */
@@ -198,7 +208,7 @@ static void test_session_glue(void **state)
     other.head_dim = 16;
     us_seq_state o;
     assert_int_equal(us_seq_state_init(&o, &other, &err), US_OK);
-    assert_int_equal(us_infer_session_load(sub("sess"), "s-1", "k", &other, &o, &r, &err),
+    assert_int_equal(us_infer_session_load(dir_store("sess"), "s-1", "k", &other, &o, &r, &err),
                      US_EINVAL);
     assert_non_null(strstr(err.msg, "s-1"));
     /* a state written by something else (no USS1 bytes): corrupt */
@@ -207,7 +217,7 @@ static void test_session_glue(void **state)
                                      c.head_dim, &err), US_OK);
     assert_int_equal(us_session_save(sub("sess"), &raw, &err), US_OK);
     us_session_free(&raw);
-    assert_int_equal(us_infer_session_load(sub("sess"), "raw", "k", &c, &t, &r, &err),
+    assert_int_equal(us_infer_session_load(dir_store("sess"), "raw", "k", &c, &t, &r, &err),
                      US_ECORRUPT);
     assert_non_null(strstr(err.msg, "session \"raw\""));
     us_seq_state_free(&s);

@@ -9,8 +9,9 @@
  *   moe       4 x MoE, 32 experts of hidden 512, top-2 (activated FFN
  *             params per layer = dense's; total = 16x)
  *   ultramem  dense(1216), memory, dense(1216), memory: TDQKR (r 2), 2 heads
- *             x knn 32, IVE 4, v_dim 256, n_keys 606 (91809 physical rows per
- *             table): activated parameters ~ dense's, total ~ moe's
+ *             x knn 32, IVE 4, v_dim 256, query LayerNorm, n_keys 606
+ *             (91809 physical rows per table): activated parameters ~
+ *             dense's, total ~ moe's
  * (activated and total parameter counts are computed and printed, not
  * assumed). Each sequence decodes at a context of --context tokens inside its
  * segment: one sequence is prefilled, its state copied to the others.
@@ -57,7 +58,8 @@ static int make_config(us_model_config *c, const char *kind)
     c->segment_len = 2048; c->infini_rule = US_INFINI_DELTA; c->norm_eps = 1e-5f;
     c->ffn_hidden = 1024; c->moe_experts = 32; c->moe_top_k = 2; c->moe_hidden = 512;
     c->memory = (us_memory_config){ .heads = 2, .n_keys = 606, .k_dim = 64, .tucker_rank = 2,
-        .knn = 32, .candidates = 32, .v_dim = 256, .ive_groups = 4, .skip = 1, .softmax = 1 };
+        .knn = 32, .candidates = 32, .v_dim = 256, .ive_groups = 4, .skip = 1, .softmax = 1,
+        .query_norm = 1 };
     for (uint32_t l = 0; l < c->n_layers; l++) {
         if (strcmp(kind, "dense") == 0) c->layers[l] = US_LAYER_DENSE;
         else if (strcmp(kind, "moe") == 0) c->layers[l] = US_LAYER_MOE;

@@ -141,6 +141,9 @@ static inline const void *us_transport_recv(const us_transport *t, int src, uint
 
 /* Collective. Shard ranks pass their table view (coordinators-only ranks pass
  * NULL); afterwards coordinators may rma_read any block a shard holds.
+ * Registrations replace those of the previous call and live until the next
+ * call or close: the view's memory must outlive them. A local failure to
+ * allocate the key tables returns before the collectives (abort the job).
  * US_EUNSUPP on the mpi backend. */
 static inline int us_transport_rma_expose(us_transport *t, const us_rows_view *local,
                                           us_err *err)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator/readplan.h"
 #include "kernels/gather.h"
 
 struct us_lookup {
@@ -21,6 +22,7 @@ struct us_lookup {
     uint32_t col_begin, col_count; /* this rank's slice (column placement) */
     /* coordinator side */
     us_route route;
+    us_read_plan plan;           /* one-sided pull, row placement */
     bool has_cache;
     us_rowcache cache;
     us_lookup_mode mode, last_mode;
@@ -354,7 +356,73 @@ static int serve_round(us_lookup *L, us_err *err)
     return US_OK;
 }
 
-/* Coordinator, one-sided pull: read every remote row into the landing buffer. */
+/* Coordinator, one-sided pull with row placement: coalesced spans
+ * (coordinator/readplan.h), rows used in place in the landing buffer. */
+static int rma_fetch_spans(us_lookup *L, us_err *err)
+{
+    const us_route *r = &L->route;
+    const us_table_info *t = &L->table;
+    const us_world *w = L->w;
+    uint64_t *stride = malloc((size_t)w->n_shards * sizeof *stride);
+    if (stride == NULL)
+        return us_err_set(err, US_ENOMEM, "lookup: stride table");
+    for (int s = 0; s < w->n_shards; s++)
+        stride[s] = L->t->rma_row_stride[us_world_shard_rank(w, s)];
+    uint64_t gap = (uint64_t)(L->opts.cost.read_us * L->opts.cost.bytes_per_us);
+    int rc = us_read_plan_build(&L->plan, r->uniq_rows, r->uniq_owner, L->local, r->n_unique,
+                                t->block_bits, w->n_shards, stride, L->row_bytes, gap, err);
+    free(stride);
+    if (rc != US_OK)
+        return rc;
+    const us_read_plan *p = &L->plan;
+    uint64_t scale_bytes = 0;   /* scales first (4-aligned), then the spans */
+    for (uint64_t i = 0; L->int8 && i < p->n_spans; i++)
+        scale_bytes += p->spans[i].n_rows * 4;
+    scale_bytes = us_wire_pad8(scale_bytes);
+    uint8_t *land;
+    if ((rc = us_transport_rma_buffer(L->t, scale_bytes + p->landing_bytes, (void **)&land,
+                                      err)) != US_OK)
+        return rc;
+    uint64_t n_ops = p->n_spans * (L->int8 ? 2u : 1u);
+    us_rma_op *ops = malloc(n_ops * sizeof *ops);
+    uint64_t *scale_off = malloc((p->n_spans + 1) * sizeof *scale_off);
+    if (ops == NULL || scale_off == NULL) {
+        free(ops);
+        free(scale_off);
+        return us_err_set(err, US_ENOMEM, "lookup: %" PRIu64 " read descriptors", n_ops);
+    }
+    uint8_t *rows_at = land + scale_bytes;
+    uint64_t n = 0, so = 0;
+    for (uint64_t i = 0; i < p->n_spans; i++) {
+        const us_read_span *sp = &p->spans[i];
+        int rank = us_world_shard_rank(w, sp->shard);
+        ops[n++] = (us_rma_op){ .rank = rank, .block_id = sp->block,
+                                .offset = sp->first * L->t->rma_row_stride[rank],
+                                .bytes = sp->bytes, .dst = rows_at + sp->dst_off };
+        scale_off[i] = so;
+        if (L->int8) {
+            ops[n++] = (us_rma_op){ .rank = rank, .scales = true, .block_id = sp->block,
+                                    .offset = sp->first * 4, .bytes = sp->n_rows * 4,
+                                    .dst = land + so };
+            so += sp->n_rows * 4;
+        }
+    }
+    for (uint32_t u = 0; u < r->n_unique; u++) {
+        if (L->local[u])
+            continue;
+        const us_read_span *sp = &p->spans[p->row_span[u]];
+        L->row_ptr[u] = rows_at + p->row_off[u];
+        uint64_t in_span = (r->uniq_rows[u] & ((1ull << t->block_bits) - 1)) - sp->first;
+        L->scale_ptr[u] = (const float *)(land + scale_off[p->row_span[u]]) + in_span;
+    }
+    rc = us_transport_rma_read(L->t, n, ops, err);
+    free(ops);
+    free(scale_off);
+    return rc;
+}
+
+/* Coordinator, one-sided pull: read every remote row into the landing buffer
+ * (column placement: one read per row and shard, slices assembled). */
 static int rma_fetch(us_lookup *L, us_err *err)
 {
     const us_route *r = &L->route;
@@ -363,6 +431,8 @@ static int rma_fetch(us_lookup *L, us_err *err)
     if (remote == 0)
         return US_OK;
     bool column = t->placement == US_PLACE_COLUMN;
+    if (!column)
+        return rma_fetch_spans(L, err);
     int S = L->w->n_shards;
     uint64_t n_ops = remote * (column ? (uint64_t)S : 1u) + (L->int8 ? remote : 0);
     uint8_t *land;
@@ -732,6 +802,7 @@ void us_lookup_close(us_lookup *L)
     if (L->has_cache)
         us_rowcache_free(&L->cache);
     us_route_free(&L->route);
+    us_read_plan_free(&L->plan);
     us_wire_buf_free(&L->send);
     us_wire_buf_free(&L->resp);
     free(L->send_off);

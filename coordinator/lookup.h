@@ -25,7 +25,8 @@
  * (tests bound the relative error by 1e-5 for f32).
  *
  * Pull goes by one-sided reads when the transport offers them (fabric after
- * rma_expose), else by ROWS messages (mpi). Coordinators that are not shards
+ * rma_expose; coalesced spans, coordinator/pull.h), else by ROWS messages
+ * (mpi, or opts.pull_by_messages). Coordinators that are not shards
  * pass batch NULL on idle rounds; shard-only ranks call us_lookup_serve,
  * which runs rounds until every coordinator has called us_lookup_finish.
  * A shard's error answer (malformed or out-of-range request) makes end()

@@ -1,14 +1,14 @@
 /* commands.c — the subcommand table of `ultrashard`. Add one line per command. */
 #include "coordinator/cli.h"
 #include "coordinator/cmd_bench.h"
+#include "coordinator/cmd_infer.h"
+#include "coordinator/cmd_init_model.h"
 #include "coordinator/cmd_roles.h"
 #include "coordinator/cmd_store.h"
 
 const us_command us_commands[] = {
     { "roles", "start MPI, assign coordinator/shard roles, check one collective",
       US_CMD_ROLES_USAGE, us_cmd_roles },
-    { "bench", "benchmarks: `bench lookup` (distributed lookup vs single-process gather)",
-      US_CMD_BENCH_USAGE, us_cmd_bench },
     { "import", "build a store from .npy/safetensors files (parallel under mpirun)",
       US_CMD_IMPORT_USAGE, us_cmd_import },
     { "inspect", "print a store's tables, bytes per shard and balance",
@@ -17,5 +17,11 @@ const us_command us_commands[] = {
       US_CMD_VERIFY_USAGE, us_cmd_verify },
     { "reshard", "copy a store to a new shard count, proving every row unchanged",
       US_CMD_RESHARD_USAGE, us_cmd_reshard },
+    { "bench", "benchmarks: `bench lookup` (distributed lookup vs single-process gather)",
+      US_CMD_BENCH_USAGE, us_cmd_bench },
+    { "init-model", "write a random model (config, weights, memory value tables)",
+      US_CMD_INIT_MODEL_USAGE, us_cmd_init_model },
+    { "infer", "batch inference over a JSONL file of prompts (resumable)",
+      US_CMD_INFER_USAGE, us_cmd_infer },
     { 0 },
 };

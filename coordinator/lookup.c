@@ -569,6 +569,11 @@ int us_lookup_run(us_lookup *L, const us_lookup_batch *batch, float *out, us_err
     return us_lookup_end(L, out, err);
 }
 
+bool us_lookup_stopped(const us_lookup *L)
+{
+    return L->all_stopped;
+}
+
 int us_lookup_serve(us_lookup *L, us_err *err)
 {
     if (L->w->is_coordinator)

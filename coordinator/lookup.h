@@ -115,6 +115,10 @@ int us_lookup_raw_round(us_lookup *L, const void *msgs, const uint64_t *off,
                         const uint64_t *len, us_err *err);
 const void *us_lookup_raw_answer(const us_lookup *L, int shard, uint64_t *len);
 
+/* True once every coordinator has stopped and this rank saw it (serve and
+ * finish return then); a driver that interleaves several lookups uses it. */
+bool us_lookup_stopped(const us_lookup *L);
+
 /* Forces the mode of later batches (AUTO = cost model). */
 void us_lookup_set_mode(us_lookup *L, us_lookup_mode mode);
 /* Mode used by the last batch (PUSH or PULL). */

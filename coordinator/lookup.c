@@ -29,6 +29,7 @@ struct us_lookup {
     uint64_t batch_id;
     /* round state */
     bool in_round, have_batch, rma_pull, raw, stop_sent;
+    bool rma_mine;               /* the transport exposes this lookup's table */
     int pending_rc;              /* a bad batch found by begin, reported by end */
     us_err pending_err;
     bool shard_done, coord_done, all_stopped;
@@ -151,13 +152,23 @@ int us_lookup_open(us_lookup **out, const us_world *world, us_transport *t,
             goto fail;
         L->has_cache = true;
     }
-    /* collective on the fabric backend; the mpi backend says EUNSUPP at once */
-    us_err rma_err = {0};
-    rc = us_transport_rma_expose(t, world->is_shard ? local : NULL, &rma_err);
-    if (rc != US_OK && rc != US_EUNSUPP) {
-        if (err)
-            *err = rma_err;
-        goto fail;
+    /* One exposed table per transport: the first open lookup owns it; later
+     * lookups sharing the transport pull with ROWS messages. Every rank
+     * opens and closes lookups in the same order, so all decide alike and
+     * the collective expose is entered by all or none. (The mpi backend
+     * says EUNSUPP at once.) */
+    if (t->rma_owner == NULL) {
+        us_err rma_err = {0};
+        rc = us_transport_rma_expose(t, world->is_shard ? local : NULL, &rma_err);
+        if (rc != US_OK && rc != US_EUNSUPP) {
+            if (err)
+                *err = rma_err;
+            goto fail;
+        }
+        if (rc == US_OK && t->rma_ready) {
+            t->rma_owner = L;
+            L->rma_mine = true;
+        }
     }
     *out = L;
     return US_OK;
@@ -230,7 +241,7 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
     if ((rc = us_route_assign(r, &L->table, L->w->n_shards, L->local, err)) != US_OK)
         return rc;
     us_cost push, pull;
-    bool can_rma = L->t->rma_ready && !L->opts.pull_by_messages;
+    bool can_rma = L->rma_mine && L->t->rma_ready && !L->opts.pull_by_messages;
     us_route_cost(r, &L->table, L->n_groups, can_rma, &L->opts.cost, &push, &pull);
     L->stats.est_push_bytes += push.bytes;
     L->stats.est_pull_bytes += pull.bytes;
@@ -642,6 +653,8 @@ void us_lookup_close(us_lookup *L)
 {
     if (L == NULL)
         return;
+    if (L->rma_mine && L->t->rma_owner == L)
+        L->t->rma_owner = NULL;   /* registrations stay until the next expose */
     if (L->has_server)
         us_server_free(&L->server);
     if (L->has_cache)

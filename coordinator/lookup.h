@@ -86,7 +86,9 @@ uint64_t us_lookup_max_msg_bytes(const us_table_info *table, const us_lookup_opt
 
 /* Collective. local is this rank's view when it is a shard (its blocks, or
  * its column slice for column placement), else NULL. With a fabric
- * transport, shards expose their blocks for one-sided reads. */
+ * transport, shards expose their blocks for one-sided reads; a transport
+ * exposes one table at a time, so further lookups opened on the same
+ * transport while the first is open pull with ROWS messages instead. */
 int us_lookup_open(us_lookup **out, const us_world *world, us_transport *t,
                    const us_table_info *table, const us_rows_view *local,
                    const us_lookup_opts *opts, us_err *err);

@@ -89,6 +89,8 @@ struct us_transport {
     bool      in_flight;
     bool      rma_ready;             /* rma_expose done: pull by RMA available */
     uint64_t *rma_row_stride;        /* [size] row stride of each shard's blocks */
+    const void *rma_owner;           /* user of the current exposure (one table per
+                                      * transport; set and cleared by the lookup) */
     us_transport_stats stats;
     char provider[64];               /* fabric provider name, or "mpi" */
 };

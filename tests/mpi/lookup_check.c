@@ -317,6 +317,88 @@ done:
     return rc;
 }
 
+/* Two tables through one transport at once (every rank interleaves their
+ * rounds identically): the first lookup owns the transport's one-sided
+ * exposure, the second must pull with ROWS messages, and both stay exact. */
+static int run_two_tables(const us_world *w, us_transport *t, int case_no, us_err *err)
+{
+    us_synth_spec spec[2] = {
+        { .dtype = US_DTYPE_F32, .synth_seed = 42, .table_id = 7, .rows = ROWS, .dim = DIM,
+          .block_bits = BLOCK_BITS, .placement_seed = 1 },
+        { .dtype = US_DTYPE_BF16, .synth_seed = 43, .table_id = 9, .rows = ROWS, .dim = DIM,
+          .block_bits = BLOCK_BITS, .placement_seed = 0x5eed },
+    };
+    us_synth_view local[2], whole[2];
+    memset(local, 0, sizeof local);
+    memset(whole, 0, sizeof whole);
+    us_lookup *L[2] = { NULL, NULL };
+    int rc = US_OK, bad = 0;
+    for (int i = 0; i < 2 && rc == US_OK; i++) {
+        spec[i].n_shards = w->n_shards;
+        spec[i].shard_index = w->is_shard ? w->shard_index : 0;
+        us_table_info table = { .table_id = spec[i].table_id, .rows = ROWS, .dim = DIM,
+                                .dtype = spec[i].dtype, .block_bits = BLOCK_BITS,
+                                .placement_seed = spec[i].placement_seed,
+                                .placement = US_PLACE_ROW };
+        us_lookup_opts opts = { .mode = US_LOOKUP_PULL, .max_tokens = TOKENS, .max_k = K,
+                                .n_threads = 1 };
+        if (w->is_shard)
+            rc = us_synth_view_build(&local[i], &spec[i], err);
+        if (rc == US_OK)
+            rc = us_lookup_open(&L[i], w, t, &table, w->is_shard ? &local[i].view : NULL,
+                                &opts, err);
+        spec[i].shard_index = -1;
+        if (rc == US_OK && w->is_coordinator)
+            rc = us_synth_view_build(&whole[i], &spec[i], err);
+    }
+    if (rc != US_OK)
+        goto done;
+    if (!w->is_coordinator) {
+        while (rc == US_OK && !(us_lookup_stopped(L[0]) && us_lookup_stopped(L[1])))
+            for (int i = 0; i < 2 && rc == US_OK; i++)
+                if (!us_lookup_stopped(L[i]))
+                    rc = us_lookup_run(L[i], NULL, NULL, err);
+        goto done;
+    }
+    uint64_t rows[TOKENS * K], reads[2] = { 0, 0 };
+    float wts[TOKENS * K], out[TOKENS * DIM], ref[TOKENS * DIM];
+    uint8_t grp[TOKENS * K];
+    double worst = 0;
+    for (int b = 0; b < BATCHES && rc == US_OK; b++)
+        for (int i = 0; i < 2 && rc == US_OK; i++) {
+            make_batch(9000u + (uint64_t)b * 2 + (uint64_t)i, rows, wts, grp, 1);
+            us_lookup_batch batch = { TOKENS, K, rows, wts, NULL };
+            uint64_t before = t->stats.rma_reads;
+            if ((rc = us_lookup_run(L[i], &batch, out, err)) != US_OK ||
+                (rc = us_gather_sum_ref(ref, &whole[i].view, rows, wts, TOKENS, K, err)) !=
+                    US_OK)
+                break;
+            reads[i] += t->stats.rma_reads - before;
+            if (compare(out, ref, TOKENS, DIM, true, &worst) != 0)
+                bad++;
+        }
+    if (reads[1] != 0)   /* the second table cannot read one-sided */
+        bad++;
+    bool remote_shards = w->n_shards > 1 || !w->is_shard;
+    if (t->rma_ready && remote_shards && reads[0] == 0)
+        bad++;
+    if (rc == US_OK && w->coordinator_index == 0)
+        printf("case %2d %-6s two tables on one transport (f32 + bf16, pull): one-sided "
+               "reads %llu / %llu, bit-exact %s\n", case_no, t->provider,
+               (unsigned long long)reads[0], (unsigned long long)reads[1], bad ? "FAIL" : "ok");
+    for (int i = 0; i < 2 && rc == US_OK; i++)
+        rc = us_lookup_finish(L[i], err);
+done:
+    for (int i = 0; i < 2; i++) {
+        us_lookup_close(L[i]);
+        us_synth_view_free(&local[i]);
+        us_synth_view_free(&whole[i]);
+    }
+    if (rc == US_OK && bad)
+        rc = us_err_set(err, US_ECORRUPT, "two-table case: %d checks failed", bad);
+    return rc;
+}
+
 /* --- a real store (shard/store.h) ---------------------------------------- */
 
 /* Each shard serves its blocks straight from its mmap-ed shard file;
@@ -681,6 +763,12 @@ int main(int argc, char **argv)
     if (!malformed && store_dir == NULL) {
         if (run_scored(&w, t, n_cases, &err) != US_OK) {
             fprintf(stderr, "lookup_check: rank %d: scored case: %s\n", w.rank, err.msg);
+            failed++;
+            us_world_abort(&w, &err);
+        }
+        n_cases++;
+        if (run_two_tables(&w, t, n_cases, &err) != US_OK) {
+            fprintf(stderr, "lookup_check: rank %d: two tables: %s\n", w.rank, err.msg);
             failed++;
             us_world_abort(&w, &err);
         }

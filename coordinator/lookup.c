@@ -2,6 +2,7 @@
 #include "coordinator/lookup.h"
 
 #include <inttypes.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,9 @@ struct us_lookup {
     bool rma_mine;               /* the transport exposes this lookup's table */
     int pending_rc;              /* a bad batch found by begin, reported by end */
     us_err pending_err;
+    int phase;                   /* 0: requests in flight, 1: responses in flight */
+    int fetch_rc;                /* one-sided pull of this round */
+    us_err fetch_err;
     bool shard_done, coord_done, all_stopped;
     uint8_t wire_mode;
     us_lookup_batch batch;
@@ -289,6 +293,7 @@ static int plan_idle(us_lookup *L, uint8_t flags, us_err *err)
 static int round_start(us_lookup *L, us_err *err)
 {
     L->in_round = true;
+    L->phase = 0;
     return us_transport_xchg_start(L->t, US_XCHG_TO_SHARDS, L->send.data, L->send_off,
                                    L->send_len, err);
 }
@@ -529,32 +534,32 @@ static int collect(us_lookup *L, float *out, us_err *err)
     return rc;
 }
 
-int us_lookup_end(us_lookup *L, float *out, us_err *err)
+/* Request exchange done: answer as a shard, read one-sided as a coordinator,
+ * start the response exchange. */
+static int round_middle(us_lookup *L, us_err *err)
 {
-    if (!L->in_round)
-        return us_err_set(err, US_EINVAL, "lookup: rank %d: end without begin", L->w->rank);
-    L->in_round = false;
-    L->stats.rounds++;
-    int rc = us_transport_xchg_wait(L->t, err);
-    if (rc != US_OK)
-        return rc;
+    int rc;
     if (L->has_server && (rc = serve_round(L, err)) != US_OK)
         return rc;
-    int fetch_rc = US_OK;
-    us_err fetch_err = {0};
+    L->fetch_rc = US_OK;
+    us_err_clear(&L->fetch_err);
     if (L->w->is_coordinator && L->have_batch && L->rma_pull) {
         us_pull_ctx pc = pull_ctx(L);
-        fetch_rc = us_pull_rma(&pc, &fetch_err);
+        L->fetch_rc = us_pull_rma(&pc, &L->fetch_err);
     }
-    rc = us_transport_exchange(L->t, US_XCHG_TO_COORDS, L->resp.data, L->resp_off,
-                               L->resp_len, err);
-    if (rc != US_OK)
-        return rc;
+    return us_transport_xchg_start(L->t, US_XCHG_TO_COORDS, L->resp.data, L->resp_off,
+                                   L->resp_len, err);
+}
+
+/* Response exchange done: check and merge the answers. */
+static int round_finish(us_lookup *L, float *out, us_err *err)
+{
+    int rc = US_OK;
     if (L->w->is_coordinator) {
-        if (fetch_rc != US_OK) {
+        if (L->fetch_rc != US_OK) {
             if (err)
-                *err = fetch_err;
-            rc = fetch_rc;
+                *err = L->fetch_err;
+            rc = L->fetch_rc;
         } else if (L->have_batch && out == NULL) {
             rc = us_err_set(err, US_EINVAL, "lookup: no output buffer for batch %" PRIu64,
                             L->batch_id);
@@ -570,6 +575,45 @@ int us_lookup_end(us_lookup *L, float *out, us_err *err)
     L->all_stopped = (!L->has_server || L->shard_done) &&
                      (!L->w->is_coordinator || (L->stop_sent && L->coord_done));
     return rc;
+}
+
+int us_lookup_progress(us_lookup *L, float *out, bool *done, us_err *err)
+{
+    *done = false;
+    if (!L->in_round)
+        return us_err_set(err, US_EINVAL, "lookup: rank %d: progress without begin",
+                          L->w->rank);
+    bool xdone = false;
+    int rc = us_transport_xchg_test(L->t, &xdone, err);
+    if (rc == US_OK && xdone && L->phase == 0) {
+        L->phase = 1;
+        rc = round_middle(L, err);
+        if (rc == US_OK)    /* the response exchange may already be complete */
+            rc = us_transport_xchg_test(L->t, &xdone, err);
+    }
+    if (rc != US_OK) {
+        L->in_round = false;
+        L->phase = 0;
+        return rc;
+    }
+    if (!xdone || L->phase == 0)
+        return US_OK;
+    L->in_round = false;
+    L->phase = 0;
+    L->stats.rounds++;
+    *done = true;
+    return round_finish(L, out, err);
+}
+
+int us_lookup_end(us_lookup *L, float *out, us_err *err)
+{
+    for (;;) {
+        bool done = false;
+        int rc = us_lookup_progress(L, out, &done, err);
+        if (rc != US_OK || done)
+            return rc;
+        sched_yield();   /* 2 cores shared by several ranks (LAB.md) */
+    }
 }
 
 int us_lookup_run(us_lookup *L, const us_lookup_batch *batch, float *out, us_err *err)

@@ -102,6 +102,11 @@ int us_lookup_begin(us_lookup *L, const us_lookup_batch *batch, us_err *err);
 /* out: [n_tokens][n_groups][dim] floats of the batch given to begin (NULL on
  * ranks that passed no batch). */
 int us_lookup_end(us_lookup *L, float *out, us_err *err);
+/* Non-blocking end: advances the round as far as it can without waiting
+ * (a one-sided pull's reads are waited for) and sets *done when it is
+ * complete, with the same results as end(). A service loop calls it between
+ * polls of its sockets. */
+int us_lookup_progress(us_lookup *L, float *out, bool *done, us_err *err);
 int us_lookup_run(us_lookup *L, const us_lookup_batch *batch, float *out, us_err *err);
 
 /* Shard-only ranks: serve rounds until all coordinators finished. */

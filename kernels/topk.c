@@ -196,7 +196,11 @@ AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *sco
     for (; i < n; i++)
         if (scores[i] >= t0)
             offer_number(top, &m, k, scores[i], (uint32_t)i);
-    return m == k;      /* always true by the bound; checked, not assumed */
+    /* m == k: at least k scores are >= t0, so the k-th best is >= t0 and
+     * every result element (ties included) was offered: exact for ANY t0.
+     * m < k cannot happen with the bound above; if it did, the caller's full
+     * scan would still be exact. Correctness never rests on the bound. */
+    return m == k;
 }
 
 static int have_avx2(void)

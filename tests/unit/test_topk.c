@@ -198,6 +198,19 @@ static void test_filter_edges(void **state)
     for (size_t i = 0; i < N; i++)
         s[i] = (i % 128 == 5) ? -INFINITY : NAN;  /* maxima -Inf: full scan */
     compare_one(s, N, K);
+    /* all negative, magnitudes from denormal to 1e30: the bound's key is
+     * truncated in the negative range, where truncation moves it down */
+    for (size_t i = 0; i < N; i++) {
+        float mag = ldexpf(1.0f + (float)(rng_next() % 1000) / 1000.0f,
+                           (int)(rng_next() % 250) - 149);
+        s[i] = -mag;
+    }
+    compare_one(s, N, K);
+    compare_one(s, N, 256);
+    for (size_t i = 0; i < N; i++)               /* values that differ in the low bits only */
+        s[i] = 1.0f + (float)(rng_next() % 64) * 0x1.0p-23f;
+    compare_one(s, N, K);
+    compare_one(s, N, 200);
 }
 
 int main(void)

@@ -30,8 +30,10 @@
  * NULL pointers, unknown dtype, dim 0, a row stride smaller than a row, an
  * int8 view without scales -> US_EINVAL.
  *
- * Threads: parallel over tokens with OpenMP. n_threads <= 0 means the OpenMP
- * default; 1 runs in the calling thread. Results do not depend on n_threads.
+ * Threads: parallel over tokens with OpenMP; when there are fewer tokens
+ * than threads (decoding), the AVX2 path splits the columns instead, in
+ * 64-column tiles. n_threads <= 0 means the OpenMP default; 1 runs in the
+ * calling thread. Results do not depend on n_threads.
  * The functions are reentrant: no global state, no allocation.
  *
  * Fast path: AVX2+FMA (+F16C for f16, shifts for bf16, sign-extension for

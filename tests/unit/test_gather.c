@@ -455,6 +455,17 @@ static void test_long_pair_lists(void **state)
                              US_OK);
             assert_memory_equal(fast, ref, ng * 4);
             check_against_double(&tv, fast, rows, w, group, T, K, G);
+            /* one token on two threads: the columns are split instead */
+            memset(fast, 0xff, ng * 4);
+            assert_int_equal(us_gather_sum_grouped(fast, &tv.v, rows, w, group, 1, K, G, 2, NULL),
+                             US_OK);
+            assert_memory_equal(fast, ref, (size_t)G * dims[d] * 4);
+            assert_int_equal(us_gather_sum_ref(ref, &tv.v, rows + 2 * K, w + 2 * K, 1, K, NULL),
+                             US_OK);
+            memset(fast, 0xff, ng * 4);
+            assert_int_equal(us_gather_sum(fast, &tv.v, rows + 2 * K, w + 2 * K, 1, K, 0, NULL),
+                             US_OK);
+            assert_memory_equal(fast, ref, (size_t)dims[d] * 4);
             free(ref);
             free(fast);
             tview_free(&tv);

@@ -1,7 +1,11 @@
 /* rowcodec.c — f32 <-> stored dtype for whole rows (see rowcodec.h). */
 #include "shard/rowcodec.h"
 
+#include "kernels/quant.h"
+
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,30 +18,6 @@ static float load_f32(const void *in, us_dtype dtype, size_t i)
     case US_DTYPE_INT8: return (float)((const int8_t *)in)[i];
     }
     return 0.0f;
-}
-
-static int encode_int8_row(int8_t *q, float *scale, const void *in, us_dtype in_dtype,
-                           size_t dim, uint64_t row, us_err *err)
-{
-    float max_abs = 0.0f;
-    for (size_t c = 0; c < dim; c++) {
-        float x = load_f32(in, in_dtype, c);
-        if (!isfinite(x))
-            return us_err_set(err, US_EINVAL, "row %llu column %zu is %s: int8 cannot "
-                              "represent it", (unsigned long long)row, c, isnan(x) ? "NaN" : "Inf");
-        max_abs = fmaxf(max_abs, fabsf(x));
-    }
-    float s = max_abs / 127.0f;
-    *scale = s;
-    for (size_t c = 0; c < dim; c++) {
-        if (s == 0.0f) {
-            q[c] = 0;
-            continue;
-        }
-        float v = nearbyintf(load_f32(in, in_dtype, c) / s);
-        q[c] = (int8_t)fminf(127.0f, fmaxf(-127.0f, v));
-    }
-    return US_OK;
 }
 
 int us_rows_encode(void *out, float *scales, us_dtype out_dtype, const void *in,
@@ -60,14 +40,23 @@ int us_rows_encode(void *out, float *scales, us_dtype out_dtype, const void *in,
                                       "cannot represent it", (unsigned long long)(row0 + r), c,
                                       isnan(x) ? "NaN" : "Inf");
             }
-        for (size_t r = 0; r < n_rows; r++) {
-            int rc = encode_int8_row((int8_t *)out + r * out_row, &scales[r],
-                                     (const uint8_t *)in + r * in_row, in_dtype, dim,
-                                     row0 + r, err);
-            if (rc != US_OK)
-                return rc;
+        /* the kernels' quantiser (kernels/quant.h) on f32 rows: one rule everywhere */
+        bool widen = in_dtype != US_DTYPE_F32 || ((uintptr_t)in & 3) != 0;
+        float *tmp = widen ? malloc(dim * sizeof *tmp) : NULL;
+        if (widen && tmp == NULL)
+            return us_err_set(err, US_ENOMEM, "int8 encode: out of memory for a row of %zu", dim);
+        int rc = US_OK;
+        for (size_t r = 0; r < n_rows && rc == US_OK; r++) {
+            const uint8_t *src = (const uint8_t *)in + r * in_row;
+            const float *x = (const float *)(const void *)src;
+            if (widen) {
+                us_row_decode_f32(tmp, src, in_dtype, 1.0f, dim);
+                x = tmp;
+            }
+            rc = us_quant_int8_rows((int8_t *)out + r * out_row, &scales[r], x, 1, dim, err);
         }
-        return US_OK;
+        free(tmp);
+        return rc;
     }
     for (size_t r = 0; r < n_rows; r++) {
         const uint8_t *src = (const uint8_t *)in + r * in_row;

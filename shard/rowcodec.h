@@ -3,8 +3,8 @@
  *
  * A stored row is dim elements of the table dtype; int8 rows also carry one
  * f32 scale. Encoding f32 -> bf16/f16 rounds to nearest even (convert.h);
- * f32 -> int8 is symmetric per-row quantisation, the same rule as the
- * kernels' quantiser:
+ * f32 -> int8 is symmetric per-row quantisation by the kernels' quantiser
+ * (kernels/quant.h, called here) on the row widened to f32:
  *     scale = max_c |x[c]| / 127,  q[c] = clamp(nearbyint(x[c] / scale), -127, 127)
  * an all-zero row has scale 0 and q = 0; NaN/Inf cannot be stored as int8
  * (US_EINVAL naming the row and column, nothing written).

@@ -21,6 +21,8 @@
 #include "kernels/convert.h"
 #include "kernels/us_status.h"
 
+#define US_SYNTH_MAX_DIM (1u << 20)
+
 /* The per-row hash h above. */
 uint64_t us_synth_row_hash(uint64_t seed, uint32_t table_id, uint64_t row);
 
@@ -33,8 +35,8 @@ void us_synth_row_f32(float *out, uint64_t seed, uint32_t table_id, uint64_t row
                       uint32_t dim);
 
 /* The row in a stored dtype: out holds dim * us_dtype_size(dtype) bytes;
- * *scale is written for int8 (may be NULL otherwise). US_EINVAL for dim 0,
- * an unknown dtype or a missing scale pointer. */
+ * *scale is written for int8 (may be NULL otherwise). US_EINVAL for dim 0 or
+ * above US_SYNTH_MAX_DIM, an unknown dtype or a missing int8 scale pointer. */
 int us_synth_row(void *out, float *scale, us_dtype dtype, uint64_t seed, uint32_t table_id,
                  uint64_t row, uint32_t dim, us_err *err);
 

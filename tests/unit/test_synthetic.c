@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdint.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -106,6 +107,20 @@ static void test_dtypes(void **state)
     }
     assert_true(saw127);
     assert_int_equal(us_synth_row(q, NULL, US_DTYPE_INT8, 3, 1, 77, DIM, &err), US_EINVAL);
+    /* wide rows (beyond the on-stack buffer) in every dtype */
+    enum { WIDE = 5000 };
+    float *wf = malloc(WIDE * 4), *wd = malloc(WIDE * 4);
+    int8_t *wq = malloc(WIDE);
+    uint16_t *wh = malloc(WIDE * 2);
+    us_synth_row_f32(wf, 8, 2, 1ull << 40, WIDE);
+    assert_int_equal(us_synth_row(wq, &scale, US_DTYPE_INT8, 8, 2, 1ull << 40, WIDE, &err), US_OK);
+    us_row_decode_f32(wd, wq, US_DTYPE_INT8, scale, WIDE);
+    for (int c = 0; c < WIDE; c++)
+        assert_true(fabsf(wd[c] - wf[c]) <= 0.5f * scale * 1.0001f);
+    assert_int_equal(us_synth_row(wh, NULL, US_DTYPE_F16, 8, 2, 1ull << 40, WIDE, &err), US_OK);
+    assert_int_equal(wh[WIDE - 1], us_f32_to_f16(wf[WIDE - 1]));
+    free(wf); free(wd); free(wq); free(wh);
+    assert_int_equal(us_synth_row(q, &scale, US_DTYPE_F32, 3, 1, 77, US_SYNTH_MAX_DIM + 1, &err), US_EINVAL);
     assert_int_equal(us_synth_row(q, &scale, US_DTYPE_F32, 3, 1, 77, 0, &err), US_EINVAL);
     assert_int_equal(us_synth_row(q, &scale, (us_dtype)9, 3, 1, 77, 4, &err), US_EINVAL);
 }

@@ -422,6 +422,62 @@ static void test_writer_errors_leave_target(void **state)
     assert_int_not_equal(stat(tpath("gone.npy"), &st), 0);
 }
 
+/* Random byte mutations of valid files (headers and lengths): open either
+ * succeeds with every tensor inside the file, or fails cleanly. Run under
+ * ASan by `make asan`, this is a small fuzz test of both parsers. */
+static void test_mutations_never_crash(void **state)
+{
+    (void)state;
+    us_err err;
+    float a[6] = { 1, 2, 3, 4, 5, 6 };
+    us_tensor_desc d[2] = {
+        { .name = "alpha", .dtype = US_DTYPE_F32, .ndim = 2, .shape = { 3, 1 }, .data = a },
+        { .name = "beta", .dtype = US_DTYPE_BF16, .ndim = 1, .shape = { 6 }, .data = a },
+    };
+    const char *src[2] = { tpath("fz.safetensors"), tpath("fz.npy") };
+    assert_int_equal(us_tf_write(src[0], US_TF_SAFETENSORS, d, 2, false, &err), US_OK);
+    assert_int_equal(us_tf_write(src[1], US_TF_NPY, d, 1, false, &err), US_OK);
+    uint64_t x = 0x9e3779b97f4a7c15ull;
+    int opened = 0, refused = 0;
+    for (int s = 0; s < 2; s++) {
+        size_t n;
+        uint8_t *full = read_raw(src[s], &n);
+        uint8_t *m = malloc(n);
+        for (int iter = 0; iter < 1500; iter++) {
+            memcpy(m, full, n);
+            int flips = 1 + iter % 3;
+            for (int k = 0; k < flips; k++) {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                size_t hdr = n - 24 + 1;            /* mutate the header part only */
+                size_t pos = (size_t)(x % hdr);
+                m[pos] = (uint8_t)(x >> 32);
+            }
+            const char *p = tpath("fz.bin");
+            write_raw(p, m, n);
+            us_tensor_file *f = NULL;
+            if (us_tf_open(p, &f, &err) == US_OK) {
+                opened++;
+                for (size_t i = 0; i < us_tf_count(f); i++) {
+                    const us_tensor_info *t = us_tf_tensor(f, i);
+                    assert_true(t->offset_bytes + t->nbytes <= n);
+                    uint8_t buf[64];
+                    if (t->nbytes <= sizeof buf)
+                        assert_int_equal(us_tf_read(f, t, buf, sizeof buf, &err), US_OK);
+                }
+                us_tf_close(f);
+            } else {
+                refused++;
+                assert_null(f);
+                assert_true(err.msg[0] != '\0');
+            }
+        }
+        free(m);
+        free(full);
+    }
+    assert_true(refused > 1000);     /* the mutations mostly break the headers */
+    (void)opened;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_every_truncation_rejected),
         cmocka_unit_test(test_truncated_after_open),
         cmocka_unit_test(test_writer_errors_leave_target),
+        cmocka_unit_test(test_mutations_never_crash),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

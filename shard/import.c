@@ -1,0 +1,308 @@
+/*
+ * import.c — parallel import of tensor files into a store (see import.h).
+ */
+#include "shard/import.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shard/durable.h"
+#include "shard/manifest.h"
+#include "shard/rowcodec.h"
+#include "shard/store.h"
+#include "shard/store_write.h"
+#include "shard/tensorfile.h"
+
+typedef struct import_ctx {
+    us_tensor_file       *file;
+    const us_tensor_info *tensor;
+    uint8_t              *in_buf;     /* one block of input rows */
+    size_t                in_bytes;
+    uint64_t              bytes_read;
+    /* progress (rank 0) */
+    bool     progress;
+    uint64_t blocks_done, blocks_total;
+    double   t0;
+    int      last_pct;
+} import_ctx;
+
+/* Agreement: every rank learns the lowest (most negative) status and the
+ * rank that has it; a rank that was fine reports who failed. */
+static int agree(MPI_Comm comm, int rc, us_err *err)
+{
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    struct { int rc, rank; } in = { rc, rank }, out;
+    if (MPI_Allreduce(&in, &out, 1, MPI_2INT, MPI_MINLOC, comm) != MPI_SUCCESS)
+        return us_err_set(err, US_EMPI, "import: MPI_Allreduce of the status failed");
+    if (out.rc != US_OK && rc == US_OK)
+        return us_err_set(err, out.rc, "import aborted: rank %d failed (see its message)",
+                          out.rank);
+    return out.rc;
+}
+
+static int fill_from_tensor(void *vctx, const us_table_layout *t, uint64_t block,
+                            uint8_t *slot, us_err *err)
+{
+    import_ctx *c = vctx;
+    uint64_t row0 = block << t->block_bits, rows = us_layout_block_rows(t, block);
+    /* same dtype: the stored rows are the file's bytes; read straight into the slot */
+    bool same = c->tensor->dtype == t->dtype;
+    int rc = us_tf_read_rows(c->file, c->tensor, row0, rows, same ? slot : c->in_buf,
+                             same ? t->block_slot_bytes : c->in_bytes, err);
+    if (rc != US_OK)
+        return rc;
+    c->bytes_read += rows * c->tensor->row_bytes;
+    if (!same) {
+        float *scales = t->dtype == US_DTYPE_INT8 ? (float *)(slot + t->scales_offset_bytes) : NULL;
+        rc = us_rows_encode(slot, scales, t->dtype, c->in_buf, c->tensor->dtype, rows, t->dim,
+                            row0, err);
+        if (rc != US_OK)
+            return us_err_prefix(err, "table '%s' from '%s'", t->name, us_tf_path(c->file));
+    }
+    if (c->progress) {
+        c->blocks_done++;
+        int pct = (int)(100 * c->blocks_done / (c->blocks_total ? c->blocks_total : 1));
+        if (pct >= c->last_pct + 10 || c->blocks_done == c->blocks_total) {
+            double dt = MPI_Wtime() - c->t0;
+            fprintf(stderr, "import: rank 0: %llu/%llu blocks (%d%%), %.1f MB read, %.2f s\n",
+                    (unsigned long long)c->blocks_done, (unsigned long long)c->blocks_total,
+                    pct, c->bytes_read / 1e6, dt);
+            c->last_pct = pct;
+        }
+    }
+    return US_OK;
+}
+
+/* Opens every input and builds the layouts; identical on every rank. */
+static int prepare(const us_import_opts *o, const us_import_table *tables, size_t n,
+                   us_tensor_file **files, const us_tensor_info **tensors, us_manifest *m,
+                   us_err *err)
+{
+    if (o->out_dir == NULL || o->out_dir[0] == '\0')
+        return us_err_set(err, US_EINVAL, "import: no output directory");
+    if (o->shards < 1 || o->shards > US_MAX_SHARDS)
+        return us_err_set(err, US_EINVAL, "import: shard count %u outside [1, %d]", o->shards,
+                          US_MAX_SHARDS);
+    if (n == 0)
+        return us_err_set(err, US_EINVAL, "import: no tables given");
+    int rc = us_manifest_alloc(m, o->shards, n, err);
+    if (rc != US_OK)
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        const us_import_table *it = &tables[i];
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(tables[j].name, it->name) == 0)
+                return us_err_set(err, US_EINVAL, "import: table name '%s' given twice",
+                                  it->name);
+        us_table_layout t = {
+            .table_id = (uint32_t)i, .name = it->name, .block_bits = o->block_bits,
+            .placement_seed = o->placement_seed, .dtype = o->dtype,
+        };
+        if (it->synthetic) {
+            t.synthetic = true;
+            t.synthetic_seed = o->synthetic_seed;
+            t.rows = it->rows;
+            t.dim = it->dim;
+            if (o->keep_dtype)
+                t.dtype = US_DTYPE_F32;
+        } else {
+            if ((rc = us_tf_open(it->path, &files[i], err)) != US_OK)
+                return us_err_prefix(err, "table '%s'", it->name);
+            if ((rc = us_tf_find(files[i], it->tensor, &tensors[i], err)) != US_OK)
+                return us_err_prefix(err, "table '%s'", it->name);
+            const us_tensor_info *ti = tensors[i];
+            if (ti->ndim != 2)
+                return us_err_set(err, US_EINVAL, "table '%s': tensor '%s' in '%s' has %d "
+                                  "dimensions; a table needs 2 (rows x dim)", it->name,
+                                  ti->name, it->path, ti->ndim);
+            if (ti->dtype == US_DTYPE_INT8)
+                return us_err_set(err, US_EINVAL, "table '%s': tensor '%s' in '%s' is int8 "
+                                  "without row scales; import f32/bf16/f16 and use "
+                                  "--dtype int8", it->name, ti->name, it->path);
+            if (ti->shape[1] == 0 || ti->shape[1] > US_MAX_DIM)
+                return us_err_set(err, US_EINVAL, "table '%s': tensor '%s' has dim %llu "
+                                  "outside [1, %u]", it->name, ti->name,
+                                  (unsigned long long)ti->shape[1], US_MAX_DIM);
+            t.rows = ti->shape[0];
+            t.dim = (uint32_t)ti->shape[1];
+            if (o->keep_dtype)
+                t.dtype = ti->dtype;
+        }
+        if ((rc = us_table_layout_init(&t, err)) != US_OK)
+            return us_err_prefix(err, "import");
+        if ((rc = us_manifest_set_table(m, i, &t, err)) != US_OK)
+            return rc;
+    }
+    return US_OK;
+}
+
+int us_import(MPI_Comm comm, const us_import_opts *o, const us_import_table *tables,
+              size_t n, us_import_stats *stats, us_err *err)
+{
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    double t0 = MPI_Wtime();
+    us_manifest m = {0};
+    us_tensor_file **files = calloc(n ? n : 1, sizeof *files);
+    const us_tensor_info **tensors = calloc(n ? n : 1, sizeof *tensors);
+    char stage[4096] = "";
+    bool staged = false;
+    uint64_t written = 0, blocks = 0;
+    import_ctx ctx = { .progress = o->progress && rank == 0, .t0 = t0, .last_pct = -10 };
+    int rc = files && tensors ? US_OK : us_err_set(err, US_ENOMEM, "import: out of memory");
+
+    us_durable_ignore_sigxfsz();   /* a file size limit is an error, not a kill */
+    if (rc == US_OK)
+        rc = prepare(o, tables, n, files, tensors, &m, err);
+    if ((rc = agree(comm, rc, err)) != US_OK)
+        goto done;
+
+    if (rank == 0)
+        rc = us_stage_begin(o->out_dir, stage, sizeof stage, err);
+    if ((rc = agree(comm, rc, err)) != US_OK)
+        goto done;
+    snprintf(stage, sizeof stage, "%s.partial", o->out_dir);
+    staged = true;
+
+    /* progress counts rank 0's own blocks */
+    for (size_t i = 0; i < n && ctx.progress; i++)
+        if (!m.tables[i].synthetic)
+            for (uint32_t s = (uint32_t)rank; s < m.shard_count; s += (uint32_t)size)
+                ctx.blocks_total += us_layout_shard_blocks(&m.tables[i], m.shard_count, s, NULL);
+
+    for (size_t i = 0; i < n && rc == US_OK; i++) {
+        const us_table_layout *t = &m.tables[i];
+        if (t->synthetic)
+            continue;
+        ctx.file = files[i];
+        ctx.tensor = tensors[i];
+        ctx.in_bytes = t->rows_per_block * tensors[i]->row_bytes;
+        ctx.in_buf = malloc(ctx.in_bytes ? ctx.in_bytes : 1);
+        if (ctx.in_buf == NULL) {
+            rc = us_err_set(err, US_ENOMEM, "import: table '%s': %zu bytes for one block",
+                            t->name, ctx.in_bytes);
+            break;
+        }
+        for (uint32_t s = (uint32_t)rank; s < m.shard_count && rc == US_OK; s += (uint32_t)size) {
+            uint64_t bytes = 0;
+            rc = us_shard_file_write(stage, t, m.shard_count, s, fill_from_tensor, &ctx,
+                                     m.block_crc[i], &bytes, err);
+            written += bytes;
+            blocks += t->block_slot_bytes ? bytes / t->block_slot_bytes : 0;
+        }
+        free(ctx.in_buf);
+        ctx.in_buf = NULL;
+    }
+    if ((rc = agree(comm, rc, err)) != US_OK)
+        goto done;
+
+    /* each block's CRC was set by exactly one rank; the others hold 0 */
+    for (size_t i = 0; i < n; i++) {
+        const us_table_layout *t = &m.tables[i];
+        if (t->synthetic)
+            continue;
+        for (uint64_t off = 0; off < t->n_blocks && rc == US_OK; off += 1u << 28) {
+            uint64_t cnt = t->n_blocks - off < (1u << 28) ? t->n_blocks - off : (1u << 28);
+            if (MPI_Allreduce(MPI_IN_PLACE, m.block_crc[i] + off, (int)cnt, MPI_UINT32_T,
+                              MPI_BOR, comm) != MPI_SUCCESS)
+                rc = us_err_set(err, US_EMPI, "import: combining block checksums failed");
+        }
+    }
+    if ((rc = agree(comm, rc, err)) != US_OK)
+        goto done;
+    if (rank == 0) {
+        rc = us_manifest_write(stage, &m, err);
+        if (rc == US_OK)
+            rc = us_stage_commit(stage, o->out_dir, err);
+    }
+    rc = agree(comm, rc, err);
+    if (rc == US_OK)
+        staged = false;
+done:
+    if (staged && rank == 0) {
+        MPI_Barrier(comm);   /* (collective above) every rank has closed its files */
+        us_stage_abort(stage);
+    } else if (staged) {
+        MPI_Barrier(comm);
+    }
+    if (stats) {
+        uint64_t local[3] = { ctx.bytes_read, written, blocks }, total[3] = { 0, 0, 0 };
+        double secs = MPI_Wtime() - t0, max_secs = secs;
+        MPI_Allreduce(local, total, 3, MPI_UINT64_T, MPI_SUM, comm);
+        MPI_Allreduce(&secs, &max_secs, 1, MPI_DOUBLE, MPI_MAX, comm);
+        *stats = (us_import_stats){ total[0], total[1], total[2], max_secs };
+    }
+    for (size_t i = 0; files && i < n; i++)
+        us_tf_close(files[i]);
+    free(files);
+    free(tensors);
+    us_manifest_free(&m);
+    return rc;
+}
+
+int us_import_compare(const us_store *store, size_t ti, const char *path, const char *tensor,
+                      uint64_t *rows_compared, us_err *err)
+{
+    const us_manifest *m = us_store_manifest(store);
+    *rows_compared = 0;
+    if (ti >= m->n_tables)
+        return us_err_set(err, US_ERANGE, "compare: table index %zu of %zu", ti, m->n_tables);
+    const us_table_layout *t = &m->tables[ti];
+    if (t->synthetic)
+        return us_err_set(err, US_EINVAL, "compare: table '%s' is synthetic", t->name);
+    us_tensor_file *f;
+    const us_tensor_info *info;
+    int rc = us_tf_open(path, &f, err);
+    if (rc != US_OK)
+        return rc;
+    if ((rc = us_tf_find(f, tensor, &info, err)) != US_OK)
+        goto done;
+    if (info->ndim != 2 || info->shape[0] != t->rows || info->shape[1] != t->dim) {
+        rc = us_err_set(err, US_EINVAL, "compare: tensor '%s' in '%s' is not %llu x %u like "
+                        "table '%s'", info->name, path, (unsigned long long)t->rows, t->dim,
+                        t->name);
+        goto done;
+    }
+    size_t in_bytes = t->rows_per_block * info->row_bytes;
+    uint8_t *in = malloc(in_bytes), *enc = NULL;
+    void *slot = NULL;
+    if (in == NULL || posix_memalign(&slot, US_SLOT_ALIGN, t->block_slot_bytes) != 0) {
+        free(in);
+        rc = us_err_set(err, US_ENOMEM, "compare: out of memory");
+        goto done;
+    }
+    enc = slot;
+    for (uint64_t b = 0; b < t->n_blocks && rc == US_OK; b++) {
+        const uint8_t *have = us_store_block(store, ti, b);
+        if (have == NULL)
+            continue;
+        uint64_t row0 = b << t->block_bits, rows = us_layout_block_rows(t, b);
+        if ((rc = us_tf_read_rows(f, info, row0, rows, in, in_bytes, err)) != US_OK)
+            break;
+        float *scales = t->dtype == US_DTYPE_INT8 ? (float *)(enc + t->scales_offset_bytes) : NULL;
+        if ((rc = us_rows_encode(enc, scales, t->dtype, in, info->dtype, rows, t->dim, row0,
+                                 err)) != US_OK)
+            break;
+        for (uint64_t r = 0; r < rows; r++) {
+            bool same = memcmp(enc + r * t->row_bytes, have + r * t->row_bytes, t->row_bytes) == 0;
+            if (same && scales)
+                same = memcmp(&scales[r], have + t->scales_offset_bytes + 4 * r, 4) == 0;
+            if (!same) {
+                rc = us_err_set(err, US_ECORRUPT, "table '%s' row %llu (block %llu) differs "
+                                "from tensor '%s' in '%s'", t->name,
+                                (unsigned long long)(row0 + r), (unsigned long long)b,
+                                info->name, path);
+                break;
+            }
+            (*rows_compared)++;
+        }
+    }
+    free(in);
+    free(slot);
+done:
+    us_tf_close(f);
+    return rc;
+}

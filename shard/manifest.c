@@ -1,0 +1,437 @@
+/*
+ * manifest.c — table layout math and manifest.pb encode/decode/validate
+ * (see manifest.h). The protobuf structs never leave this file: callers see
+ * us_manifest, so a schema change touches one place.
+ */
+#include "shard/manifest.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "proto/placement.h"
+#include "proto/ultrashard.pb-c.h"
+#include "shard/crc32c.h"
+#include "shard/durable.h"
+
+#define MANIFEST_MAX_BYTES (1ull << 30)
+#define CRC_FIELD_TAG 0x35   /* field 6, wire type 5 (fixed32) */
+
+static int us_err_set_code(us_err *err, int code)
+{
+    if (err)
+        err->code = code;
+    return code;
+}
+
+static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+int us_table_layout_init(us_table_layout *t, us_err *err)
+{
+    const char *nm = t->name ? t->name : "?";
+    if (t->name == NULL || t->name[0] == '\0' || strlen(t->name) > 200)
+        return us_err_set(err, US_EINVAL, "table %u: name must be 1..200 characters", t->table_id);
+    if (us_dtype_name(t->dtype) == NULL)
+        return us_err_set(err, US_EINVAL, "table '%s': unknown dtype %d", nm, (int)t->dtype);
+    if (t->dim == 0 || t->dim > US_MAX_DIM)
+        return us_err_set(err, US_EINVAL, "table '%s': dim %u outside [1, %u]", nm, t->dim,
+                          US_MAX_DIM);
+    if (t->block_bits > US_MAX_BLOCK_BITS)
+        return us_err_set(err, US_EINVAL, "table '%s': block_bits %u above %d", nm,
+                          t->block_bits, US_MAX_BLOCK_BITS);
+    if (t->rows == 0 || t->rows > (1ull << 50))
+        return us_err_set(err, US_EINVAL, "table '%s': rows %llu outside [1, 2^50]", nm,
+                          (unsigned long long)t->rows);
+    t->rows_per_block = 1ull << t->block_bits;
+    t->n_blocks = (t->rows + t->rows_per_block - 1) >> t->block_bits;
+    t->row_bytes = (size_t)t->dim * us_dtype_size(t->dtype);
+    uint64_t data = t->rows_per_block * t->row_bytes;
+    if (t->dtype == US_DTYPE_INT8) {
+        t->scales_offset_bytes = align_up(data, 64);
+        t->block_slot_bytes = align_up(t->scales_offset_bytes + t->rows_per_block * 4, US_SLOT_ALIGN);
+    } else {
+        t->scales_offset_bytes = 0;
+        t->block_slot_bytes = align_up(data, US_SLOT_ALIGN);
+    }
+    if (!t->synthetic && t->block_slot_bytes > (1ull << 32))
+        return us_err_set(err, US_EINVAL, "table '%s': block of %llu bytes is too large "
+                          "(lower block_bits)", nm, (unsigned long long)t->block_slot_bytes);
+    return US_OK;
+}
+
+uint64_t us_layout_block_rows(const us_table_layout *t, uint64_t block)
+{
+    uint64_t first = block << t->block_bits;
+    if (first >= t->rows)
+        return 0;
+    uint64_t left = t->rows - first;
+    return left < t->rows_per_block ? left : t->rows_per_block;
+}
+
+uint32_t us_layout_block_crc(const us_table_layout *t, const uint8_t *slot, uint64_t block)
+{
+    uint64_t rows = us_layout_block_rows(t, block);
+    uint32_t crc = us_crc32c(0, slot, rows * t->row_bytes);
+    if (t->dtype == US_DTYPE_INT8)
+        crc = us_crc32c(crc, slot + t->scales_offset_bytes, rows * 4);
+    return crc;
+}
+
+uint64_t us_layout_shard_blocks(const us_table_layout *t, uint32_t shard_count, uint32_t shard,
+                                uint64_t *ids)
+{
+    uint64_t n = 0;
+    for (uint64_t b = 0; b < t->n_blocks; b++)
+        if ((uint32_t)us_placement_shard(t->table_id, b, t->placement_seed, (int)shard_count) == shard) {
+            if (ids)
+                ids[n] = b;
+            n++;
+        }
+    return n;
+}
+
+void us_shard_file_name(char *buf, size_t cap, uint32_t table_id, uint32_t shard)
+{
+    snprintf(buf, cap, "table-%u.shard-%u.bin", table_id, shard);
+}
+
+int us_manifest_alloc(us_manifest *m, uint32_t shard_count, size_t n_tables, us_err *err)
+{
+    memset(m, 0, sizeof *m);
+    m->format_version = US_STORE_FORMAT_VERSION;
+    m->shard_count = shard_count;
+    m->n_tables = n_tables;
+    m->tables = calloc(n_tables ? n_tables : 1, sizeof *m->tables);
+    m->block_crc = calloc(n_tables ? n_tables : 1, sizeof *m->block_crc);
+    m->names = calloc(n_tables ? n_tables : 1, sizeof *m->names);
+    if (m->tables == NULL || m->block_crc == NULL || m->names == NULL) {
+        us_manifest_free(m);
+        return us_err_set(err, US_ENOMEM, "manifest: out of memory for %zu tables", n_tables);
+    }
+    return US_OK;
+}
+
+int us_manifest_set_table(us_manifest *m, size_t i, const us_table_layout *t, us_err *err)
+{
+    free(m->names[i]);
+    free(m->block_crc[i]);
+    m->block_crc[i] = NULL;
+    m->tables[i] = *t;
+    m->names[i] = strdup(t->name);
+    m->tables[i].name = m->names[i];
+    if (m->names[i] == NULL)
+        return us_err_set(err, US_ENOMEM, "manifest: out of memory");
+    if (!t->synthetic) {
+        m->block_crc[i] = calloc(t->n_blocks ? t->n_blocks : 1, sizeof(uint32_t));
+        if (m->block_crc[i] == NULL)
+            return us_err_set(err, US_ENOMEM, "manifest: out of memory for %llu block CRCs "
+                              "of table '%s'", (unsigned long long)t->n_blocks, t->name);
+    }
+    return US_OK;
+}
+
+void us_manifest_free(us_manifest *m)
+{
+    for (size_t i = 0; i < m->n_tables; i++) {
+        if (m->names)
+            free(m->names[i]);
+        if (m->block_crc)
+            free(m->block_crc[i]);
+    }
+    free(m->names);
+    free(m->block_crc);
+    free(m->tables);
+    memset(m, 0, sizeof *m);
+}
+
+int us_manifest_find(const us_manifest *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_tables; i++)
+        if (strcmp(m->tables[i].name, name) == 0)
+            return (int)i;
+    char *end;
+    unsigned long id = strtoul(name, &end, 10);
+    if (*name != '\0' && *end == '\0')
+        for (size_t i = 0; i < m->n_tables; i++)
+            if (m->tables[i].table_id == id)
+                return (int)i;
+    return -1;
+}
+
+/* ---------------------------------------------------------------- write */
+
+int us_manifest_write(const char *dir, const us_manifest *m, us_err *err)
+{
+    int rc = US_OK;
+    size_t nt = m->n_tables;
+    Ultrashard__StoreManifest sm = ULTRASHARD__STORE_MANIFEST__INIT;
+    Ultrashard__TableManifest *tms = calloc(nt ? nt : 1, sizeof *tms);
+    Ultrashard__TableManifest **tptr = calloc(nt ? nt : 1, sizeof *tptr);
+    Ultrashard__ShardFile *sfs = calloc((nt ? nt : 1) * m->shard_count, sizeof *sfs);
+    Ultrashard__ShardFile **sptr = calloc((nt ? nt : 1) * m->shard_count, sizeof *sptr);
+    char *names = calloc((nt ? nt : 1) * m->shard_count, 64);
+    uint64_t **ids = calloc((nt ? nt : 1) * m->shard_count, sizeof *ids);
+    uint8_t *buf = NULL;
+    if (!tms || !tptr || !sfs || !sptr || !names || !ids) {
+        rc = us_err_set(err, US_ENOMEM, "manifest of '%s': out of memory", dir);
+        goto done;
+    }
+    sm.version = 1;
+    sm.format_version = m->format_version;
+    sm.shard_count = m->shard_count;
+    sm.n_tables = nt;
+    sm.tables = tptr;
+    sm.created_by = (char *)"ultrashard";
+    for (size_t i = 0; i < nt; i++) {
+        const us_table_layout *t = &m->tables[i];
+        Ultrashard__TableManifest *tm = &tms[i];
+        ultrashard__table_manifest__init(tm);
+        tptr[i] = tm;
+        tm->version = 1;
+        tm->table_id = t->table_id;
+        tm->name = (char *)t->name;
+        tm->rows = t->rows;
+        tm->dim = t->dim;
+        tm->dtype = (Ultrashard__DType)t->dtype;
+        tm->block_bits = t->block_bits;
+        tm->shard_count = m->shard_count;
+        tm->placement_seed = t->placement_seed;
+        tm->placement = ULTRASHARD__PLACEMENT__PLACEMENT_ROW;
+        tm->synthetic = t->synthetic;
+        tm->synthetic_seed = t->synthetic_seed;
+        tm->block_slot_bytes = t->block_slot_bytes;
+        tm->scales_offset_bytes = t->scales_offset_bytes;
+        if (t->synthetic)
+            continue;
+        tm->n_block_crc32c = t->n_blocks;
+        tm->block_crc32c = m->block_crc[i];
+        tm->n_shard_files = m->shard_count;
+        tm->shard_files = &sptr[i * m->shard_count];
+        for (uint32_t s = 0; s < m->shard_count; s++) {
+            size_t k = i * m->shard_count + s;
+            Ultrashard__ShardFile *sf = &sfs[k];
+            ultrashard__shard_file__init(sf);
+            sptr[k] = sf;
+            uint64_t n = us_layout_shard_blocks(t, m->shard_count, s, NULL);
+            ids[k] = malloc((n ? n : 1) * sizeof(uint64_t));
+            if (ids[k] == NULL) {
+                rc = us_err_set(err, US_ENOMEM, "manifest of '%s': out of memory", dir);
+                goto done;
+            }
+            us_layout_shard_blocks(t, m->shard_count, s, ids[k]);
+            sf->shard = s;
+            us_shard_file_name(names + 64 * k, 64, t->table_id, s);
+            sf->file_name = names + 64 * k;
+            sf->file_bytes = n * t->block_slot_bytes;
+            sf->n_block_ids = n;
+            sf->block_ids = ids[k];
+        }
+    }
+    size_t len = ultrashard__store_manifest__get_packed_size(&sm);
+    buf = malloc(len + 5);
+    if (buf == NULL) {
+        rc = us_err_set(err, US_ENOMEM, "manifest of '%s': out of memory (%zu bytes)", dir, len);
+        goto done;
+    }
+    ultrashard__store_manifest__pack(&sm, buf);
+    uint32_t crc = us_crc32c(0, buf, len);
+    buf[len] = CRC_FIELD_TAG;
+    for (int b = 0; b < 4; b++)
+        buf[len + 1 + b] = (uint8_t)(crc >> (8 * b));
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, US_MANIFEST_FILE);
+    us_durable_file f;
+    if ((rc = us_durable_open(&f, path, true, err)) != US_OK)
+        goto done;
+    if ((rc = us_durable_write(&f, buf, len + 5, err)) != US_OK) {
+        us_durable_abort(&f);
+        goto done;
+    }
+    rc = us_durable_commit(&f, err);
+done:
+    for (size_t k = 0; ids && k < (nt ? nt : 1) * m->shard_count; k++)
+        free(ids[k]);
+    free(ids);
+    free(names);
+    free(sptr);
+    free(sfs);
+    free(tptr);
+    free(tms);
+    free(buf);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- read */
+
+static int check_table(const char *path, const us_manifest *m, size_t i,
+                       const Ultrashard__TableManifest *tm, us_err *err)
+{
+    const us_table_layout *t = &m->tables[i];
+    if (tm->shard_count != m->shard_count)
+        return us_err_set(err, US_ECORRUPT, "%s: table '%s': shard_count %u differs from the "
+                          "store's %u", path, t->name, tm->shard_count, m->shard_count);
+    if (tm->block_slot_bytes != t->block_slot_bytes ||
+        tm->scales_offset_bytes != t->scales_offset_bytes)
+        return us_err_set(err, US_ECORRUPT, "%s: table '%s': block slot %llu/%llu bytes, "
+                          "expected %llu/%llu for this layout", path, t->name,
+                          (unsigned long long)tm->block_slot_bytes,
+                          (unsigned long long)tm->scales_offset_bytes,
+                          (unsigned long long)t->block_slot_bytes,
+                          (unsigned long long)t->scales_offset_bytes);
+    if (tm->placement != ULTRASHARD__PLACEMENT__PLACEMENT_ROW)
+        return us_err_set(err, US_EUNSUPP, "%s: table '%s': only row placement is supported",
+                          path, t->name);
+    if (t->synthetic)
+        return US_OK;
+    if (tm->n_block_crc32c != t->n_blocks)
+        return us_err_set(err, US_ECORRUPT, "%s: table '%s': %zu block checksums for %llu "
+                          "blocks", path, t->name, tm->n_block_crc32c,
+                          (unsigned long long)t->n_blocks);
+    if (tm->n_shard_files != m->shard_count)
+        return us_err_set(err, US_ECORRUPT, "%s: table '%s': %zu shard files for %u shards",
+                          path, t->name, tm->n_shard_files, m->shard_count);
+    /* every block listed exactly once, in its placement's shard, ascending */
+    size_t *cursor = calloc(m->shard_count, sizeof *cursor);
+    const Ultrashard__ShardFile **byshard = calloc(m->shard_count, sizeof *byshard);
+    if (cursor == NULL || byshard == NULL) {
+        free(cursor);
+        free(byshard);
+        return us_err_set(err, US_ENOMEM, "%s: out of memory", path);
+    }
+    int rc = US_OK;
+    for (size_t k = 0; k < tm->n_shard_files && rc == US_OK; k++) {
+        const Ultrashard__ShardFile *sf = tm->shard_files[k];
+        char want[64];
+        if (sf->shard >= m->shard_count || byshard[sf->shard] != NULL) {
+            rc = us_err_set(err, US_ECORRUPT, "%s: table '%s': shard file entry %zu has bad "
+                            "or repeated shard %u", path, t->name, k, sf->shard);
+            break;
+        }
+        byshard[sf->shard] = sf;
+        us_shard_file_name(want, sizeof want, t->table_id, sf->shard);
+        if (strcmp(sf->file_name, want) != 0)
+            rc = us_err_set(err, US_ECORRUPT, "%s: table '%s': shard %u file is '%s', "
+                            "expected '%s'", path, t->name, sf->shard, sf->file_name, want);
+        else if (sf->file_bytes != sf->n_block_ids * t->block_slot_bytes)
+            rc = us_err_set(err, US_ECORRUPT, "%s: table '%s': shard %u: file_bytes %llu for "
+                            "%zu blocks", path, t->name, sf->shard,
+                            (unsigned long long)sf->file_bytes, sf->n_block_ids);
+    }
+    for (uint64_t b = 0; b < t->n_blocks && rc == US_OK; b++) {
+        uint32_t s = (uint32_t)us_placement_shard(t->table_id, b, t->placement_seed,
+                                                  (int)m->shard_count);
+        const Ultrashard__ShardFile *sf = byshard[s];
+        if (cursor[s] >= sf->n_block_ids || sf->block_ids[cursor[s]] != b)
+            rc = us_err_set(err, US_ECORRUPT, "%s: table '%s': block %llu is not listed where "
+                            "placement puts it (shard %u)", path, t->name,
+                            (unsigned long long)b, s);
+        cursor[s]++;
+    }
+    for (uint32_t s = 0; s < m->shard_count && rc == US_OK; s++)
+        if (cursor[s] != byshard[s]->n_block_ids)
+            rc = us_err_set(err, US_ECORRUPT, "%s: table '%s': shard %u lists %zu blocks, "
+                            "placement gives %zu", path, t->name, s,
+                            byshard[s]->n_block_ids, cursor[s]);
+    free(cursor);
+    free(byshard);
+    return rc;
+}
+
+int us_manifest_read(const char *dir, us_manifest *m, us_err *err)
+{
+    memset(m, 0, sizeof *m);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, US_MANIFEST_FILE);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        return us_err_set(err, e == ENOENT ? US_ENOTFOUND : US_EIO, "open '%s': %s%s", path,
+                          strerror(e), e == ENOENT ? " (not a store directory?)" : "");
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return us_err_set(err, US_EIO, "stat '%s': %s", path, strerror(errno));
+    }
+    uint64_t size = (uint64_t)st.st_size;
+    if (size < 5 || size > MANIFEST_MAX_BYTES) {
+        close(fd);
+        return us_err_set(err, US_ECORRUPT, "'%s': %llu bytes is not a valid manifest "
+                          "(truncated?)", path, (unsigned long long)size);
+    }
+    uint8_t *buf = malloc(size);
+    if (buf == NULL) {
+        close(fd);
+        return us_err_set(err, US_ENOMEM, "'%s': out of memory", path);
+    }
+    int rc = us_pread_all(fd, buf, size, 0, path, err);
+    close(fd);
+    if (rc != US_OK) {
+        free(buf);
+        return rc;
+    }
+    uint32_t want = (uint32_t)buf[size - 4] | (uint32_t)buf[size - 3] << 8 |
+                    (uint32_t)buf[size - 2] << 16 | (uint32_t)buf[size - 1] << 24;
+    if (buf[size - 5] != CRC_FIELD_TAG || us_crc32c(0, buf, size - 5) != want) {
+        free(buf);
+        return us_err_set(err, US_ECORRUPT, "'%s': checksum mismatch: the manifest is "
+                          "corrupt or truncated", path);
+    }
+    Ultrashard__StoreManifest *sm = ultrashard__store_manifest__unpack(NULL, size, buf);
+    free(buf);
+    if (sm == NULL)
+        return us_err_set(err, US_ECORRUPT, "'%s': not a valid StoreManifest protobuf", path);
+    if (sm->version > 1 || sm->format_version != US_STORE_FORMAT_VERSION) {
+        rc = us_err_set(err, US_EVERSION, "'%s': manifest version %u / store format %u; "
+                        "this build reads version 1 / format %d", path, sm->version,
+                        sm->format_version, US_STORE_FORMAT_VERSION);
+        goto done;
+    }
+    if (sm->shard_count == 0 || sm->shard_count > US_MAX_SHARDS) {
+        rc = us_err_set(err, US_ECORRUPT, "'%s': shard_count %u outside [1, %d]", path,
+                        sm->shard_count, US_MAX_SHARDS);
+        goto done;
+    }
+    if ((rc = us_manifest_alloc(m, sm->shard_count, sm->n_tables, err)) != US_OK)
+        goto done;
+    for (size_t i = 0; i < sm->n_tables && rc == US_OK; i++) {
+        const Ultrashard__TableManifest *tm = sm->tables[i];
+        us_table_layout t = {
+            .table_id = tm->table_id, .name = tm->name, .rows = tm->rows, .dim = tm->dim,
+            .dtype = (us_dtype)tm->dtype, .block_bits = tm->block_bits,
+            .placement_seed = tm->placement_seed, .synthetic = tm->synthetic,
+            .synthetic_seed = tm->synthetic_seed,
+        };
+        if (tm->version > 1) {
+            rc = us_err_set(err, US_EVERSION, "'%s': table '%s': version %u is newer than 1",
+                            path, tm->name, tm->version);
+            break;
+        }
+        if (us_table_layout_init(&t, err) != US_OK) {   /* bad fields: corrupt file */
+            us_err_prefix(err, "'%s'", path);
+            rc = us_err_set_code(err, US_ECORRUPT);
+            break;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (m->tables[j].table_id == t.table_id || strcmp(m->tables[j].name, t.name) == 0)
+                rc = us_err_set(err, US_ECORRUPT, "'%s': table '%s' (id %u) appears twice",
+                                path, t.name, t.table_id);
+        if (rc != US_OK)
+            break;
+        if ((rc = us_manifest_set_table(m, i, &t, err)) != US_OK)
+            break;
+        if ((rc = check_table(path, m, i, tm, err)) != US_OK)
+            break;
+        if (!t.synthetic)
+            memcpy(m->block_crc[i], tm->block_crc32c, t.n_blocks * sizeof(uint32_t));
+    }
+    if (rc != US_OK)
+        us_manifest_free(m);
+done:
+    ultrashard__store_manifest__free_unpacked(sm, NULL);
+    return rc;
+}

@@ -1,0 +1,105 @@
+/* store_write.c — staged store directories and crash-safe shard files (see store_write.h). */
+#include "shard/store_write.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "shard/durable.h"
+
+int us_shard_file_write(const char *dir, const us_table_layout *t, uint32_t shard_count,
+                        uint32_t shard, us_block_fill_fn fill, void *ctx,
+                        uint32_t *block_crc, uint64_t *bytes_out, us_err *err)
+{
+    char name[64], path[4096];
+    us_shard_file_name(name, sizeof name, t->table_id, shard);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    uint64_t n = us_layout_shard_blocks(t, shard_count, shard, NULL);
+    uint64_t *ids = malloc((n ? n : 1) * sizeof *ids);
+    void *slot = NULL;
+    if (ids == NULL || posix_memalign(&slot, US_SLOT_ALIGN, t->block_slot_bytes) != 0) {
+        free(ids);
+        return us_err_set(err, US_ENOMEM, "table '%s' shard %u: out of memory", t->name, shard);
+    }
+    us_layout_shard_blocks(t, shard_count, shard, ids);
+    us_durable_file f;
+    int rc = us_durable_open(&f, path, false, err);
+    for (uint64_t k = 0; k < n && rc == US_OK; k++) {
+        memset(slot, 0, t->block_slot_bytes);
+        if ((rc = fill(ctx, t, ids[k], slot, err)) != US_OK)
+            break;
+        block_crc[ids[k]] = us_layout_block_crc(t, slot, ids[k]);
+        rc = us_durable_write(&f, slot, t->block_slot_bytes, err);
+    }
+    if (rc == US_OK)
+        rc = us_durable_commit(&f, err);
+    else if (f.tmp_path != NULL || f.fd >= 0)
+        us_durable_abort(&f);
+    if (rc == US_OK && bytes_out)
+        *bytes_out = n * t->block_slot_bytes;
+    free(slot);
+    free(ids);
+    if (rc != US_OK)
+        return us_err_prefix(err, "table '%s' shard %u", t->name, shard);
+    return US_OK;
+}
+
+int us_stage_begin(const char *dir, char *stage_out, size_t cap, us_err *err)
+{
+    struct stat st;
+    if (stat(dir, &st) == 0)
+        return us_err_set(err, US_EEXIST, "'%s' already exists; a store is never overwritten "
+                          "(choose a new directory or remove it)", dir);
+    if ((size_t)snprintf(stage_out, cap, "%s.partial", dir) >= cap)
+        return us_err_set(err, US_EINVAL, "store path '%s' is too long", dir);
+    if (stat(stage_out, &st) == 0)
+        us_stage_abort(stage_out);          /* left over by a crashed run */
+    if (mkdir(stage_out, 0755) != 0)
+        return us_err_set(err, US_EIO, "mkdir '%s': %s", stage_out, strerror(errno));
+    return US_OK;
+}
+
+int us_stage_commit(const char *stage, const char *dir, us_err *err)
+{
+    int rc = us_fsync_dir(stage, err);
+    if (rc != US_OK)
+        return rc;
+    struct stat st;
+    if (stat(dir, &st) == 0)
+        return us_err_set(err, US_EEXIST, "'%s' appeared while the store was built; the new "
+                          "store stays in '%s'", dir, stage);
+    if (rename(stage, dir) != 0)
+        return us_err_set(err, US_EIO, "rename '%s' to '%s': %s", stage, dir, strerror(errno));
+    return us_fsync_parent_dir(dir, err);
+}
+
+/* Names a store writes: the manifest, shard files, and their temp files
+ * ("table-0.shard-1.bin.tmp.PID" also matches the pattern). */
+static bool store_file_name(const char *n)
+{
+    unsigned a, b;
+    char tail[8];
+    return strcmp(n, "manifest.pb") == 0 || strncmp(n, "manifest.pb.tmp.", 16) == 0 ||
+           sscanf(n, "table-%u.shard-%u.bi%1s", &a, &b, tail) == 3;
+}
+
+void us_stage_abort(const char *stage)
+{
+    DIR *d = opendir(stage);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    char path[4096];
+    while ((e = readdir(d)) != NULL) {
+        if (!store_file_name(e->d_name))
+            continue;       /* never delete what we did not write */
+        snprintf(path, sizeof path, "%s/%s", stage, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+    rmdir(stage);           /* fails (harmlessly) if foreign files remain */
+}

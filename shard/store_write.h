@@ -1,0 +1,44 @@
+/*
+ * store_write.h — building a store directory: staged directory, shard files.
+ *
+ * A new store is written into "<dir>.partial" (the stage) and becomes <dir>
+ * with one rename when every file and the manifest are durable:
+ *     us_stage_begin      refuse an existing <dir>; clear a stale stage left
+ *                         by a crash; mkdir the stage
+ *     us_shard_file_write one (table, shard) file, crash-safe, CRC per block
+ *     us_manifest_write   into the stage (manifest.h)
+ *     us_stage_commit     fsync stage, rename to <dir>, fsync the parent
+ *     us_stage_abort      on any error: remove the stage
+ * Under MPI, rank 0 does begin/commit/abort and every rank writes the
+ * shard files it owns in between (see import.h).
+ */
+#ifndef US_STORE_WRITE_H
+#define US_STORE_WRITE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/us_status.h"
+#include "shard/manifest.h"
+
+/* Fills the zeroed slot of block `block` (block_slot_bytes) with its rows
+ * and, for int8, their scales at scales_offset_bytes. */
+typedef int (*us_block_fill_fn)(void *ctx, const us_table_layout *t, uint64_t block,
+                                uint8_t *slot, us_err *err);
+
+/* Writes DIR/table-<id>.shard-<shard>.bin with every block placement gives
+ * to `shard`, in ascending order, and stores each block's CRC in
+ * block_crc[block] (other entries untouched). Crash-safe; on error the
+ * file does not exist. *bytes_out (optional) gets the file size. */
+int us_shard_file_write(const char *dir, const us_table_layout *t, uint32_t shard_count,
+                        uint32_t shard, us_block_fill_fn fill, void *ctx,
+                        uint32_t *block_crc, uint64_t *bytes_out, us_err *err);
+
+/* stage_out (cap >= strlen(dir) + 16) receives "<dir>.partial". US_EEXIST if
+ * <dir> exists (a store is never overwritten). */
+int us_stage_begin(const char *dir, char *stage_out, size_t cap, us_err *err);
+int us_stage_commit(const char *stage, const char *dir, us_err *err);
+/* Removes the stage's files (only names a store writes) and the stage. */
+void us_stage_abort(const char *stage);
+
+#endif

@@ -365,9 +365,9 @@ int main(int argc, char **argv)
     if (strcmp(part, "all") == 0 || strcmp(part, "score") == 0) {
     fprintf(stderr, "== product-key scoring (H=4, d=256, n_keys=1024 per side, k'=32, k=32)\n");
     for (int threads = 1; threads <= 2; threads++) {
-        if (bench_score(US_PK_SUM, 256, threads, reps + 2, "pkm") != US_OK ||
-            bench_score(US_PK_TUCKER, 256, threads, reps + 2, "tdqkr") != US_OK ||
-            bench_score(US_PK_TUCKER, 32, threads, reps + 2, "tdqkr") != US_OK)
+        if (bench_score(US_PK_SUM, 256, threads, 3 * reps, "pkm") != US_OK ||
+            bench_score(US_PK_TUCKER, 256, threads, 3 * reps, "tdqkr") != US_OK ||
+            bench_score(US_PK_TUCKER, 32, threads, 3 * reps, "tdqkr") != US_OK)
             return 1;
     }
     }

@@ -8,10 +8,11 @@
  * keeps OpenBLAS's and OpenMP's thread pools from alternating per head.
  *
  * The combination code is shared by the fast path and the reference; they
- * differ in phase (1) (BLAS vs plain loops) and in the top-k used (heap vs
- * full sort), which are the parts worth testing against each other. The
- * independent check of the combination itself is the numpy reference
- * (tests/ref/kernels_ref.py) and the brute-force exactness test of PKM.
+ * differ in phase (1) (BLAS vs plain loops) and in the top-k used (filtered
+ * insertion vs full sort), which are the parts worth testing against each
+ * other. The independent check of the combination itself is the numpy
+ * reference (tests/ref/kernels_ref.py) and the brute-force exactness test of
+ * PKM.
  */
 #include "kernels/score.h"
 

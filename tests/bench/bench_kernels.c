@@ -9,7 +9,7 @@
  *            to the plain gather of the same rows
  *   score  : us_pk_score GFLOP/s (sgemm flops) vs the bare sgemm calls of the
  *            same shapes
- *   topk   : ns per scored element, heap path vs the full-sort reference
+ *   topk   : ns per scored element, fast path vs the full-sort reference
  *
  * Output: one JSON object per line on stdout; a human table on stderr.
  * Usage: bench_kernels [--table-mib N] [--quick]

@@ -1,4 +1,4 @@
-/* test_topk.c — heap top-k vs full-sort reference: random sizes, heavy ties,
+/* test_topk.c — fast top-k (AVX2 filter + sorted insertion) vs full-sort reference: random sizes, heavy ties,
  * NaN/Inf/-0, k = 1 and k = n, batched rows, a hand-checked example, errors. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -84,7 +84,7 @@ static void test_random_vs_ref(void **state)
                 compare_one(s, n, ks[b]);
         }
     /* the largest supported shape: n = 65,536, k = 256; ascending input makes
-     * every element enter the heap (worst case for the fast path) */
+     * every element enter the kept list (worst case for the fast path) */
     for (size_t i = 0; i < 65536; i++)
         s[i] = random_score(0);
     compare_one(s, 65536, 256);

@@ -388,6 +388,22 @@ static int thread_count(int n_threads, size_t work_items)
     return nt < 1 ? 1 : nt;
 }
 
+/* The OpenMP default (n_threads <= 0) is capped so that each thread reads
+ * at least US_GATHER_MIN_BYTES_PER_THREAD of rows: waking a team costs
+ * microseconds on a quiet machine and a scheduler tick (milliseconds) on an
+ * oversubscribed one, more than a small call's whole work. An explicit
+ * n_threads is honoured as given. */
+static int default_threads_cap(int n_threads, size_t n_rows_read, size_t row_bytes)
+{
+    if (n_threads > 0)
+        return n_threads;
+    size_t fit = n_rows_read * row_bytes / US_GATHER_MIN_BYTES_PER_THREAD;
+    int nt = omp_get_max_threads();
+    if ((size_t)nt > fit)
+        nt = fit < 1 ? 1 : (int)fit;
+    return nt;
+}
+
 /* ---- public entry points ------------------------------------------------ */
 
 int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
@@ -401,6 +417,7 @@ int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
     int prefetch = opts ? opts->prefetch : US_GATHER_PREFETCH;
     int fast = !(opts && opts->force_portable) && have_avx2();
     size_t dim = v->dim;
+    n_threads = default_threads_cap(n_threads, n_tokens * k, dim * us_dtype_size(v->dtype));
     /* Fewer tokens than threads (decoding: one token, many pairs): split
      * the columns instead, in whole 64-column tiles. Each column still adds
      * its pairs in order, so results do not change. */
@@ -494,7 +511,7 @@ int us_gather_copy(void *out, float *out_scales, const us_rows_view *v,
         return rc;
     size_t row_bytes = (size_t)v->dim * us_dtype_size(v->dtype);
     int int8 = v->dtype == US_DTYPE_INT8 && out_scales != NULL;
-    int nt = thread_count(n_threads, n / 64 + 1);
+    int nt = thread_count(default_threads_cap(n_threads, n, row_bytes), n / 64 + 1);
     uint8_t *dst = out;
     #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (size_t i = 0; i < n; i++) {

@@ -356,6 +356,39 @@ int main(int argc, char **argv)
             }
         }
     }
+    /* decoding shape: one token with 128 pairs (4 heads x 32) per call; with
+     * two threads the columns are split. Baseline: the same call, 1 thread. */
+    fprintf(stderr, "== one token x 128 pairs per call (decode): 2 threads vs 1\n");
+    for (size_t si = 1; si <= 2; si++) {
+        size_t rb = row_sizes[si], calls = read_target / rb / 128;
+        static const us_dtype decode_dtypes[] = { US_DTYPE_F32, US_DTYPE_BF16 };
+        for (size_t d = 0; d < 2; d++) {
+            us_rows_view v;
+            make_view(&v, &g, decode_dtypes[d], rb);
+            for (size_t i = 0; i < calls * 128; i++)
+                rows[i] = rng_next() % v.rows;
+            double best[3] = { INFINITY, INFINITY, INFINITY };
+            for (int rep = 0; rep < reps; rep++)
+                for (int threads = 1; threads <= 2; threads++) {
+                    double t0 = now_s();
+                    for (size_t c = 0; c < calls; c++)
+                        if (us_gather_sum(sum_buf, &v, rows + c * 128, weights + c * 128, 1, 128,
+                                          threads, NULL) != US_OK)
+                            return 1;
+                    double dt = now_s() - t0;
+                    if (dt < best[threads]) best[threads] = dt;
+                }
+            double bytes = (double)calls * 128 * rb;
+            printf("{\"bench\":\"kernels\",\"kernel\":\"gather_sum_decode\",\"dtype\":\"%s\","
+                   "\"row_bytes\":%zu,\"tokens\":1,\"k\":128,\"threads\":2,\"gbps\":%.3f,"
+                   "\"baseline\":\"same_1_thread\",\"baseline_gbps\":%.3f,\"ratio\":%.3f,"
+                   "\"loadavg\":%.2f}\n", us_dtype_name(decode_dtypes[d]), rb,
+                   bytes / best[2] * 1e-9, bytes / best[1] * 1e-9, best[1] / best[2], loadavg());
+            fprintf(stderr, "%-5s %6zu B rows: 1 thread %6.2f GB/s, 2 threads %6.2f (x%.2f)\n",
+                    us_dtype_name(decode_dtypes[d]), rb, bytes / best[1] * 1e-9,
+                    bytes / best[2] * 1e-9, best[1] / best[2]);
+        }
+    }
     free(rows); free(weights); free(copy_buf); free(sum_buf);
     rss_gather = max_rss_mib();
     free(g.table); free(g.blocks); free(g.scales); free(g.scale_store);

@@ -270,7 +270,15 @@ int us_topk_rows(uint32_t *out_idx, float *out_val, const float *scores, size_t 
     if (ld < n)
         return us_err_set(err, US_EINVAL, "top-k rows: ld %zu < n %zu", ld, n);
     int avx2 = have_avx2();
-    int nt = n_threads > 0 ? n_threads : omp_get_max_threads();
+    int nt = n_threads;
+    if (nt <= 0) {
+        /* the default: at least 64 Ki scores per thread (a team costs more
+         * than a few small rows); an explicit n_threads is honoured */
+        size_t fit = n_rows * n / (64 * 1024);
+        nt = omp_get_max_threads();
+        if ((size_t)nt > fit)
+            nt = fit < 1 ? 1 : (int)fit;
+    }
     if ((size_t)nt > n_rows)
         nt = (int)n_rows;
     #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)

@@ -38,8 +38,8 @@ int us_topk(uint32_t *out_idx, float *out_val, const float *scores, size_t n, si
             us_err *err);
 
 /* Batched: row r of scores is scores + r*ld (ld >= n), its result goes to
- * out_idx + r*k and out_val + r*k. Parallel over rows (n_threads <= 0: OpenMP
- * default). */
+ * out_idx + r*k and out_val + r*k. Parallel over rows: n_threads as given,
+ * or (<= 0) the OpenMP default reduced to one thread per 64 Ki scores. */
 int us_topk_rows(uint32_t *out_idx, float *out_val, const float *scores, size_t n_rows,
                  size_t n, size_t ld, size_t k, int n_threads, us_err *err);
 

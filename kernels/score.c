@@ -282,20 +282,20 @@ static int combine(const ctx *c, int tok, int h, const scratch *x)
             for (size_t j = 0; j < nc; j++)
                 pre_col[j] = t[0] * sc[j] + t[1] * c1[j];
         } else {
-        #pragma omp simd
-        for (size_t i = 0; i < nr; i++) {
-            float acc = u[0] * sr[i];
-            for (size_t a = 1; a < r; a++)
-                acc += u[a] * sr[a * nr + i];
-            pre_row[i] = acc;
-        }
-        #pragma omp simd
-        for (size_t j = 0; j < nc; j++) {
-            float acc = t[0] * sc[j];
-            for (size_t b = 1; b < r; b++)
-                acc += t[b] * sc[b * nc + j];
-            pre_col[j] = acc;
-        }
+            #pragma omp simd
+            for (size_t i = 0; i < nr; i++) {
+                float acc = u[0] * sr[i];
+                for (size_t a = 1; a < r; a++)
+                    acc += u[a] * sr[a * nr + i];
+                pre_row[i] = acc;
+            }
+            #pragma omp simd
+            for (size_t j = 0; j < nc; j++) {
+                float acc = t[0] * sc[j];
+                for (size_t b = 1; b < r; b++)
+                    acc += t[b] * sc[b * nc + j];
+                pre_col[j] = acc;
+            }
         }
         pre_r = x->pre_row;
         pre_c = x->pre_col;

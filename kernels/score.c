@@ -308,11 +308,15 @@ static int combine(const ctx *c, int tok, int h, const scratch *x)
     sort_by_index(x->top_col, kp, nc);
 
     if (s->mode == US_PK_SUM) {
+        float *col_val = x->col_sel;     /* the k' column scores, gathered once */
+        for (size_t b = 0; b < kp; b++)
+            col_val[b] = sc[x->top_col[b]];
         for (size_t a = 0; a < kp; a++) {
             float vr = sr[x->top_row[a]];
             float *g = x->grid + a * kp;
+            #pragma omp simd
             for (size_t b = 0; b < kp; b++)
-                g[b] = vr + sc[x->top_col[b]];
+                g[b] = vr + col_val[b];
         }
     } else {
         /* p_row[a'][b] = sum_a S_row[a, i_a'] C[a, b];  col_sel[b][b'] = S_col[b, j_b'] */

@@ -148,15 +148,15 @@ AVX2_TARGET static uint32_t kth_largest_key(const uint32_t *keys, size_t n, size
 }
 
 /*
- * Filter then select. Split the scores into nb >= k blocks (up to 4k blocks
- * of at least 8) and take the largest number of each block: these are nb
+ * Filter then select. Split the scores into nb >= k groups (up to 4k groups
+ * of at least 8) and take the largest number of each group: these are nb
  * distinct elements, so at least k numbers are >= t0 = the k-th largest
- * block maximum, i.e. t0 is a lower bound of the k-th best score. Only
+ * group maximum, i.e. t0 is a lower bound of the k-th best score. Only
  * scores >= t0 can be in the result; they are offered in index order, which
- * gives exactly the result of the full scan (ties and all). With 4k blocks
- * typically 1.5k candidates remain (k blocks: ~3.5k), so the cost is two
+ * gives exactly the result of the full scan (ties and all). With 4k groups
+ * typically 1.5k candidates remain (k groups: ~3.5k), so the cost is two
  * vector passes plus a few insertions. Returns 0 (caller falls back to the
- * full scan) when the bound is useless (t0 = -Inf, e.g. blocks full of NaN).
+ * full scan) when the bound is useless (t0 = -Inf, e.g. groups full of NaN).
  */
 AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *scores, size_t n)
 {
@@ -166,21 +166,28 @@ AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *sco
     nb = nb / 8 * 8;                     /* whole vectors for kth_largest_key */
     if (nb < k)
         return 0;
-    size_t bs = n / nb / 8 * 8;
+    /* Group g = the scores at g, g + nb, g + 2 nb, ... (any nb disjoint groups
+     * give the bound), so the maxima are vertical vector maxes over rows of
+     * nb scores, with no horizontal reduction per group. */
+    size_t rows = n / nb;
     const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
-    uint32_t maxima[4 * US_TOPK_MAX_K];
-    for (size_t b = 0; b < nb; b++) {
-        const float *p = scores + b * bs;
-        __m256 mx = neg_inf;
-        for (size_t i = 0; i < bs; i += 8) {
-            __m256 v = _mm256_loadu_ps(p + i);
-            v = _mm256_blendv_ps(v, neg_inf, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));  /* NaN */
-            mx = _mm256_max_ps(mx, v);
+    __m256 mx[4 * US_TOPK_MAX_K / 8];
+    for (size_t v = 0; v < nb / 8; v++)
+        mx[v] = neg_inf;
+    for (size_t r = 0; r < rows; r++) {
+        const float *p = scores + r * nb;
+        for (size_t v = 0; v < nb / 8; v++) {
+            __m256 x = _mm256_loadu_ps(p + 8 * v);
+            x = _mm256_blendv_ps(x, neg_inf, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));  /* NaN */
+            mx[v] = _mm256_max_ps(mx[v], x);
         }
-        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
-        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-        m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-        maxima[b] = order_key(_mm_cvtss_f32(m4));
+    }
+    uint32_t maxima[4 * US_TOPK_MAX_K];
+    for (size_t v = 0; v < nb / 8; v++) {
+        float lanes[8];
+        _mm256_storeu_ps(lanes, mx[v]);
+        for (int l = 0; l < 8; l++)
+            maxima[8 * v + (size_t)l] = order_key(lanes[l]);
     }
     /* -0.0 and +0.0 have different keys but compare equal: the filter below
      * uses >= on floats, so a -0.0 bound also admits +0.0 (harmless) */

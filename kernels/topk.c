@@ -158,6 +158,8 @@ AVX2_TARGET static uint32_t kth_largest_key(const uint32_t *keys, size_t n, size
  * vector passes plus a few insertions. Returns 0 (caller falls back to the
  * full scan) when the bound is useless (t0 = -Inf, e.g. groups full of NaN).
  */
+#define CAND_CAP (4 * US_TOPK_MAX_K + 64)
+
 AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *scores, size_t n)
 {
     size_t nb = 4 * k;
@@ -194,25 +196,64 @@ AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *sco
     float t0 = key_value(kth_largest_key(maxima, nb, k));
     if (!(t0 > -__builtin_inff()))       /* -Inf, or NaN from a truncated key */
         return 0;
-    size_t m = 0, i = 0;
+    /* Collect the candidates (index order); too many: the bound was weak,
+     * take the full scan instead. */
+    float cand_val[CAND_CAP + 8];
+    uint32_t cand_idx[CAND_CAP];
+    size_t c = 0, i = 0, cap = 4 * k + 64 < CAND_CAP ? 4 * k + 64 : CAND_CAP;
     __m256 tv = _mm256_set1_ps(t0);
     for (; i + 8 <= n; i += 8) {
         unsigned mask = (unsigned)_mm256_movemask_ps(
             _mm256_cmp_ps(_mm256_loadu_ps(scores + i), tv, _CMP_GE_OQ));
+        if (mask == 0)
+            continue;
+        if (c + 8 > cap)
+            return 0;
         while (mask) {
             unsigned j = (unsigned)__builtin_ctz(mask);
-            offer_number(top, &m, k, scores[i + j], (uint32_t)(i + j));
+            cand_val[c] = scores[i + j];
+            cand_idx[c++] = (uint32_t)(i + j);
             mask &= mask - 1;
         }
     }
     for (; i < n; i++)
-        if (scores[i] >= t0)
-            offer_number(top, &m, k, scores[i], (uint32_t)i);
-    /* m == k: at least k scores are >= t0, so the k-th best is >= t0 and
-     * every result element (ties included) was offered: exact for ANY t0.
-     * m < k cannot happen with the bound above; if it did, the caller's full
-     * scan would still be exact. Correctness never rests on the bound. */
-    return m == k;
+        if (scores[i] >= t0) {
+            if (c + 1 > cap)
+                return 0;
+            cand_val[c] = scores[i];
+            cand_idx[c++] = (uint32_t)i;
+        }
+    /* c >= k: at least k scores are >= t0, so the k-th best is >= t0 and
+     * every result element (ties included) is a candidate: exact for ANY
+     * t0. c < k cannot happen with the bound above; if it did, the caller's
+     * full scan would still be exact. Correctness never rests on the bound. */
+    if (c < k)
+        return 0;
+    /* Rank of each candidate = how many candidates come before it (higher
+     * score, or equal score and lower index = earlier position): branch-free
+     * counting, 8 at a time; the ranks are distinct, so rank < k places it. */
+    for (size_t p = c; p < c + 8; p++)
+        cand_val[p] = __builtin_nanf("");       /* padding never compares true */
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (size_t a = 0; a < c; a++) {
+        __m256 va = _mm256_set1_ps(cand_val[a]);
+        __m256i pa = _mm256_set1_epi32((int)a);
+        unsigned rank = 0;
+        for (size_t b = 0; b < c; b += 8) {
+            __m256 vb = _mm256_loadu_ps(cand_val + b);
+            __m256 earlier = _mm256_castsi256_ps(
+                _mm256_cmpgt_epi32(pa, _mm256_add_epi32(_mm256_set1_epi32((int)b), lane)));
+            __m256 before = _mm256_or_ps(_mm256_cmp_ps(vb, va, _CMP_GT_OQ),
+                                         _mm256_and_ps(_mm256_cmp_ps(vb, va, _CMP_EQ_OQ),
+                                                       earlier));
+            rank += (unsigned)__builtin_popcount((unsigned)_mm256_movemask_ps(before));
+        }
+        if (rank < k) {
+            top[rank].val = cand_val[a];
+            top[rank].idx = cand_idx[a];
+        }
+    }
+    return 1;
 }
 
 static int have_avx2(void)

@@ -262,10 +262,13 @@ AVX2_TARGET static void fold_rows_avx2(float *acc, const uint8_t *const *src, co
     }
 }
 
-/* Up to CHUNK_PAIRS pairs of one token with zero weights dropped, row
- * pointers and (int8) scaled weights resolved. */
+/* Up to CHUNK_PAIRS pairs of one token with zero weights dropped and row
+ * pointers resolved. int8: the scale addresses are kept and prefetched when
+ * the chunk is resolved (one chunk ahead); apply_scales() multiplies them in
+ * just before the fold, when they are in cache. */
 typedef struct chunk {
     const uint8_t *src[CHUNK_PAIRS];
+    const float   *scale[CHUNK_PAIRS];
     float          w[CHUNK_PAIRS];
     uint8_t        group[CHUNK_PAIRS];
     size_t         n;
@@ -280,8 +283,12 @@ static void resolve_chunk(chunk *ch, const us_rows_view *v, const uint64_t *rows
         float wi = weights[p];
         if (wi == 0.0f)
             continue;
-        if (v->dtype == US_DTYPE_INT8)
-            wi *= us_rows_view_scale(v, rows[p]);
+        if (v->dtype == US_DTYPE_INT8) {
+            uint64_t row = rows[p];
+            ch->scale[n] = &v->block_scales[row >> v->block_bits]
+                                           [row & ((1ull << v->block_bits) - 1)];
+            __builtin_prefetch(ch->scale[n], 0, 3);
+        }
         ch->src[n] = us_rows_view_row(v, rows[p]) + byte_offset;
         ch->w[n] = wi;
         ch->group[n] = group ? group[p] : 0;
@@ -363,9 +370,13 @@ static void sum_tokens_avx2(float *out, const us_rows_view *v, const uint64_t *r
         if (i0 == 0)
             for (int g = 0; g < n_groups; g++)
                 memset(out_tok + (size_t)g * dim, 0, width * sizeof *out_tok);
-        if (k > 0 && cur->n > 0)
+        if (k > 0 && cur->n > 0) {
+            if (v->dtype == US_DTYPE_INT8)      /* w = weight * scale, as the reference */
+                for (size_t j = 0; j < cur->n; j++)
+                    cur->w[j] *= *cur->scale[j];
             fold_chunk(out_tok, cur, has_next && prefetch ? next : NULL, dim, width,
                        v->dtype, n_groups);
+        }
         chunk *swap = cur;
         cur = next;
         next = swap;

@@ -131,6 +131,7 @@ static int time_gather(gather_times *best, const us_rows_view *v, const uint64_t
 {
     size_t batch_pairs = (size_t)BATCH_TOKENS * K_PER_TOKEN;
     us_gather_opts pf = { .prefetch = 1 }, nopf = { .prefetch = 0 };
+    float scale_buf[BATCH_TOKENS * K_PER_TOKEN];   /* int8 rows are copied with their scales */
     us_err err = { 0 };
     best->copy = best->sum = best->sum_nopf = INFINITY;
     for (int rep = 0; rep < reps; rep++) {
@@ -139,7 +140,8 @@ static int time_gather(gather_times *best, const us_rows_view *v, const uint64_t
             for (size_t p = 0; p + batch_pairs <= n_pairs; p += batch_pairs) {
                 int rc;
                 if (variant == 0)
-                    rc = us_gather_copy(copy_buf, NULL, v, rows + p, batch_pairs, threads, &err);
+                    rc = us_gather_copy(copy_buf, v->dtype == US_DTYPE_INT8 ? scale_buf : NULL,
+                                        v, rows + p, batch_pairs, threads, &err);
                 else
                     rc = us_gather_sum_opts(sum_buf, v, rows + p, weights + p, NULL,
                                             BATCH_TOKENS, K_PER_TOKEN, 1, threads,

@@ -190,6 +190,7 @@ static void test_pkm_exact_and_vs_ref(void **state)
         shape(US_PK_SUM, 3, 3, 13, 17, 23, 1, 1, 5, 4),     /* odd sizes, n_rows != n_cols */
         shape(US_PK_SUM, 1, 1, 1, 4, 4, 1, 1, 4, 16),       /* k = k'^2 = N, d = 1 */
         shape(US_PK_SUM, 2, 1, 8, 9, 9, 1, 1, 1, 1),        /* k' = k = 1 */
+        shape(US_PK_SUM, 2, 1, 4, 17000, 9, 1, 1, 8, 8),   /* n_rows > 16384: other sort */
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         problem p;

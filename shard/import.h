@@ -15,6 +15,9 @@
  * rank's message names the file/tensor/table; the others say which rank
  * failed. On failure nothing is left under out_dir (the stage is removed);
  * an existing out_dir is never touched (US_EEXIST).
+ *
+ * All ranks write into one staging directory, so out_dir must be on a file
+ * system every rank sees (one host, or a shared file system across hosts).
  */
 #ifndef US_IMPORT_H
 #define US_IMPORT_H

@@ -29,9 +29,19 @@ int us_shard_file_write(const char *dir, const us_table_layout *t, uint32_t shar
     us_durable_file f;
     int rc = us_durable_open(&f, path, false, err);
     for (uint64_t k = 0; k < n && rc == US_OK; k++) {
-        memset(slot, 0, t->block_slot_bytes);
         if ((rc = fill(ctx, t, ids[k], slot, err)) != US_OK)
             break;
+        /* padding is zero on disk: clear what the rows did not cover (a full
+         * memset of every slot would be one more pass over all the data) */
+        uint64_t rows = us_layout_block_rows(t, ids[k]);
+        uint8_t *s8 = slot;
+        if (t->dtype == US_DTYPE_INT8) {
+            memset(s8 + rows * t->row_bytes, 0, t->scales_offset_bytes - rows * t->row_bytes);
+            memset(s8 + t->scales_offset_bytes + rows * 4, 0,
+                   t->block_slot_bytes - t->scales_offset_bytes - rows * 4);
+        } else {
+            memset(s8 + rows * t->row_bytes, 0, t->block_slot_bytes - rows * t->row_bytes);
+        }
         block_crc[ids[k]] = us_layout_block_crc(t, slot, ids[k]);
         rc = us_durable_write(&f, slot, t->block_slot_bytes, err);
     }

@@ -21,8 +21,8 @@
 #include "kernels/us_status.h"
 #include "shard/manifest.h"
 
-/* Fills the zeroed slot of block `block` (block_slot_bytes) with its rows
- * and, for int8, their scales at scales_offset_bytes. */
+/* Fills the slot of block `block` (block_slot_bytes) with its rows and, for
+ * int8, their scales at scales_offset_bytes; the writer zeroes the rest. */
 typedef int (*us_block_fill_fn)(void *ctx, const us_table_layout *t, uint64_t block,
                                 uint8_t *slot, us_err *err);
 

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +156,38 @@ static void test_write_open_read_all_backends(void **state)
     tables[4].synthetic_seed = 123;
     const char *dir = sub("s3");
     build(dir, tables, 5, 3);
+    /* on disk, every byte of every slot outside the valid rows (and int8
+     * scales) is zero: padding carries no stale memory */
+    for (int ti = 0; ti < 4; ti++) {
+        const us_table_layout *t = &tables[ti];
+        for (uint32_t s = 0; s < 3; s++) {
+            char path[1024], name[64];
+            us_shard_file_name(name, sizeof name, t->table_id, s);
+            snprintf(path, sizeof path, "%s/%s", dir, name);
+            uint64_t n = us_layout_shard_blocks(t, 3, s, NULL);
+            uint64_t *ids = malloc((n + 1) * sizeof *ids);
+            us_layout_shard_blocks(t, 3, s, ids);
+            FILE *f = fopen(path, "rb");
+            assert_non_null(f);
+            uint8_t *slot = malloc(t->block_slot_bytes);
+            for (uint64_t k = 0; k < n; k++) {
+                assert_int_equal(fread(slot, 1, t->block_slot_bytes, f), t->block_slot_bytes);
+                uint64_t rows = us_layout_block_rows(t, ids[k]);
+                for (uint64_t b = 0; b < t->block_slot_bytes; b++) {
+                    bool data = b < rows * t->row_bytes;
+                    bool scale = t->dtype == US_DTYPE_INT8 && b >= t->scales_offset_bytes &&
+                                 b < t->scales_offset_bytes + rows * 4;
+                    if (!data && !scale && slot[b] != 0)
+                        fail_msg("%s block %llu byte %llu is %u", path,
+                                 (unsigned long long)ids[k], (unsigned long long)b, slot[b]);
+                }
+            }
+            assert_int_equal(fgetc(f), EOF);
+            fclose(f);
+            free(slot);
+            free(ids);
+        }
+    }
     /* a second build at the same place is refused and changes nothing */
     char stage[512];
     assert_int_equal(us_stage_begin(dir, stage, sizeof stage, &err), US_EEXIST);

@@ -4,7 +4,8 @@
  * A new store is written into "<dir>.partial" (the stage) and becomes <dir>
  * with one rename when every file and the manifest are durable:
  *     us_stage_begin      refuse an existing <dir>; clear a stale stage left
- *                         by a crash; mkdir the stage
+ *                         by a crash (so two builds of one <dir> at the same
+ *                         time are not supported); mkdir the stage
  *     us_shard_file_write one (table, shard) file, crash-safe, CRC per block
  *     us_manifest_write   into the stage (manifest.h)
  *     us_stage_commit     fsync stage, rename to <dir>, fsync the parent

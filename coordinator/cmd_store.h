@@ -34,12 +34,14 @@
     "  --json   one JSON object per table and one for the store, instead of text\n"
 
 #define US_CMD_VERIFY_USAGE \
-    "usage: [mpirun -n N] ultrashard verify DIR [--against NAME=FILE[#TENSOR]] ...\n" \
+    "usage: [mpirun -n N] ultrashard verify DIR [--expect-shards S]\n" \
+    "                 [--against NAME=FILE[#TENSOR]] ...\n" \
     "\n" \
     "Checks every block's CRC-32C (rank r checks shards r, r+N, ...), and every\n" \
     "shard file's presence and size. Each bad block is reported naming the table,\n" \
     "the block and the file. Exit 0 only when everything is intact.\n" \
     "\n" \
+    "  --expect-shards S  fail unless the store has S shards (shard count mismatch)\n" \
     "  --against NAME=FILE[#TENSOR]  also compare every row of table NAME with the\n" \
     "                    tensor file, converted as import stores it (bit-exact)\n"
 

@@ -100,7 +100,12 @@ damage; printf '\x55' | dd of="$T/d/table-0.shard-1.bin" bs=1 seek=5000 conv=not
 "$US_BIN" reshard --shards 4 "$T/d" "$T/r" >"$T/out" 2>"$T/err"; [ $? -eq 1 ] || fail "reshard of a corrupt store"
 grep -q "checksum" "$T/err" || fail "reshard corrupt message"
 [ ! -e "$T/r" ] && [ ! -e "$T/r.partial" ] || fail "reshard left a store"
-# shard count mismatch: the serving side's check (open with expect_shards) is
+# shard count mismatch, as a serving job sees it
+$MPIRUN -n 2 "$US_BIN" verify "$T/s" --expect-shards 4 >"$T/out" 2>"$T/err"; [ $? -eq 1 ] || fail "expect-shards"
+grep -q "has 3 shards, expected 4 (shard count mismatch)" "$T/err" || { cat "$T/err"; fail "mismatch message"; }
+[ "$(grep -c "shard count mismatch" "$T/err")" -eq 1 ] || fail "mismatch reported once"
+"$US_BIN" verify "$T/s" --expect-shards 3 >/dev/null || fail "expect-shards 3"
+# the serving side's check (open with expect_shards) is
 # unit-tested in test_store; here a store whose files disagree with its
 # manifest's shard count (files of a 3-shard store, manifest of a 4-shard one)
 "$US_BIN" import --quiet --out "$T/s4" --shards 4 --block-bits 8 --table v="$T/good.npy" >/dev/null 2>&1

@@ -51,12 +51,12 @@ for rep in $(seq 1 "$REPS"); do
       >"$T/imp.out" 2>"$T/imp.err"
     t1=$(now)
     s=$(grep -o '"seconds":[0-9.]*' "$T/imp.out" | cut -d: -f2)
-    [ $n -eq 1 ] && imp1+=("$s") || { imp2+=("$s"); wall_imp2+=("$(calc "$t1 - $t0")"); }
-    r=$(maxrss "$T/imp.err"); [ "$r" -gt "$rss_imp" ] && rss_imp=$r
+    if [ $n -eq 1 ]; then imp1+=("$s"); else imp2+=("$s"); wall_imp2+=("$(calc "$t1 - $t0")"); fi
+    r=$(maxrss "$T/imp.err"); if [ "$r" -gt "$rss_imp" ]; then rss_imp=$r; fi
     $MPIRUN -n $n "${TIME[@]}" "$US_BIN" verify "$T/st$n" >"$T/ver.out" 2>"$T/ver.err"
     s=$(grep -o '"seconds":[0-9.]*' "$T/ver.out" | cut -d: -f2)
-    [ $n -eq 1 ] && ver1+=("$s") || ver2+=("$s")
-    r=$(maxrss "$T/ver.err"); [ "$r" -gt "$rss_ver" ] && rss_ver=$r
+    if [ $n -eq 1 ]; then ver1+=("$s"); else ver2+=("$s"); fi
+    r=$(maxrss "$T/ver.err"); if [ "$r" -gt "$rss_ver" ]; then rss_ver=$r; fi
   done
 done
 copy=$(printf '%s\n' "${copy_s[@]}" | median)

@@ -41,10 +41,13 @@
  *                      refused naming table, first missing block and file).
  *     RAM backend      plus every local block's CRC at load.
  *     verify = true    plus every local block's CRC (any backend).
- * A corrupt or truncated block is never served: the open fails with
- * US_ECORRUPT naming the table, the block and the file.
+ * A truncated or missing file is never served (checked on every open); a
+ * corrupt block is never served by the RAM backend or with verify = true:
+ * the open fails with US_ECORRUPT naming the table, the block and the file.
+ * An MMAP open without verify trusts the block bytes (restart in
+ * milliseconds, the design's choice) until `ultrashard verify` checks them.
  *
- * Returned pointers (us_store_view blocks, us_store_row) point straight into
+ * Returned pointers (us_store_view blocks, us_store_block) point straight into
  * the RAM copy or the mapping: zero copy, read-only, valid until
  * us_store_close(). A block not held by the opened shard(s) is NULL.
  * The store is immutable once open; any number of threads may read.

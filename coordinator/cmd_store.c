@@ -147,6 +147,9 @@ int us_cmd_import(int argc, char **argv)
                "%.1f MB written in %.2f s -> %s\n", n, o.shards, w.size,
                (unsigned long long)st.blocks, st.bytes_read / 1e6, st.bytes_written / 1e6,
                st.seconds, o.out_dir);
+        if (st.resumed_files > 0)
+            printf("import: resumed after a crash: kept %llu shard files already written\n",
+                   (unsigned long long)st.resumed_files);
         printf("{\"event\":\"import\",\"tables\":%zu,\"shards\":%u,\"ranks\":%d,\"blocks\":%llu,"
                "\"bytes_read\":%llu,\"bytes_written\":%llu,\"seconds\":%.6f}\n", n, o.shards,
                w.size, (unsigned long long)st.blocks, (unsigned long long)st.bytes_read,

@@ -11,7 +11,8 @@
     "files, one 2-D tensor (rows x dim) per table; repeat --table for several\n" \
     "tables (memory layers). Every rank reads and writes only the blocks of the\n" \
     "shards it builds (shard s is built by rank s mod N). Crash-safe: the store\n" \
-    "appears under DIR only when complete; on any error nothing is left.\n" \
+    "appears under DIR only when complete; on any error nothing is left. After a\n" \
+    "crash, the same command resumes (shard files already written are kept).\n" \
     "\n" \
     "  --table NAME=FILE[#TENSOR]  table from FILE (tensor TENSOR of a safetensors file;\n" \
     "                              default: the file's only tensor)\n" \

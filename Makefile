@@ -33,12 +33,27 @@ LIB_COORD   := $(B)/libus_coordinator.a
 LIBS        := $(LIB_COORD) $(LIB_SHARD) $(LIB_PROTO) $(LIB_KERNELS)
 BIN         := $(B)/ultrashard
 TEST_BINS   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_SRC))
+# Helper programs for integration tests (e.g. numpy reference drivers).
+TOOL_BINS   := $(patsubst tests/tools/%.c,$(B)/tools/%,$(wildcard tests/tools/*.c))
 LAB_BINS    := $(B)/netrelay $(B)/pingpong
 
-.PHONY: all test demo bench benches asan clean tests
-all: $(BIN) tests $(LAB_BINS)
+.PHONY: all test demo bench benches asan clean tests tools
+all: $(BIN) tests tools $(LAB_BINS)
 
 tests: $(TEST_BINS)
+
+# MPI test programs: tests/mpi/*.c -> $(B)/tests/mpi/*, run by tests/integration/*.sh
+MPI_TEST_BINS := $(patsubst tests/mpi/%.c,$(B)/tests/mpi/%,$(wildcard tests/mpi/*.c))
+tests: $(MPI_TEST_BINS)
+$(B)/tests/mpi/%: $(call obj,tests/mpi/%.c) $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+tools: $(TOOL_BINS)
+
+$(B)/tools/%: $(call obj,tests/tools/%.c) $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDLIBS)
 
 $(PROTO_GEN) $(PROTO_HDR): proto/ultrashard.proto
 	@mkdir -p $(B)/gen

@@ -1,5 +1,8 @@
 /* commands.c — the subcommand table of `ultrashard`. Add one line per command. */
 #include "coordinator/cli.h"
+#include "coordinator/cmd_bench.h"
+#include "coordinator/cmd_infer.h"
+#include "coordinator/cmd_init_model.h"
 #include "coordinator/cmd_roles.h"
 #include "coordinator/cmd_store.h"
 
@@ -14,5 +17,11 @@ const us_command us_commands[] = {
       US_CMD_VERIFY_USAGE, us_cmd_verify },
     { "reshard", "copy a store to a new shard count, proving every row unchanged",
       US_CMD_RESHARD_USAGE, us_cmd_reshard },
+    { "bench", "benchmarks: `bench lookup` (distributed lookup vs single-process gather)",
+      US_CMD_BENCH_USAGE, us_cmd_bench },
+    { "init-model", "write a random model (config, weights, memory value tables)",
+      US_CMD_INIT_MODEL_USAGE, us_cmd_init_model },
+    { "infer", "batch inference over a JSONL file of prompts (resumable)",
+      US_CMD_INFER_USAGE, us_cmd_infer },
     { 0 },
 };

@@ -2,15 +2,15 @@
  * gather.c — weighted gather-sum (see gather.h for the contract).
  *
  * Structure: validate every pair first (so `out` is untouched on error),
- * then sum token by token. A token's output row (dim floats per group) is the
- * accumulator: it stays in L1 while the k source rows stream through once,
- * each read sequentially. This keeps the per-column order of additions equal
- * to the reference's (i = 0..k-1, one fmaf each), so the AVX2 path is bit
- * exact against the scalar one and tests compare with ==.
+ * then sum token by token. Both paths add a column's pairs in the same order
+ * (i = 0..k-1, one fused multiply-add each, starting from +0), so the AVX2
+ * path is bit exact against the scalar reference and tests compare with ==.
  *
- * Random rows of a table much larger than the caches are the cost; the AVX2
- * path prefetches the first lines of the row `prefetch_distance` pairs ahead
- * so several row misses are in flight at once.
+ * The scalar path folds one whole row at a time into the token's output row.
+ * The AVX2 path turns the loops around (see the comment above fold_rows):
+ * registers hold a 64-column tile while all of the token's rows pass, which
+ * is what random rows of a table much larger than the caches need: the
+ * misses of different rows are independent and overlap.
  */
 #include "kernels/gather.h"
 
@@ -146,9 +146,23 @@ static void sum_token_scalar(float *out_tok, const us_rows_view *v, const uint64
 
 /* ---- AVX2 + FMA (+ F16C) path -------------------------------------------- */
 
+/*
+ * Accumulators live in registers: for a tile of TILE_VECS * 8 columns, all
+ * pairs of a token (in order) are folded into 8 ymm sums, then stored once.
+ * The first tile touches the start of every row of the token, so the k row
+ * misses are independent loads in flight together (memory-level parallelism
+ * is what random rows need); later tiles find the rows in L1/L2. Pairs are
+ * handled in chunks of CHUNK_PAIRS: zero weights dropped, row pointers and
+ * (int8) scaled weights resolved once per chunk, pairs ordered by group with
+ * a stable counting sort so every column still adds its pairs in increasing
+ * i -- the reference's order, hence bit-exact results.
+ */
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+#define TILE_VECS   8
+#define CHUNK_PAIRS 64
 
-AVX2_TARGET static inline __attribute__((always_inline)) __m256 load8(const uint8_t *src, us_dtype dtype, size_t c)
+AVX2_TARGET static inline __attribute__((always_inline))
+__m256 load8(const uint8_t *src, us_dtype dtype, size_t c)
 {
     switch (dtype) {
     case US_DTYPE_BF16: {
@@ -167,89 +181,197 @@ AVX2_TARGET static inline __attribute__((always_inline)) __m256 load8(const uint
     }
 }
 
-/* The dtype switch sits outside the column loop: one specialised loop per
- * dtype after inlining (dtype is a compile-time constant in each call). */
-AVX2_TARGET static inline __attribute__((always_inline)) void axpy_row_avx2(float *acc, const uint8_t *src, us_dtype dtype,
-                                             float w, size_t dim)
+static inline float load1(const uint8_t *src, us_dtype dtype, size_t c)
 {
-    __m256 wv = _mm256_set1_ps(w);
+    switch (dtype) {
+    case US_DTYPE_BF16: return us_bf16_to_f32(((const uint16_t *)(const void *)src)[c]);
+    case US_DTYPE_F16:  return us_f16_to_f32(((const uint16_t *)(const void *)src)[c]);
+    case US_DTYPE_INT8: return (float)((const int8_t *)(const void *)src)[c];
+    case US_DTYPE_F32:
+    default:            return ((const float *)(const void *)src)[c];
+    }
+}
+
+/* Prefetches the bytes [from, to) of each of the n rows pf[]. */
+static inline void prefetch_rows(const uint8_t *const *pf, size_t n, size_t from, size_t to)
+{
+    for (size_t j = 0; j < n; j++)
+        for (size_t b = from; b < to; b += 64)
+            __builtin_prefetch(pf[j] + b, 0, 3);
+}
+
+/*
+ * acc[0..dim) += sum_j w[j] * rows src[j], j = 0..n-1 in order.
+ * pf[0..pf_n) are the rows of the next chunk: while tile c of the current
+ * rows is folded, the same bytes of the next rows are prefetched, one row
+ * per current row, so the prefetches are spread over the arithmetic instead
+ * of issued all at once.
+ */
+AVX2_TARGET static inline __attribute__((always_inline))
+void fold_rows(float *acc, const uint8_t *const *src, const float *w, size_t n, size_t dim,
+               us_dtype dtype, const uint8_t *const *pf, size_t pf_n)
+{
+    const size_t elem = us_dtype_size(dtype), tile_bytes = 8 * TILE_VECS * elem;
     size_t c = 0;
-    for (; c + 32 <= dim; c += 32) {
-        __m256 a0 = _mm256_fmadd_ps(wv, load8(src, dtype, c), _mm256_loadu_ps(acc + c));
-        __m256 a1 = _mm256_fmadd_ps(wv, load8(src, dtype, c + 8), _mm256_loadu_ps(acc + c + 8));
-        __m256 a2 = _mm256_fmadd_ps(wv, load8(src, dtype, c + 16), _mm256_loadu_ps(acc + c + 16));
-        __m256 a3 = _mm256_fmadd_ps(wv, load8(src, dtype, c + 24), _mm256_loadu_ps(acc + c + 24));
-        _mm256_storeu_ps(acc + c, a0);
-        _mm256_storeu_ps(acc + c + 8, a1);
-        _mm256_storeu_ps(acc + c + 16, a2);
-        _mm256_storeu_ps(acc + c + 24, a3);
-    }
-    for (; c + 8 <= dim; c += 8)
-        _mm256_storeu_ps(acc + c, _mm256_fmadd_ps(wv, load8(src, dtype, c),
-                                                  _mm256_loadu_ps(acc + c)));
-    for (; c < dim; c++) {              /* tail: same fused op, one lane */
-        float x;
-        switch (dtype) {
-        case US_DTYPE_BF16: x = us_bf16_to_f32(((const uint16_t *)(const void *)src)[c]); break;
-        case US_DTYPE_F16:  x = _cvtsh_ss(((const uint16_t *)(const void *)src)[c]); break;
-        case US_DTYPE_INT8: x = (float)((const int8_t *)(const void *)src)[c]; break;
-        case US_DTYPE_F32:
-        default:            x = ((const float *)(const void *)src)[c]; break;
+    for (; c + 8 * TILE_VECS <= dim; c += 8 * TILE_VECS) {
+        __m256 a[TILE_VECS];
+        #pragma GCC unroll 8   /* a[] must live in registers, not on the stack */
+        for (int v = 0; v < TILE_VECS; v++)
+            a[v] = _mm256_loadu_ps(acc + c + 8 * v);
+        for (size_t j = 0; j < n; j++) {
+            if (j < pf_n)
+                for (size_t b = 0; b < tile_bytes; b += 64)
+                    __builtin_prefetch(pf[j] + c * elem + b, 0, 3);
+            __m256 wv = _mm256_set1_ps(w[j]);
+            #pragma GCC unroll 8
+            for (int v = 0; v < TILE_VECS; v++)
+                a[v] = _mm256_fmadd_ps(wv, load8(src[j], dtype, c + 8 * v), a[v]);
         }
-        acc[c] = fmaf(w, x, acc[c]);
+        if (pf_n > n)
+            prefetch_rows(pf + n, pf_n - n, c * elem, c * elem + tile_bytes);
+        #pragma GCC unroll 8
+        for (int v = 0; v < TILE_VECS; v++)
+            _mm256_storeu_ps(acc + c + 8 * v, a[v]);
+    }
+    if (c < dim)                         /* the rest of the next rows */
+        prefetch_rows(pf, pf_n, c * elem, dim * elem);
+    for (; c + 8 <= dim; c += 8) {
+        __m256 a = _mm256_loadu_ps(acc + c);
+        for (size_t j = 0; j < n; j++)
+            a = _mm256_fmadd_ps(_mm256_set1_ps(w[j]), load8(src[j], dtype, c), a);
+        _mm256_storeu_ps(acc + c, a);
+    }
+    for (; c < dim; c++) {               /* tail: the same fused op, one lane */
+        float a = acc[c];
+        for (size_t j = 0; j < n; j++)
+            a = fmaf(w[j], load1(src[j], dtype, c), a);
+        acc[c] = a;
     }
 }
 
-static inline void prefetch_row(const us_rows_view *v, uint64_t row, size_t lines)
+/* One specialised copy of fold_rows per dtype. */
+AVX2_TARGET static void fold_rows_avx2(float *acc, const uint8_t *const *src, const float *w,
+                                       size_t n, size_t dim, us_dtype dtype,
+                                       const uint8_t *const *pf, size_t pf_n)
 {
-    const char *p = (const char *)us_rows_view_row(v, row);
-    for (size_t l = 0; l < lines; l++)
-        __builtin_prefetch(p + 64 * l, 0, 0);
+    switch (dtype) {
+    case US_DTYPE_F32:  fold_rows(acc, src, w, n, dim, US_DTYPE_F32, pf, pf_n); break;
+    case US_DTYPE_BF16: fold_rows(acc, src, w, n, dim, US_DTYPE_BF16, pf, pf_n); break;
+    case US_DTYPE_F16:  fold_rows(acc, src, w, n, dim, US_DTYPE_F16, pf, pf_n); break;
+    case US_DTYPE_INT8: fold_rows(acc, src, w, n, dim, US_DTYPE_INT8, pf, pf_n); break;
+    }
 }
 
-/* Tokens [t0, t1). rows/weights/group point at the start of all pairs, so
- * the prefetch can look into the next token's pairs. */
-AVX2_TARGET static void sum_tokens_avx2(float *out, const us_rows_view *v, const uint64_t *rows,
-                                        const float *weights, const uint8_t *group, size_t t0,
-                                        size_t t1, size_t k, int n_groups, int distance,
-                                        us_dtype dtype)
+/* Up to CHUNK_PAIRS pairs of one token with zero weights dropped, row
+ * pointers and (int8) scaled weights resolved. */
+typedef struct chunk {
+    const uint8_t *src[CHUNK_PAIRS];
+    float          w[CHUNK_PAIRS];
+    uint8_t        group[CHUNK_PAIRS];
+    size_t         n;
+} chunk;
+
+static void resolve_chunk(chunk *ch, const us_rows_view *v, const uint64_t *rows,
+                          const float *weights, const uint8_t *group, size_t p0, size_t p1)
 {
-    size_t dim = v->dim;
-    size_t row_bytes = dim * us_dtype_size(dtype);
-    size_t lines = (row_bytes + 63) / 64;
-    if (lines > US_GATHER_PREFETCH_MAX_LINES)
-        lines = US_GATHER_PREFETCH_MAX_LINES;
-    size_t p_end = t1 * k;
-    if (distance > 0)                    /* warm up: the first rows of this range */
-        for (size_t p = t0 * k; p < p_end && p < t0 * k + (size_t)distance; p++)
-            prefetch_row(v, rows[p], lines);
-    for (size_t t = t0; t < t1; t++) {
-        float *out_tok = out + t * (size_t)n_groups * dim;
-        memset(out_tok, 0, (size_t)n_groups * dim * sizeof *out_tok);
-        for (size_t i = 0; i < k; i++) {
-            size_t p = t * k + i;
-            if (distance > 0 && p + (size_t)distance < p_end)
-                prefetch_row(v, rows[p + distance], lines);
-            float w = weights[p];
-            if (w == 0.0f)
-                continue;
-            if (dtype == US_DTYPE_INT8)
-                w *= us_rows_view_scale(v, rows[p]);
-            float *acc = out_tok + (group ? group[p] : 0) * dim;
-            const uint8_t *src = us_rows_view_row(v, rows[p]);
-            switch (dtype) {    /* constant per call: one specialised loop each */
-            case US_DTYPE_F32:  axpy_row_avx2(acc, src, US_DTYPE_F32, w, dim); break;
-            case US_DTYPE_BF16: axpy_row_avx2(acc, src, US_DTYPE_BF16, w, dim); break;
-            case US_DTYPE_F16:  axpy_row_avx2(acc, src, US_DTYPE_F16, w, dim); break;
-            case US_DTYPE_INT8: axpy_row_avx2(acc, src, US_DTYPE_INT8, w, dim); break;
-            }
+    size_t n = 0;
+    for (size_t p = p0; p < p1; p++) {
+        float wi = weights[p];
+        if (wi == 0.0f)
+            continue;
+        if (v->dtype == US_DTYPE_INT8)
+            wi *= us_rows_view_scale(v, rows[p]);
+        ch->src[n] = us_rows_view_row(v, rows[p]);
+        ch->w[n] = wi;
+        ch->group[n] = group ? group[p] : 0;
+        n++;
+    }
+    ch->n = n;
+}
+
+/* Folds one resolved chunk into the token's outputs; pf = the next chunk
+ * (prefetched meanwhile) or NULL. Groups: a stable counting sort keeps each
+ * group's pairs in increasing i. */
+static void fold_chunk(float *out_tok, const chunk *ch, const chunk *pf, size_t dim,
+                       us_dtype dtype, int n_groups)
+{
+    const uint8_t *const *pf_src = pf ? pf->src : NULL;
+    size_t pf_n = pf ? pf->n : 0;
+    if (n_groups == 1) {
+        fold_rows_avx2(out_tok, ch->src, ch->w, ch->n, dim, dtype, pf_src, pf_n);
+        return;
+    }
+    const uint8_t *sorted_src[CHUNK_PAIRS];
+    float sorted_w[CHUNK_PAIRS];
+    size_t count[257];
+    memset(count, 0, ((size_t)n_groups + 1) * sizeof count[0]);
+    for (size_t j = 0; j < ch->n; j++)
+        count[ch->group[j] + 1]++;
+    for (int g = 0; g < n_groups; g++)
+        count[g + 1] += count[g];
+    for (size_t j = 0; j < ch->n; j++) {
+        size_t at = count[ch->group[j]]++;
+        sorted_src[at] = ch->src[j];
+        sorted_w[at] = ch->w[j];
+    }
+    /* count[g] is now the end of group g (and the start of g + 1) */
+    size_t start = 0;
+    for (int g = 0; g < n_groups; g++) {
+        size_t end = count[g];
+        if (end > start) {
+            fold_rows_avx2(out_tok + (size_t)g * dim, sorted_src + start, sorted_w + start,
+                           end - start, dim, dtype, pf_src, pf_n);
+            pf_n = 0;                    /* the next chunk is prefetched once */
         }
+        start = end;
+    }
+}
+
+/* Tokens [t0, t1), chunk by chunk; the next chunk (of this token or the
+ * next) is resolved before the current one is folded, so its rows can be
+ * prefetched during the fold. */
+static void sum_tokens_avx2(float *out, const us_rows_view *v, const uint64_t *rows,
+                            const float *weights, const uint8_t *group, size_t t0,
+                            size_t t1, size_t k, int n_groups, int prefetch)
+{
+    size_t dim = v->dim, out_floats = (size_t)n_groups * dim;
+    if (k == 0) {
+        memset(out + t0 * out_floats, 0, (t1 - t0) * out_floats * sizeof *out);
+        return;
+    }
+    chunk bufs[2];
+    chunk *cur = &bufs[0], *next = &bufs[1];
+    size_t t = t0, i0 = 0;
+    if (t < t1)
+        resolve_chunk(cur, v, rows, weights, group, t * k,
+                      t * k + (k < CHUNK_PAIRS ? k : CHUNK_PAIRS));
+    while (t < t1) {
+        size_t nt = t, ni0 = i0 + CHUNK_PAIRS;
+        if (ni0 >= k) {
+            nt = t + 1;
+            ni0 = 0;
+        }
+        int has_next = nt < t1;
+        if (has_next) {
+            size_t end = ni0 + CHUNK_PAIRS < k ? ni0 + CHUNK_PAIRS : k;
+            resolve_chunk(next, v, rows, weights, group, nt * k + ni0, nt * k + end);
+        }
+        float *out_tok = out + t * out_floats;
+        if (i0 == 0)
+            memset(out_tok, 0, out_floats * sizeof *out_tok);
+        if (cur->n > 0)
+            fold_chunk(out_tok, cur, has_next && prefetch ? next : NULL, dim, v->dtype,
+                       n_groups);
+        chunk *swap = cur;
+        cur = next;
+        next = swap;
+        t = nt;
+        i0 = ni0;
     }
 }
 
 static int have_avx2(void)
 {
-    __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
            __builtin_cpu_supports("f16c");
 }
@@ -272,11 +394,10 @@ int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
     int rc = validate(out, v, rows, weights, group, n_tokens, k, n_groups, err);
     if (rc != US_OK || n_tokens == 0)
         return rc;
-    int distance = opts ? opts->prefetch_distance : US_GATHER_PREFETCH_DISTANCE;
+    int prefetch = opts ? opts->prefetch : US_GATHER_PREFETCH;
     int fast = !(opts && opts->force_portable) && have_avx2();
     int nt = thread_count(n_threads, n_tokens);
     size_t dim = v->dim;
-    us_dtype dtype = v->dtype;
 
     #pragma omp parallel num_threads(nt) if (nt > 1)
     {
@@ -284,8 +405,7 @@ int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
         size_t t0 = n_tokens * (size_t)me / (size_t)team;
         size_t t1 = n_tokens * (size_t)(me + 1) / (size_t)team;
         if (fast) {
-            sum_tokens_avx2(out, v, rows, weights, group, t0, t1, k, n_groups,
-                            distance < 0 ? 0 : distance, dtype);
+            sum_tokens_avx2(out, v, rows, weights, group, t0, t1, k, n_groups, prefetch);
         } else {
             for (size_t t = t0; t < t1; t++)
                 sum_token_scalar(out + t * (size_t)n_groups * dim, v, rows + t * k,

@@ -34,9 +34,15 @@
  * default; 1 runs in the calling thread. Results do not depend on n_threads.
  * The functions are reentrant: no global state, no allocation.
  *
- * Fast path: AVX2+FMA (+F16C for f16) chosen at run time with
- * __builtin_cpu_supports; other CPUs run the portable loop. Rows several
- * pairs ahead are software-prefetched (US_GATHER_PREFETCH_DISTANCE).
+ * Fast path: AVX2+FMA (+F16C for f16, shifts for bf16, sign-extension for
+ * int8) chosen at run time with __builtin_cpu_supports; the library itself
+ * is built for x86-64-v2 and other CPUs run the portable scalar loop (the
+ * reference, parallelised). Per token, 64 output columns at a time are
+ * accumulated in eight ymm registers across all of the token's pairs, so the
+ * first pass touches every row of the token with independent loads (many
+ * misses in flight) and later passes hit the caches. Meanwhile the rows of
+ * the next chunk of pairs are software-prefetched, a tile's worth per row
+ * folded (us_gather_opts.prefetch, default US_GATHER_PREFETCH).
  */
 #ifndef US_GATHER_H
 #define US_GATHER_H
@@ -47,16 +53,15 @@
 #include "kernels/rows_view.h"
 #include "kernels/us_status.h"
 
-/* Default: prefetch the row of the pair this many pairs ahead (0 = off). */
-#define US_GATHER_PREFETCH_DISTANCE 8
-/* At most this many 64-byte lines of a row are prefetched (rows are read
- * sequentially after their first lines, which the hardware prefetcher covers
- * within a 4 KiB page). */
-#define US_GATHER_PREFETCH_MAX_LINES 64
+/* Default of us_gather_opts.prefetch (1 = on), chosen with `make
+ * bench-kernels` (bench/results/kernels.jsonl, README). */
+#define US_GATHER_PREFETCH 1
 
 /* Tuning knobs for the *_opts forms (benchmarks); NULL = defaults. */
 typedef struct us_gather_opts {
-    int prefetch_distance;   /* pairs ahead; 0 = no software prefetch */
+    int prefetch;            /* 1: while a chunk of up to 64 pairs is summed,
+                              * software-prefetch the rows of the next chunk
+                              * (spread over the arithmetic); 0: off */
     int force_portable;      /* 1 = skip the AVX2 path even if the CPU has it */
 } us_gather_opts;
 

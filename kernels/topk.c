@@ -1,11 +1,15 @@
 /*
- * topk.c — top-k by a size-k min-heap (see topk.h for the order).
+ * topk.c — top-k by insertion into a sorted array (see topk.h for the order).
  *
- * The heap's root is the worst of the current best k. Elements are scanned in
- * increasing index order, so a newcomer with a score equal to the root's can
- * never beat it (it has the higher index): the entry test is a plain
- * `s > root` while the root is a number. Only when the root is NaN (fewer
- * than k numbers seen so far) does the full order decide.
+ * The current best k are kept sorted, best first; the last one is the
+ * threshold. Elements are scanned in increasing index order, so a newcomer
+ * never beats an element of equal score (it has the higher index), and its
+ * place is found by shifting worse entries down from the end: a predictable
+ * loop, unlike a heap's sift-down whose branches are coin flips (measured:
+ * the heap version spent most of its time there). For random scores only
+ * about k*ln(n/k) elements ever enter, and with AVX2 (run-time dispatch) the
+ * scan compares eight scores at a time against the threshold and skips the
+ * block when none beats it. Worst case (ascending input) is O(n*k).
  */
 #include "kernels/topk.h"
 
@@ -20,55 +24,44 @@ typedef struct entry {
     uint32_t idx;
 } entry;
 
-/* Min-heap by rank: heap[0] ranks last. */
-static inline int ranks_after(entry a, entry b)
+/* Does a newcomer (score s, higher index than every kept entry) rank before
+ * kept entry e? Equal scores: no (index order). NaN ranks last. */
+static inline int newcomer_before(float s, entry e)
 {
-    return us_topk_before(b.val, b.idx, a.val, a.idx);
+    if (s != s)
+        return 0;
+    return e.val != e.val || s > e.val;
 }
 
-static void sift_down(entry *heap, size_t n, size_t i)
+/* top[0..*m) sorted best first, capacity k: offer (s, i). */
+static inline void offer(entry *top, size_t *m, size_t k, float s, uint32_t i)
 {
-    entry x = heap[i];
-    for (;;) {
-        size_t child = 2 * i + 1;
-        if (child >= n)
-            break;
-        if (child + 1 < n && ranks_after(heap[child + 1], heap[child]))
-            child++;
-        if (!ranks_after(heap[child], x))
-            break;
-        heap[i] = heap[child];
-        i = child;
+    size_t j = *m;
+    if (j == k) {
+        if (!newcomer_before(s, top[k - 1]))
+            return;
+        j = k - 1;                       /* the old last entry drops out */
+    } else {
+        (*m)++;
     }
-    heap[i] = x;
-}
-
-static inline int root_beaten(const entry *heap, float s)
-{
-    float r = heap[0].val;
-    if (r == r)
-        return s > r;
-    return s == s;          /* root NaN: any number beats it, a later NaN does not */
-}
-
-static inline void offer(entry *heap, size_t k, float s, uint32_t i)
-{
-    if (root_beaten(heap, s)) {
-        heap[0].val = s;
-        heap[0].idx = i;
-        sift_down(heap, k, 0);
+    while (j > 0 && newcomer_before(s, top[j - 1])) {
+        top[j] = top[j - 1];
+        j--;
     }
+    top[j].val = s;
+    top[j].idx = i;
 }
 
 #define AVX2_TARGET __attribute__((target("avx2")))
 
-/* Scan [from, n) eight at a time: skip a block when no lane beats the root. */
-AVX2_TARGET static size_t scan_avx2(entry *heap, size_t k, const float *scores, size_t from,
-                                    size_t n)
+/* Scan [from, n) eight at a time: skip a block when no lane beats the
+ * threshold (only while the threshold is a number). */
+AVX2_TARGET static size_t scan_avx2(entry *top, size_t *m, size_t k, const float *scores,
+                                    size_t from, size_t n)
 {
     size_t i = from;
     for (; i + 8 <= n; i += 8) {
-        float r = heap[0].val;
+        float r = top[k - 1].val;
         if (r == r) {
             __m256 gt = _mm256_cmp_ps(_mm256_loadu_ps(scores + i), _mm256_set1_ps(r),
                                       _CMP_GT_OQ);
@@ -76,14 +69,114 @@ AVX2_TARGET static size_t scan_avx2(entry *heap, size_t k, const float *scores, 
                 continue;
         }
         for (size_t j = i; j < i + 8; j++)
-            offer(heap, k, scores[j], (uint32_t)j);
+            offer(top, m, k, scores[j], (uint32_t)j);
     }
     return i;
 }
 
+/* Numbers only (no NaN anywhere in top or s): the insertion without NaN tests. */
+static inline void offer_number(entry *top, size_t *m, size_t k, float s, uint32_t i)
+{
+    size_t j = *m;
+    if (j == k) {
+        if (!(s > top[k - 1].val))
+            return;
+        j = k - 1;
+    } else {
+        (*m)++;
+    }
+    while (j > 0 && s > top[j - 1].val) {
+        top[j] = top[j - 1];
+        j--;
+    }
+    top[j].val = s;
+    top[j].idx = i;
+}
+
+/* The k-th largest of a[0..n) (1 <= k <= n, no NaN), by quickselect with a
+ * middle pivot; reorders a. */
+static float kth_largest(float *a, size_t n, size_t k)
+{
+    size_t lo = 0, hi = n - 1, want = k - 1;
+    while (lo < hi) {
+        float pivot = a[lo + (hi - lo) / 2];
+        size_t i = lo, j = hi;
+        while (i <= j) {                 /* Hoare partition, descending */
+            while (a[i] > pivot) i++;
+            while (a[j] < pivot) j--;
+            if (i <= j) {
+                float t = a[i]; a[i] = a[j]; a[j] = t;
+                i++;
+                if (j == 0) break;
+                j--;
+            }
+        }
+        if (want <= j)
+            hi = j;
+        else if (want >= i)
+            lo = i;
+        else
+            break;                       /* want sits between: equals pivot */
+    }
+    return a[want];
+}
+
+/*
+ * Filter then select. Split the scores into nb >= k blocks (up to 4k blocks
+ * of at least 8) and take the largest number of each block: these are nb
+ * distinct elements, so at least k numbers are >= t0 = the k-th largest
+ * block maximum, i.e. t0 is a lower bound of the k-th best score. Only
+ * scores >= t0 can be in the result; they are offered in index order, which
+ * gives exactly the result of the full scan (ties and all). With 4k blocks
+ * typically 1.5k candidates remain (k blocks: ~3.5k), so the cost is two
+ * vector passes plus a few insertions. Returns 0 (caller falls back to the
+ * full scan) when the bound is useless (t0 = -Inf, e.g. blocks full of NaN).
+ */
+AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *scores, size_t n)
+{
+    size_t nb = 4 * k;
+    if (n / 8 < nb)
+        nb = n / 8;
+    if (nb < k)
+        return 0;
+    size_t bs = n / nb / 8 * 8;
+    const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
+    float maxima[4 * US_TOPK_MAX_K];
+    for (size_t b = 0; b < nb; b++) {
+        const float *p = scores + b * bs;
+        __m256 mx = neg_inf;
+        for (size_t i = 0; i < bs; i += 8) {
+            __m256 v = _mm256_loadu_ps(p + i);
+            v = _mm256_blendv_ps(v, neg_inf, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));  /* NaN */
+            mx = _mm256_max_ps(mx, v);
+        }
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+        maxima[b] = _mm_cvtss_f32(m4);
+    }
+    float t0 = kth_largest(maxima, nb, k);
+    if (t0 == -__builtin_inff())
+        return 0;
+    size_t m = 0, i = 0;
+    __m256 tv = _mm256_set1_ps(t0);
+    for (; i + 8 <= n; i += 8) {
+        unsigned mask = (unsigned)_mm256_movemask_ps(
+            _mm256_cmp_ps(_mm256_loadu_ps(scores + i), tv, _CMP_GE_OQ));
+        while (mask) {
+            unsigned j = (unsigned)__builtin_ctz(mask);
+            offer_number(top, &m, k, scores[i + j], (uint32_t)(i + j));
+            mask &= mask - 1;
+        }
+    }
+    for (; i < n; i++)
+        if (scores[i] >= t0)
+            offer_number(top, &m, k, scores[i], (uint32_t)i);
+    return m == k;      /* always true by the bound; checked, not assumed */
+}
+
 static int have_avx2(void)
 {
-    __builtin_cpu_init();
     return __builtin_cpu_supports("avx2");
 }
 
@@ -103,30 +196,25 @@ static int check_args(const uint32_t *out_idx, const float *scores, size_t n, si
     return US_OK;
 }
 
-/* Heap-based top-k of one row; arguments already checked, k >= 1. */
+/* Top-k of one row; arguments already checked, 1 <= k <= n. */
 static void topk_one(uint32_t *out_idx, float *out_val, const float *scores, size_t n,
                      size_t k, int avx2)
 {
-    entry heap[US_TOPK_MAX_K];
-    for (size_t i = 0; i < k; i++) {
-        heap[i].val = scores[i];
-        heap[i].idx = (uint32_t)i;
-    }
-    for (size_t i = k / 2; i-- > 0;)
-        sift_down(heap, k, i);
-    size_t i = k;
+    entry top[US_TOPK_MAX_K];
+    size_t m = 0, i = 0;
+    if (avx2 && topk_filtered_avx2(top, k, scores, n))
+        goto done;
+    for (; i < k; i++)
+        offer(top, &m, k, scores[i], (uint32_t)i);
     if (avx2)
-        i = scan_avx2(heap, k, scores, i, n);
+        i = scan_avx2(top, &m, k, scores, i, n);
     for (; i < n; i++)
-        offer(heap, k, scores[i], (uint32_t)i);
-    /* Pop the worst to the back: best first in the output. */
-    for (size_t m = k; m > 0; m--) {
-        entry worst = heap[0];
-        heap[0] = heap[m - 1];
-        sift_down(heap, m - 1, 0);
-        out_idx[m - 1] = worst.idx;
+        offer(top, &m, k, scores[i], (uint32_t)i);
+done:
+    for (size_t j = 0; j < k; j++) {
+        out_idx[j] = top[j].idx;
         if (out_val)
-            memcpy(&out_val[m - 1], &worst.val, sizeof(float));
+            memcpy(&out_val[j], &top[j].val, sizeof(float));
     }
 }
 

@@ -11,11 +11,12 @@
  * Output: out_idx[0..k-1] (indices into scores) and out_val[0..k-1] (the
  * scores, bit-copied), best first. out_val may be NULL.
  *
- * Fast path: one pass with a size-k min-heap whose root is the current k-th
- * best; an element enters only if it beats the root. With AVX2 (run-time
- * dispatch) eight scores at a time are compared against the root and skipped
- * together, which is the common case once the heap is warm. The heap is a
- * fixed array on the stack: k <= US_TOPK_MAX_K, no allocation.
+ * Fast path: one pass keeping the best k sorted (insertion from the end);
+ * an element enters only if it beats the current k-th. With AVX2 (run-time
+ * dispatch) eight scores at a time are compared against the k-th and skipped
+ * together, the common case once the list is warm. The list is a fixed array
+ * on the stack: k <= US_TOPK_MAX_K, no allocation. Cost O(n) for random
+ * scores, O(n*k) worst case (ascending input).
  * Reference: sort of all n (score, index) pairs with the same order (it
  * allocates n pairs; tests only).
  *

@@ -182,8 +182,8 @@ static void test_fast_matches_ref_all_dtypes(void **state)
                         assert_int_equal(us_gather_sum(fast, &tv.v, rows, w, T, k, nt, NULL), US_OK);
                         assert_memory_equal(fast, ref, out_n * 4);
                     }
-                    us_gather_opts portable = { .prefetch_distance = 0, .force_portable = 1 };
-                    us_gather_opts far = { .prefetch_distance = 1000, .force_portable = 0 };
+                    us_gather_opts portable = { .prefetch = 0, .force_portable = 1 };
+                    us_gather_opts far = { .prefetch = 0, .force_portable = 0 };
                     memset(fast, 0xff, out_n * 4);
                     assert_int_equal(us_gather_sum_opts(fast, &tv.v, rows, w, NULL, T, k, 1, 2,
                                                         &portable, NULL), US_OK);
@@ -425,6 +425,42 @@ static void test_gather_copy(void **state)
     }
 }
 
+/* k larger than the AVX2 path's chunk of 64 pairs, a chunk that is all zero
+ * weights, dims around the 64-column register tile, many groups. */
+static void test_long_pair_lists(void **state)
+{
+    (void)state;
+    static const uint32_t dims[] = { 64, 65, 129, 200 };
+    enum { T = 5, K = 150, G = 7 };
+    static uint64_t rows[T * K];
+    static float w[T * K];
+    static uint8_t group[T * K];
+    for (size_t di = 0; di < 4; di++)
+        for (size_t d = 0; d < 4; d++) {
+            tview tv;
+            tview_make(&tv, all_dtypes[di], dims[d], 300, 5, 0);
+            random_pairs(rows, w, group, T * K, 300, G);
+            for (size_t i = 64; i < 128; i++)
+                w[2 * K + i] = 0.0f;              /* token 2: its second chunk is empty */
+            size_t n1 = T * dims[d], ng = T * G * dims[d];
+            float *ref = malloc(ng * 4), *fast = malloc(ng * 4);
+            assert_true(ref && fast);
+            assert_int_equal(us_gather_sum_ref(ref, &tv.v, rows, w, T, K, NULL), US_OK);
+            assert_int_equal(us_gather_sum(fast, &tv.v, rows, w, T, K, 2, NULL), US_OK);
+            assert_memory_equal(fast, ref, n1 * 4);
+            check_against_double(&tv, fast, rows, w, NULL, T, K, 1);
+            assert_int_equal(us_gather_sum_grouped_ref(ref, &tv.v, rows, w, group, T, K, G, NULL),
+                             US_OK);
+            assert_int_equal(us_gather_sum_grouped(fast, &tv.v, rows, w, group, T, K, G, 1, NULL),
+                             US_OK);
+            assert_memory_equal(fast, ref, ng * 4);
+            check_against_double(&tv, fast, rows, w, group, T, K, G);
+            free(ref);
+            free(fast);
+            tview_free(&tv);
+        }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -432,6 +468,7 @@ int main(void)
         cmocka_unit_test(test_k_equals_all_rows_and_duplicates),
         cmocka_unit_test(test_zero_weights_nan_inf),
         cmocka_unit_test(test_grouped),
+        cmocka_unit_test(test_long_pair_lists),
         cmocka_unit_test(test_errors_leave_out_untouched),
         cmocka_unit_test(test_gather_copy),
     };

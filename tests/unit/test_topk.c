@@ -170,12 +170,43 @@ static void test_errors(void **state)
     assert_non_null(strstr(err.msg, "ld 1 < n 2"));
 }
 
+/* The AVX2 filter's lower bound (smallest of k block maxima): all-equal
+ * scores (every element ties with the bound), a block of only NaN (bound
+ * -Inf: full scan), the k-th best sitting exactly on the bound, -0/+0. */
+static void test_filter_edges(void **state)
+{
+    (void)state;
+    enum { N = 4096, K = 32 };
+    static float s[N];
+    for (size_t i = 0; i < N; i++)
+        s[i] = 1.0f;
+    compare_one(s, N, K);
+    uint32_t idx[K];
+    assert_int_equal(us_topk(idx, NULL, s, N, K, NULL), US_OK);
+    for (uint32_t i = 0; i < K; i++)
+        assert_int_equal(idx[i], i);            /* all ties: lowest indices */
+    for (size_t i = 0; i < N; i++)
+        s[i] = random_score(0);
+    for (size_t i = 128; i < 256; i++)
+        s[i] = NAN;                             /* block 1 of 32 has no number */
+    compare_one(s, N, K);
+    for (size_t i = 0; i < N; i++)              /* block maxima all equal 0.5 */
+        s[i] = (i % 128 == 77) ? 0.5f : (i % 3 ? -0.0f : 0.0f);
+    compare_one(s, N, K);
+    compare_one(s, N, 1);
+    compare_one(s, N, 64);
+    for (size_t i = 0; i < N; i++)
+        s[i] = (i % 128 == 5) ? -INFINITY : NAN;  /* maxima -Inf: full scan */
+    compare_one(s, N, K);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_vs_ref),
         cmocka_unit_test(test_known_example),
         cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_filter_edges),
         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,30 @@
+/* cmd_bench.h — `ultrashard bench NAME`: benchmarks (JSON lines + table). */
+#ifndef US_CMD_BENCH_H
+#define US_CMD_BENCH_H
+
+#define US_CMD_BENCH_USAGE \
+    "usage: mpirun -n N ultrashard bench lookup [options]\n" \
+    "\n" \
+    "lookup: distributed lookup of a synthetic table for each transport, mode\n" \
+    "and placement; the baseline is the single-process gather of the same\n" \
+    "batches over the whole table, measured in the same run. Prints one JSON\n" \
+    "line per configuration, then a table. Options:\n" \
+    "  --transports LIST   mpi,fabric (default both; fabric skipped if it cannot open)\n" \
+    "  --modes LIST        push,pull,pullmsg,auto (default push,pull,pullmsg);\n" \
+    "                      pull reads rows one-sided on fabric, pullmsg always\n" \
+    "                      fetches them with ROWS messages\n" \
+    "  --placements LIST   row,column (default row,column)\n" \
+    "  --rows N            table rows (default 131072)\n" \
+    "  --dim D             columns (default 128)\n" \
+    "  --dtype T           f32, bf16, f16, int8 (default f32)\n" \
+    "  --tokens T          tokens per batch (default 256)\n" \
+    "  --k K               rows per token (default 32)\n" \
+    "  --batches B         timed batches per configuration (default 20)\n" \
+    "  --hot F             fraction of pairs drawn from 1024 hot rows (default 0.2)\n" \
+    "  --threads N         gather threads per rank (default 1)\n" \
+    "  --cache-bytes N     coordinator hot-row cache (default 0)\n" \
+    "  --coordinators C, --all-roles   roles as for `ultrashard roles`\n"
+
+int us_cmd_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,99 @@
+/*
+ * model_config.h — shape and options of the UltraShard transformer.
+ *
+ * A decoder-only, byte-level transformer (vocabulary: 256 bytes + BOS, EOS,
+ * PAD = 259 tokens). Each of n_layers blocks is
+ *
+ *   x += Wo . InfiniAttention(RMSNorm(x))            (segment length L)
+ *   h  = RMSNorm(x)
+ *   one of:  dense   x += SwiGLU-FFN(h)
+ *            moe     x += sum over top-2 of E experts (SwiGLU FFNs)
+ *            memory  pending[min(l + skip, n_layers - 1)] += UltraMem(h)
+ *   x += pending[l]                                  (skip-layer outputs land)
+ *
+ * then a final RMSNorm and the LM head. The config is JSON (config.json in a
+ * model directory), parsed with cJSON; every field is checked and an error
+ * names the file and field. Weights are named and shaped by model.h.
+ */
+#ifndef US_MODEL_CONFIG_H
+#define US_MODEL_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/infini.h"
+#include "kernels/us_status.h"
+
+#define US_VOCAB_BYTES 256
+#define US_TOKEN_BOS   256
+#define US_TOKEN_EOS   257
+#define US_TOKEN_PAD   258
+#define US_VOCAB_SIZE  259
+#define US_MODEL_MAX_LAYERS 64
+#define US_MODEL_FORMAT "ultrashard-model"
+#define US_MODEL_FORMAT_VERSION 1
+
+typedef enum us_layer_kind {
+    US_LAYER_DENSE  = 0,
+    US_LAYER_MOE    = 1,
+    US_LAYER_MEMORY = 2,
+} us_layer_kind;
+
+typedef struct us_memory_config {
+    uint32_t heads;        /* PKM heads; their selections are pooled together */
+    uint32_t n_keys;       /* sub-keys per side; virtual addresses = n_keys^2 */
+    uint32_t k_dim;        /* query / key dimension of each side */
+    uint32_t tucker_rank;  /* r: TDQKR key sets per side and core r x r */
+    uint32_t knn;          /* values selected per token (top-m) */
+    uint32_t candidates;   /* k' per side before exact scoring (>= knn) */
+    uint32_t v_dim;        /* physical value row width */
+    uint32_t ive_groups;   /* E virtual tables; physical rows = n_keys^2 / E */
+    uint32_t skip;         /* output added `skip` layers later */
+    uint32_t softmax;      /* 1: weights = softmax of the knn scores; 0: raw */
+} us_memory_config;
+
+typedef struct us_model_config {
+    uint32_t vocab_size;   /* always US_VOCAB_SIZE */
+    uint32_t d_model;
+    uint32_t n_layers;
+    uint32_t n_heads;
+    uint32_t head_dim;     /* d_key = d_value of the Infini-attention memory */
+    uint32_t segment_len;  /* L */
+    us_infini_rule infini_rule;
+    float    norm_eps;
+    uint32_t ffn_hidden;   /* dense SwiGLU hidden width */
+    uint32_t moe_experts;  /* E */
+    uint32_t moe_top_k;    /* 2 */
+    uint32_t moe_hidden;
+    us_memory_config memory;
+    us_layer_kind layers[US_MODEL_MAX_LAYERS];
+} us_model_config;
+
+/* Parses JSON text; `what` names the source in messages (a file path).
+ * Returns US_OK, or US_EINVAL / US_EVERSION naming what and the field. */
+int us_model_config_parse(us_model_config *cfg, const char *json, const char *what,
+                          us_err *err);
+
+/* Reads and parses a config file: US_ENOTFOUND / US_EIO / parse errors. */
+int us_model_config_load(us_model_config *cfg, const char *path, us_err *err);
+
+/* Checks ranges and consistency (e.g. ive_groups divides n_keys^2). */
+int us_model_config_validate(const us_model_config *cfg, const char *what, us_err *err);
+
+/* Renders cfg as pretty JSON; caller frees. NULL on allocation failure. */
+char *us_model_config_to_json(const us_model_config *cfg);
+
+/* Named presets: "tiny" (tests: d 64, 4 layers dense/memory/moe/dense,
+ * 2 heads, L 16) and "small". US_EINVAL for an unknown name. */
+int us_model_config_preset(us_model_config *cfg, const char *name, us_err *err);
+
+/* Number of memory layers, and the layer index of memory table `table`. */
+uint32_t us_model_config_memory_layers(const us_model_config *cfg);
+int us_model_config_memory_layer_index(const us_model_config *cfg, uint32_t table);
+
+/* Physical value rows of each memory table: n_keys^2 / ive_groups. */
+uint64_t us_model_config_table_rows(const us_model_config *cfg);
+
+const char *us_layer_kind_name(us_layer_kind kind);
+
+#endif

@@ -1,0 +1,52 @@
+/* norm.c — RMSNorm / LayerNorm rows: see norm.h. */
+#include "kernels/norm.h"
+
+#include <math.h>
+
+void us_rmsnorm_forward(float *out, const float *in, const float *weight,
+                        size_t n_rows, size_t dim, float eps)
+{
+    if (dim == 0)
+        return;
+    for (size_t r = 0; r < n_rows; r++) {
+        const float *x = in + r * dim;
+        float *y = out + r * dim;
+        double ss = 0.0;
+        for (size_t i = 0; i < dim; i++)
+            ss += (double)x[i] * x[i];
+        float inv = (float)(1.0 / sqrt(ss / (double)dim + (double)eps));
+        for (size_t i = 0; i < dim; i++)
+            y[i] = x[i] * inv * (weight ? weight[i] : 1.0f);
+    }
+}
+
+void us_layernorm_forward(float *out, const float *in, const float *weight,
+                          const float *bias, size_t n_rows, size_t dim, float eps)
+{
+    if (dim == 0)
+        return;
+    for (size_t r = 0; r < n_rows; r++) {
+        const float *x = in + r * dim;
+        float *y = out + r * dim;
+        double sum = 0.0;
+        for (size_t i = 0; i < dim; i++)
+            sum += x[i];
+        double mean = sum / (double)dim;
+        double var = 0.0;
+        for (size_t i = 0; i < dim; i++) {
+            double d = x[i] - mean;
+            var += d * d;
+        }
+        var /= (double)dim;
+        float inv = (float)(1.0 / sqrt(var + (double)eps));
+        float meanf = (float)mean;
+        for (size_t i = 0; i < dim; i++) {
+            float v = (x[i] - meanf) * inv;
+            if (weight)
+                v *= weight[i];
+            if (bias)
+                v += bias[i];
+            y[i] = v;
+        }
+    }
+}

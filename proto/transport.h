@@ -1,0 +1,171 @@
+/*
+ * transport.h — how ranks move gather messages: one interface, two backends.
+ *
+ * A lookup round is two exchanges: requests from coordinators to shards
+ * (US_XCHG_TO_SHARDS), then responses back (US_XCHG_TO_COORDS). In one
+ * exchange every sending rank hands over one contiguous buffer holding one
+ * message per destination rank (offsets 8-aligned, length 0 = nothing), and
+ * every receiving rank gets one message per source rank. The exchange is
+ * collective over the world communicator: every rank starts it, in the same
+ * order, even when it sends or receives nothing.
+ *
+ *   mpi     MPI_Ialltoall of the byte counts, then MPI_Ialltoallv of the data
+ *           (both non-blocking, so a coordinator can compute between start
+ *           and completion). Pull rounds use ROWS messages; no RMA.
+ *   fabric  libfabric FI_EP_RDM endpoint (provider chosen by libfabric;
+ *           FI_PROVIDER respected), names exchanged once with MPI_Allgather.
+ *           Each message is one tagged send; in a TO_SHARDS exchange every
+ *           coordinator sends to every shard, in TO_COORDS every shard to every
+ *           coordinator (the lookup always sends at least a header), so
+ *           receivers know how many to expect. Tags carry (sequence, source,
+ *           direction). Messages to oneself are copied locally. Pull rounds
+ *           read rows one-sided: shards register their blocks for
+ *           FI_REMOTE_READ and publish (address, key) once (us_transport
+ *           _rma_expose), coordinators fi_read. Waiting polls the completion
+ *           queue and sched_yield()s when idle (2-core boxes, LAB.md), which
+ *           also drives progress for reads targeting this rank.
+ *
+ * Lifetime: received buffers stay valid until the next exchange starts or the
+ * transport closes. Send buffers must stay untouched until the exchange
+ * completes. All calls return US_OK or a negative US_E* code with a message
+ * naming the peer rank; after an error the transport should be closed.
+ */
+#ifndef US_TRANSPORT_H
+#define US_TRANSPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels/rows_view.h"
+#include "kernels/us_status.h"
+#include "proto/world.h"
+
+typedef enum us_xchg_dir {
+    US_XCHG_TO_SHARDS = 0,
+    US_XCHG_TO_COORDS = 1,
+} us_xchg_dir;
+
+/* Counters since open (or the last us_transport_stats_reset). */
+typedef struct us_transport_stats {
+    uint64_t msgs_sent, msgs_recv;   /* messages with at least one byte */
+    uint64_t bytes_sent, bytes_recv; /* message payload bytes, local copies excluded */
+    uint64_t rma_reads, rma_bytes;   /* one-sided reads issued and bytes read */
+    uint64_t exchanges;
+} us_transport_stats;
+
+/* One one-sided read: `bytes` from block `block_id` of shard rank `rank`,
+ * starting `offset` bytes into that block (or into its int8 scale array when
+ * `scales`), landing at `dst` inside the buffer from us_transport_rma_buffer. */
+typedef struct us_rma_op {
+    int      rank;
+    bool     scales;
+    uint64_t block_id;
+    uint64_t offset;
+    uint64_t bytes;
+    void    *dst;
+} us_rma_op;
+
+typedef struct us_transport us_transport;
+
+typedef struct us_transport_ops {
+    const char *name;
+    int  (*xchg_start)(us_transport *t, us_xchg_dir dir, const void *send,
+                       const uint64_t *send_off, const uint64_t *send_len, us_err *err);
+    int  (*xchg_test)(us_transport *t, bool *done, us_err *err);
+    int  (*rma_expose)(us_transport *t, const us_rows_view *local, us_err *err);
+    int  (*rma_buffer)(us_transport *t, uint64_t bytes, void **out, us_err *err);
+    int  (*rma_read)(us_transport *t, size_t n_ops, const us_rma_op *ops, us_err *err);
+    void (*close)(us_transport *t);
+} us_transport_ops;
+
+struct us_transport {
+    const us_transport_ops *ops;
+    const us_world *world;           /* borrowed */
+    /* results of the last completed exchange, indexed by source rank */
+    uint8_t  *recv_base;
+    uint64_t *recv_off, *recv_len;
+    uint64_t  recv_cap;              /* bytes allocated at recv_base */
+    bool      in_flight;
+    bool      rma_ready;             /* rma_expose done: pull by RMA available */
+    uint64_t *rma_row_stride;        /* [size] row stride of each shard's blocks */
+    us_transport_stats stats;
+    char provider[64];               /* fabric provider name, or "mpi" */
+};
+
+typedef struct us_transport_opts {
+    /* fabric: largest message either direction (receive buffers are posted
+     * at this size); the lookup computes it from its batch limits. */
+    uint64_t max_msg_bytes;
+} us_transport_opts;
+
+/* Opens the backend named "mpi" or "fabric" on world (collective: every rank
+ * calls it). Returns US_EINVAL for an unknown name, US_EFABRIC / US_EMPI with
+ * the failing call named. */
+int us_transport_open(const char *name, const us_world *world,
+                      const us_transport_opts *opts, us_transport **out, us_err *err);
+
+int us_transport_open_mpi(const us_world *world, us_transport **out, us_err *err);
+int us_transport_open_fabric(const us_world *world, const us_transport_opts *opts,
+                             us_transport **out, us_err *err);
+
+/* Starts an exchange: send + send_off[r] holds send_len[r] bytes for rank r
+ * (arrays of world->size). A rank that sends nothing may pass NULL arrays. */
+static inline int us_transport_xchg_start(us_transport *t, us_xchg_dir dir,
+                                          const void *send, const uint64_t *send_off,
+                                          const uint64_t *send_len, us_err *err)
+{
+    return t->ops->xchg_start(t, dir, send, send_off, send_len, err);
+}
+
+/* Progresses the exchange without blocking; *done = true when complete. */
+static inline int us_transport_xchg_test(us_transport *t, bool *done, us_err *err)
+{
+    return t->ops->xchg_test(t, done, err);
+}
+
+/* Blocks (yielding the CPU when idle) until the exchange completes. */
+int us_transport_xchg_wait(us_transport *t, us_err *err);
+
+/* start + wait. */
+int us_transport_exchange(us_transport *t, us_xchg_dir dir, const void *send,
+                          const uint64_t *send_off, const uint64_t *send_len,
+                          us_err *err);
+
+/* The message received from rank `src` in the last exchange (len 0: none). */
+static inline const void *us_transport_recv(const us_transport *t, int src, uint64_t *len)
+{
+    *len = t->recv_len[src];
+    return t->recv_base + t->recv_off[src];
+}
+
+/* Collective. Shard ranks pass their table view (coordinators-only ranks pass
+ * NULL); afterwards coordinators may rma_read any block a shard holds.
+ * US_EUNSUPP on the mpi backend. */
+static inline int us_transport_rma_expose(us_transport *t, const us_rows_view *local,
+                                          us_err *err)
+{
+    return t->ops->rma_expose(t, local, err);
+}
+
+/* A landing buffer of at least `bytes` for rma_read (registered memory);
+ * valid until the next call or close. */
+static inline int us_transport_rma_buffer(us_transport *t, uint64_t bytes, void **out,
+                                          us_err *err)
+{
+    return t->ops->rma_buffer(t, bytes, out, err);
+}
+
+/* Issues all reads and waits for them. */
+static inline int us_transport_rma_read(us_transport *t, size_t n_ops,
+                                        const us_rma_op *ops, us_err *err)
+{
+    return t->ops->rma_read(t, n_ops, ops, err);
+}
+
+void us_transport_close(us_transport *t);
+
+/* Shared by backends: (re)sizes t->recv_* for a new exchange. */
+int us_transport_recv_alloc(us_transport *t, uint64_t total_bytes, us_err *err);
+
+#endif

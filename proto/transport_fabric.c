@@ -1,0 +1,575 @@
+/*
+ * transport_fabric.c — the fabric backend: libfabric RDM endpoints.
+ *
+ * Open: fi_getinfo(FI_EP_RDM, caps FI_TAGGED|FI_MSG|FI_RMA|FI_READ|
+ * FI_REMOTE_READ), the provider picked by libfabric (FI_PROVIDER respected;
+ * on the lab box shm and tcp;ofi_rxm work). Memory-registration modes asked
+ * for: FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY; whichever the
+ * provider keeps is honoured (offsets instead of addresses, our own keys).
+ * FI_MR_LOCAL is not requested: message buffers are then plain memory.
+ * One CQ (tagged format, no wait object) bound to the endpoint for both
+ * directions; one AV table filled once from an MPI_Allgather of fi_getname.
+ *
+ * Exchange: tag = direction << 56 | source rank << 32 | sequence. Receivers
+ * post one fi_trecv per expected source (exact tag, any address) into a slot
+ * of max_msg_bytes, then senders fi_tsend (FI_EAGAIN: progress the CQ and
+ * retry). Messages to oneself are copied. A message larger than
+ * max_msg_bytes is refused before sending.
+ *
+ * Pull: rma_expose registers each held block (and int8 scale array) with
+ * FI_REMOTE_READ and publishes (block, address, key, length) with
+ * MPI_Allgatherv; coordinators keep one entry per (shard rank, block) and
+ * fi_read rows straight from shard memory, bounds-checked against the
+ * registered length. Reads of one's own blocks are memcpy.
+ *
+ * Progress: data progress is manual on these providers, so every wait polls
+ * the CQ; when a poll finds nothing the thread sched_yield()s (2 cores,
+ * LAB.md). A shard serves remote reads whenever it waits in an exchange.
+ */
+#include "proto/transport.h"
+
+#include <inttypes.h>
+#include <rdma/fabric.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_rma.h>
+#include <rdma/fi_tagged.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FAB_VERSION FI_VERSION(1, 9)
+
+typedef struct rma_entry {      /* what a shard publishes per held block */
+    uint64_t block_id;
+    uint64_t addr, key, bytes;
+    uint64_t scale_addr, scale_key, scale_bytes;
+} rma_entry;
+
+typedef struct op_ctx {
+    struct fi_context2 fi;      /* first: providers may use it */
+    int kind;                   /* 0 send, 1 recv, 2 read */
+    int peer;
+} op_ctx;
+
+typedef struct fab_transport {
+    us_transport base;
+    struct fi_info *info;
+    struct fid_fabric *fabric;
+    struct fid_domain *domain;
+    struct fid_av *av;
+    struct fid_cq *cq;
+    struct fid_ep *ep;
+    fi_addr_t *addrs;           /* [size] */
+    uint64_t max_msg;
+    uint64_t mr_mode;
+    uint32_t seq;
+    int pending_send, pending_recv, pending_read;
+    op_ctx *send_ctx, *recv_ctx; /* [size] */
+    op_ctx read_ctx;
+    us_transport_stats pending;
+    /* RMA: local registrations and the published table (coordinators) */
+    struct fid_mr **mrs;
+    size_t n_mrs;
+    const us_rows_view *local;
+    rma_entry *remote;          /* [size * n_blocks], block_id == UINT64_MAX: absent */
+    uint64_t n_blocks;
+    uint8_t *landing;
+    uint64_t landing_cap;
+    int error;                  /* sticky CQ error */
+    char error_msg[US_ERR_MSG_BYTES];
+} fab_transport;
+
+static int fab_fail(fab_transport *f, const char *call, int rc, us_err *err)
+{
+    return us_err_set(err, US_EFABRIC, "transport fabric (%s): rank %d: %s failed: %s (%d)",
+                      f->base.provider, f->base.world->rank, call, fi_strerror(-rc), rc);
+}
+
+/* Reads completions; returns the number handled, 0 if none, or < 0. */
+static int fab_progress(fab_transport *f, us_err *err)
+{
+    struct fi_cq_tagged_entry ev[16];
+    ssize_t n = fi_cq_read(f->cq, ev, 16);
+    if (n == -FI_EAGAIN)
+        return 0;
+    if (n == -FI_EAVAIL) {
+        struct fi_cq_err_entry e = {0};
+        fi_cq_readerr(f->cq, &e, 0);
+        op_ctx *c = e.op_context;
+        return us_err_set(err, US_EFABRIC, "transport fabric (%s): rank %d: %s %s rank %d "
+                          "failed: %s (prov %d)", f->base.provider, f->base.world->rank,
+                          c ? (c->kind == 0 ? "send" : c->kind == 1 ? "receive" : "read")
+                            : "operation",
+                          c && c->kind == 1 ? "from" : "to", c ? c->peer : -1,
+                          fi_strerror(e.err), e.prov_errno);
+    }
+    if (n < 0)
+        return fab_fail(f, "fi_cq_read", (int)n, err);
+    for (ssize_t i = 0; i < n; i++) {
+        op_ctx *c = ev[i].op_context;
+        if (c == NULL)
+            continue;
+        if (c->kind == 0) {
+            f->pending_send--;
+        } else if (c->kind == 1) {
+            f->pending_recv--;
+            f->base.recv_len[c->peer] = ev[i].len;
+            if (ev[i].len > 0) {
+                f->pending.msgs_recv++;
+                f->pending.bytes_recv += ev[i].len;
+            }
+        } else {
+            f->pending_read--;
+        }
+    }
+    return (int)n;
+}
+
+static bool sends_to(const us_world *w, us_xchg_dir dir, int rank)
+{
+    return dir == US_XCHG_TO_SHARDS ? (w->is_coordinator && rank >= w->size - w->n_shards)
+                                    : (w->is_shard && rank < w->n_coordinators);
+}
+
+static bool recvs_from(const us_world *w, us_xchg_dir dir, int rank)
+{
+    return dir == US_XCHG_TO_SHARDS ? (w->is_shard && rank < w->n_coordinators)
+                                    : (w->is_coordinator && rank >= w->size - w->n_shards);
+}
+
+static int fab_xchg_start(us_transport *t, us_xchg_dir dir, const void *send,
+                          const uint64_t *send_off, const uint64_t *send_len, us_err *err)
+{
+    fab_transport *f = (fab_transport *)t;
+    const us_world *w = t->world;
+    int size = w->size, me = w->rank, rc;
+    if (t->in_flight)
+        return us_err_set(err, US_EINVAL, "transport fabric: rank %d: exchange started "
+                          "while another is in flight", me);
+    if (f->error)
+        return us_err_set(err, US_EFABRIC, "transport fabric: rank %d: unusable after: %s",
+                          me, f->error_msg);
+    f->seq++;
+    memset(&f->pending, 0, sizeof f->pending);
+    if ((rc = us_transport_recv_alloc(t, (uint64_t)size * f->max_msg, err)) != US_OK)
+        return rc;
+    for (int r = 0; r < size; r++) {
+        t->recv_off[r] = (uint64_t)r * f->max_msg;
+        t->recv_len[r] = 0;
+        uint64_t len = send_len ? send_len[r] : 0;
+        if (len > 0 && !sends_to(w, dir, r))
+            return us_err_set(err, US_EINVAL, "transport fabric: rank %d: %s exchange has "
+                              "no message from here to rank %d", me,
+                              dir == US_XCHG_TO_SHARDS ? "request" : "response", r);
+        if (len > f->max_msg)
+            return us_err_set(err, US_ERANGE, "transport fabric: rank %d: message of %" PRIu64
+                              " bytes to rank %d exceeds max_msg_bytes %" PRIu64, me, len, r,
+                              f->max_msg);
+    }
+    uint64_t tag_base = ((uint64_t)dir << 56) | (uint64_t)f->seq;
+    for (int r = 0; r < size; r++) {
+        if (!recvs_from(w, dir, r) || r == me)
+            continue;
+        f->recv_ctx[r] = (op_ctx){ .kind = 1, .peer = r };
+        uint64_t tag = tag_base | ((uint64_t)r << 32);
+        ssize_t s;
+        while ((s = fi_trecv(f->ep, t->recv_base + t->recv_off[r], f->max_msg, NULL,
+                             FI_ADDR_UNSPEC, tag, 0, &f->recv_ctx[r])) == -FI_EAGAIN)
+            if ((rc = fab_progress(f, err)) < 0)
+                return rc;
+        if (s != 0)
+            return fab_fail(f, "fi_trecv", (int)s, err);
+        f->pending_recv++;
+    }
+    for (int r = 0; r < size; r++) {
+        if (!sends_to(w, dir, r))
+            continue;
+        uint64_t len = send_len ? send_len[r] : 0;
+        const uint8_t *buf = (const uint8_t *)send + (send_off ? send_off[r] : 0);
+        if (r == me) {      /* a rank in both roles: local copy */
+            if (recvs_from(w, dir, r)) {
+                if (len)
+                    memcpy(t->recv_base + t->recv_off[r], buf, len);
+                t->recv_len[r] = len;
+            }
+            continue;
+        }
+        f->send_ctx[r] = (op_ctx){ .kind = 0, .peer = r };
+        uint64_t tag = tag_base | ((uint64_t)me << 32);
+        ssize_t s;
+        while ((s = fi_tsend(f->ep, len ? buf : NULL, len, NULL, f->addrs[r], tag,
+                             &f->send_ctx[r])) == -FI_EAGAIN)
+            if ((rc = fab_progress(f, err)) < 0)
+                return rc;
+        if (s != 0)
+            return fab_fail(f, "fi_tsend", (int)s, err);
+        f->pending_send++;
+        if (len > 0) {
+            f->pending.msgs_sent++;
+            f->pending.bytes_sent += len;
+        }
+    }
+    t->in_flight = true;
+    return US_OK;
+}
+
+static int fab_xchg_test(us_transport *t, bool *done, us_err *err)
+{
+    fab_transport *f = (fab_transport *)t;
+    *done = false;
+    if (!t->in_flight)
+        return us_err_set(err, US_EINVAL, "transport fabric: rank %d: no exchange in flight",
+                          t->world->rank);
+    int rc = fab_progress(f, err);
+    if (rc < 0) {
+        f->error = 1;
+        snprintf(f->error_msg, sizeof f->error_msg, "%s", err ? err->msg : "CQ error");
+        t->in_flight = false;
+        return rc;
+    }
+    if (f->pending_send > 0 || f->pending_recv > 0)
+        return US_OK;
+    t->in_flight = false;
+    t->stats.msgs_sent += f->pending.msgs_sent;
+    t->stats.bytes_sent += f->pending.bytes_sent;
+    t->stats.msgs_recv += f->pending.msgs_recv;
+    t->stats.bytes_recv += f->pending.bytes_recv;
+    t->stats.exchanges++;
+    *done = true;
+    return US_OK;
+}
+
+static void release_mrs(fab_transport *f)
+{
+    for (size_t i = 0; i < f->n_mrs; i++)
+        if (f->mrs[i])
+            fi_close(&f->mrs[i]->fid);
+    free(f->mrs);
+    f->mrs = NULL;
+    f->n_mrs = 0;
+}
+
+static int reg(fab_transport *f, const void *p, uint64_t bytes, uint64_t *addr, uint64_t *key,
+               us_err *err)
+{
+    struct fid_mr *mr = NULL;
+    /* without FI_MR_PROV_KEY the keys are ours: unique per rank and region */
+    uint64_t want_key = ((uint64_t)f->base.world->rank << 40) | (uint64_t)f->n_mrs;
+    int rc = fi_mr_reg(f->domain, p, bytes, FI_REMOTE_READ, 0, want_key, 0, &mr, NULL);
+    if (rc != 0)
+        return fab_fail(f, "fi_mr_reg", rc, err);
+    f->mrs[f->n_mrs++] = mr;
+    *key = fi_mr_key(mr);
+    *addr = (f->mr_mode & FI_MR_VIRT_ADDR) ? (uint64_t)(uintptr_t)p : 0;
+    return US_OK;
+}
+
+static int fab_rma_expose(us_transport *t, const us_rows_view *v, us_err *err)
+{
+    fab_transport *f = (fab_transport *)t;
+    const us_world *w = t->world;
+    int size = w->size, rc = US_OK;
+    release_mrs(f);
+    free(f->remote);
+    f->remote = NULL;
+    t->rma_ready = false;
+    f->local = v;
+    /* local entries */
+    uint64_t n_local = 0;
+    for (uint64_t b = 0; v && b < v->n_blocks; b++)
+        n_local += v->blocks[b] != NULL;
+    rma_entry *mine = calloc(n_local ? n_local : 1, sizeof *mine);
+    f->mrs = calloc(2 * n_local + 1, sizeof *f->mrs);
+    int *counts = calloc(2 * (size_t)size, sizeof *counts);
+    uint64_t *strides = calloc((size_t)size, sizeof *strides);
+    rma_entry *all = NULL;
+    if (!mine || !f->mrs || !counts || !strides) {
+        /* nothing to do collectively without these tables: the caller must
+         * abort the job (us_world_abort), as for any local fatal error */
+        rc = us_err_set(err, US_ENOMEM, "transport fabric: rank %d: RMA tables", w->rank);
+        goto out;
+    }
+    uint64_t i = 0;
+    for (uint64_t b = 0; v && b < v->n_blocks && rc == US_OK; b++) {
+        if (v->blocks[b] == NULL)
+            continue;
+        uint64_t first = b << v->block_bits, rows = 1ull << v->block_bits;
+        if (v->rows - first < rows)
+            rows = v->rows - first;
+        mine[i].block_id = b;
+        mine[i].bytes = rows * v->row_stride_bytes;
+        rc = reg(f, v->blocks[b], mine[i].bytes, &mine[i].addr, &mine[i].key, err);
+        if (rc == US_OK && v->dtype == US_DTYPE_INT8) {
+            mine[i].scale_bytes = rows * sizeof(float);
+            rc = reg(f, v->block_scales[b], mine[i].scale_bytes, &mine[i].scale_addr,
+                     &mine[i].scale_key, err);
+        }
+        i++;
+    }
+    /* collectives run even after a local failure so no rank hangs; the
+     * failing rank publishes nothing and reports its error */
+    int my_count = rc == US_OK ? (int)(n_local * sizeof *mine) : 0;
+    uint64_t my_stride = v ? v->row_stride_bytes : 0;
+    uint64_t my_blocks = v ? v->n_blocks : 0, max_blocks = 0;
+    if (MPI_Allgather(&my_count, 1, MPI_INT, counts, 1, MPI_INT, w->comm) != MPI_SUCCESS ||
+        MPI_Allgather(&my_stride, 1, MPI_UINT64_T, strides, 1, MPI_UINT64_T, w->comm) !=
+            MPI_SUCCESS ||
+        MPI_Allreduce(&my_blocks, &max_blocks, 1, MPI_UINT64_T, MPI_MAX, w->comm) !=
+            MPI_SUCCESS) {
+        rc = us_err_set(err, US_EMPI, "transport fabric: rank %d: publishing RMA keys", w->rank);
+        goto out;
+    }
+    int *displs = counts + size;
+    uint64_t total = 0;
+    for (int r = 0; r < size; r++) {
+        displs[r] = (int)total;
+        total += (uint64_t)counts[r];
+    }
+    all = malloc(total ? total : 1);
+    if (all == NULL || MPI_Allgatherv(mine, my_count, MPI_BYTE, all, counts, displs,
+                                      MPI_BYTE, w->comm) != MPI_SUCCESS) {
+        if (rc == US_OK)
+            rc = us_err_set(err, US_EMPI, "transport fabric: rank %d: gathering RMA keys",
+                            w->rank);
+        goto out;
+    }
+    if (rc != US_OK)
+        goto out;
+    memcpy(t->rma_row_stride, strides, (size_t)size * sizeof *strides);
+    if (w->is_coordinator && max_blocks > 0) {
+        f->n_blocks = max_blocks;
+        f->remote = malloc((size_t)size * max_blocks * sizeof *f->remote);
+        if (f->remote == NULL) {
+            rc = us_err_set(err, US_ENOMEM, "transport fabric: rank %d: RMA table of %d x %"
+                            PRIu64 " blocks", w->rank, size, max_blocks);
+            goto out;
+        }
+        memset(f->remote, 0xff, (size_t)size * max_blocks * sizeof *f->remote);
+        for (int r = 0; r < size; r++) {
+            const rma_entry *e = (const rma_entry *)((const uint8_t *)all + displs[r]);
+            for (size_t j = 0; j < (size_t)counts[r] / sizeof *e; j++)
+                if (e[j].block_id < max_blocks)
+                    f->remote[(size_t)r * max_blocks + e[j].block_id] = e[j];
+        }
+    }
+    t->rma_ready = true;
+out:
+    free(all);
+    free(mine);
+    free(counts);
+    free(strides);
+    return rc;
+}
+
+static int fab_rma_buffer(us_transport *t, uint64_t bytes, void **out, us_err *err)
+{
+    fab_transport *f = (fab_transport *)t;
+    if (bytes > f->landing_cap) {
+        void *p = NULL;
+        if (posix_memalign(&p, 64, bytes) != 0)
+            return us_err_set(err, US_ENOMEM, "transport fabric: landing buffer of %" PRIu64
+                              " bytes", bytes);
+        free(f->landing);
+        f->landing = p;
+        f->landing_cap = bytes;
+    }
+    *out = f->landing;
+    return US_OK;
+}
+
+static int fab_rma_read(us_transport *t, size_t n_ops, const us_rma_op *ops, us_err *err)
+{
+    fab_transport *f = (fab_transport *)t;
+    const us_world *w = t->world;
+    int rc;
+    if (!t->rma_ready)
+        return us_err_set(err, US_EINVAL, "transport fabric: rank %d: read before "
+                          "rma_expose", w->rank);
+    f->read_ctx = (op_ctx){ .kind = 2, .peer = -1 };
+    for (size_t i = 0; i < n_ops; i++) {
+        const us_rma_op *op = &ops[i];
+        if (op->rank < 0 || op->rank >= w->size || op->block_id >= f->n_blocks)
+            return us_err_set(err, US_ERANGE, "transport fabric: read of block %" PRIu64
+                              " from rank %d: no such block or rank", op->block_id, op->rank);
+        const rma_entry *e = &f->remote[(size_t)op->rank * f->n_blocks + op->block_id];
+        uint64_t limit = op->scales ? e->scale_bytes : e->bytes;
+        if (e->block_id != op->block_id || op->offset > limit || op->bytes > limit - op->offset)
+            return us_err_set(err, US_ERANGE, "transport fabric: read of %" PRIu64 " bytes at "
+                              "%" PRIu64 " of block %" PRIu64 " on rank %d: not published "
+                              "there or out of bounds", op->bytes, op->offset, op->block_id,
+                              op->rank);
+        if (op->rank == w->rank && f->local) {      /* own block: copy */
+            const uint8_t *src = op->scales
+                ? (const uint8_t *)f->local->block_scales[op->block_id]
+                : f->local->blocks[op->block_id];
+            memcpy(op->dst, src + op->offset, op->bytes);
+            continue;
+        }
+        uint64_t raddr = (op->scales ? e->scale_addr : e->addr) + op->offset;
+        uint64_t key = op->scales ? e->scale_key : e->key;
+        ssize_t s;
+        while ((s = fi_read(f->ep, op->dst, op->bytes, NULL, f->addrs[op->rank], raddr, key,
+                            &f->read_ctx)) == -FI_EAGAIN)
+            if ((rc = fab_progress(f, err)) < 0)
+                return rc;
+        if (s != 0)
+            return fab_fail(f, "fi_read", (int)s, err);
+        f->pending_read++;
+        t->stats.rma_reads++;
+        t->stats.rma_bytes += op->bytes;
+    }
+    while (f->pending_read > 0) {
+        rc = fab_progress(f, err);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            sched_yield();
+    }
+    return US_OK;
+}
+
+static void fab_close(us_transport *t)
+{
+    fab_transport *f = (fab_transport *)t;
+    release_mrs(f);
+    if (f->ep) fi_close(&f->ep->fid);
+    if (f->av) fi_close(&f->av->fid);
+    if (f->cq) fi_close(&f->cq->fid);
+    if (f->domain) fi_close(&f->domain->fid);
+    if (f->fabric) fi_close(&f->fabric->fid);
+    if (f->info) fi_freeinfo(f->info);
+    free(f->remote);
+    free(f->landing);
+    free(f->addrs);
+    free(f->send_ctx);
+    free(t->recv_base);
+    free(t->recv_off);
+    free(t->rma_row_stride);
+    free(f);
+}
+
+static const us_transport_ops fab_ops = {
+    .name = "fabric",
+    .xchg_start = fab_xchg_start,
+    .xchg_test = fab_xchg_test,
+    .rma_expose = fab_rma_expose,
+    .rma_buffer = fab_rma_buffer,
+    .rma_read = fab_rma_read,
+    .close = fab_close,
+};
+
+/* Endpoint set-up on this rank; the caller reports failures collectively. */
+static int fab_setup(fab_transport *f, us_err *err)
+{
+    struct fi_info *hints = fi_allocinfo();
+    if (hints == NULL)
+        return us_err_set(err, US_ENOMEM, "transport fabric: fi_allocinfo");
+    hints->ep_attr->type = FI_EP_RDM;
+    hints->caps = FI_TAGGED | FI_MSG | FI_RMA | FI_READ | FI_REMOTE_READ;
+    hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | FI_MR_PROV_KEY;
+    hints->domain_attr->threading = FI_THREAD_DOMAIN;
+    hints->mode = FI_CONTEXT | FI_CONTEXT2;
+    int rc = fi_getinfo(FAB_VERSION, NULL, NULL, 0, hints, &f->info);
+    fi_freeinfo(hints);
+    if (rc != 0)
+        return us_err_set(err, US_EFABRIC, "transport fabric: rank %d: no provider offers "
+                          "RDM with tagged messages and RMA reads (FI_PROVIDER=%s): %s",
+                          f->base.world->rank, getenv("FI_PROVIDER") ? getenv("FI_PROVIDER")
+                          : "any", fi_strerror(-rc));
+    snprintf(f->base.provider, sizeof f->base.provider, "%s",
+             f->info->fabric_attr->prov_name);
+    f->mr_mode = f->info->domain_attr->mr_mode;
+    if (f->mr_mode & (FI_MR_LOCAL | FI_MR_RAW | FI_MR_ENDPOINT))
+        return us_err_set(err, US_EUNSUPP, "transport fabric: provider %s needs memory "
+                          "registration modes this build does not do (0x%" PRIx64 ")",
+                          f->base.provider, f->mr_mode);
+    struct fi_cq_attr cq_attr = { .format = FI_CQ_FORMAT_TAGGED, .wait_obj = FI_WAIT_NONE,
+                                  .size = 1024 };
+    struct fi_av_attr av_attr = { .type = FI_AV_TABLE };
+    if ((rc = fi_fabric(f->info->fabric_attr, &f->fabric, NULL)) != 0)
+        return fab_fail(f, "fi_fabric", rc, err);
+    if ((rc = fi_domain(f->fabric, f->info, &f->domain, NULL)) != 0)
+        return fab_fail(f, "fi_domain", rc, err);
+    if ((rc = fi_cq_open(f->domain, &cq_attr, &f->cq, NULL)) != 0)
+        return fab_fail(f, "fi_cq_open", rc, err);
+    if ((rc = fi_av_open(f->domain, &av_attr, &f->av, NULL)) != 0)
+        return fab_fail(f, "fi_av_open", rc, err);
+    if ((rc = fi_endpoint(f->domain, f->info, &f->ep, NULL)) != 0)
+        return fab_fail(f, "fi_endpoint", rc, err);
+    if ((rc = fi_ep_bind(f->ep, &f->av->fid, 0)) != 0)
+        return fab_fail(f, "fi_ep_bind(av)", rc, err);
+    if ((rc = fi_ep_bind(f->ep, &f->cq->fid, FI_TRANSMIT | FI_RECV)) != 0)
+        return fab_fail(f, "fi_ep_bind(cq)", rc, err);
+    if ((rc = fi_enable(f->ep)) != 0)
+        return fab_fail(f, "fi_enable", rc, err);
+    return US_OK;
+}
+
+int us_transport_open_fabric(const us_world *world, const us_transport_opts *opts,
+                             us_transport **out, us_err *err)
+{
+    int size = world->size, rc;
+    fab_transport *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return us_err_set(err, US_ENOMEM, "transport fabric: state");
+    f->base.ops = &fab_ops;
+    f->base.world = world;
+    f->max_msg = opts && opts->max_msg_bytes ? opts->max_msg_bytes : 1u << 20;
+    f->max_msg = (f->max_msg + 7u) & ~(uint64_t)7u;   /* receive slots stay 8-aligned */
+    f->addrs = calloc((size_t)size, sizeof *f->addrs);
+    f->send_ctx = calloc(2 * (size_t)size, sizeof *f->send_ctx);
+    f->base.recv_off = calloc(2 * (size_t)size, sizeof(uint64_t));
+    f->base.rma_row_stride = calloc((size_t)size, sizeof(uint64_t));
+    if (!f->addrs || !f->send_ctx || !f->base.recv_off || !f->base.rma_row_stride) {
+        fab_close(&f->base);
+        return us_err_set(err, US_ENOMEM, "transport fabric: tables for %d ranks", size);
+    }
+    f->recv_ctx = f->send_ctx + size;
+    f->base.recv_len = f->base.recv_off + size;
+    us_err local = {0};
+    rc = fab_setup(f, &local);
+    /* everyone learns whether everyone succeeded before exchanging names */
+    char name[256];
+    size_t name_len = sizeof name;
+    if (rc == US_OK && (rc = fi_getname(&f->ep->fid, name, &name_len)) != 0)
+        rc = fab_fail(f, "fi_getname", rc, &local);
+    int ok = rc == US_OK, all_ok = 0;
+    int my_len = ok ? (int)name_len : 0, max_len = 0;
+    if (MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_LAND, world->comm) != MPI_SUCCESS ||
+        MPI_Allreduce(&my_len, &max_len, 1, MPI_INT, MPI_MAX, world->comm) != MPI_SUCCESS) {
+        fab_close(&f->base);
+        return us_err_set(err, US_EMPI, "transport fabric: rank %d: MPI_Allreduce", world->rank);
+    }
+    if (!all_ok) {
+        fab_close(&f->base);
+        if (!ok) {
+            if (err)
+                *err = local;
+            return local.code;
+        }
+        return us_err_set(err, US_EFABRIC, "transport fabric: rank %d: another rank could "
+                          "not open its endpoint", world->rank);
+    }
+    char *names = calloc((size_t)size, (size_t)max_len);
+    if (names == NULL ||
+        MPI_Allgather(name, max_len, MPI_BYTE, names, max_len, MPI_BYTE, world->comm) !=
+            MPI_SUCCESS) {
+        free(names);
+        fab_close(&f->base);
+        return us_err_set(err, US_EMPI, "transport fabric: rank %d: exchanging endpoint "
+                          "names", world->rank);
+    }
+    int n = fi_av_insert(f->av, names, (size_t)size, f->addrs, 0, NULL);
+    free(names);
+    if (n != size) {
+        rc = fab_fail(f, "fi_av_insert", n < 0 ? n : -FI_EINVAL, err);
+        fab_close(&f->base);
+        return rc;
+    }
+    *out = &f->base;
+    return US_OK;
+}

@@ -1,0 +1,224 @@
+/* serve.c — validate a gather request, compute, answer (see serve.h). */
+#include "shard/serve.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/gather.h"
+
+int us_server_init(us_server *s, uint32_t table_id, int shard_index,
+                   const us_rows_view *view, const us_wire_limits *limits,
+                   int n_threads, us_err *err)
+{
+    memset(s, 0, sizeof *s);
+    int rc = us_rows_view_check(view, err);
+    if (rc != US_OK)
+        return us_err_prefix(err, "shard %d table %u", shard_index, table_id);
+    s->table_id = table_id;
+    s->shard_index = shard_index;
+    s->view = view;
+    s->n_threads = n_threads;
+    if (limits != NULL)
+        s->limits = *limits;
+    else
+        s->limits = (us_wire_limits){ UINT64_MAX, UINT32_MAX, UINT32_MAX };
+    return US_OK;
+}
+
+void us_server_free(us_server *s)
+{
+    free(s->pad_rows);
+    free(s->pad_weights);
+    free(s->pad_groups);
+    s->pad_rows = NULL;
+    s->pad_weights = NULL;
+    s->pad_groups = NULL;
+    s->pad_cap = 0;
+}
+
+/* Every row must exist and be held here: checked before any work so the
+ * error names the row and the answer is all-or-nothing. */
+static int check_rows(const us_server *s, const us_wire_req *r, us_err *err)
+{
+    const us_rows_view *v = s->view;
+    for (uint32_t i = 0; i < r->hdr->n_rows; i++) {
+        uint64_t row = r->rows[i];
+        if (row >= v->rows)
+            return us_err_set(err, US_ERANGE, "shard %d table %u batch %" PRIu64 ": row "
+                              "%" PRIu64 " out of range (table has %" PRIu64 " rows)",
+                              s->shard_index, s->table_id, r->hdr->batch_id, row, v->rows);
+        if (v->blocks[row >> v->block_bits] == NULL)
+            return us_err_set(err, US_ENOTFOUND, "shard %d table %u batch %" PRIu64 ": row "
+                              "%" PRIu64 " (block %" PRIu64 ") is not held by this shard",
+                              s->shard_index, s->table_id, r->hdr->batch_id, row,
+                              row >> v->block_bits);
+    }
+    return US_OK;
+}
+
+static int grow_pad(us_server *s, uint64_t n, us_err *err)
+{
+    if (n <= s->pad_cap)
+        return US_OK;
+    uint64_t *rows = realloc(s->pad_rows, n * sizeof *rows);
+    if (rows != NULL)
+        s->pad_rows = rows;
+    float *w = realloc(s->pad_weights, n * sizeof *w);
+    if (w != NULL)
+        s->pad_weights = w;
+    uint8_t *g = realloc(s->pad_groups, n);
+    if (g != NULL)
+        s->pad_groups = g;
+    if (rows == NULL || w == NULL || g == NULL)
+        return us_err_set(err, US_ENOMEM, "shard %d: scratch for %" PRIu64 " pairs",
+                          s->shard_index, n);
+    s->pad_cap = n;
+    return US_OK;
+}
+
+/* PUSH: lays the pairs out as n_tokens x kmax (tokens have different pair
+ * counts here; padding pairs have weight 0, which the kernel skips without
+ * touching the accumulator), then one gather call. */
+static int serve_push(us_server *s, const us_wire_req *r, float *sums, us_err *err)
+{
+    const us_wire_req_hdr *h = r->hdr;
+    uint32_t kmax = 0;
+    for (uint32_t p = 0; p < h->n_pairs;) {
+        uint32_t q = p;
+        while (q < h->n_pairs && r->pair_token[q] == r->pair_token[p])
+            q++;
+        if (q - p > kmax)
+            kmax = q - p;
+        p = q;
+    }
+    size_t out_floats = (size_t)h->n_tokens * h->n_groups * s->view->dim;
+    if (kmax == 0) {
+        memset(sums, 0, out_floats * sizeof *sums);
+        return US_OK;
+    }
+    uint64_t n = (uint64_t)h->n_tokens * kmax;
+    int rc = grow_pad(s, n, err);
+    if (rc != US_OK)
+        return rc;
+    uint64_t filler = r->rows[0];   /* any held row: its weight is 0 */
+    for (uint64_t i = 0; i < n; i++) {
+        s->pad_rows[i] = filler;
+        s->pad_weights[i] = 0.0f;
+        s->pad_groups[i] = 0;
+    }
+    for (uint32_t p = 0, fill = 0; p < h->n_pairs; p++) {
+        if (p > 0 && r->pair_token[p] != r->pair_token[p - 1])
+            fill = 0;
+        uint64_t at = (uint64_t)r->pair_token[p] * kmax + fill++;
+        s->pad_rows[at] = r->rows[r->pair_ref[p]];
+        s->pad_weights[at] = r->pair_weight[p];
+        s->pad_groups[at] = r->pair_group ? r->pair_group[p] : 0;
+    }
+    if (h->n_groups == 1)
+        return us_gather_sum(sums, s->view, s->pad_rows, s->pad_weights, h->n_tokens,
+                             kmax, s->n_threads, err);
+    return us_gather_sum_grouped(sums, s->view, s->pad_rows, s->pad_weights,
+                                 s->pad_groups, h->n_tokens, kmax, (int)h->n_groups,
+                                 s->n_threads, err);
+}
+
+int us_serve_request(us_server *s, const void *req, uint64_t len, uint8_t resp_flags,
+                     us_wire_buf *out, bool *rejected, uint8_t *req_flags, us_err *err)
+{
+    us_err why = {0};
+    us_wire_req r;
+    int rc;
+    uint8_t mode = US_WIRE_NOP;
+    uint32_t table_id = 0;
+    uint64_t batch_id = 0;
+    s->stats.requests++;
+    if (req_flags)
+        *req_flags = 0;
+    if (len >= sizeof(us_wire_req_hdr) && ((uintptr_t)req & 7u) == 0) {
+        /* echo what we can read so the coordinator can match the error */
+        const us_wire_req_hdr *h = req;
+        mode = h->mode <= US_WIRE_ROWS ? h->mode : US_WIRE_NOP;
+        table_id = h->table_id;
+        batch_id = h->batch_id;
+        if (req_flags && h->magic == US_WIRE_REQ_MAGIC)
+            *req_flags = h->flags & US_WIRE_REQ_FLAGS;
+    }
+    rc = us_wire_req_parse(req, len, &s->limits, &r, &why);
+    if (rc == US_OK && r.hdr->table_id != s->table_id)
+        rc = us_err_set(&why, US_ENOTFOUND, "shard %d: table %u is not served here "
+                        "(this shard serves table %u)", s->shard_index,
+                        r.hdr->table_id, s->table_id);
+    if (rc == US_OK)
+        rc = check_rows(s, &r, &why);
+    if (rc != US_OK)
+        goto reject;
+
+    const us_wire_req_hdr *h = r.hdr;
+    const us_rows_view *v = s->view;
+    uint64_t at, total;
+    if (h->mode == US_WIRE_PUSH)
+        total = us_wire_resp_push_bytes(h->n_tokens, h->n_groups, v->dim);
+    else if (h->mode == US_WIRE_ROWS)
+        total = us_wire_resp_rows_bytes(h->n_rows, v->dim, us_dtype_size(v->dtype),
+                                        v->dtype == US_DTYPE_INT8);
+    else
+        total = sizeof(us_wire_resp_hdr);
+    if (total == 0 || total > s->limits.max_bytes) {
+        rc = us_err_set(&why, US_ERANGE, "shard %d batch %" PRIu64 ": answer of %" PRIu64
+                        " bytes exceeds the message limit", s->shard_index, h->batch_id,
+                        total);
+        goto reject;
+    }
+    rc = us_wire_buf_append(out, total, &at, err);
+    if (rc != US_OK)
+        return rc;
+    uint8_t *resp = out->data + at;
+    us_wire_resp_init(resp, h->mode, resp_flags, h->table_id, h->batch_id,
+                      h->mode == US_WIRE_PUSH ? h->n_tokens : 0,
+                      h->mode == US_WIRE_PUSH ? h->n_groups : 0,
+                      h->mode == US_WIRE_NOP ? 0 : v->dim,
+                      h->mode == US_WIRE_ROWS ? h->n_rows : 0, total);
+    uint8_t *payload = resp + sizeof(us_wire_resp_hdr);
+    if (h->mode == US_WIRE_PUSH) {
+        rc = serve_push(s, &r, (float *)payload, &why);
+    } else if (h->mode == US_WIRE_ROWS && h->n_rows > 0) {
+        float *scales = NULL;
+        if (v->dtype == US_DTYPE_INT8) {
+            scales = (float *)payload;
+            payload += (size_t)h->n_rows * 4u;
+        }
+        memset(payload + (size_t)h->n_rows * v->dim * us_dtype_size(v->dtype), 0,
+               total - (uint64_t)(payload - resp) -
+               (uint64_t)h->n_rows * v->dim * us_dtype_size(v->dtype));
+        rc = us_gather_copy(payload, scales, v, r.rows, h->n_rows, s->n_threads, &why);
+    }
+    if (rc != US_OK) {
+        out->len = at;   /* drop the half-built answer */
+        if (rc == US_ENOMEM)
+            return us_err_set(err, rc, "%s", why.msg);
+        goto reject;
+    }
+    s->stats.pairs += h->n_pairs;
+    s->stats.rows += h->n_rows;
+    s->stats.tokens += h->n_tokens;
+    if (rejected)
+        *rejected = false;
+    return US_OK;
+
+reject:
+    s->stats.rejected++;
+    s->last_error = why;
+    if (rejected)
+        *rejected = true;
+    void *msg = NULL;
+    uint64_t msg_len = 0;
+    if (us_wire_resp_error(&msg, &msg_len, mode, resp_flags, table_id, batch_id,
+                           &why) != US_OK)
+        return us_err_set(err, US_ENOMEM, "shard %d: error response", s->shard_index);
+    rc = us_wire_buf_append(out, msg_len, &at, err);
+    if (rc == US_OK)
+        memcpy(out->data + at, msg, msg_len);
+    free(msg);
+    return rc;
+}

@@ -1,0 +1,67 @@
+/*
+ * serve.h — a shard answering gather requests (proto/wire.h) over its rows.
+ *
+ * A server wraps one table's local view (shard/store.h hands it out; tests
+ * build one over an array). For each request it validates the message fully
+ * (proto/wire.h), then the table id and every row against the table (row <
+ * rows, block held by this shard), and only then computes:
+ *   PUSH  per token t and IVE group g: sum_i w_i V[row_i] over the pairs of t
+ *         in g, with us_gather_sum_grouped (pairs summed in message order, so
+ *         a token's sum is bit-identical to a single-process gather of the
+ *         same pairs)
+ *   ROWS  the raw stored rows (us_gather_copy) and int8 scales
+ *   NOP   an empty answer
+ * A request that fails any check gets an error response (code + message
+ * naming the field, row or table) and nothing is computed; the server stays
+ * usable for the next request. Only local failures (out of memory) are
+ * returned as errors by us_serve_request itself.
+ *
+ * Column placement: the view holds this shard's column slice of every row;
+ * answers then carry dim = view->dim columns.
+ */
+#ifndef US_SERVE_H
+#define US_SERVE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kernels/rows_view.h"
+#include "kernels/us_status.h"
+#include "proto/wire.h"
+
+typedef struct us_server_stats {
+    uint64_t requests, rejected;
+    uint64_t pairs, rows, tokens;
+} us_server_stats;
+
+typedef struct us_server {
+    uint32_t table_id;
+    int      shard_index;          /* for messages */
+    const us_rows_view *view;      /* borrowed; outlives the server */
+    us_wire_limits limits;
+    int      n_threads;            /* passed to the gather kernel */
+    us_server_stats stats;
+    us_err   last_error;           /* why the last rejected request was rejected */
+    /* scratch, grown on demand: padded per-token pair arrays */
+    uint64_t *pad_rows;
+    float    *pad_weights;
+    uint8_t  *pad_groups;
+    uint64_t  pad_cap;
+} us_server;
+
+/* Initialises a server over view (checked with us_rows_view_check). */
+int us_server_init(us_server *s, uint32_t table_id, int shard_index,
+                   const us_rows_view *view, const us_wire_limits *limits,
+                   int n_threads, us_err *err);
+
+/* Answers one request message (req, len) by appending one response to out.
+ * resp_flags are OR-ed into the response header. *rejected (optional) tells
+ * whether it was an error response. *req_flags (optional) gets the request's
+ * flags when the header was readable, else 0. Returns US_OK, or US_ENOMEM
+ * when no response could be built (out unchanged). */
+int us_serve_request(us_server *s, const void *req, uint64_t len, uint8_t resp_flags,
+                     us_wire_buf *out, bool *rejected, uint8_t *req_flags, us_err *err);
+
+void us_server_free(us_server *s);
+
+#endif

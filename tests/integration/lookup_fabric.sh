@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Distributed lookup over the fabric transport (libfabric RDM: tagged
+# push-down messages, one-sided fi_read pull) equals the single-process
+# gather, for the shm provider and for tcp (tcp;ofi_rxm), 1..8 ranks, two
+# coordinators, all roles, and malformed requests (tests/mpi/lookup_check.c).
+set -euo pipefail
+CHECK="$B/tests/mpi/lookup_check"
+if ! fi_info -t FI_EP_RDM >/dev/null 2>&1; then
+  echo "no libfabric RDM provider on this machine (fi_info -t FI_EP_RDM)"; exit 77
+fi
+run() {   # run PROVIDER N ARGS...
+  local prov=$1 n=$2; shift 2
+  local out
+  out=$(FI_PROVIDER=$prov $MPIRUN -x FI_PROVIDER -n "$n" "$CHECK" --transport fabric "$@")
+  echo "$out"
+  grep -q "^lookup_check ok:.*transport fabric" <<<"$out"
+  ! grep -q " FAIL$" <<<"$out"
+  # pull cases must really have read one-sided (except 1 rank: own blocks are copied)
+  if [ "$n" -gt 1 ] && [ "${1:-}" != --malformed ]; then
+    grep -q "[1-9][0-9]* reads$" <<<"$out"
+  fi
+}
+for prov in shm tcp; do
+  run $prov 1 --quick
+  run $prov 2
+  run $prov 3 --quick
+  run $prov 4 --quick
+  run $prov 8 --quick
+  run $prov 4 --coordinators 2 --quick
+  run $prov 3 --all-roles --quick
+  out=$(run $prov 3 --malformed)
+  grep -q "row out of range .*ERANGE" <<<"$out"
+  grep -q "after malformed rounds: normal batch" <<<"$out"
+done
+echo "lookup_fabric ok"

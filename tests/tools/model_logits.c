@@ -1,0 +1,154 @@
+/*
+ * model_logits.c — C logits of a model directory for tests/ref/model.py.
+ *
+ *   model_logits MODEL_DIR TOKENS.i32 OUT.f32 MODE
+ *
+ * Runs one sequence (raw little-endian int32 token ids) and writes the logits
+ * of every position, f32 [T][V]. MODE picks how the tokens are fed, all of
+ * which must give the same logits:
+ *   prefill   segment-sized chunks
+ *   decode    one token per step (KV cache inside the segment)
+ *   batch     chunks of 3, in a batch with two other sequences (different
+ *             tokens, different chunk phases) that must not disturb it
+ * Value tables come from MODEL_DIR/values (local backend), or, with
+ * STORE_DIR, from a store served by the shard ranks of this MPI job
+ * (memory_dist.h; run under mpirun: rank 0 computes, the others serve;
+ * TRANSPORT "mpi" or "fabric", MODE_LOOKUP "auto", "push" or "pull").
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coordinator/memory_dist.h"
+#include "coordinator/model.h"
+#include "coordinator/model_io.h"
+#include "proto/world.h"
+
+static int fail(const us_err *err)
+{
+    fprintf(stderr, "model_logits: error: %s (%s)\n", err->msg, us_code_name(err->code));
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5 && argc != 8) {
+        fprintf(stderr, "usage: model_logits MODEL_DIR TOKENS.i32 OUT.f32 prefill|decode|batch "
+                        "[STORE_DIR mpi|fabric auto|push|pull]\n");
+        return 2;
+    }
+    const char *mode = argv[4];
+    us_err err = {0};
+    us_model m;
+    us_value_tables vt = {0};
+    us_memory_backend be;
+    us_world w = {0};
+    us_memory_dist dist = {0};
+    if (us_model_load(&m, argv[1], &err) != US_OK)
+        return fail(&err);
+    if (argc == 8) {
+        if (us_world_init(&w, &argc, &argv, NULL, &err) != US_OK)
+            return fail(&err);
+        us_memory_dist_opts o = {
+            .transport = argv[6],
+            .mode = strcmp(argv[7], "push") == 0 ? US_LOOKUP_PUSH :
+                    strcmp(argv[7], "pull") == 0 ? US_LOOKUP_PULL : US_LOOKUP_AUTO,
+            .max_tokens = 3 * m.cfg.segment_len,
+            .k = m.cfg.memory.heads * m.cfg.memory.knn,
+            .n_groups = m.cfg.memory.ive_groups, .n_threads = 1 };
+        if (us_memory_dist_open(&dist, &w, argv[5], us_model_config_memory_layers(&m.cfg), &o,
+                                &err) != US_OK)
+            us_world_abort(&w, &err);
+        if (!w.is_coordinator) {
+            int rc = us_memory_dist_serve(&dist, &err);
+            us_memory_dist_close(&dist);
+            us_model_free(&m);
+            us_world_finalize(&w);
+            return rc == US_OK ? 0 : fail(&err);
+        }
+        us_memory_dist_backend(&dist, &be);
+    } else {
+        if (us_value_tables_load(&vt, argv[1], &m.cfg, &err) != US_OK)
+            return fail(&err);
+        us_value_tables_backend(&vt, &be);
+    }
+    if (us_model_set_backend(&m, &be, &err) != US_OK)
+        return fail(&err);
+    FILE *f = fopen(argv[2], "rb");
+    if (f == NULL) {
+        perror(argv[2]);
+        return 1;
+    }
+    int32_t tokens[4096];
+    size_t T = fread(tokens, 4, 4096, f);
+    fclose(f);
+    const size_t V = m.cfg.vocab_size, L = m.cfg.segment_len;
+    float *logits = malloc(T * V * sizeof(float));
+    float *step = malloc(3 * L * V * sizeof(float));
+    us_seq_state s[3];
+    us_workspace ws;
+    if (logits == NULL || step == NULL || us_workspace_init(&ws, &m.cfg, 3 * L, &err) != US_OK)
+        return fail(&err);
+    for (int i = 0; i < 3; i++)
+        if (us_seq_state_init(&s[i], &m.cfg, &err) != US_OK)
+            return fail(&err);
+    int32_t other[2][4096];
+    for (size_t t = 0; t < T; t++) {
+        other[0][t] = (int32_t)((tokens[t] * 7 + 3) % 256);
+        other[1][t] = (int32_t)((t * 13 + 5) % 259);
+    }
+    size_t pos = 0, opos[2] = { 0, 0 };
+    while (pos < T) {
+        size_t room = L - s[0].seg_fill, n;
+        if (strcmp(mode, "prefill") == 0)
+            n = room;
+        else if (strcmp(mode, "decode") == 0)
+            n = 1;
+        else if (strcmp(mode, "batch") == 0)
+            n = 3 < room ? 3 : room;
+        else {
+            fprintf(stderr, "model_logits: unknown mode '%s'\n", mode);
+            return 2;
+        }
+        if (n > T - pos)
+            n = T - pos;
+        us_batch_item items[3] = { { &s[0], tokens + pos, (uint32_t)n } };
+        size_t n_items = 1;
+        if (strcmp(mode, "batch") == 0) {
+            for (int o = 0; o < 2; o++) {
+                size_t want = o == 0 ? 5 : 1, r = L - s[1 + o].seg_fill;
+                size_t k = want < r ? want : r;
+                if (opos[o] + k > T)
+                    continue;
+                items[n_items++] = (us_batch_item){ &s[1 + o], other[o] + opos[o], (uint32_t)k };
+                opos[o] += k;
+            }
+        }
+        if (us_model_forward(&m, &ws, items, n_items, step, false, &err) != US_OK) {
+            if (dist.tables != NULL)
+                us_world_abort(&w, &err);
+            return fail(&err);
+        }
+        memcpy(logits + pos * V, step, n * V * sizeof(float));
+        pos += n;
+    }
+    f = fopen(argv[3], "wb");
+    if (f == NULL || fwrite(logits, sizeof(float), T * V, f) != T * V || fclose(f) != 0) {
+        perror(argv[3]);
+        return 1;
+    }
+    for (int i = 0; i < 3; i++)
+        us_seq_state_free(&s[i]);
+    us_workspace_free(&ws);
+    free(step);
+    free(logits);
+    us_value_tables_free(&vt);
+    us_model_free(&m);
+    if (dist.tables != NULL) {
+        if (us_memory_dist_finish(&dist, &err) != US_OK)
+            return fail(&err);
+        us_memory_dist_close(&dist);
+        us_world_finalize(&w);
+    }
+    return 0;
+}

@@ -4,6 +4,7 @@
 #include <cblas.h>
 
 #include "kernels/ive.h"
+#include "kernels/norm.h"
 #include "kernels/score.h"
 
 static us_pk_shape pk_shape(const us_model_config *c, size_t T)
@@ -109,6 +110,9 @@ int us_memlayer_begin(const us_model *m, uint32_t layer, us_workspace *ws, size_
     table_slice ts = slice_at(c, ws->max_tokens, lo.tables + (size_t)table * lo.slice_bytes);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)qdim, (int)d, 1.0f,
                 ws->h, (int)d, w->mem_wq, (int)qdim, 0.0f, lo.q, (int)qdim);
+    if (mc->query_norm)   /* each head's row and column query: rows of k_dim */
+        us_layernorm_forward(lo.q, lo.q, NULL, NULL, T * mc->heads * 2, mc->k_dim,
+                             c->norm_eps);
     us_pk_shape shape = pk_shape(c, T);
     /* A decode step of a few tokens costs less than waking OpenMP threads
      * (measured: 2 threads on the shared 2-core box were ~10x slower). */

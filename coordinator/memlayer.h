@@ -2,7 +2,8 @@
  * memlayer.h — the UltraMem memory layer of the model (forward only).
  *
  * For the T tokens of a step, with h = RMSNorm(x) of layer l:
- *   1. q = h Wq: per memory head a row query and a column query (k_dim each);
+ *   1. q = h Wq: per memory head a row query and a column query (k_dim each),
+ *      each LayerNorm-ed without affine when memory.query_norm (UltraMem);
  *   2. TDQKR scoring (kernels/score.h, US_PK_TUCKER, no MCS): per head the
  *      knn best virtual addresses a in [0, n_keys^2) and their scores
  *      (softmax over the knn scores when memory.weights = "softmax");

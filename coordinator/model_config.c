@@ -117,6 +117,14 @@ int us_model_config_parse(us_model_config *cfg, const char *json, const char *wh
                         "\"raw\"", what);
         goto done;
     }
+    /* Optional (default false): UltraMem's LayerNorm on the queries. */
+    const cJSON *qn = cJSON_GetObjectItemCaseSensitive(mem, "query_norm");
+    if (qn != NULL && !cJSON_IsBool(qn)) {
+        rc = us_err_set(err, US_EINVAL, "%s: field 'memory.query_norm' must be true or false",
+                        what);
+        goto done;
+    }
+    c.memory.query_norm = cJSON_IsTrue(qn);
     const cJSON *layers = cJSON_GetObjectItemCaseSensitive(root, "layers");
     if (!cJSON_IsArray(layers) || cJSON_GetArraySize(layers) < 1 ||
         cJSON_GetArraySize(layers) > US_MODEL_MAX_LAYERS) {
@@ -247,6 +255,7 @@ char *us_model_config_to_json(const us_model_config *c)
     cJSON_AddNumberToObject(mem, "ive_groups", c->memory.ive_groups);
     cJSON_AddNumberToObject(mem, "skip", c->memory.skip);
     cJSON_AddStringToObject(mem, "weights", c->memory.softmax ? "softmax" : "raw");
+    cJSON_AddBoolToObject(mem, "query_norm", c->memory.query_norm != 0);
     cJSON *layers = cJSON_AddArrayToObject(root, "layers");
     for (uint32_t l = 0; l < c->n_layers; l++)
         cJSON_AddItemToArray(layers, cJSON_CreateString(us_layer_kind_name(c->layers[l])));
@@ -268,7 +277,7 @@ int us_model_config_preset(us_model_config *c, const char *name, us_err *err)
         c->ffn_hidden = 128; c->moe_experts = 4; c->moe_hidden = 64;
         c->memory = (us_memory_config){ .heads = 2, .n_keys = 16, .k_dim = 16,
             .tucker_rank = 2, .knn = 4, .candidates = 4, .v_dim = 32, .ive_groups = 4,
-            .skip = 1, .softmax = 1 };
+            .skip = 1, .softmax = 1, .query_norm = 1 };
         c->n_layers = 4;
         us_layer_kind kinds[4] = { US_LAYER_DENSE, US_LAYER_MEMORY, US_LAYER_MOE,
                                    US_LAYER_DENSE };
@@ -278,7 +287,7 @@ int us_model_config_preset(us_model_config *c, const char *name, us_err *err)
         c->ffn_hidden = 768; c->moe_experts = 8; c->moe_hidden = 384;
         c->memory = (us_memory_config){ .heads = 2, .n_keys = 256, .k_dim = 64,
             .tucker_rank = 2, .knn = 16, .candidates = 8, .v_dim = 128, .ive_groups = 4,
-            .skip = 1, .softmax = 1 };
+            .skip = 1, .softmax = 1, .query_norm = 1 };
         c->n_layers = 8;
         us_layer_kind kinds[8] = { US_LAYER_DENSE, US_LAYER_MEMORY, US_LAYER_DENSE,
                                    US_LAYER_MOE, US_LAYER_DENSE, US_LAYER_MEMORY,

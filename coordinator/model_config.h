@@ -50,6 +50,7 @@ typedef struct us_memory_config {
     uint32_t ive_groups;   /* E virtual tables; physical rows = n_keys^2 / E */
     uint32_t skip;         /* output added `skip` layers later */
     uint32_t softmax;      /* 1: weights = softmax of the knn scores; 0: raw */
+    uint32_t query_norm;   /* 1: LayerNorm (no affine) on each row/column query */
 } us_memory_config;
 
 typedef struct us_model_config {

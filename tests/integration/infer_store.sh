@@ -18,6 +18,12 @@ run --output "$dir/store.jsonl" --store "$dir/st" || fail "store run"
 cmp "$dir/npy.jsonl" "$dir/store.jsonl" || fail "f32 store output differs from the npy tables"
 ls "$dir/st" | grep -q 'table-0.shard-2.bin' || fail "store has no shard 2 file: $(ls "$dir/st")"
 echo "ok  f32 store over 3 shards == in-process tables"
+# the model's .npy tables are importable as they are (ultrashard import)
+"$US_BIN" import --out "$dir/imported" --table table_0="$dir/m/values/table_0.npy" --shards 2 \
+  --block-bits 4 >/dev/null 2>&1 || fail "import of values/table_0.npy"
+run --output "$dir/imported.jsonl" --store "$dir/imported" || fail "imported store run"
+cmp "$dir/npy.jsonl" "$dir/imported.jsonl" || fail "imported store output differs"
+echo "ok  ultrashard import of values/table_0.npy serves the same output"
 for dt in bf16 int8; do
   "$US_BIN" init-model --preset tiny --out "$dir/m$dt" --seed 21 --store "$dir/st$dt" \
     --store-dtype $dt >/dev/null || fail "init-model $dt"

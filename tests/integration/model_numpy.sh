@@ -4,7 +4,7 @@
 # (the last partial), logits within 1e-4 absolute, fed three ways (segment
 # prefill, token-by-token decode, chunks of 3 batched with other sequences),
 # for both Infini-attention update rules, and for config variants (raw
-# memory weights, skip 0, skip past the last layer). Then the same check must FAIL when
+# memory weights, skip 0, skip past the last layer, no query LayerNorm). Then the same check must FAIL when
 # the reference drops the memory layer, the Infini memory or the MoE layer
 # (proof that each component reaches the logits).
 set -euo pipefail
@@ -33,12 +33,12 @@ done
 # config variants on the same weights: raw memory weights (no softmax), the
 # memory output added at its own layer (skip 0) and past the end (skip 5 ->
 # clipped to the last layer)
-for variant in weights=raw skip=0 skip=5; do
+for variant in weights=raw skip=0 skip=5 query_norm=false; do
   cp "$dir/m/config.json" "$dir/config.keep"
   /usr/bin/python3 - "$dir/m/config.json" "$variant" <<'PY'
 import json, sys
 c = json.load(open(sys.argv[1])); k, v = sys.argv[2].split("=")
-c["memory"][k] = int(v) if v.isdigit() else v
+c["memory"][k] = int(v) if v.isdigit() else {"false": False, "true": True}.get(v, v)
 json.dump(c, open(sys.argv[1], "w"), indent=1)
 PY
   "$tool" "$dir/m" "$dir/tok.i32" "$dir/c_var.f32" prefill

@@ -20,7 +20,8 @@ memlayer.h and kernels/score.h, written again from the papers' formulas:
   M, z are updated (linear or delta rule) with its K, V.
   MoE: top-k experts by router logit (ties: lower index), weights = softmax of
   the selected logits, SwiGLU experts.
-  Memory (TDQKR): per head S_row[a,i] = q_row.K_row[a,i], S_col likewise;
+  Memory (TDQKR): query LayerNorm (no affine) if memory.query_norm; per head
+  S_row[a,i] = q_row.K_row[a,i], S_col likewise;
   C ~ u t^T from the SVD of the core (sign: sum(u) >= 0); top-k' rows by
   u.S_row and columns by t.S_col; exact grid scores S_row^T C S_col on the
   k' x k' candidates; top-knn (ties: lower address); softmax weights;
@@ -151,6 +152,10 @@ class Model:
         kp, knn, G = mc["candidates"], mc["knn"], mc["ive_groups"]
         V = self.tables[table]
         q = (h @ w[f"layers.{l}.mem.wq"]).reshape(h.shape[0], Hm, 2, kd)
+        if mc.get("query_norm", False):
+            mu = q.mean(axis=-1, keepdims=True)
+            var = ((q - mu) ** 2).mean(axis=-1, keepdims=True)
+            q = (q - mu) / np.sqrt(var + c["norm_eps"])
         krow = w[f"layers.{l}.mem.keys_row"].reshape(Hm, r, n, kd)
         kcol = w[f"layers.{l}.mem.keys_col"].reshape(Hm, r, n, kd)
         core = w[f"layers.{l}.mem.core"].reshape(Hm, r, r)

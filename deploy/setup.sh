@@ -13,6 +13,7 @@ PACKAGES=(
   libcmocka-dev                       # unit tests
   python3-numpy                       # independent reference checks (/usr/bin/python3)
   iproute2                            # namespace lab (ip netns, tc tbf)
+  time                                # /usr/bin/time: max RSS in make bench-store
 )
 
 missing=()

@@ -36,6 +36,7 @@ typedef struct bench_opts {
     double hot;
     int threads;
     uint64_t cache_bytes;
+    double read_us;              /* cost model: one-sided read cost (< 0: default) */
 } bench_opts;
 
 typedef struct bench_result {
@@ -92,6 +93,10 @@ static int bench_one(const us_world *w, us_transport *t, const bench_opts *o,
     us_lookup_opts lo = { .mode = mode, .max_tokens = o->tokens, .max_k = o->k,
                           .n_threads = o->threads, .cache_bytes = o->cache_bytes,
                           .pull_by_messages = pull_by_messages };
+    if (o->read_us >= 0) {
+        lo.cost = us_cost_params_default();
+        lo.cost.read_us = o->read_us;
+    }
     us_lookup *L = NULL;
     int rc = us_lookup_open(&L, w, t, table, w->is_shard ? local : NULL, &lo, err);
     if (rc != US_OK)
@@ -192,6 +197,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o, us_world_opts *wo)
         { "tokens", 1, 0, 't' }, { "k", 1, 0, 'k' }, { "batches", 1, 0, 'b' },
         { "hot", 1, 0, 'o' }, { "threads", 1, 0, 'n' }, { "cache-bytes", 1, 0, 'c' },
         { "coordinators", 1, 0, 'C' }, { "all-roles", 0, 0, 'A' }, { "help", 0, 0, 'h' },
+        { "read-us", 1, 0, 'R' },
         { 0, 0, 0, 0 },
     };
     us_err e = {0};
@@ -227,6 +233,11 @@ static int parse_opts(int argc, char **argv, bench_opts *o, us_world_opts *wo)
             if (us_cli_parse_double("--hot", optarg, 0, 1, &d, &e))
                 return us_cli_usage_error(cmd, "%s", e.msg);
             o->hot = d;
+            break;
+        case 'R':
+            if (us_cli_parse_double("--read-us", optarg, 0, 1e6, &d, &e))
+                return us_cli_usage_error(cmd, "%s", e.msg);
+            o->read_us = d;
             break;
         case 'A': wo->all_roles = true; break;
         case 'h': fputs(cmd->usage, stdout); return 0;
@@ -275,7 +286,7 @@ int us_cmd_bench(int argc, char **argv)
     if (strcmp(argv[1], "lookup") != 0)
         return us_cli_usage_error(cmd, "unknown benchmark '%s'", argv[1]);
     bench_opts o = { .rows = 131072, .dim = 128, .tokens = 256, .k = 32, .batches = 20,
-                     .dtype = US_DTYPE_F32, .hot = 0.2, .threads = 1 };
+                     .dtype = US_DTYPE_F32, .hot = 0.2, .threads = 1, .read_us = -1 };
     snprintf(o.transports, sizeof o.transports, "mpi,fabric");
     snprintf(o.modes, sizeof o.modes, "push,pull,pullmsg");
     snprintf(o.placements, sizeof o.placements, "row,column");

@@ -23,6 +23,8 @@
     "  --hot F             fraction of pairs drawn from 1024 hot rows (default 0.2)\n" \
     "  --threads N         gather threads per rank (default 1)\n" \
     "  --cache-bytes N     coordinator hot-row cache (default 0)\n" \
+    "  --read-us X         cost of one one-sided read in the cost model (default 8);\n" \
+    "                      also sets how far apart rows may be to share one read\n" \
     "  --coordinators C, --all-roles   roles as for `ultrashard roles`\n"
 
 int us_cmd_bench(int argc, char **argv);

@@ -147,6 +147,9 @@ int us_cmd_import(int argc, char **argv)
                "%.1f MB written in %.2f s -> %s\n", n, o.shards, w.size,
                (unsigned long long)st.blocks, st.bytes_read / 1e6, st.bytes_written / 1e6,
                st.seconds, o.out_dir);
+        if (st.resumed_files > 0)
+            printf("import: resumed after a crash: kept %llu shard files already written\n",
+                   (unsigned long long)st.resumed_files);
         printf("{\"event\":\"import\",\"tables\":%zu,\"shards\":%u,\"ranks\":%d,\"blocks\":%llu,"
                "\"bytes_read\":%llu,\"bytes_written\":%llu,\"seconds\":%.6f}\n", n, o.shards,
                w.size, (unsigned long long)st.blocks, (unsigned long long)st.bytes_read,
@@ -249,11 +252,16 @@ int us_cmd_verify(int argc, char **argv)
     const char *dir = NULL;
     us_import_table against[64];
     size_t n_against = 0;
+    long expect_shards = 0;
     us_err err = {0};
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             fputs(cmd->usage, stdout);
             return 0;
+        } else if (strcmp(argv[i], "--expect-shards") == 0 && i + 1 < argc) {
+            if (us_cli_parse_long("--expect-shards", argv[++i], 1, US_MAX_SHARDS,
+                                  &expect_shards, &err))
+                return us_cli_usage_error(cmd, "%s", err.msg);
         } else if (strcmp(argv[i], "--against") == 0 && i + 1 < argc) {
             if (n_against == 64)
                 return us_cli_usage_error(cmd, "at most 64 --against");
@@ -279,14 +287,22 @@ int us_cmd_verify(int argc, char **argv)
     us_manifest m;
     uint64_t local[5] = { 0, 0, 0, 0, 0 };  /* files, blocks, bad, bytes, rows compared */
     int failures = 0;
-    if (us_manifest_read(dir, &m, &err) != US_OK) {
-        fprintf(stderr, "ultrashard verify: rank %d: error: %s (%s)\n", w.rank, err.msg,
-                us_code_name(err.code));
+    int mrc = us_manifest_read(dir, &m, &err);
+    if (mrc == US_OK && expect_shards > 0 && m.shard_count != (uint32_t)expect_shards) {
+        mrc = us_err_set(&err, US_EINVAL, "store '%s' has %u shards, expected %ld (shard "
+                         "count mismatch)", dir, m.shard_count, expect_shards);
+        us_manifest_free(&m);
+    }
+    if (mrc != US_OK) {
+        if (w.rank == 0)
+            fprintf(stderr, "ultrashard verify: error: %s (%s)\n", err.msg,
+                    us_code_name(err.code));
         failures++;
         m.shard_count = 0;
     }
     for (uint32_t s = (uint32_t)w.rank; s < m.shard_count; s += (uint32_t)w.size) {
-        us_store_opts so = { .backend = US_BACKEND_MMAP, .shard_index = (int)s };
+        us_store_opts so = { .backend = US_BACKEND_MMAP, .shard_index = (int)s,
+                             .expect_shards = (int)expect_shards };
         us_store *st;
         if (us_store_open(dir, &so, &st, &err) != US_OK) {
             fprintf(stderr, "verify: shard %u: %s\n", s, err.msg);

@@ -11,7 +11,8 @@
     "files, one 2-D tensor (rows x dim) per table; repeat --table for several\n" \
     "tables (memory layers). Every rank reads and writes only the blocks of the\n" \
     "shards it builds (shard s is built by rank s mod N). Crash-safe: the store\n" \
-    "appears under DIR only when complete; on any error nothing is left.\n" \
+    "appears under DIR only when complete; on any error nothing is left. After a\n" \
+    "crash, the same command resumes (shard files already written are kept).\n" \
     "\n" \
     "  --table NAME=FILE[#TENSOR]  table from FILE (tensor TENSOR of a safetensors file;\n" \
     "                              default: the file's only tensor)\n" \
@@ -34,12 +35,14 @@
     "  --json   one JSON object per table and one for the store, instead of text\n"
 
 #define US_CMD_VERIFY_USAGE \
-    "usage: [mpirun -n N] ultrashard verify DIR [--against NAME=FILE[#TENSOR]] ...\n" \
+    "usage: [mpirun -n N] ultrashard verify DIR [--expect-shards S]\n" \
+    "                 [--against NAME=FILE[#TENSOR]] ...\n" \
     "\n" \
     "Checks every block's CRC-32C (rank r checks shards r, r+N, ...), and every\n" \
     "shard file's presence and size. Each bad block is reported naming the table,\n" \
     "the block and the file. Exit 0 only when everything is intact.\n" \
     "\n" \
+    "  --expect-shards S  fail unless the store has S shards (shard count mismatch)\n" \
     "  --against NAME=FILE[#TENSOR]  also compare every row of table NAME with the\n" \
     "                    tensor file, converted as import stores it (bit-exact)\n"
 

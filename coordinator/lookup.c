@@ -2,9 +2,11 @@
 #include "coordinator/lookup.h"
 
 #include <inttypes.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator/pull.h"
 #include "kernels/gather.h"
 
 struct us_lookup {
@@ -21,14 +23,19 @@ struct us_lookup {
     uint32_t col_begin, col_count; /* this rank's slice (column placement) */
     /* coordinator side */
     us_route route;
+    us_read_plan plan;           /* one-sided pull, row placement */
     bool has_cache;
     us_rowcache cache;
     us_lookup_mode mode, last_mode;
     uint64_t batch_id;
     /* round state */
     bool in_round, have_batch, rma_pull, raw, stop_sent;
+    bool rma_mine;               /* the transport exposes this lookup's table */
     int pending_rc;              /* a bad batch found by begin, reported by end */
     us_err pending_err;
+    int phase;                   /* 0: requests in flight, 1: responses in flight */
+    int fetch_rc;                /* one-sided pull of this round */
+    us_err fetch_err;
     bool shard_done, coord_done, all_stopped;
     uint8_t wire_mode;
     us_lookup_batch batch;
@@ -149,13 +156,23 @@ int us_lookup_open(us_lookup **out, const us_world *world, us_transport *t,
             goto fail;
         L->has_cache = true;
     }
-    /* collective on the fabric backend; the mpi backend says EUNSUPP at once */
-    us_err rma_err = {0};
-    rc = us_transport_rma_expose(t, world->is_shard ? local : NULL, &rma_err);
-    if (rc != US_OK && rc != US_EUNSUPP) {
-        if (err)
-            *err = rma_err;
-        goto fail;
+    /* One exposed table per transport: the first open lookup owns it; later
+     * lookups sharing the transport pull with ROWS messages. Every rank
+     * opens and closes lookups in the same order, so all decide alike and
+     * the collective expose is entered by all or none. (The mpi backend
+     * says EUNSUPP at once.) */
+    if (t->rma_owner == NULL) {
+        us_err rma_err = {0};
+        rc = us_transport_rma_expose(t, world->is_shard ? local : NULL, &rma_err);
+        if (rc != US_OK && rc != US_EUNSUPP) {
+            if (err)
+                *err = rma_err;
+            goto fail;
+        }
+        if (rc == US_OK && t->rma_ready) {
+            t->rma_owner = L;
+            L->rma_mine = true;
+        }
     }
     *out = L;
     return US_OK;
@@ -228,7 +245,7 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
     if ((rc = us_route_assign(r, &L->table, L->w->n_shards, L->local, err)) != US_OK)
         return rc;
     us_cost push, pull;
-    bool can_rma = L->t->rma_ready && !L->opts.pull_by_messages;
+    bool can_rma = L->rma_mine && L->t->rma_ready && !L->opts.pull_by_messages;
     us_route_cost(r, &L->table, L->n_groups, can_rma, &L->opts.cost, &push, &pull);
     L->stats.est_push_bytes += push.bytes;
     L->stats.est_pull_bytes += pull.bytes;
@@ -276,6 +293,7 @@ static int plan_idle(us_lookup *L, uint8_t flags, us_err *err)
 static int round_start(us_lookup *L, us_err *err)
 {
     L->in_round = true;
+    L->phase = 0;
     return us_transport_xchg_start(L->t, US_XCHG_TO_SHARDS, L->send.data, L->send_off,
                                    L->send_len, err);
 }
@@ -354,58 +372,14 @@ static int serve_round(us_lookup *L, us_err *err)
     return US_OK;
 }
 
-/* Coordinator, one-sided pull: read every remote row into the landing buffer. */
-static int rma_fetch(us_lookup *L, us_err *err)
+static us_pull_ctx pull_ctx(us_lookup *L)
 {
-    const us_route *r = &L->route;
-    const us_table_info *t = &L->table;
-    uint64_t remote = r->n_unique - r->n_local;
-    if (remote == 0)
-        return US_OK;
-    bool column = t->placement == US_PLACE_COLUMN;
-    int S = L->w->n_shards;
-    uint64_t n_ops = remote * (column ? (uint64_t)S : 1u) + (L->int8 ? remote : 0);
-    uint8_t *land;
-    /* scales first so they stay 4-aligned whatever the row size */
-    uint64_t scale_bytes = us_wire_pad8((uint64_t)r->n_unique * 4);
-    int rc = us_transport_rma_buffer(L->t, scale_bytes + r->n_unique * L->row_bytes,
-                                     (void **)&land, err);
-    if (rc != US_OK)
-        return rc;
-    us_rma_op *ops = malloc(n_ops * sizeof *ops);
-    if (ops == NULL)
-        return us_err_set(err, US_ENOMEM, "lookup: %" PRIu64 " read descriptors", n_ops);
-    float *land_scales = (float *)land;
-    land += scale_bytes;
-    uint64_t mask = (1ull << t->block_bits) - 1, n = 0;
-    size_t elem = us_dtype_size(t->dtype);
-    for (uint32_t u = 0; u < r->n_unique; u++) {
-        if (L->local[u])
-            continue;
-        uint64_t row = r->uniq_rows[u], block = row >> t->block_bits;
-        int first = column ? 0 : r->uniq_owner[u], last = column ? S : first + 1;
-        for (int s = first; s < last; s++) {
-            uint32_t begin = 0, cols = t->dim;
-            if (column)
-                us_column_slice(t->dim, S, s, &begin, &cols);
-            int rank = us_world_shard_rank(L->w, s);
-            ops[n++] = (us_rma_op){ .rank = rank, .block_id = block,
-                                    .offset = (row & mask) * L->t->rma_row_stride[rank],
-                                    .bytes = (uint64_t)cols * elem,
-                                    .dst = land + u * L->row_bytes + (uint64_t)begin * elem };
-        }
-        if (L->int8) {
-            int rank = us_world_shard_rank(L->w, column ? 0 : r->uniq_owner[u]);
-            ops[n++] = (us_rma_op){ .rank = rank, .scales = true, .block_id = block,
-                                    .offset = (row & mask) * 4, .bytes = 4,
-                                    .dst = &land_scales[u] };
-        }
-        L->row_ptr[u] = land + u * L->row_bytes;
-        L->scale_ptr[u] = &land_scales[u];
-    }
-    rc = us_transport_rma_read(L->t, n, ops, err);
-    free(ops);
-    return rc;
+    return (us_pull_ctx){
+        .world = L->w, .t = L->t, .table = &L->table, .route = &L->route, .local = L->local,
+        .row_bytes = L->row_bytes, .int8 = L->int8, .cost = &L->opts.cost,
+        .row_ptr = L->row_ptr, .scale_ptr = L->scale_ptr, .plan = &L->plan,
+        .staging = &L->staging, .staging_cap = &L->staging_cap,
+    };
 }
 
 /* Pull merge: every unique row is local now (cache, landing buffer or a
@@ -427,57 +401,6 @@ static int merge_pull(us_lookup *L, float *out, us_err *err)
                              L->opts.n_threads, err);
     return us_gather_sum_grouped(out, &v, L->pair_rows, b->weights, b->groups,
                                  b->n_tokens, b->k, (int)L->n_groups, L->opts.n_threads, err);
-}
-
-/* Pull over ROWS messages: point at (row placement) or assemble (column
- * placement) each fetched row. */
-static int place_fetched_rows(us_lookup *L, const us_wire_resp *resp, us_err *err)
-{
-    const us_route *r = &L->route;
-    const us_table_info *t = &L->table;
-    int S = L->w->n_shards;
-    size_t elem = us_dtype_size(t->dtype);
-    if (t->placement == US_PLACE_ROW) {
-        for (uint32_t u = 0; u < r->n_unique; u++) {
-            if (L->local[u])
-                continue;
-            const us_wire_resp *a = &resp[r->uniq_owner[u]];
-            L->row_ptr[u] = a->row_bytes + (uint64_t)r->uniq_ref[u] * L->row_bytes;
-            L->scale_ptr[u] = a->row_scales ? &a->row_scales[r->uniq_ref[u]] : NULL;
-        }
-        return US_OK;
-    }
-    uint64_t scale_bytes = us_wire_pad8((uint64_t)r->n_unique * 4);   /* scales first: aligned */
-    uint64_t need = scale_bytes + (uint64_t)r->n_unique * L->row_bytes;
-    if (need > L->staging_cap) {
-        uint8_t *p = realloc(L->staging, need);
-        if (p == NULL)
-            return us_err_set(err, US_ENOMEM, "lookup: staging of %" PRIu64 " bytes", need);
-        L->staging = p;
-        L->staging_cap = need;
-    }
-    float *scales = (float *)L->staging;
-    uint8_t *rows_at = L->staging + scale_bytes;
-    for (int s = 0; s < S; s++) {
-        uint32_t begin, cols;
-        us_column_slice(t->dim, S, s, &begin, &cols);
-        for (uint32_t u = 0; u < r->n_unique; u++) {
-            if (L->local[u])
-                continue;
-            memcpy(rows_at + u * L->row_bytes + (uint64_t)begin * elem,
-                   resp[s].row_bytes + (uint64_t)r->uniq_ref[u] * cols * elem,
-                   (size_t)cols * elem);
-            if (s == 0 && resp[s].row_scales)
-                scales[u] = resp[s].row_scales[r->uniq_ref[u]];
-        }
-    }
-    for (uint32_t u = 0; u < r->n_unique; u++) {
-        if (L->local[u])
-            continue;
-        L->row_ptr[u] = rows_at + u * L->row_bytes;
-        L->scale_ptr[u] = &scales[u];
-    }
-    return US_OK;
 }
 
 /* Push merge: add (row placement) or place (column placement) the shards'
@@ -595,8 +518,9 @@ static int collect(us_lookup *L, float *out, us_err *err)
         if (L->wire_mode == US_WIRE_PUSH) {
             rc = merge_push(L, resp, out, err);
         } else {
+            us_pull_ctx pc = pull_ctx(L);
             if (!L->rma_pull)
-                rc = place_fetched_rows(L, resp, err);
+                rc = us_pull_place_rows(&pc, resp, err);
             if (rc == US_OK)
                 rc = merge_pull(L, out, err);
             /* remember what was fetched (pointers are still valid here) */
@@ -610,30 +534,32 @@ static int collect(us_lookup *L, float *out, us_err *err)
     return rc;
 }
 
-int us_lookup_end(us_lookup *L, float *out, us_err *err)
+/* Request exchange done: answer as a shard, read one-sided as a coordinator,
+ * start the response exchange. */
+static int round_middle(us_lookup *L, us_err *err)
 {
-    if (!L->in_round)
-        return us_err_set(err, US_EINVAL, "lookup: rank %d: end without begin", L->w->rank);
-    L->in_round = false;
-    L->stats.rounds++;
-    int rc = us_transport_xchg_wait(L->t, err);
-    if (rc != US_OK)
-        return rc;
+    int rc;
     if (L->has_server && (rc = serve_round(L, err)) != US_OK)
         return rc;
-    int fetch_rc = US_OK;
-    us_err fetch_err = {0};
-    if (L->w->is_coordinator && L->have_batch && L->rma_pull)
-        fetch_rc = rma_fetch(L, &fetch_err);
-    rc = us_transport_exchange(L->t, US_XCHG_TO_COORDS, L->resp.data, L->resp_off,
-                               L->resp_len, err);
-    if (rc != US_OK)
-        return rc;
+    L->fetch_rc = US_OK;
+    us_err_clear(&L->fetch_err);
+    if (L->w->is_coordinator && L->have_batch && L->rma_pull) {
+        us_pull_ctx pc = pull_ctx(L);
+        L->fetch_rc = us_pull_rma(&pc, &L->fetch_err);
+    }
+    return us_transport_xchg_start(L->t, US_XCHG_TO_COORDS, L->resp.data, L->resp_off,
+                                   L->resp_len, err);
+}
+
+/* Response exchange done: check and merge the answers. */
+static int round_finish(us_lookup *L, float *out, us_err *err)
+{
+    int rc = US_OK;
     if (L->w->is_coordinator) {
-        if (fetch_rc != US_OK) {
+        if (L->fetch_rc != US_OK) {
             if (err)
-                *err = fetch_err;
-            rc = fetch_rc;
+                *err = L->fetch_err;
+            rc = L->fetch_rc;
         } else if (L->have_batch && out == NULL) {
             rc = us_err_set(err, US_EINVAL, "lookup: no output buffer for batch %" PRIu64,
                             L->batch_id);
@@ -649,6 +575,45 @@ int us_lookup_end(us_lookup *L, float *out, us_err *err)
     L->all_stopped = (!L->has_server || L->shard_done) &&
                      (!L->w->is_coordinator || (L->stop_sent && L->coord_done));
     return rc;
+}
+
+int us_lookup_progress(us_lookup *L, float *out, bool *done, us_err *err)
+{
+    *done = false;
+    if (!L->in_round)
+        return us_err_set(err, US_EINVAL, "lookup: rank %d: progress without begin",
+                          L->w->rank);
+    bool xdone = false;
+    int rc = us_transport_xchg_test(L->t, &xdone, err);
+    if (rc == US_OK && xdone && L->phase == 0) {
+        L->phase = 1;
+        rc = round_middle(L, err);
+        if (rc == US_OK)    /* the response exchange may already be complete */
+            rc = us_transport_xchg_test(L->t, &xdone, err);
+    }
+    if (rc != US_OK) {
+        L->in_round = false;
+        L->phase = 0;
+        return rc;
+    }
+    if (!xdone || L->phase == 0)
+        return US_OK;
+    L->in_round = false;
+    L->phase = 0;
+    L->stats.rounds++;
+    *done = true;
+    return round_finish(L, out, err);
+}
+
+int us_lookup_end(us_lookup *L, float *out, us_err *err)
+{
+    for (;;) {
+        bool done = false;
+        int rc = us_lookup_progress(L, out, &done, err);
+        if (rc != US_OK || done)
+            return rc;
+        sched_yield();   /* 2 cores shared by several ranks (LAB.md) */
+    }
 }
 
 int us_lookup_run(us_lookup *L, const us_lookup_batch *batch, float *out, us_err *err)
@@ -732,11 +697,14 @@ void us_lookup_close(us_lookup *L)
 {
     if (L == NULL)
         return;
+    if (L->rma_mine && L->t->rma_owner == L)
+        L->t->rma_owner = NULL;   /* registrations stay until the next expose */
     if (L->has_server)
         us_server_free(&L->server);
     if (L->has_cache)
         us_rowcache_free(&L->cache);
     us_route_free(&L->route);
+    us_read_plan_free(&L->plan);
     us_wire_buf_free(&L->send);
     us_wire_buf_free(&L->resp);
     free(L->send_off);

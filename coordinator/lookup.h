@@ -25,7 +25,8 @@
  * (tests bound the relative error by 1e-5 for f32).
  *
  * Pull goes by one-sided reads when the transport offers them (fabric after
- * rma_expose), else by ROWS messages (mpi). Coordinators that are not shards
+ * rma_expose; coalesced spans, coordinator/pull.h), else by ROWS messages
+ * (mpi, or opts.pull_by_messages). Coordinators that are not shards
  * pass batch NULL on idle rounds; shard-only ranks call us_lookup_serve,
  * which runs rounds until every coordinator has called us_lookup_finish.
  * A shard's error answer (malformed or out-of-range request) makes end()
@@ -85,7 +86,9 @@ uint64_t us_lookup_max_msg_bytes(const us_table_info *table, const us_lookup_opt
 
 /* Collective. local is this rank's view when it is a shard (its blocks, or
  * its column slice for column placement), else NULL. With a fabric
- * transport, shards expose their blocks for one-sided reads. */
+ * transport, shards expose their blocks for one-sided reads; a transport
+ * exposes one table at a time, so further lookups opened on the same
+ * transport while the first is open pull with ROWS messages instead. */
 int us_lookup_open(us_lookup **out, const us_world *world, us_transport *t,
                    const us_table_info *table, const us_rows_view *local,
                    const us_lookup_opts *opts, us_err *err);
@@ -99,6 +102,11 @@ int us_lookup_begin(us_lookup *L, const us_lookup_batch *batch, us_err *err);
 /* out: [n_tokens][n_groups][dim] floats of the batch given to begin (NULL on
  * ranks that passed no batch). */
 int us_lookup_end(us_lookup *L, float *out, us_err *err);
+/* Non-blocking end: advances the round as far as it can without waiting
+ * (a one-sided pull's reads are waited for) and sets *done when it is
+ * complete, with the same results as end(). A service loop calls it between
+ * polls of its sockets. */
+int us_lookup_progress(us_lookup *L, float *out, bool *done, us_err *err);
 int us_lookup_run(us_lookup *L, const us_lookup_batch *batch, float *out, us_err *err);
 
 /* Shard-only ranks: serve rounds until all coordinators finished. */

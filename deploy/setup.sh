@@ -15,6 +15,7 @@ PACKAGES=(
   iproute2                            # namespace lab (ip netns, tc tbf)
   redis-server libhiredis-dev         # peer in tests/bench/peers.sh (loopback, started/stopped by it)
   gnuplot-nox                         # benchmark plots (tests/bench/plot.sh)
+  time                                # /usr/bin/time: max RSS in make bench-store
 )
 
 missing=()

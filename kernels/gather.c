@@ -262,26 +262,34 @@ AVX2_TARGET static void fold_rows_avx2(float *acc, const uint8_t *const *src, co
     }
 }
 
-/* Up to CHUNK_PAIRS pairs of one token with zero weights dropped, row
- * pointers and (int8) scaled weights resolved. */
+/* Up to CHUNK_PAIRS pairs of one token with zero weights dropped and row
+ * pointers resolved. int8: the scale addresses are kept and prefetched when
+ * the chunk is resolved (one chunk ahead); apply_scales() multiplies them in
+ * just before the fold, when they are in cache. */
 typedef struct chunk {
     const uint8_t *src[CHUNK_PAIRS];
+    const float   *scale[CHUNK_PAIRS];
     float          w[CHUNK_PAIRS];
     uint8_t        group[CHUNK_PAIRS];
     size_t         n;
 } chunk;
 
 static void resolve_chunk(chunk *ch, const us_rows_view *v, const uint64_t *rows,
-                          const float *weights, const uint8_t *group, size_t p0, size_t p1)
+                          const float *weights, const uint8_t *group, size_t p0, size_t p1,
+                          size_t byte_offset)
 {
     size_t n = 0;
     for (size_t p = p0; p < p1; p++) {
         float wi = weights[p];
         if (wi == 0.0f)
             continue;
-        if (v->dtype == US_DTYPE_INT8)
-            wi *= us_rows_view_scale(v, rows[p]);
-        ch->src[n] = us_rows_view_row(v, rows[p]);
+        if (v->dtype == US_DTYPE_INT8) {
+            uint64_t row = rows[p];
+            ch->scale[n] = &v->block_scales[row >> v->block_bits]
+                                           [row & ((1ull << v->block_bits) - 1)];
+            __builtin_prefetch(ch->scale[n], 0, 3);
+        }
+        ch->src[n] = us_rows_view_row(v, rows[p]) + byte_offset;
         ch->w[n] = wi;
         ch->group[n] = group ? group[p] : 0;
         n++;
@@ -289,16 +297,17 @@ static void resolve_chunk(chunk *ch, const us_rows_view *v, const uint64_t *rows
     ch->n = n;
 }
 
-/* Folds one resolved chunk into the token's outputs; pf = the next chunk
- * (prefetched meanwhile) or NULL. Groups: a stable counting sort keeps each
- * group's pairs in increasing i. */
+/* Folds one resolved chunk into the token's outputs: `width` columns at
+ * out_tok (group g at out_tok + g * dim); pf = the next chunk (prefetched
+ * meanwhile) or NULL. Groups: a stable counting sort keeps each group's
+ * pairs in increasing i. */
 static void fold_chunk(float *out_tok, const chunk *ch, const chunk *pf, size_t dim,
-                       us_dtype dtype, int n_groups)
+                       size_t width, us_dtype dtype, int n_groups)
 {
     const uint8_t *const *pf_src = pf ? pf->src : NULL;
     size_t pf_n = pf ? pf->n : 0;
     if (n_groups == 1) {
-        fold_rows_avx2(out_tok, ch->src, ch->w, ch->n, dim, dtype, pf_src, pf_n);
+        fold_rows_avx2(out_tok, ch->src, ch->w, ch->n, width, dtype, pf_src, pf_n);
         return;
     }
     const uint8_t *sorted_src[CHUNK_PAIRS];
@@ -320,31 +329,31 @@ static void fold_chunk(float *out_tok, const chunk *ch, const chunk *pf, size_t 
         size_t end = count[g];
         if (end > start) {
             fold_rows_avx2(out_tok + (size_t)g * dim, sorted_src + start, sorted_w + start,
-                           end - start, dim, dtype, pf_src, pf_n);
+                           end - start, width, dtype, pf_src, pf_n);
             pf_n = 0;                    /* the next chunk is prefetched once */
         }
         start = end;
     }
 }
 
-/* Tokens [t0, t1), chunk by chunk; the next chunk (of this token or the
- * next) is resolved before the current one is folded, so its rows can be
- * prefetched during the fold. */
+/* Tokens [t0, t1), columns [c0, c1), chunk by chunk; the next chunk (of
+ * this token or the next) is resolved before the current one is folded, so
+ * its rows can be prefetched during the fold. */
 static void sum_tokens_avx2(float *out, const us_rows_view *v, const uint64_t *rows,
                             const float *weights, const uint8_t *group, size_t t0,
-                            size_t t1, size_t k, int n_groups, int prefetch)
+                            size_t t1, size_t c0, size_t c1, size_t k, int n_groups,
+                            int prefetch)
 {
-    size_t dim = v->dim, out_floats = (size_t)n_groups * dim;
-    if (k == 0) {
-        memset(out + t0 * out_floats, 0, (t1 - t0) * out_floats * sizeof *out);
+    size_t dim = v->dim, out_floats = (size_t)n_groups * dim, width = c1 - c0;
+    size_t byte_offset = c0 * us_dtype_size(v->dtype);
+    if (width == 0)
         return;
-    }
     chunk bufs[2];
     chunk *cur = &bufs[0], *next = &bufs[1];
     size_t t = t0, i0 = 0;
     if (t < t1)
         resolve_chunk(cur, v, rows, weights, group, t * k,
-                      t * k + (k < CHUNK_PAIRS ? k : CHUNK_PAIRS));
+                      t * k + (k < CHUNK_PAIRS ? k : CHUNK_PAIRS), byte_offset);
     while (t < t1) {
         size_t nt = t, ni0 = i0 + CHUNK_PAIRS;
         if (ni0 >= k) {
@@ -354,14 +363,20 @@ static void sum_tokens_avx2(float *out, const us_rows_view *v, const uint64_t *r
         int has_next = nt < t1;
         if (has_next) {
             size_t end = ni0 + CHUNK_PAIRS < k ? ni0 + CHUNK_PAIRS : k;
-            resolve_chunk(next, v, rows, weights, group, nt * k + ni0, nt * k + end);
+            resolve_chunk(next, v, rows, weights, group, nt * k + ni0, nt * k + end,
+                          byte_offset);
         }
-        float *out_tok = out + t * out_floats;
+        float *out_tok = out + t * out_floats + c0;
         if (i0 == 0)
-            memset(out_tok, 0, out_floats * sizeof *out_tok);
-        if (cur->n > 0)
-            fold_chunk(out_tok, cur, has_next && prefetch ? next : NULL, dim, v->dtype,
-                       n_groups);
+            for (int g = 0; g < n_groups; g++)
+                memset(out_tok + (size_t)g * dim, 0, width * sizeof *out_tok);
+        if (k > 0 && cur->n > 0) {
+            if (v->dtype == US_DTYPE_INT8)      /* w = weight * scale, as the reference */
+                for (size_t j = 0; j < cur->n; j++)
+                    cur->w[j] *= *cur->scale[j];
+            fold_chunk(out_tok, cur, has_next && prefetch ? next : NULL, dim, width,
+                       v->dtype, n_groups);
+        }
         chunk *swap = cur;
         cur = next;
         next = swap;
@@ -384,6 +399,22 @@ static int thread_count(int n_threads, size_t work_items)
     return nt < 1 ? 1 : nt;
 }
 
+/* The OpenMP default (n_threads <= 0) is capped so that each thread reads
+ * at least US_GATHER_MIN_BYTES_PER_THREAD of rows: waking a team costs
+ * microseconds on a quiet machine and a scheduler tick (milliseconds) on an
+ * oversubscribed one, more than a small call's whole work. An explicit
+ * n_threads is honoured as given. */
+static int default_threads_cap(int n_threads, size_t n_rows_read, size_t row_bytes)
+{
+    if (n_threads > 0)
+        return n_threads;
+    size_t fit = n_rows_read * row_bytes / US_GATHER_MIN_BYTES_PER_THREAD;
+    int nt = omp_get_max_threads();
+    if ((size_t)nt > fit)
+        nt = fit < 1 ? 1 : (int)fit;
+    return nt;
+}
+
 /* ---- public entry points ------------------------------------------------ */
 
 int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
@@ -396,17 +427,32 @@ int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
         return rc;
     int prefetch = opts ? opts->prefetch : US_GATHER_PREFETCH;
     int fast = !(opts && opts->force_portable) && have_avx2();
-    int nt = thread_count(n_threads, n_tokens);
     size_t dim = v->dim;
+    n_threads = default_threads_cap(n_threads, n_tokens * k, dim * us_dtype_size(v->dtype));
+    /* Fewer tokens than threads (decoding: one token, many pairs): split
+     * the columns instead, in whole 64-column tiles. Each column still adds
+     * its pairs in order, so results do not change. */
+    size_t tiles = (dim + 8 * TILE_VECS - 1) / (8 * TILE_VECS);
+    int split_cols = fast && n_threads != 1 && (size_t)thread_count(n_threads, SIZE_MAX) > n_tokens
+                     && tiles > 1;
+    int nt = thread_count(n_threads, split_cols ? tiles : n_tokens);
 
     #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         int me = omp_get_thread_num(), team = omp_get_num_threads();
-        size_t t0 = n_tokens * (size_t)me / (size_t)team;
-        size_t t1 = n_tokens * (size_t)(me + 1) / (size_t)team;
-        if (fast) {
-            sum_tokens_avx2(out, v, rows, weights, group, t0, t1, k, n_groups, prefetch);
+        if (split_cols) {
+            size_t c0 = tiles * (size_t)me / (size_t)team * 8 * TILE_VECS;
+            size_t c1 = tiles * (size_t)(me + 1) / (size_t)team * 8 * TILE_VECS;
+            sum_tokens_avx2(out, v, rows, weights, group, 0, n_tokens, c0,
+                            c1 < dim ? c1 : dim, k, n_groups, prefetch);
+        } else if (fast) {
+            size_t t0 = n_tokens * (size_t)me / (size_t)team;
+            size_t t1 = n_tokens * (size_t)(me + 1) / (size_t)team;
+            sum_tokens_avx2(out, v, rows, weights, group, t0, t1, 0, dim, k, n_groups,
+                            prefetch);
         } else {
+            size_t t0 = n_tokens * (size_t)me / (size_t)team;
+            size_t t1 = n_tokens * (size_t)(me + 1) / (size_t)team;
             for (size_t t = t0; t < t1; t++)
                 sum_token_scalar(out + t * (size_t)n_groups * dim, v, rows + t * k,
                                  weights + t * k, group ? group + t * k : NULL, k, n_groups);
@@ -476,7 +522,7 @@ int us_gather_copy(void *out, float *out_scales, const us_rows_view *v,
         return rc;
     size_t row_bytes = (size_t)v->dim * us_dtype_size(v->dtype);
     int int8 = v->dtype == US_DTYPE_INT8 && out_scales != NULL;
-    int nt = thread_count(n_threads, n / 64 + 1);
+    int nt = thread_count(default_threads_cap(n_threads, n, row_bytes), n / 64 + 1);
     uint8_t *dst = out;
     #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (size_t i = 0; i < n; i++) {

@@ -30,8 +30,12 @@
  * NULL pointers, unknown dtype, dim 0, a row stride smaller than a row, an
  * int8 view without scales -> US_EINVAL.
  *
- * Threads: parallel over tokens with OpenMP. n_threads <= 0 means the OpenMP
- * default; 1 runs in the calling thread. Results do not depend on n_threads.
+ * Threads: parallel over tokens with OpenMP; when there are fewer tokens
+ * than threads (decoding), the AVX2 path splits the columns instead, in
+ * 64-column tiles. n_threads <= 0 means the OpenMP default, reduced so
+ * that each thread reads at least US_GATHER_MIN_BYTES_PER_THREAD of rows
+ * (small calls stay on the calling thread); an explicit n_threads is used as
+ * given; 1 runs in the calling thread. Results do not depend on n_threads.
  * The functions are reentrant: no global state, no allocation.
  *
  * Fast path: AVX2+FMA (+F16C for f16, shifts for bf16, sign-extension for
@@ -56,6 +60,9 @@
 /* Default of us_gather_opts.prefetch (1 = on), chosen with `make
  * bench-kernels` (bench/results/kernels.jsonl, README). */
 #define US_GATHER_PREFETCH 1
+
+/* Default thread count: at least this many bytes of rows per thread. */
+#define US_GATHER_MIN_BYTES_PER_THREAD (256u * 1024u)
 
 /* Tuning knobs for the *_opts forms (benchmarks); NULL = defaults. */
 typedef struct us_gather_opts {

@@ -8,10 +8,11 @@
  * keeps OpenBLAS's and OpenMP's thread pools from alternating per head.
  *
  * The combination code is shared by the fast path and the reference; they
- * differ in phase (1) (BLAS vs plain loops) and in the top-k used (heap vs
- * full sort), which are the parts worth testing against each other. The
- * independent check of the combination itself is the numpy reference
- * (tests/ref/kernels_ref.py) and the brute-force exactness test of PKM.
+ * differ in phase (1) (BLAS vs plain loops) and in the top-k used (filtered
+ * insertion vs full sort), which are the parts worth testing against each
+ * other. The independent check of the combination itself is the numpy
+ * reference (tests/ref/kernels_ref.py) and the brute-force exactness test of
+ * PKM.
  */
 #include "kernels/score.h"
 
@@ -252,6 +253,10 @@ static void softmax_inplace(float *x, size_t n)
         x[i] /= sum;
 }
 
+/* Cloned for AVX2 (ifunc dispatch at load time): the preselection and grid
+ * loops vectorise 8 wide. -std=c11 keeps -ffp-contract=off, so both clones
+ * round identically. */
+__attribute__((target_clones("avx2", "default")))
 static int combine(const ctx *c, int tok, int h, const scratch *x)
 {
     const us_pk_shape *s = c->s;
@@ -266,16 +271,32 @@ static int combine(const ctx *c, int tok, int h, const scratch *x)
 
     const float *pre_r = sr, *pre_c = sc;
     if (s->mode == US_PK_TUCKER) {
-        for (size_t i = 0; i < nr; i++)
-            x->pre_row[i] = u[0] * sr[i];
-        for (size_t a = 1; a < r; a++)
+        /* omp simd: the compiler cannot prove pre_row and sr apart */
+        float *pre_row = x->pre_row, *pre_col = x->pre_col;
+        if (r == 2) {                    /* the usual rank: straight-line, 8 wide */
+            const float *s1 = sr + nr, *c1 = sc + nc;
+            #pragma omp simd
             for (size_t i = 0; i < nr; i++)
-                x->pre_row[i] += u[a] * sr[a * nr + i];
-        for (size_t j = 0; j < nc; j++)
-            x->pre_col[j] = t[0] * sc[j];
-        for (size_t b = 1; b < r; b++)
+                pre_row[i] = u[0] * sr[i] + u[1] * s1[i];
+            #pragma omp simd
             for (size_t j = 0; j < nc; j++)
-                x->pre_col[j] += t[b] * sc[b * nc + j];
+                pre_col[j] = t[0] * sc[j] + t[1] * c1[j];
+        } else {
+            #pragma omp simd
+            for (size_t i = 0; i < nr; i++) {
+                float acc = u[0] * sr[i];
+                for (size_t a = 1; a < r; a++)
+                    acc += u[a] * sr[a * nr + i];
+                pre_row[i] = acc;
+            }
+            #pragma omp simd
+            for (size_t j = 0; j < nc; j++) {
+                float acc = t[0] * sc[j];
+                for (size_t b = 1; b < r; b++)
+                    acc += t[b] * sc[b * nc + j];
+                pre_col[j] = acc;
+            }
+        }
         pre_r = x->pre_row;
         pre_c = x->pre_col;
     }
@@ -287,11 +308,15 @@ static int combine(const ctx *c, int tok, int h, const scratch *x)
     sort_by_index(x->top_col, kp, nc);
 
     if (s->mode == US_PK_SUM) {
+        float *col_val = x->col_sel;     /* the k' column scores, gathered once */
+        for (size_t b = 0; b < kp; b++)
+            col_val[b] = sc[x->top_col[b]];
         for (size_t a = 0; a < kp; a++) {
             float vr = sr[x->top_row[a]];
             float *g = x->grid + a * kp;
+            #pragma omp simd
             for (size_t b = 0; b < kp; b++)
-                g[b] = vr + sc[x->top_col[b]];
+                g[b] = vr + col_val[b];
         }
     } else {
         /* p_row[a'][b] = sum_a S_row[a, i_a'] C[a, b];  col_sel[b][b'] = S_col[b, j_b'] */
@@ -308,11 +333,20 @@ static int combine(const ctx *c, int tok, int h, const scratch *x)
         for (size_t a2 = 0; a2 < kp; a2++) {
             float *g = x->grid + a2 * kp;
             const float *p = x->p_row + a2 * r;
-            for (size_t b2 = 0; b2 < kp; b2++)
-                g[b2] = p[0] * x->col_sel[b2];
-            for (size_t b = 1; b < r; b++)
+            const float *col_sel = x->col_sel;
+            if (r == 2) {
+                #pragma omp simd
                 for (size_t b2 = 0; b2 < kp; b2++)
-                    g[b2] += p[b] * x->col_sel[b * kp + b2];
+                    g[b2] = p[0] * col_sel[b2] + p[1] * col_sel[kp + b2];
+                continue;
+            }
+            #pragma omp simd
+            for (size_t b2 = 0; b2 < kp; b2++) {
+                float acc = p[0] * col_sel[b2];
+                for (size_t b = 1; b < r; b++)
+                    acc += p[b] * col_sel[b * kp + b2];
+                g[b2] = acc;
+            }
         }
     }
     if ((rc = c->topk(x->fin_idx, x->fin_val, x->grid, kp * kp, k, NULL)) != US_OK)

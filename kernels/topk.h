@@ -11,12 +11,13 @@
  * Output: out_idx[0..k-1] (indices into scores) and out_val[0..k-1] (the
  * scores, bit-copied), best first. out_val may be NULL.
  *
- * Fast path: one pass keeping the best k sorted (insertion from the end);
- * an element enters only if it beats the current k-th. With AVX2 (run-time
- * dispatch) eight scores at a time are compared against the k-th and skipped
- * together, the common case once the list is warm. The list is a fixed array
- * on the stack: k <= US_TOPK_MAX_K, no allocation. Cost O(n) for random
- * scores, O(n*k) worst case (ascending input).
+ * Fast path: with AVX2 (run-time dispatch), a lower bound of the k-th best
+ * score from block maxima and one vector pass that keeps only the scores at
+ * or above it (typically 1-1.5 k of them), then the best k kept sorted by
+ * insertion from the end, in index order. Without AVX2 every element is
+ * offered to the sorted list. The list is a fixed array on the stack:
+ * k <= US_TOPK_MAX_K, no allocation. Cost O(n) for typical scores, O(n*k)
+ * worst case (ascending input). The result never depends on the path.
  * Reference: sort of all n (score, index) pairs with the same order (it
  * allocates n pairs; tests only).
  *
@@ -37,8 +38,8 @@ int us_topk(uint32_t *out_idx, float *out_val, const float *scores, size_t n, si
             us_err *err);
 
 /* Batched: row r of scores is scores + r*ld (ld >= n), its result goes to
- * out_idx + r*k and out_val + r*k. Parallel over rows (n_threads <= 0: OpenMP
- * default). */
+ * out_idx + r*k and out_val + r*k. Parallel over rows: n_threads as given,
+ * or (<= 0) the OpenMP default reduced to one thread per 64 Ki scores. */
 int us_topk_rows(uint32_t *out_idx, float *out_val, const float *scores, size_t n_rows,
                  size_t n, size_t ld, size_t k, int n_threads, us_err *err);
 

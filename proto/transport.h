@@ -89,6 +89,8 @@ struct us_transport {
     bool      in_flight;
     bool      rma_ready;             /* rma_expose done: pull by RMA available */
     uint64_t *rma_row_stride;        /* [size] row stride of each shard's blocks */
+    const void *rma_owner;           /* user of the current exposure (one table per
+                                      * transport; set and cleared by the lookup) */
     us_transport_stats stats;
     char provider[64];               /* fabric provider name, or "mpi" */
 };
@@ -141,6 +143,9 @@ static inline const void *us_transport_recv(const us_transport *t, int src, uint
 
 /* Collective. Shard ranks pass their table view (coordinators-only ranks pass
  * NULL); afterwards coordinators may rma_read any block a shard holds.
+ * Registrations replace those of the previous call and live until the next
+ * call or close: the view's memory must outlive them. A local failure to
+ * allocate the key tables returns before the collectives (abort the job).
  * US_EUNSUPP on the mpi backend. */
 static inline int us_transport_rma_expose(us_transport *t, const us_rows_view *local,
                                           us_err *err)

@@ -63,6 +63,14 @@ int us_durable_write(us_durable_file *f, const void *buf, size_t n, us_err *err)
         n -= (size_t)w;
         f->bytes_written += (uint64_t)w;
     }
+    /* start write-back of each full 8 MiB window now (asynchronously), so the
+     * fsync at commit does not find the whole file dirty at once */
+    uint64_t window = 8ull << 20, done = f->bytes_written / window * window;
+    if (done > f->synced_bytes) {
+        sync_file_range(f->fd, (off_t)f->synced_bytes, (off_t)(done - f->synced_bytes),
+                        SYNC_FILE_RANGE_WRITE);
+        f->synced_bytes = done;
+    }
     return US_OK;
 }
 

@@ -25,6 +25,7 @@ typedef struct us_durable_file {
     char    *path;             /* final name, owned */
     char    *tmp_path;         /* temp name, owned */
     uint64_t bytes_written;
+    uint64_t synced_bytes;     /* write-back started up to here */
 } us_durable_file;
 
 /* Creates the temp file next to `path`. With overwrite == false an existing

@@ -3,9 +3,11 @@
  */
 #include "shard/import.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "shard/durable.h"
 #include "shard/manifest.h"
@@ -138,6 +140,46 @@ static int prepare(const us_import_opts *o, const us_import_table *tables, size_
     return US_OK;
 }
 
+/* The plan: every input's identity (path, tensor, size, mtime) and every
+ * option. A rerun after a crash resumes only under an identical plan. */
+static char *build_plan(const us_import_opts *o, const us_import_table *tables, size_t n,
+                        const us_manifest *m, const us_tensor_info **tensors)
+{
+    size_t cap = 512 + n * (2 * 4096 + 512), len = 0;
+    char *plan = malloc(cap);
+    if (plan == NULL)
+        return NULL;
+    len += (size_t)snprintf(plan + len, cap - len, "ultrashard import plan 1\nshards %u\n"
+                            "block_bits %u\nseed %llu\nsynthetic_seed %llu\n", o->shards,
+                            o->block_bits, (unsigned long long)o->placement_seed,
+                            (unsigned long long)o->synthetic_seed);
+    for (size_t i = 0; i < n && len < cap; i++) {
+        const us_table_layout *t = &m->tables[i];
+        struct stat st = {0};
+        if (!tables[i].synthetic)
+            stat(tables[i].path, &st);
+        len += (size_t)snprintf(plan + len, cap - len, "table %s rows %llu dim %u dtype %s "
+                                "synthetic %d path %s tensor %s offset %llu size %lld "
+                                "mtime %lld.%09ld\n", t->name, (unsigned long long)t->rows,
+                                t->dim, us_dtype_name(t->dtype), (int)t->synthetic,
+                                tables[i].synthetic ? "-" : tables[i].path,
+                                tensors[i] ? tensors[i]->name : "-",
+                                tensors[i] ? (unsigned long long)tensors[i]->offset_bytes : 0ull,
+                                (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                                st.st_mtim.tv_nsec);
+    }
+    return plan;
+}
+
+/* Test hook (tests/integration/store_resume.sh): US_FAULT_KILL_AFTER_FILES=N
+ * makes a rank SIGKILL itself after committing N shard files, like a crash. */
+static void fault_point(int files_done)
+{
+    const char *v = getenv("US_FAULT_KILL_AFTER_FILES");
+    if (v != NULL && atoi(v) > 0 && files_done == atoi(v))
+        raise(SIGKILL);
+}
+
 int us_import(MPI_Comm comm, const us_import_opts *o, const us_import_table *tables,
               size_t n, us_import_stats *stats, us_err *err)
 {
@@ -150,7 +192,8 @@ int us_import(MPI_Comm comm, const us_import_opts *o, const us_import_table *tab
     const us_tensor_info **tensors = calloc(n ? n : 1, sizeof *tensors);
     char stage[4096] = "";
     bool staged = false;
-    uint64_t written = 0, blocks = 0;
+    uint64_t written = 0, blocks = 0, resumed_files = 0;
+    int files_done = 0, resumed = 0;
     import_ctx ctx = { .progress = o->progress && rank == 0, .t0 = t0, .last_pct = -10 };
     int rc = files && tensors ? US_OK : us_err_set(err, US_ENOMEM, "import: out of memory");
 
@@ -160,10 +203,17 @@ int us_import(MPI_Comm comm, const us_import_opts *o, const us_import_table *tab
     if ((rc = agree(comm, rc, err)) != US_OK)
         goto done;
 
-    if (rank == 0)
-        rc = us_stage_begin(o->out_dir, stage, sizeof stage, err);
+    if (rank == 0) {
+        char *plan = build_plan(o, tables, n, &m, tensors);
+        bool again = false;
+        rc = plan ? us_stage_begin_plan(o->out_dir, plan, stage, sizeof stage, &again, err)
+                  : us_err_set(err, US_ENOMEM, "import: out of memory for the plan");
+        resumed = again;
+        free(plan);
+    }
     if ((rc = agree(comm, rc, err)) != US_OK)
         goto done;
+    MPI_Bcast(&resumed, 1, MPI_INT, 0, comm);
     snprintf(stage, sizeof stage, "%s.partial", o->out_dir);
     staged = true;
 
@@ -188,8 +238,16 @@ int us_import(MPI_Comm comm, const us_import_opts *o, const us_import_table *tab
         }
         for (uint32_t s = (uint32_t)rank; s < m.shard_count && rc == US_OK; s += (uint32_t)size) {
             uint64_t bytes = 0;
-            rc = us_shard_file_write(stage, t, m.shard_count, s, fill_from_tensor, &ctx,
-                                     m.block_crc[i], &bytes, err);
+            /* after a crash: a committed shard file is kept, only checksummed */
+            if (resumed && us_shard_file_resume(stage, t, m.shard_count, s, m.block_crc[i],
+                                                &bytes, NULL) == US_OK) {
+                resumed_files++;
+            } else {
+                rc = us_shard_file_write(stage, t, m.shard_count, s, fill_from_tensor, &ctx,
+                                         m.block_crc[i], &bytes, err);
+                if (rc == US_OK)
+                    fault_point(++files_done);
+            }
             written += bytes;
             blocks += t->block_slot_bytes ? bytes / t->block_slot_bytes : 0;
         }
@@ -229,11 +287,12 @@ done:
         MPI_Barrier(comm);
     }
     if (stats) {
-        uint64_t local[3] = { ctx.bytes_read, written, blocks }, total[3] = { 0, 0, 0 };
+        uint64_t local[4] = { ctx.bytes_read, written, blocks, resumed_files };
+        uint64_t total[4] = { 0, 0, 0, 0 };
         double secs = MPI_Wtime() - t0, max_secs = secs;
-        MPI_Allreduce(local, total, 3, MPI_UINT64_T, MPI_SUM, comm);
+        MPI_Allreduce(local, total, 4, MPI_UINT64_T, MPI_SUM, comm);
         MPI_Allreduce(&secs, &max_secs, 1, MPI_DOUBLE, MPI_MAX, comm);
-        *stats = (us_import_stats){ total[0], total[1], total[2], max_secs };
+        *stats = (us_import_stats){ total[0], total[1], total[2], max_secs, total[3] };
     }
     for (size_t i = 0; files && i < n; i++)
         us_tf_close(files[i]);

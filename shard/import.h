@@ -15,6 +15,13 @@
  * rank's message names the file/tensor/table; the others say which rank
  * failed. On failure nothing is left under out_dir (the stage is removed);
  * an existing out_dir is never touched (US_EEXIST).
+ *
+ * Restart after a crash: the same command (same inputs, unchanged files,
+ * same options) resumes: shard files committed before the crash are kept
+ * and only checksummed, the rest are written (store_write.h, import.plan).
+ *
+ * All ranks write into one staging directory, so out_dir must be on a file
+ * system every rank sees (one host, or a shared file system across hosts).
  */
 #ifndef US_IMPORT_H
 #define US_IMPORT_H
@@ -52,6 +59,7 @@ typedef struct us_import_stats {
     uint64_t bytes_written;   /* all ranks: shard file bytes */
     uint64_t blocks;          /* all ranks */
     double   seconds;         /* wall time of the slowest rank */
+    uint64_t resumed_files;   /* shard files kept from a crashed run (all ranks) */
 } us_import_stats;
 
 int us_import(MPI_Comm comm, const us_import_opts *opts, const us_import_table *tables,

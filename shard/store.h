@@ -41,13 +41,28 @@
  *                      refused naming table, first missing block and file).
  *     RAM backend      plus every local block's CRC at load.
  *     verify = true    plus every local block's CRC (any backend).
- * A corrupt or truncated block is never served: the open fails with
- * US_ECORRUPT naming the table, the block and the file.
+ * A truncated or missing file is never served (checked on every open); a
+ * corrupt block is never served by the RAM backend or with verify = true:
+ * the open fails with US_ECORRUPT naming the table, the block and the file.
+ * An MMAP open without verify trusts the block bytes (restart in
+ * milliseconds, the design's choice) until `ultrashard verify` checks them.
  *
- * Returned pointers (us_store_view blocks, us_store_row) point straight into
+ * Returned pointers (us_store_view blocks, us_store_block) point straight into
  * the RAM copy or the mapping: zero copy, read-only, valid until
  * us_store_close(). A block not held by the opened shard(s) is NULL.
  * The store is immutable once open; any number of threads may read.
+ *
+ * A serving shard rank opens only its own files:
+ *
+ *     us_store_opts o = { .backend = US_BACKEND_MMAP,
+ *                         .shard_index = w.shard_index,     (proto/world.h)
+ *                         .expect_shards = w.n_shards };
+ *     if ((rc = us_store_open(dir, &o, &store, &err)) != US_OK) ...
+ *     us_store_view(store, table, &view, &err);   -> kernels/gather.h
+ *
+ * In a 1-rank job rank 0 is the only shard and a 1-shard store puts every
+ * block in its one file; tools that need every block of a multi-shard store
+ * in one process (reshard, tests) open with US_STORE_ALL_SHARDS.
  */
 #ifndef US_STORE_H
 #define US_STORE_H

@@ -373,19 +373,17 @@ static int st_open(us_tensor_file *f, const uint8_t *prefix, size_t prefix_len, 
         return rc;
     }
     json[hlen] = '\0';
-    if (strlen(json) != hlen)
-        for (uint64_t i = strlen(json); i < hlen; i++)
-            if (json[i] != '\0') {
-                free(json);
-                return us_err_set(err, US_ECORRUPT, "'%s': NUL byte inside the header",
-                                  f->path);
-            }
-    cJSON *root = cJSON_ParseWithLength(json, hlen);
+    /* the JSON object, then only padding (spaces, as the reference writes) */
+    const char *end = NULL;
+    cJSON *root = cJSON_ParseWithLengthOpts(json, hlen, &end, 0);
+    bool clean = root != NULL && cJSON_IsObject(root);
+    for (const char *p = end; clean && p < json + hlen; p++)
+        clean = *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r';
     free(json);
-    if (root == NULL || !cJSON_IsObject(root)) {
+    if (!clean) {
         cJSON_Delete(root);
-        return us_err_set(err, US_ECORRUPT, "'%s': safetensors header is not a JSON object",
-                          f->path);
+        return us_err_set(err, US_ECORRUPT, "'%s': safetensors header is not a JSON object "
+                          "(followed only by spaces)", f->path);
     }
     uint64_t data_start = 8 + hlen, data_bytes = f->file_bytes - data_start;
     size_t n = 0;

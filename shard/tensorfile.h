@@ -15,8 +15,9 @@
  *    The tensor's name is the file's base name without ".npy".
  *  - safetensors: 8-byte little-endian header length N (N <= 100 MB), then a
  *    JSON object of N bytes: "name": {"dtype", "shape", "data_offsets":
- *    [begin, end]} relative to the data area after the header; "__metadata__"
- *    is tolerated and ignored. Dtypes F32, F16, BF16, I8 (others: US_EUNSUPP).
+ *    [begin, end]} relative to the data area after the header, optionally
+ *    followed by whitespace padding (nothing else); "__metadata__" is
+ *    tolerated and ignored. Dtypes F32, F16, BF16, I8 (others: US_EUNSUPP).
  *    As in the reference implementation, offsets must tile the data area
  *    exactly: no overlap, no hole, nothing out of bounds, no trailing bytes,
  *    and end - begin == product(shape) * element size. Offsets above 2^53

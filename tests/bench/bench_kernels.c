@@ -9,7 +9,7 @@
  *            to the plain gather of the same rows
  *   score  : us_pk_score GFLOP/s (sgemm flops) vs the bare sgemm calls of the
  *            same shapes
- *   topk   : ns per scored element, heap path vs the full-sort reference
+ *   topk   : ns per scored element, fast path vs the full-sort reference
  *
  * Output: one JSON object per line on stdout; a human table on stderr.
  * Usage: bench_kernels [--table-mib N] [--quick]
@@ -131,6 +131,7 @@ static int time_gather(gather_times *best, const us_rows_view *v, const uint64_t
 {
     size_t batch_pairs = (size_t)BATCH_TOKENS * K_PER_TOKEN;
     us_gather_opts pf = { .prefetch = 1 }, nopf = { .prefetch = 0 };
+    float scale_buf[BATCH_TOKENS * K_PER_TOKEN];   /* int8 rows are copied with their scales */
     us_err err = { 0 };
     best->copy = best->sum = best->sum_nopf = INFINITY;
     for (int rep = 0; rep < reps; rep++) {
@@ -139,7 +140,8 @@ static int time_gather(gather_times *best, const us_rows_view *v, const uint64_t
             for (size_t p = 0; p + batch_pairs <= n_pairs; p += batch_pairs) {
                 int rc;
                 if (variant == 0)
-                    rc = us_gather_copy(copy_buf, NULL, v, rows + p, batch_pairs, threads, &err);
+                    rc = us_gather_copy(copy_buf, v->dtype == US_DTYPE_INT8 ? scale_buf : NULL,
+                                        v, rows + p, batch_pairs, threads, &err);
                 else
                     rc = us_gather_sum_opts(sum_buf, v, rows + p, weights + p, NULL,
                                             BATCH_TOKENS, K_PER_TOKEN, 1, threads,
@@ -356,6 +358,39 @@ int main(int argc, char **argv)
             }
         }
     }
+    /* decoding shape: one token with 128 pairs (4 heads x 32) per call; with
+     * two threads the columns are split. Baseline: the same call, 1 thread. */
+    fprintf(stderr, "== one token x 128 pairs per call (decode): 2 threads vs 1\n");
+    for (size_t si = 1; si <= 2; si++) {
+        size_t rb = row_sizes[si], calls = read_target / rb / 128;
+        static const us_dtype decode_dtypes[] = { US_DTYPE_F32, US_DTYPE_BF16 };
+        for (size_t d = 0; d < 2; d++) {
+            us_rows_view v;
+            make_view(&v, &g, decode_dtypes[d], rb);
+            for (size_t i = 0; i < calls * 128; i++)
+                rows[i] = rng_next() % v.rows;
+            double best[3] = { INFINITY, INFINITY, INFINITY };
+            for (int rep = 0; rep < reps; rep++)
+                for (int threads = 1; threads <= 2; threads++) {
+                    double t0 = now_s();
+                    for (size_t c = 0; c < calls; c++)
+                        if (us_gather_sum(sum_buf, &v, rows + c * 128, weights + c * 128, 1, 128,
+                                          threads, NULL) != US_OK)
+                            return 1;
+                    double dt = now_s() - t0;
+                    if (dt < best[threads]) best[threads] = dt;
+                }
+            double bytes = (double)calls * 128 * rb;
+            printf("{\"bench\":\"kernels\",\"kernel\":\"gather_sum_decode\",\"dtype\":\"%s\","
+                   "\"row_bytes\":%zu,\"tokens\":1,\"k\":128,\"threads\":2,\"gbps\":%.3f,"
+                   "\"baseline\":\"same_1_thread\",\"baseline_gbps\":%.3f,\"ratio\":%.3f,"
+                   "\"loadavg\":%.2f}\n", us_dtype_name(decode_dtypes[d]), rb,
+                   bytes / best[2] * 1e-9, bytes / best[1] * 1e-9, best[1] / best[2], loadavg());
+            fprintf(stderr, "%-5s %6zu B rows: 1 thread %6.2f GB/s, 2 threads %6.2f (x%.2f)\n",
+                    us_dtype_name(decode_dtypes[d]), rb, bytes / best[1] * 1e-9,
+                    bytes / best[2] * 1e-9, best[1] / best[2]);
+        }
+    }
     free(rows); free(weights); free(copy_buf); free(sum_buf);
     rss_gather = max_rss_mib();
     free(g.table); free(g.blocks); free(g.scales); free(g.scale_store);
@@ -365,9 +400,9 @@ int main(int argc, char **argv)
     if (strcmp(part, "all") == 0 || strcmp(part, "score") == 0) {
     fprintf(stderr, "== product-key scoring (H=4, d=256, n_keys=1024 per side, k'=32, k=32)\n");
     for (int threads = 1; threads <= 2; threads++) {
-        if (bench_score(US_PK_SUM, 256, threads, reps + 2, "pkm") != US_OK ||
-            bench_score(US_PK_TUCKER, 256, threads, reps + 2, "tdqkr") != US_OK ||
-            bench_score(US_PK_TUCKER, 32, threads, reps + 2, "tdqkr") != US_OK)
+        if (bench_score(US_PK_SUM, 256, threads, 3 * reps, "pkm") != US_OK ||
+            bench_score(US_PK_TUCKER, 256, threads, 3 * reps, "tdqkr") != US_OK ||
+            bench_score(US_PK_TUCKER, 32, threads, 3 * reps, "tdqkr") != US_OK)
             return 1;
     }
     }

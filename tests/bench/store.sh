@@ -34,35 +34,44 @@ BYTES=$((ROWS * DIM * 4))
 cat "$T/in.npy" >/dev/null   # warm the page cache for every contender alike
 
 now() { date +%s.%N; }
+calc() { awk "BEGIN { printf \"%.9f\", $1 }"; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
-maxrss() { grep -Eo '^RSS_KB [0-9]+' "$1" | awk '{m = $2 > m ? $2 : m} END {print m + 0}'; }
+# the "seconds" of a command's JSON summary line; loud failure if missing
+secs_of() {
+  local v; v=$({ grep -o '"seconds":[0-9.]*' "$1" || true; } | head -1 | cut -d: -f2)
+  [ -n "$v" ] || { echo "bench-store: no timing in $1:" >&2; cat "$1" >&2; return 1; }
+  echo "$v"
+}
+# ranks' stderr lines may interleave under mpirun: match anywhere, never fail
+maxrss() { { grep -Eo 'RSS_KB [0-9]+' "$1" || true; } | awk '{m = $2 > m ? $2 : m} END {print m + 0}'; }
 TIME=(/usr/bin/time -f "RSS_KB %M")
 
 copy_s=(); imp1=(); imp2=(); ver1=(); ver2=(); wall_imp2=(); rss_imp=0; rss_ver=0
 for rep in $(seq 1 "$REPS"); do
   rm -f "$T/copy.bin"
   t0=$(now); dd if="$T/in.npy" of="$T/copy.bin" bs=4M conv=fsync status=none; t1=$(now)
-  copy_s+=("$(echo "$t1 - $t0" | bc -l)")
+  copy_s+=("$(calc "$t1 - $t0")")
   for n in 1 2; do
     rm -rf "$T/st$n"
     t0=$(now)
     $MPIRUN -n $n "${TIME[@]}" "$US_BIN" import --quiet --out "$T/st$n" --table v="$T/in.npy" \
-      >"$T/imp.out" 2>"$T/imp.err"
+      >"$T/imp.out" 2>"$T/imp.err" || { cat "$T/imp.err" >&2; echo "bench-store: import failed" >&2; exit 1; }
     t1=$(now)
-    s=$(grep -o '"seconds":[0-9.]*' "$T/imp.out" | cut -d: -f2)
-    [ $n -eq 1 ] && imp1+=("$s") || { imp2+=("$s"); wall_imp2+=("$(echo "$t1 - $t0" | bc -l)"); }
-    r=$(maxrss "$T/imp.err"); [ "$r" -gt "$rss_imp" ] && rss_imp=$r
-    $MPIRUN -n $n "${TIME[@]}" "$US_BIN" verify "$T/st$n" >"$T/ver.out" 2>"$T/ver.err"
-    s=$(grep -o '"seconds":[0-9.]*' "$T/ver.out" | cut -d: -f2)
-    [ $n -eq 1 ] && ver1+=("$s") || ver2+=("$s")
-    r=$(maxrss "$T/ver.err"); [ "$r" -gt "$rss_ver" ] && rss_ver=$r
+    s=$(secs_of "$T/imp.out")
+    if [ $n -eq 1 ]; then imp1+=("$s"); else imp2+=("$s"); wall_imp2+=("$(calc "$t1 - $t0")"); fi
+    r=$(maxrss "$T/imp.err"); if [ "$r" -gt "$rss_imp" ]; then rss_imp=$r; fi
+    $MPIRUN -n $n "${TIME[@]}" "$US_BIN" verify "$T/st$n" >"$T/ver.out" 2>"$T/ver.err" \
+      || { cat "$T/ver.err" >&2; echo "bench-store: verify failed" >&2; exit 1; }
+    s=$(secs_of "$T/ver.out")
+    if [ $n -eq 1 ]; then ver1+=("$s"); else ver2+=("$s"); fi
+    r=$(maxrss "$T/ver.err"); if [ "$r" -gt "$rss_ver" ]; then rss_ver=$r; fi
   done
 done
 copy=$(printf '%s\n' "${copy_s[@]}" | median)
 row() {  # name ranks seconds rss_kb
   local gbs ratio
-  gbs=$(echo "$BYTES / $3 / 1000000000" | bc -l)
-  ratio=$(echo "$copy / $3" | bc -l)
+  gbs=$(calc "$BYTES / $3 / 1000000000")
+  ratio=$(calc "$copy / $3")
   printf '{"bench":"store","measure":"%s","ranks":%d,"rows":%d,"dim":%d,"bytes":%d,"seconds":%.4f,"gb_per_s":%.3f,"ratio_to_copy":%.3f,"baseline_copy_seconds":%.4f,"max_rss_kb":%d}\n' \
     "$1" "$2" "$ROWS" "$DIM" "$BYTES" "$3" "$gbs" "$ratio" "$copy" "$4"
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Distributed lookup over the fabric transport (libfabric RDM: tagged
 # push-down messages, one-sided fi_read pull) equals the single-process
-# gather, for the shm provider and for tcp (tcp;ofi_rxm), 1..8 ranks, two
-# coordinators, all roles, and malformed requests (tests/mpi/lookup_check.c).
+# gather, for the shm provider and for tcp (tcp;ofi_rxm): 1..8 ranks, two
+# coordinators, all roles, and malformed requests (tests/mpi/lookup_check.c);
+# plus one quick job on sockets and udp;ofi_rxd when libfabric offers them.
 set -euo pipefail
 CHECK="$B/tests/mpi/lookup_check"
 if ! fi_info -t FI_EP_RDM >/dev/null 2>&1; then
@@ -31,5 +32,13 @@ for prov in shm tcp; do
   out=$(run $prov 3 --malformed)
   grep -q "row out of range .*ERANGE" <<<"$out"
   grep -q "after malformed rounds: normal batch" <<<"$out"
+done
+# other RDM providers libfabric offers here, when present: one quick job each
+for prov in sockets "udp;ofi_rxd"; do
+  if fi_info -p "$prov" -t FI_EP_RDM >/dev/null 2>&1; then
+    run "$prov" 3 --quick
+  else
+    echo "provider $prov not available: not run"
+  fi
 done
 echo "lookup_fabric ok"

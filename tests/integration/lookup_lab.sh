@@ -24,7 +24,7 @@ CHECK="$PWD/$B/tests/mpi/lookup_check"
 for transport in mpi fabric; do
   out=$(FI_PROVIDER=tcp bash "$LAB" run -n 6 "$CHECK" --transport $transport --quick)
   echo "$out"
-  grep -q "^lookup_check ok: 9 cases, 6 ranks (1 coordinators, 5 shards), transport $transport" <<<"$out"
+  grep -Eq "^lookup_check ok: [0-9]+ cases, 6 ranks \(1 coordinators, 5 shards\), transport $transport" <<<"$out"
   ! grep -q " FAIL$" <<<"$out"
 done
 out=$(FI_PROVIDER=tcp bash "$LAB" run -n 6 "$CHECK" --transport fabric --malformed)

@@ -71,4 +71,19 @@ $PY $REF "$T/bf2f" 0 2 0 12 f32 "$T/bf.npy"
 "$US_BIN" import --quiet --out "$T/one" --table a="$T/a.npy" >/dev/null 2>&1
 $PY $REF "$T/one" 0 1 0 12 f32 "$T/a.npy"
 "$US_BIN" inspect "$T/one" | grep "format 1, 1 shards" >/dev/null || fail "one shard"
+# more ranks than shards: rank 2 builds and checks nothing, and says so by its silence
+$MPIRUN -n 3 "$US_BIN" import --quiet --out "$T/few" --shards 2 --table a="$T/a.npy" >"$T/out" 2>&1 \
+  || { cat "$T/out"; fail "import with ranks > shards"; }
+grep -q "import: 1 tables, 2 shards, 3 ranks" "$T/out" || fail "ranks > shards summary"
+$PY $REF "$T/few" 0 2 0 12 f32 "$T/a.npy"
+out=$($MPIRUN -n 3 "$US_BIN" verify "$T/few" --against a="$T/a.npy")
+grep -q ": ok: 2 files, 2 blocks, .* 5000 rows compared, 3 ranks" <<<"$out" || { echo "$out"; fail "verify ranks > shards"; }
+# inspect --json is valid JSON, one object per line
+"$US_BIN" inspect "$T/keep" --json | $PY -c '
+import json, sys
+rows = [json.loads(l) for l in sys.stdin]
+assert [r["table"] for r in rows[:-1]] == ["a", "h", "bf", "l0", "l1", "big"], rows
+assert rows[-1]["shards"] == 5 and rows[-1]["blocks"] == 59, rows[-1]
+assert rows[0]["dtype"] == "f32" and rows[5]["synthetic"] is True
+' || fail "inspect --json"
 echo "store_import ok"

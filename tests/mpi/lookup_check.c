@@ -3,6 +3,7 @@
  *
  *   mpirun -n N lookup_check [--transport mpi|fabric] [--coordinators C]
  *                            [--all-roles] [--quick] [--malformed] [--dump DIR]
+ *                            [--store DIR [--table NAME]]
  *
  * Runs a matrix of cases in one job (so one mpirun covers many): placement
  * row/column x two placement seeds x mode push/pull/auto x dtypes, with and
@@ -18,11 +19,14 @@
  * and valid ones to the other shards in the same round; shard 0 must answer
  * each with the right error code, the others the right sums, and a normal
  * batch afterwards must succeed everywhere.
+ * --store DIR: instead of synthetic tables, shards serve their blocks from
+ * a store built by `ultrashard import` (mmap backend), push/pull/auto.
  * Prints one line per case on rank 0 and "lookup_check ok: ..." at the end;
  * exit 1 on any mismatch.
  */
 #include <getopt.h>
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +35,7 @@
 #include "kernels/gather.h"
 #include "kernels/score.h"
 #include "proto/placement.h"
+#include "shard/store.h"
 #include "shard/synth_view.h"
 
 typedef struct check_case {
@@ -226,7 +231,8 @@ done:
 
 /* Product-key scoring feeding the lookup, pipelined: batch b+1 is scored
  * (kernels/score.h, one sgemm per head and side) while batch b's requests
- * are in flight between us_lookup_begin and us_lookup_end. */
+ * are in flight between us_lookup_begin and the us_lookup_progress polls
+ * that complete it. */
 static int run_scored(const us_world *w, us_transport *t, int case_no, us_err *err)
 {
     enum { H = 2, D = 16, NR = 50, NC = 60, KPRE = 8, KH = 4 };   /* NR * NC == ROWS */
@@ -281,9 +287,13 @@ static int run_scored(const us_world *w, us_transport *t, int case_no, us_err *e
             for (size_t i = 0; rc == US_OK && i < TOKENS * H * KH; i++)
                 scored_rows_seen += idx[b % 2][i] < ROWS;
         }
-        /* ... while batch b-1 is in flight */
-        if (rc == US_OK && b > 0)
-            rc = us_lookup_end(L, out, err);
+        /* ... while batch b-1 is in flight; then finish it the way a service
+         * loop would, polling without blocking */
+        for (bool done = false; rc == US_OK && b > 0 && !done;) {
+            rc = us_lookup_progress(L, out, &done, err);
+            if (rc == US_OK && !done)
+                sched_yield();
+        }
         if (rc == US_OK && b > 0) {
             int p = (b - 1) % 2;
             rc = us_gather_sum_ref(ref, &whole.view, idx[p], wt[p], TOKENS, H * KH, err);
@@ -300,8 +310,8 @@ static int run_scored(const us_world *w, us_transport *t, int case_no, us_err *e
         bad++;
     if (rc == US_OK && w->coordinator_index == 0)
         printf("case %2d %-6s scored (PKM %dx%d keys, %d heads, top-%d, softmax) pipelined "
-               "with begin/end: %d batches, max_rel_err=%.2e %s\n", case_no, t->provider,
-               NR, NC, H, KH, BATCHES, worst, bad ? "FAIL" : "ok");
+               "with begin/progress: %d batches, max_rel_err=%.2e %s\n", case_no,
+               t->provider, NR, NC, H, KH, BATCHES, worst, bad ? "FAIL" : "ok");
     if (rc == US_OK)
         rc = us_lookup_finish(L, err);
 done:
@@ -310,6 +320,175 @@ done:
     us_synth_view_free(&whole);
     if (rc == US_OK && bad)
         rc = us_err_set(err, US_ECORRUPT, "scored case: %d checks failed", bad);
+    return rc;
+}
+
+/* Two tables through one transport at once (every rank interleaves their
+ * rounds identically): the first lookup owns the transport's one-sided
+ * exposure, the second must pull with ROWS messages, and both stay exact. */
+static int run_two_tables(const us_world *w, us_transport *t, int case_no, us_err *err)
+{
+    us_synth_spec spec[2] = {
+        { .dtype = US_DTYPE_F32, .synth_seed = 42, .table_id = 7, .rows = ROWS, .dim = DIM,
+          .block_bits = BLOCK_BITS, .placement_seed = 1 },
+        { .dtype = US_DTYPE_BF16, .synth_seed = 43, .table_id = 9, .rows = ROWS, .dim = DIM,
+          .block_bits = BLOCK_BITS, .placement_seed = 0x5eed },
+    };
+    us_synth_view local[2], whole[2];
+    memset(local, 0, sizeof local);
+    memset(whole, 0, sizeof whole);
+    us_lookup *L[2] = { NULL, NULL };
+    int rc = US_OK, bad = 0;
+    for (int i = 0; i < 2 && rc == US_OK; i++) {
+        spec[i].n_shards = w->n_shards;
+        spec[i].shard_index = w->is_shard ? w->shard_index : 0;
+        us_table_info table = { .table_id = spec[i].table_id, .rows = ROWS, .dim = DIM,
+                                .dtype = spec[i].dtype, .block_bits = BLOCK_BITS,
+                                .placement_seed = spec[i].placement_seed,
+                                .placement = US_PLACE_ROW };
+        us_lookup_opts opts = { .mode = US_LOOKUP_PULL, .max_tokens = TOKENS, .max_k = K,
+                                .n_threads = 1 };
+        if (w->is_shard)
+            rc = us_synth_view_build(&local[i], &spec[i], err);
+        if (rc == US_OK)
+            rc = us_lookup_open(&L[i], w, t, &table, w->is_shard ? &local[i].view : NULL,
+                                &opts, err);
+        spec[i].shard_index = -1;
+        if (rc == US_OK && w->is_coordinator)
+            rc = us_synth_view_build(&whole[i], &spec[i], err);
+    }
+    if (rc != US_OK)
+        goto done;
+    if (!w->is_coordinator) {
+        while (rc == US_OK && !(us_lookup_stopped(L[0]) && us_lookup_stopped(L[1])))
+            for (int i = 0; i < 2 && rc == US_OK; i++)
+                if (!us_lookup_stopped(L[i]))
+                    rc = us_lookup_run(L[i], NULL, NULL, err);
+        goto done;
+    }
+    uint64_t rows[TOKENS * K], reads[2] = { 0, 0 };
+    float wts[TOKENS * K], out[TOKENS * DIM], ref[TOKENS * DIM];
+    uint8_t grp[TOKENS * K];
+    double worst = 0;
+    for (int b = 0; b < BATCHES && rc == US_OK; b++)
+        for (int i = 0; i < 2 && rc == US_OK; i++) {
+            make_batch(9000u + (uint64_t)b * 2 + (uint64_t)i, rows, wts, grp, 1);
+            us_lookup_batch batch = { TOKENS, K, rows, wts, NULL };
+            uint64_t before = t->stats.rma_reads;
+            if ((rc = us_lookup_run(L[i], &batch, out, err)) != US_OK ||
+                (rc = us_gather_sum_ref(ref, &whole[i].view, rows, wts, TOKENS, K, err)) !=
+                    US_OK)
+                break;
+            reads[i] += t->stats.rma_reads - before;
+            if (compare(out, ref, TOKENS, DIM, true, &worst) != 0)
+                bad++;
+        }
+    if (reads[1] != 0)   /* the second table cannot read one-sided */
+        bad++;
+    bool remote_shards = w->n_shards > 1 || !w->is_shard;
+    if (t->rma_ready && remote_shards && reads[0] == 0)
+        bad++;
+    if (rc == US_OK && w->coordinator_index == 0)
+        printf("case %2d %-6s two tables on one transport (f32 + bf16, pull): one-sided "
+               "reads %llu / %llu, bit-exact %s\n", case_no, t->provider,
+               (unsigned long long)reads[0], (unsigned long long)reads[1], bad ? "FAIL" : "ok");
+    for (int i = 0; i < 2 && rc == US_OK; i++)
+        rc = us_lookup_finish(L[i], err);
+done:
+    for (int i = 0; i < 2; i++) {
+        us_lookup_close(L[i]);
+        us_synth_view_free(&local[i]);
+        us_synth_view_free(&whole[i]);
+    }
+    if (rc == US_OK && bad)
+        rc = us_err_set(err, US_ECORRUPT, "two-table case: %d checks failed", bad);
+    return rc;
+}
+
+/* --- a real store (shard/store.h) ---------------------------------------- */
+
+/* Each shard serves its blocks straight from its mmap-ed shard file;
+ * coordinator 0 checks against a gather over the whole store (all shard
+ * files opened): push (within 1e-5), pull (bit-exact) and auto. */
+static int run_store(const us_world *w, us_transport *t, const char *dir, const char *name,
+                     int case_no, us_err *err)
+{
+    us_store *mine = NULL, *all = NULL;
+    us_lookup *L = NULL;
+    int rc, bad = 0;
+    us_store_opts so = { .backend = US_BACKEND_MMAP, .expect_shards = w->n_shards,
+                         .shard_index = w->is_shard ? w->shard_index : US_STORE_ALL_SHARDS };
+    if ((rc = us_store_open(dir, &so, &mine, err)) != US_OK)
+        return rc;
+    size_t ti;
+    us_rows_view local, whole;
+    if ((rc = us_store_find_table(mine, name, &ti, err)) != US_OK ||
+        (rc = us_store_view(mine, ti, &local, err)) != US_OK)
+        goto done;
+    const us_table_layout *lay = &us_store_manifest(mine)->tables[ti];
+    us_table_info table = { .table_id = lay->table_id, .rows = lay->rows, .dim = lay->dim,
+                            .dtype = lay->dtype, .block_bits = lay->block_bits,
+                            .placement_seed = lay->placement_seed, .placement = US_PLACE_ROW };
+    if (table.dim > 4096 || table.rows < 1) {
+        rc = us_err_set(err, US_EINVAL, "store table %s: dim %u too large for this check",
+                        name, table.dim);
+        goto done;
+    }
+    static const us_lookup_mode modes[3] = { US_LOOKUP_PUSH, US_LOOKUP_PULL, US_LOOKUP_AUTO };
+    for (int m = 0; m < 3 && rc == US_OK; m++) {
+        us_lookup_opts opts = { .mode = modes[m], .max_tokens = TOKENS, .max_k = K,
+                                .n_threads = 1 };
+        if ((rc = us_lookup_open(&L, w, t, &table, w->is_shard ? &local : NULL, &opts,
+                                 err)) != US_OK)
+            break;
+        if (!w->is_coordinator) {
+            rc = us_lookup_serve(L, err);
+            us_lookup_close(L);
+            L = NULL;
+            continue;
+        }
+        if (all == NULL) {
+            so.shard_index = US_STORE_ALL_SHARDS;
+            if ((rc = us_store_open(dir, &so, &all, err)) != US_OK ||
+                (rc = us_store_view(all, ti, &whole, err)) != US_OK)
+                break;
+        }
+        uint64_t rows[TOKENS * K];
+        float wts[TOKENS * K];
+        uint8_t grp[TOKENS * K];
+        float *out = malloc(TOKENS * table.dim * sizeof(float));
+        float *ref = malloc(TOKENS * table.dim * sizeof(float));
+        double worst = 0;
+        for (int b = 0; b < BATCHES && rc == US_OK; b++) {
+            make_batch(5000u + (uint64_t)m * 10 + (uint64_t)b, rows, wts, grp, 1);
+            for (uint32_t p = 0; p < TOKENS * K; p++)
+                rows[p] %= table.rows;
+            us_lookup_batch batch = { TOKENS, K, rows, wts, NULL };
+            if ((rc = us_lookup_run(L, &batch, out, err)) != US_OK ||
+                (rc = us_gather_sum_ref(ref, &whole, rows, wts, TOKENS, K, err)) != US_OK)
+                break;
+            bool exact = us_lookup_last_mode(L) == US_LOOKUP_PULL;
+            if (compare(out, ref, TOKENS, table.dim, exact, &worst) != 0)
+                bad++;
+        }
+        free(out);
+        free(ref);
+        if (rc == US_OK && w->coordinator_index == 0)
+            printf("case %2d %-6s store %s table %s (%s, %llu x %u, %u shards) mode=%s: "
+                   "max_rel_err=%.2e %s\n", case_no + m, t->provider, dir, name,
+                   us_dtype_name(table.dtype), (unsigned long long)table.rows, table.dim,
+                   w->n_shards, mode_name(modes[m]), worst, bad ? "FAIL" : "ok");
+        if (rc == US_OK)
+            rc = us_lookup_finish(L, err);
+        us_lookup_close(L);
+        L = NULL;
+    }
+done:
+    us_lookup_close(L);
+    us_store_close(all);
+    us_store_close(mine);
+    if (rc == US_OK && bad)
+        rc = us_err_set(err, US_ECORRUPT, "store cases: %d batches differ", bad);
     return rc;
 }
 
@@ -508,10 +687,12 @@ int main(int argc, char **argv)
     const char *transport = "mpi";
     us_world_opts wopts = {0};
     bool quick = false, malformed = false;
+    const char *store_dir = NULL, *store_table = "0";
     static const struct option lo[] = {
         { "transport", required_argument, 0, 't' }, { "coordinators", required_argument, 0, 'c' },
         { "all-roles", no_argument, 0, 'a' }, { "quick", no_argument, 0, 'q' },
         { "malformed", no_argument, 0, 'm' }, { "dump", required_argument, 0, 'd' },
+        { "store", required_argument, 0, 's' }, { "table", required_argument, 0, 'T' },
         { 0, 0, 0, 0 },
     };
     int ch;
@@ -523,6 +704,8 @@ int main(int argc, char **argv)
         case 'q': quick = true; break;
         case 'm': malformed = true; break;
         case 'd': g_dump_dir = optarg; break;
+        case 's': store_dir = optarg; break;
+        case 'T': store_table = optarg; break;
         default: fprintf(stderr, "lookup_check: bad option\n"); return 2;
         }
     }
@@ -542,7 +725,14 @@ int main(int argc, char **argv)
         us_world_abort(&w, &err);
     }
     int failed = 0, n_cases = 0;
-    if (malformed) {
+    if (store_dir != NULL) {
+        if (run_store(&w, t, store_dir, store_table, 0, &err) != US_OK) {
+            fprintf(stderr, "lookup_check: rank %d: store: %s\n", w.rank, err.msg);
+            failed++;
+            us_world_abort(&w, &err);
+        }
+        n_cases += 3;
+    } else if (malformed) {
         if (run_malformed(&w, t, &err) != US_OK) {
             fprintf(stderr, "lookup_check: rank %d: malformed: %s\n", w.rank, err.msg);
             failed++;
@@ -576,9 +766,15 @@ int main(int argc, char **argv)
                     n_cases++;
                 }
     }
-    if (!malformed) {
+    if (!malformed && store_dir == NULL) {
         if (run_scored(&w, t, n_cases, &err) != US_OK) {
             fprintf(stderr, "lookup_check: rank %d: scored case: %s\n", w.rank, err.msg);
+            failed++;
+            us_world_abort(&w, &err);
+        }
+        n_cases++;
+        if (run_two_tables(&w, t, n_cases, &err) != US_OK) {
+            fprintf(stderr, "lookup_check: rank %d: two tables: %s\n", w.rank, err.msg);
             failed++;
             us_world_abort(&w, &err);
         }

@@ -187,7 +187,7 @@ def main():
     for dtype in ("f32", "bf16", "f16", "int8"):
         check_gather(d, dtype)
     check_topk(d)
-    for name in ("score_pkm", "score_tdqkr", "score_mcs"):
+    for name in ("score_pkm", "score_tdqkr", "score_mcs", "score_mcs_raw"):
         check_score(d, name)
     check_quant(d)
     if failures:

@@ -53,6 +53,20 @@ static void test_hw_equals_sw_and_chaining(void **state)
             size_t cut = len / 3;
             assert_int_equal(us_crc32c(us_crc32c(0, b + off, cut), b + off + cut, len - cut), s);
         }
+    /* the interleaved paths: lengths around 3 x 8192 and 3 x 256 (stream
+     * sizes), odd offsets, and random lengths up to N */
+    static const size_t edges[] = { 767, 768, 769, 775, 776, 24575, 24576, 24577, 24583,
+                                    24576 + 768, 49152 + 767, 49152 + 776 };
+    for (size_t e = 0; e < sizeof edges / sizeof edges[0]; e++)
+        for (size_t off = 0; off < 9; off += 4) {
+            uint32_t want = us_crc32c_sw(0x12345678u, b + off, edges[e]);
+            assert_int_equal(us_crc32c(0x12345678u, b + off, edges[e]), want);
+        }
+    for (int i = 0; i < 200; i++) {
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        size_t off = x % 16, len = (size_t)(x >> 8) % (N - 16);
+        assert_int_equal(us_crc32c(0, b + off, len), us_crc32c_sw(0, b + off, len));
+    }
     uint32_t s = us_crc32c_sw(0, b + 3, N);
     assert_int_equal(us_crc32c(0, b + 3, N), s);
     /* a single bit flip anywhere changes the value */

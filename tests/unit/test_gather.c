@@ -455,10 +455,78 @@ static void test_long_pair_lists(void **state)
                              US_OK);
             assert_memory_equal(fast, ref, ng * 4);
             check_against_double(&tv, fast, rows, w, group, T, K, G);
+            /* one token on two threads: the columns are split instead */
+            memset(fast, 0xff, ng * 4);
+            assert_int_equal(us_gather_sum_grouped(fast, &tv.v, rows, w, group, 1, K, G, 2, NULL),
+                             US_OK);
+            assert_memory_equal(fast, ref, (size_t)G * dims[d] * 4);
+            assert_int_equal(us_gather_sum_ref(ref, &tv.v, rows + 2 * K, w + 2 * K, 1, K, NULL),
+                             US_OK);
+            memset(fast, 0xff, ng * 4);
+            assert_int_equal(us_gather_sum(fast, &tv.v, rows + 2 * K, w + 2 * K, 1, K, 0, NULL),
+                             US_OK);
+            assert_memory_equal(fast, ref, (size_t)dims[d] * 4);
             free(ref);
             free(fast);
             tview_free(&tv);
         }
+}
+
+/* Random, often invalid, views and ids: every call returns OK or a clean
+ * error code, never touches memory it must not (ASan in `make asan`), and
+ * on error leaves out unchanged. */
+static void test_random_bad_inputs(void **state)
+{
+    (void)state;
+    tview tv;
+    tview_make(&tv, US_DTYPE_BF16, 24, 50, 3, 4);
+    float out[4 * 2 * 64], sentinel[4 * 2 * 64];
+    for (int trial = 0; trial < 2000; trial++) {
+        us_rows_view v = tv.v;
+        switch (rng_below(8)) {
+        case 0: v.dtype = (us_dtype)rng_below(6); break;          /* maybe unknown */
+        case 1: v.dim = (uint32_t)rng_below(40); break;           /* maybe 0 or > stride */
+        case 2: v.rows = rng_below(80); break;                    /* maybe > blocks hold */
+        case 3: v.n_blocks = rng_below(9); break;
+        case 4: v.row_stride_bytes = rng_below(80); break;
+        case 5: v.block_bits = (uint32_t)rng_below(70); break;
+        default: break;
+        }
+        if (v.dtype == US_DTYPE_INT8)
+            v.block_scales = rng_below(2) ? (const float *const *)tv.scales : NULL;
+        uint64_t rows[4 * 3];
+        float w[4 * 3];
+        uint8_t group[4 * 3];
+        for (int p = 0; p < 12; p++) {
+            rows[p] = rng_below(4) ? rng_below(60) : rng_next();
+            w[p] = rng_unit();
+            group[p] = (uint8_t)rng_below(3);
+        }
+        /* only views whose blocks really hold the claimed rows may pass */
+        int sound = v.block_bits == 3 && v.n_blocks <= tv.v.n_blocks && v.rows <= tv.v.rows &&
+                    v.row_stride_bytes == tv.v.row_stride_bytes && v.dim <= tv.v.dim &&
+                    (v.dtype == US_DTYPE_BF16 || v.dtype == US_DTYPE_F16);
+        memset(sentinel, 0x5a, sizeof sentinel);
+        memcpy(out, sentinel, sizeof out);
+        if (us_rows_view_check(&v, NULL) != US_OK) {
+            /* rejected before any row is touched */
+            assert_int_equal(us_gather_sum(out, &v, rows, w, 2, 3, 2, NULL), US_EINVAL);
+            assert_int_equal(us_gather_sum_ref(out, &v, rows, w, 2, 3, NULL), US_EINVAL);
+            assert_memory_equal(out, sentinel, sizeof out);
+            continue;
+        }
+        if (!sound)
+            continue;       /* a view that lies about its memory is the caller's bug */
+        size_t T = 1 + rng_below(4), k = rng_below(4);
+        int G = 1 + (int)rng_below(2);
+        int rc = us_gather_sum_grouped(out, &v, rows, w, group, T, k, G, 2, NULL);
+        int rc_ref = us_gather_sum_grouped_ref(out, &v, rows, w, group, T, k, G, NULL);
+        assert_int_equal(rc, rc_ref);
+        assert_true(rc == US_OK || rc == US_EINVAL || rc == US_ERANGE || rc == US_ENOTFOUND);
+        if (rc != US_OK)
+            assert_memory_equal(out, sentinel, sizeof out);
+    }
+    tview_free(&tv);
 }
 
 int main(void)
@@ -471,6 +539,7 @@ int main(void)
         cmocka_unit_test(test_long_pair_lists),
         cmocka_unit_test(test_errors_leave_out_untouched),
         cmocka_unit_test(test_gather_copy),
+        cmocka_unit_test(test_random_bad_inputs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,7 +7,8 @@
  *   test_kernels_dump              cmocka self-test of the .npy writer
  *
  * Cases: gather_{f32,bf16,f16,int8} (plain and grouped sums over scattered
- * blocks), topk (rows with ties, NaN, Inf), score_{pkm,tdqkr,mcs}, quant.
+ * blocks), topk (rows with ties, NaN, Inf), score_{pkm,tdqkr,mcs,mcs_raw}
+ * (MCS with softmax; rank 3 with 3 cores, raw scores), quant.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -226,9 +227,11 @@ static int dump_all(const char *dir)
             return 1;
     us_pk_shape pkm = { 7, 2, 16, 33, 29, 1, 1, 8, 8, US_PK_SUM, US_PK_ACT_NONE };
     us_pk_shape tdqkr = { 6, 2, 12, 30, 30, 2, 1, 7, 10, US_PK_TUCKER, US_PK_ACT_SOFTMAX };
-    us_pk_shape mcs = { 5, 3, 8, 20, 24, 2, 2, 6, 9, US_PK_TUCKER, US_PK_ACT_NONE };
+    us_pk_shape mcs = { 5, 3, 8, 20, 24, 2, 2, 6, 9, US_PK_TUCKER, US_PK_ACT_SOFTMAX };
+    us_pk_shape mcs_raw = { 4, 2, 8, 20, 24, 3, 3, 6, 9, US_PK_TUCKER, US_PK_ACT_NONE };
     if (dump_topk(dir) || dump_quant(dir) || dump_score(dir, "score_pkm", pkm) ||
-        dump_score(dir, "score_tdqkr", tdqkr) || dump_score(dir, "score_mcs", mcs))
+        dump_score(dir, "score_tdqkr", tdqkr) || dump_score(dir, "score_mcs", mcs) ||
+        dump_score(dir, "score_mcs_raw", mcs_raw))
         return 1;
     return 0;
 }

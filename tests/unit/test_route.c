@@ -127,6 +127,53 @@ static void test_encode_column_placement(void **state)
     check_encoding(&t, 4, (bool[]){ 1 });
 }
 
+/* A shard with nothing to do gets a NOP; STOP is carried by every request;
+ * ROWS requests list only rows; no groups array without groups. */
+static void test_encode_modes(void **state)
+{
+    (void)state;
+    us_route r = {0};
+    us_wire_buf buf = {0};
+    us_err e = {0};
+    uint64_t off[4], len[4];
+    /* all rows in block 0: one owner among 4 shards */
+    uint64_t rows[6] = { 1, 2, 3, 1, 2, 3 };
+    float w[6] = { 1, 2, 3, 4, 5, 6 };
+    assert_int_equal(us_route_dedupe(&r, &TABLE, rows, 2, 3, &e), US_OK);
+    assert_int_equal(us_route_assign(&r, &TABLE, 4, NULL, &e), US_OK);
+    int owner = us_placement_shard(TABLE.table_id, 0, TABLE.placement_seed, 4);
+    assert_int_equal(us_route_encode(&r, &TABLE, US_WIRE_PUSH, US_WIRE_F_STOP, 1, w, NULL, 1,
+                                     &buf, off, len, &e), US_OK);
+    for (int s = 0; s < 4; s++) {
+        us_wire_req q;
+        assert_int_equal(us_wire_req_parse(buf.data + off[s], len[s], NULL, &q, &e), US_OK);
+        assert_true(q.hdr->flags & US_WIRE_F_STOP);
+        assert_null(q.pair_group);
+        if (s == owner) {
+            assert_int_equal(q.hdr->mode, US_WIRE_PUSH);
+            assert_int_equal(q.hdr->n_rows, 3);
+            assert_int_equal(q.hdr->n_pairs, 6);
+            assert_int_equal(q.hdr->n_tokens, 2);
+        } else {
+            assert_int_equal(q.hdr->mode, US_WIRE_NOP);
+            assert_int_equal(len[s], 48);
+        }
+    }
+    buf.len = 0;
+    assert_int_equal(us_route_encode(&r, &TABLE, US_WIRE_ROWS, 0, 2, w, NULL, 1, &buf, off,
+                                     len, &e), US_OK);
+    us_wire_req q;
+    assert_int_equal(us_wire_req_parse(buf.data + off[owner], len[owner], NULL, &q, &e),
+                     US_OK);
+    assert_int_equal(q.hdr->mode, US_WIRE_ROWS);
+    assert_int_equal(q.hdr->n_pairs, 0);
+    assert_int_equal(q.hdr->n_rows, 3);
+    assert_int_equal(q.rows[0], 1);
+    assert_int_equal(q.rows[2], 3);
+    us_wire_buf_free(&buf);
+    us_route_free(&r);
+}
+
 static void test_column_slice(void **state)
 {
     (void)state;
@@ -196,6 +243,7 @@ int main(void)
         cmocka_unit_test(test_dedupe),
         cmocka_unit_test(test_encode_row_placement),
         cmocka_unit_test(test_encode_column_placement),
+        cmocka_unit_test(test_encode_modes),
         cmocka_unit_test(test_column_slice),
         cmocka_unit_test(test_cost_model),
     };

@@ -174,12 +174,93 @@ static void test_rejects_then_serves(void **state)
     us_wire_buf_free(&out);
 }
 
+/* int8 rows with per-row scales: PUSH equals the scalar kernel, ROWS carries
+ * the scales first and the raw int8 bytes after. */
+static void test_int8(void **state)
+{
+    (void)state;
+    enum { R = 16, BB = 2, NB = R >> BB };
+    int8_t q[R * DIM];
+    float scales[R];
+    for (int i = 0; i < R * DIM; i++)
+        q[i] = (int8_t)((i * 29) % 255 - 127);
+    for (int r = 0; r < R; r++)
+        scales[r] = 0.01f * (float)(r + 1);
+    const uint8_t *blocks[NB];
+    const float *bscales[NB];
+    for (int b = 0; b < NB; b++) {
+        blocks[b] = (const uint8_t *)(q + b * (1 << BB) * DIM);
+        bscales[b] = scales + b * (1 << BB);
+    }
+    us_rows_view v = { .dtype = US_DTYPE_INT8, .dim = DIM, .block_bits = BB,
+                       .row_stride_bytes = DIM, .rows = R, .n_blocks = NB, .blocks = blocks,
+                       .block_scales = bscales };
+    us_server s;
+    us_err e = {0};
+    assert_int_equal(us_server_init(&s, 4, 0, &v, NULL, 1, &e), US_OK);
+    us_wire_buf req = {0}, out = {0};
+    uint64_t len = build(&req, 4, 0, US_WIRE_PUSH);
+    assert_int_equal(us_serve_request(&s, req.data, len, 0, &out, NULL, NULL, &e), US_OK);
+    us_wire_resp a;
+    assert_int_equal(us_wire_resp_parse(out.data, out.len, (const us_wire_req_hdr *)req.data,
+                                        DIM, 1, 1, &a, &e), US_OK);
+    /* rows 1, 17 are out of this 16-row table: the request is rejected */
+    assert_int_equal(a.hdr->status, US_ERANGE);
+    us_server_free(&s);
+
+    /* a table big enough: 32 rows, rows 1, 2, 17 exist */
+    enum { R2 = 32, NB2 = R2 >> BB };
+    int8_t q2[R2 * DIM];
+    float sc2[R2];
+    const uint8_t *bl2[NB2];
+    const float *bs2[NB2];
+    for (int i = 0; i < R2 * DIM; i++)
+        q2[i] = (int8_t)((i * 29) % 255 - 127);
+    for (int r = 0; r < R2; r++)
+        sc2[r] = 0.01f * (float)(r + 1);
+    for (int b = 0; b < NB2; b++) {
+        bl2[b] = (const uint8_t *)(q2 + b * (1 << BB) * DIM);
+        bs2[b] = sc2 + b * (1 << BB);
+    }
+    us_rows_view v2 = v;
+    v2.rows = R2;
+    v2.n_blocks = NB2;
+    v2.blocks = bl2;
+    v2.block_scales = bs2;
+    assert_int_equal(us_server_init(&s, 4, 0, &v2, NULL, 1, &e), US_OK);
+    out.len = 0;
+    assert_int_equal(us_serve_request(&s, req.data, len, 0, &out, NULL, NULL, &e), US_OK);
+    assert_int_equal(us_wire_resp_parse(out.data, out.len, (const us_wire_req_hdr *)req.data,
+                                        DIM, 1, 1, &a, &e), US_OK);
+    assert_int_equal(a.hdr->status, US_OK);
+    uint64_t prow[9] = { 1, 17, 1, 1, 1, 1, 1, 2, 17 };
+    float pw[9] = { 0.5f, -2.0f, 0, 0, 0, 0, 1.5f, 0.25f, 3.0f };
+    uint8_t pg[9] = { 0, 1, 0, 0, 0, 0, 1, 0, 1 };
+    float want[3 * 2 * DIM];
+    assert_int_equal(us_gather_sum_grouped_ref(want, &v2, prow, pw, pg, 3, 3, 2, &e), US_OK);
+    assert_memory_equal(a.sums, want, sizeof want);
+    assert_true(fabsf(a.sums[0] - 0.5f * 0.02f * (float)q2[1 * DIM]) < 1e-6f);
+    /* ROWS: scales first, then the stored bytes */
+    len = build(&req, 4, 0, US_WIRE_ROWS);
+    out.len = 0;
+    assert_int_equal(us_serve_request(&s, req.data, len, 0, &out, NULL, NULL, &e), US_OK);
+    assert_int_equal(us_wire_resp_parse(out.data, out.len, (const us_wire_req_hdr *)req.data,
+                                        DIM, 1, 1, &a, &e), US_OK);
+    assert_true(a.row_scales[0] == sc2[1] && a.row_scales[1] == sc2[17] &&
+                a.row_scales[2] == sc2[2]);
+    assert_memory_equal(a.row_bytes + DIM, &q2[17 * DIM], DIM);
+    us_server_free(&s);
+    us_wire_buf_free(&req);
+    us_wire_buf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_push_grouped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rows_and_nop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejects_then_serves, setup, teardown),
+        cmocka_unit_test(test_int8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -303,6 +303,8 @@ static void test_safetensors_bad(void **state)
         { "{\"a\":[1,2]}", 0, US_ECORRUPT, "not an object" },
         { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}", 4, US_ECORRUPT, "JSON" },
         { "[1,2,3]", 0, US_ECORRUPT, "JSON object" },
+        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}xyz", 4, US_ECORRUPT, "JSON object" },
+        { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}     ", 4, US_OK, "" },
         { "{\"__metadata__\":3}", 0, US_ECORRUPT, "__metadata__" },
         { "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
           "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8, US_ECORRUPT, "twice" },
@@ -316,6 +318,12 @@ static void test_safetensors_bad(void **state)
             fail_msg("case %zu: rc %d msg '%s' (want %d, '%s')", i, rc, err.msg,
                      cases[i].code, cases[i].needle);
     }
+    /* NUL bytes after the JSON object (strlen-based writers would hide them) */
+    static const char nul_hdr[] = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}\0\0";
+    uint8_t nb[8 + sizeof nul_hdr - 1 + 4] = { sizeof nul_hdr - 1 };
+    memcpy(nb + 8, nul_hdr, sizeof nul_hdr - 1);
+    write_raw(tpath("nul.safetensors"), nb, sizeof nb);
+    assert_int_equal(open_code(tpath("nul.safetensors"), &err), US_ECORRUPT);
     /* a huge header length is refused before any allocation */
     uint8_t big[16] = { 0, 0, 0, 0, 0, 0, 0, 0x10, '{', '}' };
     write_raw(tpath("big.safetensors"), big, sizeof big);

@@ -1,4 +1,4 @@
-/* test_topk.c — heap top-k vs full-sort reference: random sizes, heavy ties,
+/* test_topk.c — fast top-k (AVX2 filter + sorted insertion) vs full-sort reference: random sizes, heavy ties,
  * NaN/Inf/-0, k = 1 and k = n, batched rows, a hand-checked example, errors. */
 #include <stdarg.h>
 #include <stddef.h>
@@ -84,7 +84,7 @@ static void test_random_vs_ref(void **state)
                 compare_one(s, n, ks[b]);
         }
     /* the largest supported shape: n = 65,536, k = 256; ascending input makes
-     * every element enter the heap (worst case for the fast path) */
+     * every element enter the kept list (worst case for the fast path) */
     for (size_t i = 0; i < 65536; i++)
         s[i] = random_score(0);
     compare_one(s, 65536, 256);
@@ -198,6 +198,19 @@ static void test_filter_edges(void **state)
     for (size_t i = 0; i < N; i++)
         s[i] = (i % 128 == 5) ? -INFINITY : NAN;  /* maxima -Inf: full scan */
     compare_one(s, N, K);
+    /* all negative, magnitudes from denormal to 1e30: the bound's key is
+     * truncated in the negative range, where truncation moves it down */
+    for (size_t i = 0; i < N; i++) {
+        float mag = ldexpf(1.0f + (float)(rng_next() % 1000) / 1000.0f,
+                           (int)(rng_next() % 250) - 149);
+        s[i] = -mag;
+    }
+    compare_one(s, N, K);
+    compare_one(s, N, 256);
+    for (size_t i = 0; i < N; i++)               /* values that differ in the low bits only */
+        s[i] = 1.0f + (float)(rng_next() % 64) * 0x1.0p-23f;
+    compare_one(s, N, K);
+    compare_one(s, N, 200);
 }
 
 int main(void)

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `ultrashard bench lookup` stays usable: a tiny 3-rank run prints one JSON
+# line per configuration with the documented fields and a max relative error
+# <= 1e-5 against its single-process baseline; bad options are usage errors.
+set -euo pipefail
+out=$($MPIRUN -n 3 "$US_BIN" bench lookup --transports mpi --modes push,pull,auto \
+      --rows 4096 --dim 16 --tokens 16 --k 4 --batches 3)
+echo "$out"
+[ "$(grep -c '^{"bench":"lookup"' <<<"$out")" -eq 6 ]   # 3 modes x 2 placements
+for f in tokens_per_s rows_per_s bytes_sent_per_token bytes_recv_per_token msgs_per_batch \
+         p50_ms p99_ms baseline_tokens_per_s ratio_vs_baseline max_rel_err \
+         shard_view_bytes_max whole_table_bytes rank0_maxrss_kib; do
+  [ "$(grep -c "\"$f\":" <<<"$out")" -eq 6 ] || { echo "missing field $f"; exit 1; }
+done
+grep -o '"max_rel_err":[^,]*' <<<"$out" | cut -d: -f2 |
+  awk '{ if ($1 > 1e-5) { print "error " $1 " > 1e-5"; bad = 1 } } END { exit bad }'
+# push moves 4 messages per batch with 2 shards (2 requests, 2 answers)
+grep '"mode":"push"' <<<"$out" | grep -q '"msgs_per_batch":4.0'
+set +e
+"$US_BIN" bench lookup --rows 0 >/dev/null 2>&1; rc1=$?
+"$US_BIN" bench nosuch >/dev/null 2>&1; rc2=$?
+"$US_BIN" bench lookup --dtype f64 >/dev/null 2>&1; rc3=$?
+set -e
+[ "$rc1" -eq 2 ] && [ "$rc2" -eq 2 ] && [ "$rc3" -eq 2 ]
+"$US_BIN" bench --help | grep -q "bench lookup"
+echo "lookup_bench_cli ok"

@@ -14,7 +14,7 @@ PACKAGES=(
   python3-numpy                       # independent reference checks (/usr/bin/python3)
   iproute2                            # namespace lab (ip netns, tc tbf)
   redis-server libhiredis-dev         # peer in tests/bench/peers.sh (loopback, started/stopped by it)
-  gnuplot-nox                         # benchmark plots (tests/bench/plot.sh)
+  gnuplot-nox                         # benchmark plots (tests/bench/plot.py)
   time                                # /usr/bin/time: max RSS in make bench-store
 )
 

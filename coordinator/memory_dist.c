@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator/model_store.h"
 #include "shard/manifest.h"
 
 /* Control broadcast that opens every cycle (see memory_dist.h). */
@@ -185,13 +186,8 @@ int us_memory_dist_open(us_memory_dist *d, const us_world *w, const char *store_
         us_rows_view *local = NULL;
         if (w->is_shard) {
             size_t index;
-            char name[32];
-            snprintf(name, sizeof name, "table_%u", t);
-            if (us_store_find_table(d->store, name, &index, NULL) != US_OK) {
-                snprintf(name, sizeof name, "%u", t);
-                if ((rc = us_store_find_table(d->store, name, &index, err)) != US_OK)
-                    goto fail;
-            }
+            if ((rc = us_model_store_find(d->store, t, &index, err)) != US_OK)
+                goto fail;
             if ((rc = us_store_view(d->store, index, &d->views[t], err)) != US_OK)
                 goto fail;
             local = &d->views[t];

@@ -1,10 +1,12 @@
 /* memory_dist.c — memory tables served by shard ranks (see memory_dist.h). */
 #include "coordinator/memory_dist.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator/model_store.h"
 #include "shard/manifest.h"
 
 /* Control broadcast that opens every cycle (see memory_dist.h). */
@@ -35,11 +37,42 @@ static int coordinator_rank(const us_memory_dist *d)
     return d->world->coordinator_ranks[0];
 }
 
+/* Coordinator: send the next control message. A non-blocking broadcast on
+ * every rank: blocking and non-blocking collectives do not match in MPI. */
 static int ctl_bcast(us_memory_dist *d, ctl_msg *c, us_err *err)
 {
-    if (MPI_Bcast(c, (int)sizeof *c, MPI_BYTE, coordinator_rank(d), d->ctl_comm) != MPI_SUCCESS)
+    MPI_Request req;
+    if (MPI_Ibcast(c, (int)sizeof *c, MPI_BYTE, coordinator_rank(d), d->ctl_comm, &req)
+            != MPI_SUCCESS ||
+        MPI_Wait(&req, MPI_STATUS_IGNORE) != MPI_SUCCESS)
         return us_err_set(err, US_EMPI, "rank %d: control broadcast failed", d->world->rank);
     return US_OK;
+}
+
+/* Shards: the next control message. While it has not come, the coordinator
+ * may still be reading rows one-sided from this rank (fabric pull), which
+ * on manual-progress providers completes only if this rank polls: so wait
+ * by polling the transports, yielding the CPU in between (2-core boxes). */
+static int ctl_wait(us_memory_dist *d, ctl_msg *c, us_err *err)
+{
+    MPI_Request req;
+    if (MPI_Ibcast(c, (int)sizeof *c, MPI_BYTE, coordinator_rank(d), d->ctl_comm, &req)
+            != MPI_SUCCESS)
+        return us_err_set(err, US_EMPI, "rank %d: control broadcast failed", d->world->rank);
+    for (;;) {
+        int done = 0;
+        if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return us_err_set(err, US_EMPI, "rank %d: control broadcast failed",
+                              d->world->rank);
+        if (done)
+            return US_OK;
+        for (uint32_t t = 0; t < d->n_tables; t++) {
+            int rc = us_transport_poll(d->transports[t], err);
+            if (rc != US_OK)
+                return rc;
+        }
+        sched_yield();
+    }
 }
 
 /* Index in the manifest of memory table t: by name "table_<t>", else by id. */
@@ -153,13 +186,8 @@ int us_memory_dist_open(us_memory_dist *d, const us_world *w, const char *store_
         us_rows_view *local = NULL;
         if (w->is_shard) {
             size_t index;
-            char name[32];
-            snprintf(name, sizeof name, "table_%u", t);
-            if (us_store_find_table(d->store, name, &index, NULL) != US_OK) {
-                snprintf(name, sizeof name, "%u", t);
-                if ((rc = us_store_find_table(d->store, name, &index, err)) != US_OK)
-                    goto fail;
-            }
+            if ((rc = us_model_store_find(d->store, t, &index, err)) != US_OK)
+                goto fail;
             if ((rc = us_store_view(d->store, index, &d->views[t], err)) != US_OK)
                 goto fail;
             local = &d->views[t];
@@ -263,7 +291,7 @@ int us_memory_dist_serve(us_memory_dist *d, us_err *err)
                           d->world->rank);
     for (;;) {
         ctl_msg c;
-        int rc = ctl_bcast(d, &c, err);
+        int rc = ctl_wait(d, &c, err);
         if (rc != US_OK)
             return rc;
         switch (c.kind) {

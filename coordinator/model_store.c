@@ -78,6 +78,19 @@ int us_model_store_build(const char *store_dir, const us_model_config *cfg, uint
     return rc;
 }
 
+int us_model_store_find(const us_store *store, uint32_t t, size_t *index, us_err *err)
+{
+    char name[32];
+    snprintf(name, sizeof name, "table_%u", t);
+    if (us_store_find_table(store, name, index, NULL) == US_OK)
+        return US_OK;
+    snprintf(name, sizeof name, "%u", t);
+    if (us_store_find_table(store, name, index, NULL) == US_OK)
+        return US_OK;
+    return us_err_set(err, US_ENOTFOUND, "store %s has no table \"table_%u\" (id %u)",
+                      us_store_dir(store), t, t);
+}
+
 int us_model_store_open(us_model_store *ms, const char *store_dir, const us_model_config *cfg,
                         us_err *err)
 {
@@ -93,17 +106,11 @@ int us_model_store_open(us_model_store *ms, const char *store_dir, const us_mode
         return us_err_set(err, US_ENOMEM, "%s: out of memory", store_dir);
     }
     for (uint32_t t = 0; t < n; t++) {
-        char name[32];
         size_t index;
-        snprintf(name, sizeof name, "table_%u", t);
-        if (us_store_find_table(ms->store, name, &index, NULL) != US_OK) {
-            snprintf(name, sizeof name, "%u", t);
-            if (us_store_find_table(ms->store, name, &index, NULL) != US_OK) {
-                us_model_store_close(ms);
-                return us_err_set(err, US_ENOTFOUND, "store %s has no table \"table_%u\" (id %u) "
-                                  "for memory layer %d", store_dir, t, t,
-                                  us_model_config_memory_layer_index(cfg, t));
-            }
+        if ((rc = us_model_store_find(ms->store, t, &index, err)) != US_OK) {
+            us_model_store_close(ms);
+            return us_err_prefix(err, "memory layer %d",
+                                 us_model_config_memory_layer_index(cfg, t));
         }
         if ((rc = us_store_view(ms->store, index, &ms->views[t], err)) != US_OK) {
             us_model_store_close(ms);

@@ -40,6 +40,10 @@ typedef struct us_model_store {
 /* Opens store_dir and finds every memory table of cfg (by name "table_<t>",
  * else by id t): US_ENOTFOUND naming the store and table if one is missing,
  * US_EUNSUPP for a synthetic table (no rows to serve in-process). */
+/* Index of memory table t in an open store: the table named "table_<t>",
+ * else the one whose id is t; US_ENOTFOUND naming the store and table. */
+int us_model_store_find(const us_store *store, uint32_t t, size_t *index, us_err *err);
+
 int us_model_store_open(us_model_store *ms, const char *store_dir, const us_model_config *cfg,
                         us_err *err);
 void us_model_store_close(us_model_store *ms);

@@ -76,6 +76,7 @@ typedef struct us_transport_ops {
     int  (*rma_expose)(us_transport *t, const us_rows_view *local, us_err *err);
     int  (*rma_buffer)(us_transport *t, uint64_t bytes, void **out, us_err *err);
     int  (*rma_read)(us_transport *t, size_t n_ops, const us_rma_op *ops, us_err *err);
+    int  (*poll)(us_transport *t, us_err *err);   /* NULL: nothing to progress */
     void (*close)(us_transport *t);
 } us_transport_ops;
 
@@ -171,6 +172,15 @@ static inline int us_transport_rma_read(us_transport *t, size_t n_ops,
 void us_transport_close(us_transport *t);
 
 /* Shared by backends: (re)sizes t->recv_* for a new exchange. */
+/* Drives progress outside an exchange without blocking: with manual-progress
+ * providers, one-sided reads that target this rank complete only while it
+ * polls, so a rank that waits on something else (a control message) calls
+ * this in its wait loop. */
+static inline int us_transport_poll(us_transport *t, us_err *err)
+{
+    return t->ops->poll != NULL ? t->ops->poll(t, err) : US_OK;
+}
+
 int us_transport_recv_alloc(us_transport *t, uint64_t total_bytes, us_err *err);
 
 #endif

@@ -452,6 +452,12 @@ static void fab_close(us_transport *t)
     free(f);
 }
 
+static int fab_poll(us_transport *t, us_err *err)
+{
+    int rc = fab_progress((fab_transport *)t, err);
+    return rc < 0 ? rc : US_OK;
+}
+
 static const us_transport_ops fab_ops = {
     .name = "fabric",
     .xchg_start = fab_xchg_start,
@@ -459,6 +465,7 @@ static const us_transport_ops fab_ops = {
     .rma_expose = fab_rma_expose,
     .rma_buffer = fab_rma_buffer,
     .rma_read = fab_rma_read,
+    .poll = fab_poll,
     .close = fab_close,
 };
 

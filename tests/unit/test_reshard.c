@@ -10,27 +10,14 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
+#include "tests/unit/tmpdir.h"
+
 #include "proto/placement.h"
 #include "shard/reshard.h"
 #include "shard/store.h"
 #include "tests/unit/store_fixture.h"
 
-static char tmpdir[256];
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/us_rs_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd);
-}
+#define tmpdir us_test_tmpdir
 
 static void test_reshard_counts_and_rows(void **state)
 {
@@ -109,5 +96,5 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reshard_counts_and_rows),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, us_test_tmpdir_setup, us_test_tmpdir_teardown);
 }

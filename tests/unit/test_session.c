@@ -13,25 +13,12 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "tests/unit/tmpdir.h"
+
 #include "shard/durable.h"
 #include "shard/session.h"
 
-static char tmpdir[256];
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/us-session-XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    return system(cmd);
-}
+#define tmpdir us_test_tmpdir
 
 static void fill(us_session_state *s, float base)
 {
@@ -193,5 +180,5 @@ int main(void)
         cmocka_unit_test(test_bad_ids_and_missing),
         cmocka_unit_test(test_full_disk_keeps_previous),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, us_test_tmpdir_setup, us_test_tmpdir_teardown);
 }

@@ -15,6 +15,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "tests/unit/tmpdir.h"
+
 #include "proto/placement.h"
 #include "shard/rowcodec.h"
 #include "shard/store.h"
@@ -22,22 +24,7 @@
 #include "shard/synthetic.h"
 #include "tests/unit/store_fixture.h"
 
-static char tmpdir[256];
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/us_store_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd);
-}
+#define tmpdir us_test_tmpdir
 
 /* Builds a store of the given tables with `shards` shards at dir. */
 static void build(const char *dir, us_table_layout *tables, size_t n, uint32_t shards)
@@ -459,5 +446,5 @@ int main(void)
         cmocka_unit_test(test_manifest_semantics),
         cmocka_unit_test(test_mmap_table_larger_than_ram),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, us_test_tmpdir_setup, us_test_tmpdir_teardown);
 }

@@ -15,28 +15,15 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "tests/unit/tmpdir.h"
+
 #include "kernels/gather.h"
 #include "proto/placement.h"
 #include "shard/rowcodec.h"
 #include "shard/store.h"
 #include "tests/unit/store_fixture.h"
 
-static char tmpdir[256];
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/us_sg_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd);
-}
+#define tmpdir us_test_tmpdir
 
 static float element(const uint8_t *row, us_dtype dt, uint32_t c)
 {
@@ -124,5 +111,5 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gather_over_store_views),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, us_test_tmpdir_setup, us_test_tmpdir_teardown);
 }

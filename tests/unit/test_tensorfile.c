@@ -10,24 +10,11 @@
 #include <sys/stat.h>
 #include <cmocka.h>
 
+#include "tests/unit/tmpdir.h"
+
 #include "shard/tensorfile.h"
 
-static char tmpdir[256];
-
-static int setup(void **state)
-{
-    (void)state;
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/us_tf_XXXXXX");
-    return mkdtemp(tmpdir) ? 0 : -1;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
-    return system(cmd);
-}
+#define tmpdir us_test_tmpdir
 
 static const char *tpath(const char *name)
 {
@@ -498,5 +485,5 @@ int main(void)
         cmocka_unit_test(test_writer_errors_leave_target),
         cmocka_unit_test(test_mutations_never_crash),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, us_test_tmpdir_setup, us_test_tmpdir_teardown);
 }

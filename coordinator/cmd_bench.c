@@ -34,6 +34,7 @@ typedef struct bench_opts {
     uint32_t dim, tokens, k, batches;
     us_dtype dtype;
     double hot;
+    double zipf;                 /* > 0: keys by Zipf(zipf) rank instead of the hot set */
     int threads;
     uint64_t cache_bytes;
     double read_us;              /* cost model: one-sided read cost (< 0: default) */
@@ -64,6 +65,20 @@ static uint64_t rng(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+/* Zipf(a) rank in [0, n) by inverting the continuous power law on [1, n+1)
+ * (a bounded Pareto): close to the discrete law for the large n used here,
+ * and O(1) per draw. */
+static uint64_t zipf_rank(double a, uint64_t n, double u)
+{
+    double x, top = (double)n + 1.0;
+    if (fabs(a - 1.0) < 1e-9)
+        x = pow(top, u);
+    else
+        x = pow(1.0 + u * (pow(top, 1.0 - a) - 1.0), 1.0 / (1.0 - a));
+    uint64_t r = (uint64_t)x - 1;
+    return r < n ? r : n - 1;
+}
+
 static void make_batch(const bench_opts *o, uint64_t seed, uint64_t *rows, float *w)
 {
     uint64_t s = seed, n = (uint64_t)o->tokens * o->k;
@@ -71,7 +86,10 @@ static void make_batch(const bench_opts *o, uint64_t seed, uint64_t *rows, float
         uint64_t x = rng(&s);
         bool hot = (double)(x >> 11) * 0x1p-53 < o->hot;
         uint64_t y = rng(&s);
-        rows[p] = hot ? (y % 1024) * 977 % o->rows : y % o->rows;
+        if (o->zipf > 0)   /* rank r -> a row spread over the table's blocks */
+            rows[p] = zipf_rank(o->zipf, o->rows, (double)(y >> 11) * 0x1p-53) * 977 % o->rows;
+        else
+            rows[p] = hot ? (y % 1024) * 977 % o->rows : y % o->rows;
         w[p] = (float)((rng(&s) >> 40) * 0x1p-24) - 0.5f;
     }
 }
@@ -195,7 +213,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o, us_world_opts *wo)
         { "transports", 1, 0, 'T' }, { "modes", 1, 0, 'M' }, { "placements", 1, 0, 'P' },
         { "rows", 1, 0, 'r' }, { "dim", 1, 0, 'd' }, { "dtype", 1, 0, 'y' },
         { "tokens", 1, 0, 't' }, { "k", 1, 0, 'k' }, { "batches", 1, 0, 'b' },
-        { "hot", 1, 0, 'o' }, { "threads", 1, 0, 'n' }, { "cache-bytes", 1, 0, 'c' },
+        { "hot", 1, 0, 'o' }, { "zipf", 1, 0, 'Z' }, { "threads", 1, 0, 'n' }, { "cache-bytes", 1, 0, 'c' },
         { "coordinators", 1, 0, 'C' }, { "all-roles", 0, 0, 'A' }, { "help", 0, 0, 'h' },
         { "read-us", 1, 0, 'R' },
         { 0, 0, 0, 0 },
@@ -234,6 +252,11 @@ static int parse_opts(int argc, char **argv, bench_opts *o, us_world_opts *wo)
                 return us_cli_usage_error(cmd, "%s", e.msg);
             o->hot = d;
             break;
+        case 'Z':
+            if (us_cli_parse_double("--zipf", optarg, 0, 10, &d, &e))
+                return us_cli_usage_error(cmd, "%s", e.msg);
+            o->zipf = d;
+            break;
         case 'R':
             if (us_cli_parse_double("--read-us", optarg, 0, 1e6, &d, &e))
                 return us_cli_usage_error(cmd, "%s", e.msg);
@@ -256,7 +279,7 @@ static void print_result(const us_world *w, const bench_opts *o, const bench_res
     getrusage(RUSAGE_SELF, &ru);
     printf("{\"bench\":\"lookup\",\"transport\":\"%s\",\"provider\":\"%s\",\"placement\":\"%s\","
            "\"mode\":\"%s\",\"ranks\":%d,\"coordinators\":%d,\"shards\":%d,\"rows\":%llu,"
-           "\"dim\":%u,\"dtype\":\"%s\",\"tokens\":%u,\"k\":%u,\"batches\":%u,\"hot\":%.2f,"
+           "\"dim\":%u,\"dtype\":\"%s\",\"tokens\":%u,\"k\":%u,\"batches\":%u,\"hot\":%.2f,\"zipf\":%.2f,"
            "\"push_batches\":%llu,\"pull_batches\":%llu,"
            "\"tokens_per_s\":%.1f,\"rows_per_s\":%.1f,\"bytes_sent_per_token\":%.1f,"
            "\"bytes_recv_per_token\":%.1f,\"msgs_per_batch\":%.1f,\"p50_ms\":%.3f,"
@@ -265,7 +288,7 @@ static void print_result(const us_world *w, const bench_opts *o, const bench_res
            "\"rank0_maxrss_kib\":%ld}\n",
            r->transport, r->provider, r->placement, r->mode, w->size, w->n_coordinators,
            w->n_shards, (unsigned long long)o->rows, o->dim, us_dtype_name(o->dtype),
-           o->tokens, o->k, o->batches, o->hot, (unsigned long long)r->push_batches,
+           o->tokens, o->k, o->batches, o->hot, o->zipf, (unsigned long long)r->push_batches,
            (unsigned long long)r->pull_batches, r->tokens_per_s, r->rows_per_s,
            r->sent_per_token, r->recv_per_token, r->msgs_per_batch, r->p50_ms, r->p99_ms,
            r->base_tokens_per_s, r->ratio, r->max_rel_err, r->cache_hit_rate, (unsigned long long)shard_bytes,

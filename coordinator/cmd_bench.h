@@ -21,6 +21,7 @@
     "  --k K               rows per token (default 32)\n" \
     "  --batches B         timed batches per configuration (default 20)\n" \
     "  --hot F             fraction of pairs drawn from 1024 hot rows (default 0.2)\n" \
+    "  --zipf A            keys by Zipf(A) rank over all rows instead (A > 0; --hot ignored)\n" \
     "  --threads N         gather threads per rank (default 1)\n" \
     "  --cache-bytes N     coordinator hot-row cache (default 0)\n" \
     "  --read-us X         cost of one one-sided read in the cost model (default 8);\n" \

@@ -24,8 +24,8 @@
 # tokens/s, bytes sent/received per token, messages per batch, p50/p99 batch
 # latency); the adapter lookup_args is the one place that knows its flags.
 # Roles are bench lookup's default: 1 rank = coordinator and shard; N > 1 =
-# rank 0 coordinator + N-1 shards. Skewed keys are bench lookup's hot set
-# (--hot 0.5: half of the pairs from 1024 hot rows), not a Zipf law.
+# rank 0 coordinator + N-1 shards. Skewed keys follow a Zipf(1.0) law over
+# all rows (bench lookup --zipf 1.0); uniform keys use --hot 0.
 # Local fabric runs use the shm provider; lab runs use tcp (lab.sh default).
 # Without `bench lookup` in this build the script says so and exits 0.
 # US_BENCH_QUICK=1: ranks 1, 2, 4 only, small batches, no lab.
@@ -55,10 +55,9 @@ trap 'rm -f "$run"' EXIT
 
 # The one place that knows bench lookup's flags.
 lookup_args() {  # rows tokens placement mode transport dist cache_mib
-  local hot=0
-  [ "$6" = skewed ] && hot=0.5
   local a=(bench lookup --rows "$1" --dim $dim --dtype f32 --tokens "$2" --k $k
-           --batches $batches --placements "$3" --modes "$4" --transports "$5" --hot $hot)
+           --batches $batches --placements "$3" --modes "$4" --transports "$5" --hot 0)
+  [ "$6" = skewed ] && a+=(--zipf 1.0)
   [ "${7:-0}" -gt 0 ] && a+=(--cache-bytes $(( $7 * 1048576 )))
   printf '%s\n' "${a[@]}"
 }

@@ -3,7 +3,7 @@
 #define US_CMD_INIT_MODEL_H
 
 #define US_CMD_INIT_MODEL_USAGE \
-    "usage: ultrashard init-model (--preset tiny|small | --config FILE) --out DIR\n" \
+    "usage: ultrashard init-model (--preset NAME | --config FILE) --out DIR\n" \
     "                             [--seed N] [--force]\n" \
     "                             [--store STORE --shards S [--store-dtype D]]\n" \
     "\n" \
@@ -13,7 +13,11 @@
     "Files are written crash-safely; existing files are refused without --force.\n" \
     "\n" \
     "  --preset NAME   tiny: d 64, 4 layers (dense, memory, moe, dense), 2 heads,\n" \
-    "                  segment 16; small: d 256, 8 layers, 4 heads, segment 128\n" \
+    "                  segment 16; small: d 256, 8 layers, 4 heads, segment 128;\n" \
+    "                  bench-dense, bench-moe (top-2 of 32), bench-ultramem: the\n" \
+    "                  paper's comparison scaled down to this machine (d 256,\n" \
+    "                  4 layers, segment 2048; 4.2 M activated parameters each,\n" \
+    "                  51 M total for MoE and UltraMem), as `make bench-models`\n" \
     "  --config FILE   shape from a config.json (format of DIR/config.json)\n" \
     "  --out DIR       model directory (created if missing)\n" \
     "  --seed N        random seed (default 1)\n" \

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 
 static const char *const kind_names[] = { "dense", "moe", "memory" };
@@ -293,8 +294,31 @@ int us_model_config_preset(us_model_config *c, const char *name, us_err *err)
                                    US_LAYER_MOE, US_LAYER_DENSE, US_LAYER_MEMORY,
                                    US_LAYER_MOE, US_LAYER_DENSE };
         memcpy(c->layers, kinds, sizeof kinds);
+    } else if (strncmp(name, "bench-", 6) == 0) {
+        /* The seed paper's comparison (UltraMem vs MoE vs dense at equal
+         * activated parameters, MoE and UltraMem at equal total), scaled down
+         * from its 1.6B-activated models to fit a 2-core box: 4.2 M activated,
+         * 51 M total (make bench-models). Segment 2048 as in the paper. */
+        const char *kind = name + 6;
+        c->d_model = 256; c->n_layers = 4; c->n_heads = 4; c->head_dim = 64;
+        c->segment_len = 2048; c->ffn_hidden = 1024; c->moe_experts = 32;
+        c->moe_hidden = 512;
+        c->memory = (us_memory_config){ .heads = 2, .n_keys = 606, .k_dim = 64,
+            .tucker_rank = 2, .knn = 32, .candidates = 32, .v_dim = 256, .ive_groups = 4,
+            .skip = 1, .softmax = 1, .query_norm = 1 };
+        bool dense = strcmp(kind, "dense") == 0, moe = strcmp(kind, "moe") == 0;
+        bool ultramem = strcmp(kind, "ultramem") == 0;
+        if (!dense && !moe && !ultramem)
+            return us_err_set(err, US_EINVAL, "unknown preset '%s' (tiny, small, bench-dense, "
+                              "bench-moe, bench-ultramem)", name);
+        for (uint32_t l = 0; l < c->n_layers; l++)
+            c->layers[l] = dense ? US_LAYER_DENSE : moe ? US_LAYER_MOE
+                         : (l % 2) ? US_LAYER_MEMORY : US_LAYER_DENSE;
+        if (ultramem)   /* wider dense layers: same activated parameters as dense */
+            c->ffn_hidden = 1216;
     } else {
-        return us_err_set(err, US_EINVAL, "unknown preset '%s' (tiny, small)", name);
+        return us_err_set(err, US_EINVAL, "unknown preset '%s' (tiny, small, bench-dense, "
+                          "bench-moe, bench-ultramem)", name);
     }
     return us_model_config_validate(c, name, err);
 }

@@ -50,25 +50,12 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* The three models are init-model's bench-* presets (model_config.c). */
 static int make_config(us_model_config *c, const char *kind)
 {
-    memset(c, 0, sizeof *c);
-    c->vocab_size = US_VOCAB_SIZE;
-    c->d_model = 256; c->n_layers = 4; c->n_heads = 4; c->head_dim = 64;
-    c->segment_len = 2048; c->infini_rule = US_INFINI_DELTA; c->norm_eps = 1e-5f;
-    c->ffn_hidden = 1024; c->moe_experts = 32; c->moe_top_k = 2; c->moe_hidden = 512;
-    c->memory = (us_memory_config){ .heads = 2, .n_keys = 606, .k_dim = 64, .tucker_rank = 2,
-        .knn = 32, .candidates = 32, .v_dim = 256, .ive_groups = 4, .skip = 1, .softmax = 1,
-        .query_norm = 1 };
-    for (uint32_t l = 0; l < c->n_layers; l++) {
-        if (strcmp(kind, "dense") == 0) c->layers[l] = US_LAYER_DENSE;
-        else if (strcmp(kind, "moe") == 0) c->layers[l] = US_LAYER_MOE;
-        else if (strcmp(kind, "ultramem") == 0) c->layers[l] = (l % 2) ? US_LAYER_MEMORY : US_LAYER_DENSE;
-        else return -1;
-    }
-    if (strcmp(kind, "ultramem") == 0)
-        c->ffn_hidden = 1216;
-    return 0;
+    char name[32];
+    snprintf(name, sizeof name, "bench-%s", kind);
+    return us_model_config_preset(c, name, NULL) == US_OK ? 0 : -1;
 }
 
 /* Parameters per token and in total, and bytes of parameters one step of

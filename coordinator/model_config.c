@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "shard/durable.h"
+
 static const char *const kind_names[] = { "dense", "moe", "memory" };
 
 const char *us_layer_kind_name(us_layer_kind kind)
@@ -188,37 +190,13 @@ int us_model_config_validate(const us_model_config *c, const char *what, us_err 
 
 int us_model_config_load(us_model_config *cfg, const char *path, us_err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return us_err_set(err, errno == ENOENT ? US_ENOTFOUND : US_EIO, "%s: cannot open: %s",
-                          path, strerror(errno));
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    int rc = US_OK;
-    for (;;) {
-        if (len + 4096 + 1 > cap) {
-            if (cap > (1u << 20)) {
-                rc = us_err_set(err, US_EINVAL, "%s: config larger than 1 MiB", path);
-                goto done;
-            }
-            char *nb = realloc(buf, cap = cap ? cap * 2 : 8192);
-            if (nb == NULL) { rc = us_err_set(err, US_ENOMEM, "%s: out of memory", path); goto done; }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len - 1, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f)) {
-        rc = us_err_set(err, US_EIO, "%s: read error", path);
-        goto done;
-    }
-    buf[len] = '\0';
+    char *buf;
+    size_t len;
+    int rc = us_read_file(path, 1u << 20, "config", &buf, &len, err);
+    if (rc != US_OK)
+        return rc;
     rc = us_model_config_parse(cfg, buf, path, err);
-done:
     free(buf);
-    fclose(f);
     return rc;
 }
 

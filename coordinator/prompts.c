@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shard/durable.h"
+
 #include "shard/session.h"
 
 uint64_t us_fnv1a64(uint64_t h, const void *data, size_t n)
@@ -310,36 +312,12 @@ int us_prompts_load(us_prompt_set *set, const char *path, uint32_t default_max_t
                     size_t max_prompt_bytes, us_err *err)
 {
     memset(set, 0, sizeof *set);
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return us_err_set(err, errno == ENOENT ? US_ENOTFOUND : US_EIO, "%s: cannot open: %s",
-                          path, strerror(errno));
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    int rc = US_OK;
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? 2 * cap : 1 << 16;
-            char *nb = realloc(buf, cap);
-            if (nb == NULL) {
-                rc = us_err_set(err, US_ENOMEM, "%s: out of memory", path);
-                goto done;
-            }
-            buf = nb;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    if (ferror(f)) {
-        rc = us_err_set(err, US_EIO, "%s: read error", path);
-        goto done;
-    }
-    rc = us_prompts_parse(set, buf ? buf : "", len, path, default_max_tokens,
-                          max_prompt_bytes, err);
-done:
+    char *buf;
+    size_t len;
+    int rc = us_read_file(path, SIZE_MAX - 1, "prompt file", &buf, &len, err);
+    if (rc != US_OK)
+        return rc;
+    rc = us_prompts_parse(set, buf, len, path, default_max_tokens, max_prompt_bytes, err);
     free(buf);
-    fclose(f);
     return rc;
 }

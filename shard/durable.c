@@ -193,3 +193,55 @@ void us_durable_ignore_sigxfsz(void)
 {
     signal(SIGXFSZ, SIG_IGN);
 }
+
+int us_read_file(const char *path, size_t max_bytes, const char *what, char **out,
+                 size_t *out_bytes, us_err *err)
+{
+    *out = NULL;
+    *out_bytes = 0;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return us_err_set(err, errno == ENOENT ? US_ENOTFOUND : US_EIO, "%s: cannot open: %s",
+                          path, strerror(errno));
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    int rc = US_OK;
+    for (;;) {
+        if (len + 1 >= cap) {   /* room for at least one byte and the NUL */
+            if (len > max_bytes) {
+                rc = us_err_set(err, US_EINVAL, "%s: %s larger than %zu bytes", path, what,
+                                max_bytes);
+                goto fail;
+            }
+            size_t grown = cap ? 2 * cap : 1 << 16;
+            char *nb = realloc(buf, grown);
+            if (nb == NULL) {
+                rc = us_err_set(err, US_ENOMEM, "%s: out of memory", path);
+                goto fail;
+            }
+            buf = nb;
+            cap = grown;
+        }
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    if (ferror(f)) {
+        rc = us_err_set(err, US_EIO, "%s: read error", path);
+        goto fail;
+    }
+    if (len > max_bytes) {
+        rc = us_err_set(err, US_EINVAL, "%s: %s larger than %zu bytes", path, what, max_bytes);
+        goto fail;
+    }
+    fclose(f);
+    buf[len] = '\0';
+    *out = buf;
+    *out_bytes = len;
+    return US_OK;
+fail:
+    free(buf);
+    fclose(f);
+    return rc;
+}

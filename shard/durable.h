@@ -57,6 +57,14 @@ int us_pwrite_all(int fd, const void *buf, size_t n, uint64_t offset,
 int us_pread_all(int fd, void *buf, size_t n, uint64_t offset,
                  const char *what, us_err *err);
 
+/* Reads the whole file `path` into a malloc-ed buffer with a NUL after the
+ * last byte (*out, *out_bytes excludes the NUL). A file larger than
+ * max_bytes is refused with US_EINVAL naming `what` and the limit; a missing
+ * file is US_ENOTFOUND, other failures US_EIO ("PATH: cannot open: ...").
+ * Works on pipes and other files whose size stat() does not tell. */
+int us_read_file(const char *path, size_t max_bytes, const char *what, char **out,
+                 size_t *out_bytes, us_err *err);
+
 /* SIGXFSZ -> ignored, so RLIMIT_FSIZE gives EFBIG errors instead of a kill. */
 void us_durable_ignore_sigxfsz(void);
 

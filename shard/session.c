@@ -258,32 +258,6 @@ done:
     return rc;
 }
 
-static int read_file(const char *path, uint8_t **data, size_t *bytes, us_err *err)
-{
-    FILE *fp = fopen(path, "rb");
-    if (fp == NULL)
-        return us_err_set(err, US_EIO, "open '%s': %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(fp), &st) != 0 || st.st_size < 0 ||
-        (uint64_t)st.st_size > SESSION_MAX_FILE_BYTES) {
-        fclose(fp);
-        return us_err_set(err, US_ECORRUPT, "'%s': unreadable or implausible size", path);
-    }
-    *bytes = (size_t)st.st_size;
-    *data = malloc(*bytes ? *bytes : 1);
-    if (*data == NULL) {
-        fclose(fp);
-        return us_err_set(err, US_ENOMEM, "reading '%s'", path);
-    }
-    size_t got = fread(*data, 1, *bytes, fp);
-    fclose(fp);
-    if (got != *bytes) {
-        free(*data);
-        return us_err_set(err, US_EIO, "'%s': short read", path);
-    }
-    return US_OK;
-}
-
 int us_session_unpack(const uint8_t *data, size_t bytes, const char *id, const char *what,
                       us_session_state *out, us_err *err)
 {
@@ -346,12 +320,17 @@ done:
 static int load_generation(const char *path, const char *id, us_session_state *out,
                            us_err *err)
 {
-    uint8_t *data = NULL;
+    char *data = NULL;
     size_t bytes = 0;
-    int rc = read_file(path, &data, &bytes, err);
+    int rc = us_read_file(path, SESSION_MAX_FILE_BYTES, "session state", &data, &bytes, err);
+    if (rc == US_EINVAL) {      /* implausibly large: damaged, like a bad checksum */
+        if (err != NULL)
+            err->code = US_ECORRUPT;
+        rc = US_ECORRUPT;
+    }
     if (rc != US_OK)
         return rc;
-    rc = us_session_unpack(data, bytes, id, path, out, err);
+    rc = us_session_unpack((const uint8_t *)data, bytes, id, path, out, err);
     free(data);
     return rc;
 }

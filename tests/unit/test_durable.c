@@ -162,12 +162,46 @@ static void test_pread_pwrite(void **state)
     assert_int_equal(us_pread_all(fd, buf, 1, 0, path, &err), US_EIO);   /* closed fd */
 }
 
+static void test_read_file(void **state)
+{
+    (void)state;
+    char path[256];
+    snprintf(path, sizeof path, "%s/whole.txt", tmpdir);
+    /* 200000 bytes: several growth steps of the reader's buffer */
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (int i = 0; i < 200000; i++)
+        fputc('a' + i % 26, f);
+    fclose(f);
+    char *buf = NULL;
+    size_t len = 0;
+    us_err e = {0};
+    assert_int_equal(us_read_file(path, 200000, "text", &buf, &len, &e), US_OK);
+    assert_int_equal(len, 200000);
+    assert_int_equal(buf[199999], 'a' + 199999 % 26);
+    assert_int_equal(buf[200000], '\0');
+    free(buf);
+    assert_int_equal(us_read_file(path, 199999, "text", &buf, &len, &e), US_EINVAL);
+    assert_null(buf);
+    assert_non_null(strstr(e.msg, "text larger than 199999 bytes"));
+    snprintf(path, sizeof path, "%s/missing.txt", tmpdir);
+    assert_int_equal(us_read_file(path, 10, "text", &buf, &len, &e), US_ENOTFOUND);
+    assert_non_null(strstr(e.msg, "missing.txt: cannot open"));
+    snprintf(path, sizeof path, "%s/empty.txt", tmpdir);
+    fclose(fopen(path, "wb"));
+    assert_int_equal(us_read_file(path, 10, "text", &buf, &len, &e), US_OK);
+    assert_int_equal(len, 0);
+    assert_int_equal(buf[0], '\0');
+    free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_commit_replaces_atomically),
         cmocka_unit_test(test_disk_full_is_clean),
         cmocka_unit_test(test_pread_pwrite),
+        cmocka_unit_test(test_read_file),
     };
     return cmocka_run_group_tests(tests, us_test_tmpdir_setup, us_test_tmpdir_teardown);
 }

@@ -203,6 +203,23 @@ fail:
     return rc;
 }
 
+/* Coordinator: the next round of the cycle (table next_table), with the
+ * cycle's control broadcast first when it starts at table 0; batch NULL is
+ * an empty round. */
+static int cycle_round(us_memory_dist *d, const us_lookup_batch *batch, float *out,
+                       us_err *err)
+{
+    if (d->next_table == 0) {
+        ctl_msg c = { .kind = CTL_CYCLE };
+        int rc = ctl_bcast(d, &c, err);
+        if (rc != US_OK)
+            return rc;
+    }
+    int rc = us_lookup_run(d->tables[d->next_table], batch, out, err);
+    d->next_table = (d->next_table + 1) % d->n_tables;
+    return rc;
+}
+
 static int dist_lookup(void *ctx, int table_id, const uint64_t *rows, const float *weights,
                        const uint8_t *ive_group, size_t n_tokens, size_t k, int n_groups,
                        float *out_grouped, us_err *err)
@@ -214,29 +231,14 @@ static int dist_lookup(void *ctx, int table_id, const uint64_t *rows, const floa
     /* A table out of cycle order would pair this round with another table's
      * round on the shards: bring the cycle to this table first. */
     while (d->next_table != (uint32_t)table_id) {
-        if (d->next_table == 0) {
-            ctl_msg c = { .kind = CTL_CYCLE };
-            int rc = ctl_bcast(d, &c, err);
-            if (rc != US_OK)
-                return rc;
-        }
-        int rc = us_lookup_run(d->tables[d->next_table], NULL, NULL, err);
-        d->next_table = (d->next_table + 1) % d->n_tables;
+        int rc = cycle_round(d, NULL, NULL, err);
         if (rc != US_OK)
             return rc;
     }
     (void)n_groups;   /* fixed at open: the lookup's n_groups */
-    if (d->next_table == 0) {
-        ctl_msg c = { .kind = CTL_CYCLE };
-        int rc = ctl_bcast(d, &c, err);
-        if (rc != US_OK)
-            return rc;
-    }
     us_lookup_batch batch = { .n_tokens = (uint32_t)n_tokens, .k = (uint32_t)k,
                               .rows = rows, .weights = weights, .groups = ive_group };
-    int rc = us_lookup_run(d->tables[table_id], &batch, out_grouped, err);
-    d->next_table = (d->next_table + 1) % d->n_tables;
-    return rc;
+    return cycle_round(d, &batch, out_grouped, err);
 }
 
 static int dist_table_info(void *ctx, int table_id, uint64_t *rows, uint32_t *dim, us_err *err)
@@ -260,9 +262,8 @@ void us_memory_dist_backend(us_memory_dist *d, us_memory_backend *backend)
 
 int us_memory_dist_sync(us_memory_dist *d, us_err *err)
 {
-    while (d->next_table != 0) {
-        int rc = us_lookup_run(d->tables[d->next_table], NULL, NULL, err);
-        d->next_table = (d->next_table + 1) % d->n_tables;
+    while (d->next_table != 0) {   /* mid-cycle: no control message is due */
+        int rc = cycle_round(d, NULL, NULL, err);
         if (rc != US_OK)
             return rc;
     }

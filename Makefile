@@ -1,5 +1,6 @@
 # UltraShard build. One static library per layer, one executable, unit tests.
-# New .c files are picked up by wildcard: kernels/*.c -> libus_kernels.a, etc.
+# New .c files are picked up by wildcard: kernels/*.c -> libus_kernels.a,
+# coordinator/ROOM/*.c -> libus_ROOM.a (cli/main.c is the executable's main).
 # Unit tests: tests/unit/test_*.c -> $(B)/tests/test_* (cmocka).
 
 B        ?= build
@@ -20,7 +21,9 @@ PROTO_HDR := $(B)/gen/proto/ultrashard.pb-c.h
 KERNELS_SRC := $(wildcard kernels/*.c)
 PROTO_SRC   := $(wildcard proto/*.c)
 SHARD_SRC   := $(wildcard shard/*.c)
-COORD_SRC   := $(filter-out coordinator/main.c,$(wildcard coordinator/*.c))
+# coordinator/ rooms, callers first (the link order): cli -> infer -> model -> lookup.
+ROOMS       := cli infer model lookup plan
+room_src     = $(filter-out coordinator/cli/main.c,$(wildcard coordinator/$(1)/*.c))
 TEST_SRC    := $(wildcard tests/unit/test_*.c)
 TEST_SUPPORT:= $(filter-out $(TEST_SRC),$(wildcard tests/unit/*.c))
 
@@ -29,8 +32,8 @@ obj = $(patsubst %.c,$(B)/obj/%.o,$(1))
 LIB_KERNELS := $(B)/libus_kernels.a
 LIB_PROTO   := $(B)/libus_proto.a
 LIB_SHARD   := $(B)/libus_shard.a
-LIB_COORD   := $(B)/libus_coordinator.a
-LIBS        := $(LIB_COORD) $(LIB_SHARD) $(LIB_PROTO) $(LIB_KERNELS)
+LIB_ROOMS   := $(patsubst %,$(B)/libus_%.a,$(ROOMS))
+LIBS        := $(LIB_ROOMS) $(LIB_SHARD) $(LIB_PROTO) $(LIB_KERNELS)
 BIN         := $(B)/ultrashard
 TEST_BINS   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_SRC))
 # Helper programs for integration tests (e.g. numpy reference drivers).
@@ -71,13 +74,13 @@ $(B)/obj/gen/%.o: $(B)/gen/%.c
 $(LIB_KERNELS): $(call obj,$(KERNELS_SRC))
 $(LIB_PROTO):   $(call obj,$(PROTO_SRC)) $(B)/obj/gen/proto/ultrashard.pb-c.o
 $(LIB_SHARD):   $(call obj,$(SHARD_SRC))
-$(LIB_COORD):   $(call obj,$(COORD_SRC))
+$(foreach r,$(ROOMS),$(eval $(B)/libus_$(r).a: $(call obj,$(call room_src,$(r)))))
 $(B)/lib%.a:
 	@mkdir -p $(dir $@)
 	@rm -f $@
 	ar rcs $@ $^
 
-$(BIN): $(call obj,coordinator/main.c) $(LIBS)
+$(BIN): $(call obj,coordinator/cli/main.c) $(LIBS)
 	$(CC) -o $@ $^ $(LDLIBS)
 
 $(B)/tests/%: $(call obj,tests/unit/%.c) $(call obj,$(TEST_SUPPORT)) $(LIBS)

@@ -86,7 +86,7 @@ int us_session_unpack(const uint8_t *data, size_t bytes, const char *id, const c
 
 /* Where sessions live, for code that should not care: a directory in this
  * process (us_session_store_dir) or the owner shard rank of a distributed
- * job (coordinator/memory_dist.h). save/load have the contracts of
+ * job (coordinator/model/memory_dist.h). save/load have the contracts of
  * us_session_save/us_session_load. */
 typedef struct us_session_store {
     void *ctx;

@@ -2,7 +2,7 @@
  * bench_models.c — decoding time per token vs batch size for dense, MoE
  * and UltraMem models in this engine (UltraMem paper, Fig. "inference time").
  *
- * Three configs of the coordinator's transformer (coordinator/model.h), all
+ * Three configs of the coordinator's transformer (coordinator/model/model.h), all
  * with d_model 256, 4 layers, 4 heads of 64, Infini-attention segment 2048,
  * scaled down from the paper's 1.6B models to fit 2 shared cores:
  *   dense     4 x SwiGLU FFN, hidden 1024
@@ -36,9 +36,9 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "coordinator/memory_backend.h"
-#include "coordinator/model.h"
-#include "coordinator/model_io.h"
+#include "coordinator/model/memory_backend.h"
+#include "coordinator/model/model.h"
+#include "coordinator/model/model_io.h"
 #include "shard/synthetic.h"
 
 #define MAX_BATCHES 16

@@ -19,7 +19,7 @@
 # ratio_vs_sweep_baseline = tokens_per_s / that tokens_per_s (same run); bench
 # lookup's own ratio_vs_baseline (vs the single-process gather) is kept.
 #
-# `bench lookup` (coordinator/cmd_bench.h) is called with one transport, mode
+# `bench lookup` (coordinator/cli/cmd_bench.h) is called with one transport, mode
 # and placement per run, so each run gives one JSON line (coordinator 0's
 # tokens/s, bytes sent/received per token, messages per batch, p50/p99 batch
 # latency); the adapter lookup_args is the one place that knows its flags.

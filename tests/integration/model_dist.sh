@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The model with its memory values on shard ranks (coordinator/memory_dist.h)
+# The model with its memory values on shard ranks (coordinator/model/memory_dist.h)
 # gives the numpy reference's logits (tests/ref/model.py, 1e-4 absolute):
 # tiny preset in 4 ranks (1 coordinator + 3 shards) over both transports and
 # both gather modes; a two-memory-layer model (skip 2, two tables served in

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sessions on their owner shards (coordinator/memory_dist.h): under mpirun
+# Sessions on their owner shards (coordinator/model/memory_dist.h): under mpirun
 # with 4 ranks, a session fed over three jobs generates exactly what one job
 # with the concatenated prompt generates, and what the same three jobs give
 # in one process; six sessions over two jobs with sampling match the

@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/lookup.h"
+#include "coordinator/lookup/lookup.h"
 #include "kernels/gather.h"
 #include "kernels/score.h"
 #include "proto/placement.h"

@@ -9,7 +9,7 @@
 
 Reads MODEL_DIR/config.json, MODEL_DIR/weights.safetensors (parsed here by
 hand: 8-byte header length, JSON header, raw little-endian data) and the value
-tables MODEL_DIR/values/table_<t>.npy. Semantics follow coordinator/model.h,
+tables MODEL_DIR/values/table_<t>.npy. Semantics follow coordinator/model/model.h,
 memlayer.h and kernels/score.h, written again from the papers' formulas:
 
   block l: x += Wo . gate(A_mem, A_dot); h = rmsnorm(x); dense | moe | memory;

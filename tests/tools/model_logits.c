@@ -19,9 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/memory_dist.h"
-#include "coordinator/model.h"
-#include "coordinator/model_io.h"
+#include "coordinator/model/memory_dist.h"
+#include "coordinator/model/model.h"
+#include "coordinator/model/model_io.h"
 #include "proto/world.h"
 
 static int fail(const us_err *err)

@@ -11,10 +11,10 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "coordinator/journal.h"
-#include "coordinator/model_config.h"
-#include "coordinator/prompts.h"
-#include "coordinator/sampler.h"
+#include "coordinator/infer/journal.h"
+#include "coordinator/model/model_config.h"
+#include "coordinator/infer/prompts.h"
+#include "coordinator/infer/sampler.h"
 
 static const char *good =
     "{\"id\":\"a\",\"prompt\":\"hello \\u00e9\",\"max_tokens\":3}\n"

@@ -12,10 +12,10 @@
 #include <cJSON.h>
 #include <cmocka.h>
 
-#include "coordinator/infer.h"
-#include "coordinator/journal.h"
-#include "coordinator/model.h"
-#include "coordinator/model_io.h"
+#include "coordinator/infer/infer.h"
+#include "coordinator/infer/journal.h"
+#include "coordinator/model/model.h"
+#include "coordinator/model/model_io.h"
 #include "shard/synthetic.h"
 
 static us_model model;

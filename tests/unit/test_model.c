@@ -10,12 +10,12 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "coordinator/journal.h"
-#include "coordinator/model.h"
-#include "coordinator/model_config.h"
-#include "coordinator/model_io.h"
-#include "coordinator/prompts.h"
-#include "coordinator/sampler.h"
+#include "coordinator/infer/journal.h"
+#include "coordinator/model/model.h"
+#include "coordinator/model/model_config.h"
+#include "coordinator/model/model_io.h"
+#include "coordinator/infer/prompts.h"
+#include "coordinator/infer/sampler.h"
 #include "shard/synthetic.h"
 
 /* ---- config ---- */

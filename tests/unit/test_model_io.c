@@ -12,10 +12,10 @@
 
 #include "tests/unit/tmpdir.h"
 
-#include "coordinator/infer_session.h"
-#include "coordinator/model.h"
-#include "coordinator/model_io.h"
-#include "coordinator/model_store.h"
+#include "coordinator/infer/infer_session.h"
+#include "coordinator/model/model.h"
+#include "coordinator/model/model_io.h"
+#include "coordinator/model/model_store.h"
 #include "shard/session.h"
 #include "shard/synthetic.h"
 

@@ -1,5 +1,5 @@
 /*
- * test_plan.c — capacity planner (coordinator/plan.h): hand-checked byte,
+ * test_plan.c — capacity planner (coordinator/plan/plan.h): hand-checked byte,
  * memory and latency values on a small case, the shard-count limits at
  * their boundaries, unreachable targets and input validation.
  *
@@ -28,7 +28,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "coordinator/plan.h"
+#include "coordinator/plan/plan.h"
 
 #define assert_close(a, b, rel) \
     do { double a_ = (a), b_ = (b); \

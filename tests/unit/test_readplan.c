@@ -1,4 +1,4 @@
-/* test_readplan.c — coalesced one-sided reads (coordinator/readplan.h). */
+/* test_readplan.c — coalesced one-sided reads (coordinator/lookup/readplan.h). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "coordinator/readplan.h"
+#include "coordinator/lookup/readplan.h"
 
 static void test_spans(void **state)
 {

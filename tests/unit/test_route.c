@@ -1,5 +1,5 @@
 /* test_route.c — dedupe, placement routing, request encoding, cost model,
- * column slices (coordinator/route.h, proto/column.h). */
+ * column slices (coordinator/lookup/route.h, proto/column.h). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "coordinator/route.h"
+#include "coordinator/lookup/route.h"
 #include "proto/placement.h"
 
 static const us_table_info TABLE = {

@@ -1,4 +1,4 @@
-/* test_rowcache.c — bounded CLOCK cache of rows (coordinator/rowcache.h). */
+/* test_rowcache.c — bounded CLOCK cache of rows (coordinator/lookup/rowcache.h). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -7,7 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "coordinator/rowcache.h"
+#include "coordinator/lookup/rowcache.h"
 
 static void fill(uint8_t *row, uint64_t id, size_t n)
 {

@@ -1,0 +1,180 @@
+/* pull.c — the pull half of a lookup round (see pull.h). */
+#include "coordinator/lookup/pull.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Coordinator, one-sided pull with row placement: coalesced spans
+ * (coordinator/lookup/readplan.h), rows used in place in the landing buffer. */
+static int rma_fetch_spans(const us_pull_ctx *c, us_err *err)
+{
+    const us_route *r = c->route;
+    const us_table_info *t = c->table;
+    const us_world *w = c->world;
+    uint64_t *stride = malloc((size_t)w->n_shards * sizeof *stride);
+    if (stride == NULL)
+        return us_err_set(err, US_ENOMEM, "lookup: stride table");
+    for (int s = 0; s < w->n_shards; s++)
+        stride[s] = c->t->rma_row_stride[us_world_shard_rank(w, s)];
+    uint64_t gap = (uint64_t)(c->cost->read_us * c->cost->bytes_per_us);
+    int rc = us_read_plan_build(c->plan, r->uniq_rows, r->uniq_owner, c->local, r->n_unique,
+                                t->block_bits, w->n_shards, stride, c->row_bytes, gap, err);
+    free(stride);
+    if (rc != US_OK)
+        return rc;
+    const us_read_plan *p = c->plan;
+    uint64_t scale_bytes = 0;   /* scales first (4-aligned), then the spans */
+    for (uint64_t i = 0; c->int8 && i < p->n_spans; i++)
+        scale_bytes += p->spans[i].n_rows * 4;
+    scale_bytes = us_wire_pad8(scale_bytes);
+    uint8_t *land;
+    if ((rc = us_transport_rma_buffer(c->t, scale_bytes + p->landing_bytes, (void **)&land,
+                                      err)) != US_OK)
+        return rc;
+    uint64_t n_ops = p->n_spans * (c->int8 ? 2u : 1u);
+    us_rma_op *ops = malloc(n_ops * sizeof *ops);
+    uint64_t *scale_off = malloc((p->n_spans + 1) * sizeof *scale_off);
+    if (ops == NULL || scale_off == NULL) {
+        free(ops);
+        free(scale_off);
+        return us_err_set(err, US_ENOMEM, "lookup: %" PRIu64 " read descriptors", n_ops);
+    }
+    uint8_t *rows_at = land + scale_bytes;
+    uint64_t n = 0, so = 0;
+    for (uint64_t i = 0; i < p->n_spans; i++) {
+        const us_read_span *sp = &p->spans[i];
+        int rank = us_world_shard_rank(w, sp->shard);
+        ops[n++] = (us_rma_op){ .rank = rank, .block_id = sp->block,
+                                .offset = sp->first * c->t->rma_row_stride[rank],
+                                .bytes = sp->bytes, .dst = rows_at + sp->dst_off };
+        scale_off[i] = so;
+        if (c->int8) {
+            ops[n++] = (us_rma_op){ .rank = rank, .scales = true, .block_id = sp->block,
+                                    .offset = sp->first * 4, .bytes = sp->n_rows * 4,
+                                    .dst = land + so };
+            so += sp->n_rows * 4;
+        }
+    }
+    for (uint32_t u = 0; u < r->n_unique; u++) {
+        if (c->local[u])
+            continue;
+        const us_read_span *sp = &p->spans[p->row_span[u]];
+        c->row_ptr[u] = rows_at + p->row_off[u];
+        uint64_t in_span = (r->uniq_rows[u] & ((1ull << t->block_bits) - 1)) - sp->first;
+        c->scale_ptr[u] = (const float *)(land + scale_off[p->row_span[u]]) + in_span;
+    }
+    rc = us_transport_rma_read(c->t, n, ops, err);
+    free(ops);
+    free(scale_off);
+    return rc;
+}
+
+/* Coordinator, one-sided pull: read every remote row into the landing buffer
+ * (column placement: one read per row and shard, slices assembled). */
+int us_pull_rma(const us_pull_ctx *c, us_err *err)
+{
+    const us_route *r = c->route;
+    const us_table_info *t = c->table;
+    uint64_t remote = r->n_unique - r->n_local;
+    if (remote == 0)
+        return US_OK;
+    bool column = t->placement == US_PLACE_COLUMN;
+    if (!column)
+        return rma_fetch_spans(c, err);
+    int S = c->world->n_shards;
+    uint64_t n_ops = remote * (column ? (uint64_t)S : 1u) + (c->int8 ? remote : 0);
+    uint8_t *land;
+    /* scales first so they stay 4-aligned whatever the row size */
+    uint64_t scale_bytes = us_wire_pad8((uint64_t)r->n_unique * 4);
+    int rc = us_transport_rma_buffer(c->t, scale_bytes + r->n_unique * c->row_bytes,
+                                     (void **)&land, err);
+    if (rc != US_OK)
+        return rc;
+    us_rma_op *ops = malloc(n_ops * sizeof *ops);
+    if (ops == NULL)
+        return us_err_set(err, US_ENOMEM, "lookup: %" PRIu64 " read descriptors", n_ops);
+    float *land_scales = (float *)land;
+    land += scale_bytes;
+    uint64_t mask = (1ull << t->block_bits) - 1, n = 0;
+    size_t elem = us_dtype_size(t->dtype);
+    for (uint32_t u = 0; u < r->n_unique; u++) {
+        if (c->local[u])
+            continue;
+        uint64_t row = r->uniq_rows[u], block = row >> t->block_bits;
+        int first = column ? 0 : r->uniq_owner[u], last = column ? S : first + 1;
+        for (int s = first; s < last; s++) {
+            uint32_t begin = 0, cols = t->dim;
+            if (column)
+                us_column_slice(t->dim, S, s, &begin, &cols);
+            int rank = us_world_shard_rank(c->world, s);
+            ops[n++] = (us_rma_op){ .rank = rank, .block_id = block,
+                                    .offset = (row & mask) * c->t->rma_row_stride[rank],
+                                    .bytes = (uint64_t)cols * elem,
+                                    .dst = land + u * c->row_bytes + (uint64_t)begin * elem };
+        }
+        if (c->int8) {
+            int rank = us_world_shard_rank(c->world, column ? 0 : r->uniq_owner[u]);
+            ops[n++] = (us_rma_op){ .rank = rank, .scales = true, .block_id = block,
+                                    .offset = (row & mask) * 4, .bytes = 4,
+                                    .dst = &land_scales[u] };
+        }
+        c->row_ptr[u] = land + u * c->row_bytes;
+        c->scale_ptr[u] = &land_scales[u];
+    }
+    rc = us_transport_rma_read(c->t, n, ops, err);
+    free(ops);
+    return rc;
+}
+
+/* Pull over ROWS messages: point at (row placement) or assemble (column
+ * placement) each fetched row. */
+int us_pull_place_rows(const us_pull_ctx *c, const us_wire_resp *resp, us_err *err)
+{
+    const us_route *r = c->route;
+    const us_table_info *t = c->table;
+    int S = c->world->n_shards;
+    size_t elem = us_dtype_size(t->dtype);
+    if (t->placement == US_PLACE_ROW) {
+        for (uint32_t u = 0; u < r->n_unique; u++) {
+            if (c->local[u])
+                continue;
+            const us_wire_resp *a = &resp[r->uniq_owner[u]];
+            c->row_ptr[u] = a->row_bytes + (uint64_t)r->uniq_ref[u] * c->row_bytes;
+            c->scale_ptr[u] = a->row_scales ? &a->row_scales[r->uniq_ref[u]] : NULL;
+        }
+        return US_OK;
+    }
+    uint64_t scale_bytes = us_wire_pad8((uint64_t)r->n_unique * 4);   /* scales first: aligned */
+    uint64_t need = scale_bytes + (uint64_t)r->n_unique * c->row_bytes;
+    if (need > *c->staging_cap) {
+        uint8_t *p = realloc(*c->staging, need);
+        if (p == NULL)
+            return us_err_set(err, US_ENOMEM, "lookup: staging of %" PRIu64 " bytes", need);
+        *c->staging = p;
+        *c->staging_cap = need;
+    }
+    float *scales = (float *)*c->staging;
+    uint8_t *rows_at = *c->staging + scale_bytes;
+    for (int s = 0; s < S; s++) {
+        uint32_t begin, cols;
+        us_column_slice(t->dim, S, s, &begin, &cols);
+        for (uint32_t u = 0; u < r->n_unique; u++) {
+            if (c->local[u])
+                continue;
+            memcpy(rows_at + u * c->row_bytes + (uint64_t)begin * elem,
+                   resp[s].row_bytes + (uint64_t)r->uniq_ref[u] * cols * elem,
+                   (size_t)cols * elem);
+            if (s == 0 && resp[s].row_scales)
+                scales[u] = resp[s].row_scales[r->uniq_ref[u]];
+        }
+    }
+    for (uint32_t u = 0; u < r->n_unique; u++) {
+        if (c->local[u])
+            continue;
+        c->row_ptr[u] = rows_at + u * c->row_bytes;
+        c->scale_ptr[u] = &scales[u];
+    }
+    return US_OK;
+}
+

@@ -1,0 +1,52 @@
+/*
+ * pull.h — the pull half of a lookup round: bring each wanted row to the
+ * coordinator, then the coordinator sums (coordinator/lookup/lookup.h).
+ *
+ *   us_pull_rma         one-sided: row placement reads coalesced spans of a
+ *                       shard's block (coordinator/lookup/readplan.h) and uses the
+ *                       rows in place in the transport's landing buffer;
+ *                       column placement reads each row's slice from every
+ *                       shard into one assembled row.
+ *   us_pull_place_rows  after ROWS messages: row placement points at rows
+ *                       inside the shards' responses (no copy); column
+ *                       placement assembles slices into the staging buffer.
+ * Either way row_ptr[u] / scale_ptr[u] (int8) are set for every unique row
+ * u not already held locally (local[u]); they stay valid until the next
+ * round's fetch or exchange.
+ */
+#ifndef US_PULL_H
+#define US_PULL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "coordinator/lookup/readplan.h"
+#include "coordinator/lookup/route.h"
+#include "kernels/us_status.h"
+#include "proto/transport.h"
+#include "proto/wire.h"
+#include "proto/world.h"
+
+typedef struct us_pull_ctx {
+    const us_world *world;
+    us_transport *t;
+    const us_table_info *table;
+    const us_route *route;
+    const bool *local;            /* [n_unique] rows the coordinator holds */
+    uint64_t row_bytes;           /* full row, element bytes */
+    bool int8;
+    const us_cost_params *cost;   /* read cost decides span coalescing */
+    const uint8_t **row_ptr;      /* out: [n_unique] */
+    const float **scale_ptr;      /* out: [n_unique] (int8) */
+    us_read_plan *plan;           /* scratch, owned by the caller */
+    uint8_t **staging;            /* scratch buffer, owned by the caller */
+    uint64_t *staging_cap;
+} us_pull_ctx;
+
+/* One-sided reads of every remote row (transport after rma_expose). */
+int us_pull_rma(const us_pull_ctx *c, us_err *err);
+
+/* Rows from ROWS responses resp[0..n_shards-1] (already validated). */
+int us_pull_place_rows(const us_pull_ctx *c, const us_wire_resp *resp, us_err *err);
+
+#endif

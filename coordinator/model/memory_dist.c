@@ -1,0 +1,505 @@
+/* memory_dist.c — memory tables served by shard ranks (see memory_dist.h). */
+#include "coordinator/model/memory_dist.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "coordinator/model/model_store.h"
+#include "shard/manifest.h"
+
+/* Control broadcast that opens every cycle (see memory_dist.h). */
+enum ctl_kind { CTL_CYCLE = 1, CTL_SESSION_SAVE = 2, CTL_SESSION_LOAD = 3, CTL_STOP = 4 };
+
+typedef struct ctl_msg {
+    int32_t  kind;
+    int32_t  owner;                       /* shard index (sessions) */
+    uint64_t bytes;                       /* SAVE: packed state that follows */
+    char     id[US_SESSION_ID_MAX + 1];   /* session id */
+} ctl_msg;
+
+/* Owner's answer to a session operation. */
+typedef struct ctl_reply {
+    int32_t  rc;
+    uint32_t pad;
+    uint64_t generation;                  /* SAVE: the generation written */
+    uint64_t bytes;                       /* LOAD: packed state that follows */
+    char     note[256];                   /* LOAD: damaged newer generation skipped */
+    char     msg[US_ERR_MSG_BYTES];
+} ctl_reply;
+
+#define TAG_SESSION_DATA  101
+#define TAG_SESSION_REPLY 102
+
+static int coordinator_rank(const us_memory_dist *d)
+{
+    return d->world->coordinator_ranks[0];
+}
+
+/* Coordinator: send the next control message. A non-blocking broadcast on
+ * every rank: blocking and non-blocking collectives do not match in MPI. */
+static int ctl_bcast(us_memory_dist *d, ctl_msg *c, us_err *err)
+{
+    MPI_Request req;
+    if (MPI_Ibcast(c, (int)sizeof *c, MPI_BYTE, coordinator_rank(d), d->ctl_comm, &req)
+            != MPI_SUCCESS ||
+        MPI_Wait(&req, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+        return us_err_set(err, US_EMPI, "rank %d: control broadcast failed", d->world->rank);
+    return US_OK;
+}
+
+/* Shards: the next control message. While it has not come, the coordinator
+ * may still be reading rows one-sided from this rank (fabric pull), which
+ * on manual-progress providers completes only if this rank polls: so wait
+ * by polling the transports, yielding the CPU in between (2-core boxes). */
+static int ctl_wait(us_memory_dist *d, ctl_msg *c, us_err *err)
+{
+    MPI_Request req;
+    if (MPI_Ibcast(c, (int)sizeof *c, MPI_BYTE, coordinator_rank(d), d->ctl_comm, &req)
+            != MPI_SUCCESS)
+        return us_err_set(err, US_EMPI, "rank %d: control broadcast failed", d->world->rank);
+    for (;;) {
+        int done = 0;
+        if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return us_err_set(err, US_EMPI, "rank %d: control broadcast failed",
+                              d->world->rank);
+        if (done)
+            return US_OK;
+        for (uint32_t t = 0; t < d->n_tables; t++) {
+            int rc = us_transport_poll(d->transports[t], err);
+            if (rc != US_OK)
+                return rc;
+        }
+        sched_yield();
+    }
+}
+
+/* Index in the manifest of memory table t: by name "table_<t>", else by id. */
+static int find_table(const us_manifest *m, const char *store_dir, uint32_t t, us_err *err)
+{
+    char name[32];
+    snprintf(name, sizeof name, "table_%u", t);
+    int i = us_manifest_find(m, name);
+    if (i < 0) {
+        snprintf(name, sizeof name, "%u", t);
+        i = us_manifest_find(m, name);
+    }
+    if (i < 0)
+        return us_err_set(err, US_ENOTFOUND, "store %s has no table \"table_%u\" (id %u)",
+                          store_dir, t, t);
+    if (m->tables[i].synthetic)
+        return us_err_set(err, US_EUNSUPP, "store %s: table \"table_%u\" is synthetic; a "
+                          "model needs stored values", store_dir, t);
+    return i;
+}
+
+static us_lookup_opts lookup_opts(const us_memory_dist_opts *opts)
+{
+    return (us_lookup_opts){ .mode = opts->mode, .max_tokens = opts->max_tokens,
+                             .max_k = opts->k, .n_groups = opts->n_groups,
+                             .cache_bytes = opts->cache_bytes, .n_threads = opts->n_threads };
+}
+
+/* This rank's part of open: manifest, shape checks, own shard files. */
+static int open_local(us_memory_dist *d, const us_world *w, const char *store_dir,
+                      uint32_t n_tables, const us_memory_dist_opts *opts, us_manifest *m,
+                      uint64_t *max_msg, us_err *err)
+{
+    int rc = us_manifest_read(store_dir, m, err);
+    if (rc != US_OK)
+        return rc;
+    if (m->shard_count != (uint32_t)w->n_shards)
+        return us_err_set(err, US_EINVAL, "store %s has %u shards but this job has %d shard "
+                          "ranks: run %u shard ranks (mpirun -n %u) or reshard the store",
+                          store_dir, m->shard_count, w->n_shards, m->shard_count,
+                          m->shard_count + (uint32_t)(w->size - w->n_shards));
+    d->n_tables = n_tables;
+    size_t n = n_tables ? n_tables : 1;
+    d->tables = calloc(n, sizeof *d->tables);
+    d->info = calloc(n, sizeof *d->info);
+    d->views = calloc(n, sizeof *d->views);
+    d->transports = calloc(n, sizeof *d->transports);
+    if (d->tables == NULL || d->info == NULL || d->views == NULL || d->transports == NULL)
+        return us_err_set(err, US_ENOMEM, "memory tables of %s", store_dir);
+    us_lookup_opts lo = lookup_opts(opts);
+    for (uint32_t t = 0; t < n_tables; t++) {
+        int i = find_table(m, store_dir, t, err);
+        if (i < 0)
+            return i;
+        const us_table_layout *tl = &m->tables[i];
+        d->info[t] = (us_table_info){ .table_id = tl->table_id, .rows = tl->rows,
+                                      .dim = tl->dim, .dtype = tl->dtype,
+                                      .block_bits = tl->block_bits,
+                                      .placement_seed = tl->placement_seed,
+                                      .placement = US_PLACE_ROW };
+        uint64_t b = us_lookup_max_msg_bytes(&d->info[t], &lo, w->n_shards);
+        *max_msg = b > *max_msg ? b : *max_msg;
+    }
+    if (!w->is_shard)
+        return US_OK;
+    us_store_opts so = { .backend = US_BACKEND_MMAP, .shard_index = w->shard_index,
+                         .expect_shards = w->n_shards };
+    if ((rc = us_store_open(store_dir, &so, &d->store, err)) != US_OK)
+        return us_err_prefix(err, "shard %d (rank %d)", w->shard_index, w->rank);
+    return US_OK;
+}
+
+int us_memory_dist_open(us_memory_dist *d, const us_world *w, const char *store_dir,
+                        uint32_t n_tables, const us_memory_dist_opts *opts, us_err *err)
+{
+    memset(d, 0, sizeof *d);
+    d->world = w;
+    d->ctl_comm = MPI_COMM_NULL;
+    if (w->n_coordinators != 1)
+        return us_err_set(err, US_EINVAL, "distributed inference runs with one coordinator; "
+                          "this job has %d", w->n_coordinators);
+    /* Local checks first; every rank then learns whether all succeeded, so
+     * a shard that cannot open its files does not leave the others waiting
+     * in the collective transport start. */
+    us_manifest m = {0};
+    uint64_t max_msg = 0;
+    int rc = open_local(d, w, store_dir, n_tables, opts, &m, &max_msg, err);
+    us_manifest_free(&m);
+    int ok = rc == US_OK, all_ok = 0;
+    if (MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, w->comm) != MPI_SUCCESS && rc == US_OK)
+        rc = us_err_set(err, US_EMPI, "rank %d: MPI_Allreduce at memory store open", w->rank);
+    if (rc == US_OK && !all_ok)
+        rc = us_err_set(err, US_EIO, "another rank could not open store %s (see its message)",
+                        store_dir);
+    if (rc != US_OK)
+        goto fail;
+    if (MPI_Comm_dup(w->comm, &d->ctl_comm) != MPI_SUCCESS) {
+        d->ctl_comm = MPI_COMM_NULL;
+        rc = us_err_set(err, US_EMPI, "rank %d: MPI_Comm_dup for control", w->rank);
+        goto fail;
+    }
+    MPI_Comm_set_errhandler(d->ctl_comm, MPI_ERRORS_RETURN);
+    d->sessions_dir = opts->sessions_dir;
+    d->session_seed = n_tables > 0 ? d->info[0].placement_seed : 0;
+    us_lookup_opts lo = lookup_opts(opts);
+    us_transport_opts to = { .max_msg_bytes = max_msg };
+    for (uint32_t t = 0; t < n_tables; t++) {
+        if ((rc = us_transport_open(opts->transport ? opts->transport : "mpi", w, &to,
+                                    &d->transports[t], err)) != US_OK)
+            goto fail;
+        us_rows_view *local = NULL;
+        if (w->is_shard) {
+            size_t index;
+            if ((rc = us_model_store_find(d->store, t, &index, err)) != US_OK)
+                goto fail;
+            if ((rc = us_store_view(d->store, index, &d->views[t], err)) != US_OK)
+                goto fail;
+            local = &d->views[t];
+        }
+        if ((rc = us_lookup_open(&d->tables[t], w, d->transports[t], &d->info[t], local, &lo,
+                                 err)) != US_OK)
+            goto fail;
+    }
+    return US_OK;
+
+fail:
+    us_memory_dist_close(d);
+    return rc;
+}
+
+/* Coordinator: the next round of the cycle (table next_table), with the
+ * cycle's control broadcast first when it starts at table 0; batch NULL is
+ * an empty round. */
+static int cycle_round(us_memory_dist *d, const us_lookup_batch *batch, float *out,
+                       us_err *err)
+{
+    if (d->next_table == 0) {
+        ctl_msg c = { .kind = CTL_CYCLE };
+        int rc = ctl_bcast(d, &c, err);
+        if (rc != US_OK)
+            return rc;
+    }
+    int rc = us_lookup_run(d->tables[d->next_table], batch, out, err);
+    d->next_table = (d->next_table + 1) % d->n_tables;
+    return rc;
+}
+
+static int dist_lookup(void *ctx, int table_id, const uint64_t *rows, const float *weights,
+                       const uint8_t *ive_group, size_t n_tokens, size_t k, int n_groups,
+                       float *out_grouped, us_err *err)
+{
+    us_memory_dist *d = ctx;
+    if (table_id < 0 || (uint32_t)table_id >= d->n_tables)
+        return us_err_set(err, US_ERANGE, "memory table %d: the store serves %u tables",
+                          table_id, d->n_tables);
+    /* A table out of cycle order would pair this round with another table's
+     * round on the shards: bring the cycle to this table first. */
+    while (d->next_table != (uint32_t)table_id) {
+        int rc = cycle_round(d, NULL, NULL, err);
+        if (rc != US_OK)
+            return rc;
+    }
+    (void)n_groups;   /* fixed at open: the lookup's n_groups */
+    us_lookup_batch batch = { .n_tokens = (uint32_t)n_tokens, .k = (uint32_t)k,
+                              .rows = rows, .weights = weights, .groups = ive_group };
+    return cycle_round(d, &batch, out_grouped, err);
+}
+
+static int dist_table_info(void *ctx, int table_id, uint64_t *rows, uint32_t *dim, us_err *err)
+{
+    us_memory_dist *d = ctx;
+    if (table_id < 0 || (uint32_t)table_id >= d->n_tables)
+        return us_err_set(err, US_ENOTFOUND, "memory table %d: the store serves %u tables",
+                          table_id, d->n_tables);
+    *rows = d->info[table_id].rows;
+    *dim = d->info[table_id].dim;
+    return US_OK;
+}
+
+void us_memory_dist_backend(us_memory_dist *d, us_memory_backend *backend)
+{
+    memset(backend, 0, sizeof *backend);
+    backend->ctx = d;
+    backend->lookup = dist_lookup;
+    backend->table_info = dist_table_info;
+}
+
+int us_memory_dist_sync(us_memory_dist *d, us_err *err)
+{
+    while (d->next_table != 0) {   /* mid-cycle: no control message is due */
+        int rc = cycle_round(d, NULL, NULL, err);
+        if (rc != US_OK)
+            return rc;
+    }
+    return US_OK;
+}
+
+int us_memory_dist_finish(us_memory_dist *d, us_err *err)
+{
+    int rc = us_memory_dist_sync(d, err);
+    ctl_msg c = { .kind = CTL_STOP };
+    if (rc == US_OK)
+        rc = ctl_bcast(d, &c, err);
+    for (uint32_t t = 0; rc == US_OK && t < d->n_tables; t++)
+        rc = us_lookup_finish(d->tables[t], err);
+    d->finished = true;
+    return rc;
+}
+
+/* Owner shard: one session operation announced by c. */
+static int serve_session(us_memory_dist *d, const ctl_msg *c, us_err *err);
+
+int us_memory_dist_serve(us_memory_dist *d, us_err *err)
+{
+    if (d->world->is_coordinator)
+        return us_err_set(err, US_EINVAL, "rank %d is a coordinator: it runs the model",
+                          d->world->rank);
+    for (;;) {
+        ctl_msg c;
+        int rc = ctl_wait(d, &c, err);
+        if (rc != US_OK)
+            return rc;
+        switch (c.kind) {
+        case CTL_CYCLE:
+            for (uint32_t t = 0; t < d->n_tables; t++)
+                if ((rc = us_lookup_run(d->tables[t], NULL, NULL, err)) != US_OK)
+                    return us_err_prefix(err, "shard %d serving table %u",
+                                         d->world->shard_index, t);
+            break;
+        case CTL_SESSION_SAVE:
+        case CTL_SESSION_LOAD:
+            if (c.owner == d->world->shard_index && (rc = serve_session(d, &c, err)) != US_OK)
+                return rc;
+            break;
+        case CTL_STOP:
+            for (uint32_t t = 0; t < d->n_tables; t++)
+                if ((rc = us_lookup_serve(d->tables[t], err)) != US_OK)
+                    return rc;
+            return US_OK;
+        default:
+            return us_err_set(err, US_EPROTO, "shard %d: unknown control message %d",
+                              d->world->shard_index, c.kind);
+        }
+    }
+}
+
+/* --- sessions on their owner shard --------------------------------------- */
+
+static int local_save(const us_memory_dist *d, us_session_state *s, us_err *err)
+{
+    if (d->sessions_dir == NULL)
+        return us_err_set(err, US_EINVAL, "shard %d owns session '%s' but was started without "
+                          "--sessions DIR", d->world->shard_index, s->id);
+    return us_session_save(d->sessions_dir, s, err);
+}
+
+static int local_load(const us_memory_dist *d, const char *id, us_session_state *out,
+                      char *note, size_t note_bytes, us_err *err)
+{
+    if (d->sessions_dir == NULL)
+        return us_err_set(err, US_EINVAL, "shard %d owns session '%s' but was started without "
+                          "--sessions DIR", d->world->shard_index, id);
+    return us_session_load(d->sessions_dir, id, out, note, note_bytes, err);
+}
+
+static int send_reply(us_memory_dist *d, ctl_reply *r, const uint8_t *data, us_err *err)
+{
+    int coord = coordinator_rank(d);
+    if (MPI_Send(r, (int)sizeof *r, MPI_BYTE, coord, TAG_SESSION_REPLY, d->ctl_comm)
+            != MPI_SUCCESS ||
+        (r->bytes > 0 && MPI_Send(data, (int)r->bytes, MPI_BYTE, coord, TAG_SESSION_DATA,
+                                  d->ctl_comm) != MPI_SUCCESS))
+        return us_err_set(err, US_EMPI, "shard %d: sending a session reply",
+                          d->world->shard_index);
+    return US_OK;
+}
+
+static int serve_session(us_memory_dist *d, const ctl_msg *c, us_err *err)
+{
+    ctl_reply r = {0};
+    us_err op_err = {0};
+    uint8_t *data = NULL;
+    us_session_state s = {0};
+    if (c->kind == CTL_SESSION_SAVE) {
+        if (c->bytes > INT32_MAX)
+            return us_err_set(err, US_EPROTO, "session '%s': %llu bytes", c->id,
+                              (unsigned long long)c->bytes);
+        data = malloc(c->bytes ? c->bytes : 1);
+        if (data == NULL)
+            return us_err_set(err, US_ENOMEM, "session '%s': receive buffer", c->id);
+        if (MPI_Recv(data, (int)c->bytes, MPI_BYTE, coordinator_rank(d), TAG_SESSION_DATA,
+                     d->ctl_comm, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+            free(data);
+            return us_err_set(err, US_EMPI, "shard %d: receiving session '%s'",
+                              d->world->shard_index, c->id);
+        }
+        char what[64];
+        snprintf(what, sizeof what, "session from rank %d", coordinator_rank(d));
+        r.rc = us_session_unpack(data, c->bytes, c->id, what, &s, &op_err);
+        free(data);
+        data = NULL;
+        if (r.rc == US_OK)
+            r.rc = local_save(d, &s, &op_err);
+        r.generation = s.generation;
+        us_session_free(&s);
+    } else {
+        r.rc = local_load(d, c->id, &s, r.note, sizeof r.note, &op_err);
+        size_t bytes = 0;
+        if (r.rc == US_OK)
+            r.rc = us_session_pack(&s, s.generation, &data, &bytes, &op_err);
+        r.bytes = r.rc == US_OK ? bytes : 0;
+        us_session_free(&s);
+    }
+    if (r.rc != US_OK)
+        snprintf(r.msg, sizeof r.msg, "shard %d: %.480s", d->world->shard_index, op_err.msg);
+    int rc = send_reply(d, &r, data, err);
+    free(data);
+    return rc;
+}
+
+static int dist_session_save(void *ctx, us_session_state *s, us_err *err)
+{
+    us_memory_dist *d = ctx;
+    int owner = us_session_owner(s->id, d->session_seed, d->world->n_shards);
+    int rc = us_memory_dist_sync(d, err);
+    if (rc != US_OK)
+        return rc;
+    uint8_t *buf = NULL;
+    size_t bytes = 0;
+    /* the owner assigns the generation; pack with the current one */
+    if ((rc = us_session_pack(s, s->generation, &buf, &bytes, err)) != US_OK)
+        return rc;
+    ctl_msg c = { .kind = CTL_SESSION_SAVE, .owner = owner, .bytes = bytes };
+    snprintf(c.id, sizeof c.id, "%s", s->id);
+    if ((rc = ctl_bcast(d, &c, err)) != US_OK)
+        goto done;
+    if (owner == d->world->shard_index) {        /* this coordinator is the owner */
+        rc = local_save(d, s, err);
+        goto done;
+    }
+    int owner_rank = us_world_shard_rank(d->world, owner);
+    ctl_reply r;
+    if (MPI_Send(buf, (int)bytes, MPI_BYTE, owner_rank, TAG_SESSION_DATA, d->ctl_comm)
+            != MPI_SUCCESS ||
+        MPI_Recv(&r, (int)sizeof r, MPI_BYTE, owner_rank, TAG_SESSION_REPLY, d->ctl_comm,
+                 MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+        rc = us_err_set(err, US_EMPI, "saving session '%s' on shard %d (rank %d)", s->id,
+                        owner, owner_rank);
+        goto done;
+    }
+    if (r.rc != US_OK) {
+        rc = us_err_set(err, r.rc, "%s", r.msg);
+        goto done;
+    }
+    s->generation = r.generation;
+done:
+    free(buf);
+    return rc;
+}
+
+static int dist_session_load(void *ctx, const char *id, us_session_state *out, char *note,
+                             size_t note_bytes, us_err *err)
+{
+    us_memory_dist *d = ctx;
+    int rc = us_session_check_id(id, err);
+    if (rc != US_OK)
+        return rc;
+    int owner = us_session_owner(id, d->session_seed, d->world->n_shards);
+    if ((rc = us_memory_dist_sync(d, err)) != US_OK)
+        return rc;
+    ctl_msg c = { .kind = CTL_SESSION_LOAD, .owner = owner };
+    snprintf(c.id, sizeof c.id, "%s", id);
+    if ((rc = ctl_bcast(d, &c, err)) != US_OK)
+        return rc;
+    if (owner == d->world->shard_index)
+        return local_load(d, id, out, note, note_bytes, err);
+    int owner_rank = us_world_shard_rank(d->world, owner);
+    ctl_reply r;
+    if (MPI_Recv(&r, (int)sizeof r, MPI_BYTE, owner_rank, TAG_SESSION_REPLY, d->ctl_comm,
+                 MPI_STATUS_IGNORE) != MPI_SUCCESS)
+        return us_err_set(err, US_EMPI, "loading session '%s' from shard %d (rank %d)", id,
+                          owner, owner_rank);
+    if (r.rc != US_OK)
+        return us_err_set(err, r.rc, "%s", r.msg);
+    if (r.bytes > INT32_MAX)
+        return us_err_set(err, US_EPROTO, "session '%s' from shard %d: %llu bytes", id, owner,
+                          (unsigned long long)r.bytes);
+    uint8_t *data = malloc(r.bytes ? r.bytes : 1);
+    if (data == NULL)
+        return us_err_set(err, US_ENOMEM, "session '%s': receive buffer", id);
+    if (MPI_Recv(data, (int)r.bytes, MPI_BYTE, owner_rank, TAG_SESSION_DATA, d->ctl_comm,
+                 MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+        free(data);
+        return us_err_set(err, US_EMPI, "loading session '%s' from shard %d (rank %d)", id,
+                          owner, owner_rank);
+    }
+    char what[64];
+    snprintf(what, sizeof what, "session from shard %d", owner);
+    rc = us_session_unpack(data, r.bytes, id, what, out, err);
+    free(data);
+    if (rc == US_OK && note != NULL && note_bytes > 0)
+        snprintf(note, note_bytes, "%s", r.note);
+    return rc;
+}
+
+void us_memory_dist_session_store(us_memory_dist *d, us_session_store *store)
+{
+    store->ctx = d;
+    store->save = dist_session_save;
+    store->load = dist_session_load;
+}
+
+void us_memory_dist_close(us_memory_dist *d)
+{
+    for (uint32_t t = 0; d->tables && t < d->n_tables; t++)
+        if (d->tables[t] != NULL)
+            us_lookup_close(d->tables[t]);
+    for (uint32_t t = 0; d->transports && t < d->n_tables; t++)
+        if (d->transports[t] != NULL)
+            us_transport_close(d->transports[t]);
+    free(d->tables);
+    free(d->info);
+    free(d->views);
+    free(d->transports);
+    if (d->ctl_comm != MPI_COMM_NULL)
+        MPI_Comm_free(&d->ctl_comm);
+    if (d->store != NULL)
+        us_store_close(d->store);
+    memset(d, 0, sizeof *d);
+}

@@ -1,0 +1,139 @@
+/*
+ * model.h — the UltraShard transformer: weights, per-sequence state, forward.
+ *
+ * Weights (all f32, row-major, y = x W with W stored [in][out]) are carved
+ * out of one allocation owned by us_model (llm.c style). Their names and
+ * shapes, as stored in weights.safetensors, come from us_model_params():
+ *
+ *   tok_emb [V][d]                 norm_f [d]            lm_head [d][V]
+ *   layers.L.attn_norm [d]         layers.L.ffn_norm [d]
+ *   layers.L.attn.wq|wk|wv [d][H*dh]   .wo [H*dh][d]   .beta [H]
+ *   dense:  layers.L.ffn.w1|w3 [d][f]  .w2 [f][d]
+ *   moe:    layers.L.moe.router [d][E] .w1|w3 [E][d][fm] .w2 [E][fm][d]
+ *   memory: layers.L.mem.wq [d][Hm*2*kd]  (per head: row query, column query)
+ *           .keys_row|keys_col [Hm][r][n_keys][kd]  .core [Hm][r][r]
+ *           .ive [G][v_dim][d]
+ * Memory value tables are not weights: they are served by a
+ * us_memory_backend (memory_backend.h), table id = order of the memory layer.
+ *
+ * Sequence state (us_seq_state): the KV cache of the current segment only,
+ * and the Infini-attention memory M, z of every layer and head, which carry
+ * across segments. Its size is fixed whatever the sequence length.
+ *
+ * Forward (us_model_forward) runs one step over a batch of sequences: each
+ * item appends 1..(L - seg_fill) tokens to its sequence (a chunk never
+ * crosses a segment boundary), all items' tokens go through the projections,
+ * FFNs, MoE and memory lookups together (one lookup per memory layer per
+ * step, begun at the memory layer and ended `skip` layers later, see
+ * memlayer.h), attention runs per item against its own cache. When an item's
+ * segment becomes full, each layer's memory is updated with the segment's
+ * K, V (after this chunk retrieved from the old memory) and the cache is
+ * emptied. Prefill in segment-sized chunks and token-by-token decoding give
+ * the same logits up to float rounding.
+ */
+#ifndef US_MODEL_H
+#define US_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "coordinator/model/memory_backend.h"
+#include "coordinator/model/model_config.h"
+#include "kernels/us_status.h"
+
+#define US_PARAM_NAME_BYTES 64
+#define US_MODEL_MAX_PARAMS (8 + 16 * US_MODEL_MAX_LAYERS)
+
+typedef struct us_param_desc {
+    char     name[US_PARAM_NAME_BYTES];
+    int      ndim;
+    uint64_t shape[3];
+    uint64_t count;          /* elements */
+    uint64_t offset;         /* elements from the start of the parameter block */
+    float    init_std;       /* random init: N(0, init_std); < 0 = constant -init_std */
+} us_param_desc;
+
+typedef struct us_layer_weights {
+    const float *attn_norm, *wq, *wk, *wv, *wo, *beta, *ffn_norm;
+    const float *w1, *w3, *w2, *router;                    /* dense / moe */
+    const float *mem_wq, *mem_keys_row, *mem_keys_col;
+    const float *mem_core, *mem_ive;                       /* memory */
+} us_layer_weights;
+
+typedef struct us_model {
+    us_model_config cfg;
+    float   *params;               /* owned, n_params floats */
+    uint64_t n_params;
+    us_param_desc *descs;          /* owned, n_descs */
+    size_t   n_descs;
+    const float *tok_emb, *norm_f, *lm_head;
+    us_layer_weights layers[US_MODEL_MAX_LAYERS];
+    int      table_of_layer[US_MODEL_MAX_LAYERS];   /* memory table id or -1 */
+    us_memory_backend backend;     /* set by us_model_set_backend */
+} us_model;
+
+/* Lists the parameters of cfg into out[0..cap) in storage order; returns the
+ * count (<= US_MODEL_MAX_PARAMS) and the total elements in *total. */
+size_t us_model_params(const us_model_config *cfg, us_param_desc *out, size_t cap,
+                       uint64_t *total);
+
+/* Allocates the parameter block for cfg (zeroed) and wires the pointers. */
+int us_model_alloc(us_model *m, const us_model_config *cfg, us_err *err);
+void us_model_free(us_model *m);
+
+/* Pointer to a parameter by name (for loading/init); NULL if unknown. */
+float *us_model_param(us_model *m, const char *name);
+
+/* Attaches the value backend and checks every memory table's shape against
+ * the config (rows = n_keys^2 / ive_groups, dim = v_dim): US_EINVAL naming the
+ * table on mismatch, US_ENOTFOUND if a table is missing. */
+int us_model_set_backend(us_model *m, const us_memory_backend *backend, us_err *err);
+
+typedef struct us_seq_state {
+    uint64_t tokens_seen;
+    uint32_t seg_fill;       /* tokens in the current segment's cache, < L */
+    float   *k_cache;        /* [n_layers][L][H*dh] */
+    float   *v_cache;        /* [n_layers][L][H*dh] */
+    float   *mem;            /* [n_layers][H][dh][dh] */
+    float   *mem_norm;       /* [n_layers][H][dh] */
+    float   *block;          /* the one allocation behind the four arrays */
+} us_seq_state;
+
+int  us_seq_state_init(us_seq_state *s, const us_model_config *cfg, us_err *err);
+void us_seq_state_reset(us_seq_state *s, const us_model_config *cfg);
+void us_seq_state_free(us_seq_state *s);
+/* Floats held by one state (for memory reports). */
+size_t us_seq_state_floats(const us_model_config *cfg);
+
+/* Activation buffers for steps of up to max_tokens tokens; one allocation. */
+typedef struct us_workspace {
+    size_t max_tokens;
+    size_t bytes;
+    void  *block;
+    float *x, *h, *q, *k, *v, *a_dot, *a_mem, *att, *hid1, *hid2, *moe_in, *moe_out;
+    float *router, *moe_w, *scratch;
+    uint32_t *moe_e, *moe_tok;
+    void  *mem_ws;            /* memory layer buffers (memlayer.h), 64-byte aligned */
+    size_t mem_ws_bytes;
+} us_workspace;
+
+int  us_workspace_init(us_workspace *ws, const us_model_config *cfg, size_t max_tokens,
+                       us_err *err);
+void us_workspace_free(us_workspace *ws);
+
+typedef struct us_batch_item {
+    us_seq_state  *state;
+    const int32_t *tokens;    /* token ids in [0, V) */
+    uint32_t       n_tokens;  /* 1 .. L - state->seg_fill */
+} us_batch_item;
+
+/* One forward step (see the top comment). logits: last_only ? one row per
+ * item [n_items][V] : every token [sum n_tokens][V]. Returns US_EINVAL for a
+ * bad item (chunk crossing the segment, token out of range, too many tokens
+ * for the workspace) before any state changes; a backend error is passed up
+ * (states may then be partly advanced: drop them). */
+int us_model_forward(const us_model *m, us_workspace *ws, us_batch_item *items,
+                     size_t n_items, float *logits, bool last_only, us_err *err);
+
+#endif

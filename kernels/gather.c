@@ -18,6 +18,7 @@
 #include <math.h>
 #include <string.h>
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <omp.h>
 
@@ -385,10 +386,17 @@ static void sum_tokens_avx2(float *out, const us_rows_view *v, const uint64_t *r
     }
 }
 
+/* F16C is read from CPUID directly: clang 14's __builtin_cpu_supports does
+ * not know the "f16c" feature string. */
+static int have_f16c(void)
+{
+    unsigned eax, ebx, ecx, edx;
+    return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
+}
+
 static int have_avx2(void)
 {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-           __builtin_cpu_supports("f16c");
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && have_f16c();
 }
 
 static int thread_count(int n_threads, size_t work_items)

@@ -79,25 +79,6 @@ AVX2_TARGET static size_t scan_avx2(entry *top, size_t *m, size_t k, const float
     return i;
 }
 
-/* Numbers only (no NaN anywhere in top or s): the insertion without NaN tests. */
-static inline void offer_number(entry *top, size_t *m, size_t k, float s, uint32_t i)
-{
-    size_t j = *m;
-    if (j == k) {
-        if (!(s > top[k - 1].val))
-            return;
-        j = k - 1;
-    } else {
-        (*m)++;
-    }
-    while (j > 0 && s > top[j - 1].val) {
-        top[j] = top[j - 1];
-        j--;
-    }
-    top[j].val = s;
-    top[j].idx = i;
-}
-
 /* Order-preserving map of a float (not NaN) to an unsigned key:
  * a < b <=> key(a) < key(b); -0.0 maps just below +0.0. */
 static inline uint32_t order_key(float f)

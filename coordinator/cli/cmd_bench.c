@@ -366,7 +366,7 @@ int us_cmd_bench(int argc, char **argv)
                 continue;
             }
             for (int mi = 0; mi < 4 && status == 0; mi++) {
-                if (!in_list(o.modes, mnames[mi]) || (mi == 2 && !strcmp(t->ops->name, "fabric") == 0))
+                if (!in_list(o.modes, mnames[mi]) || (mi == 2 && strcmp(t->ops->name, "fabric") != 0))
                     continue;
                 bench_result r = {0};
                 if (bench_one(&w, t, &o, &table, &local.view, w.rank == 0 ? &whole.view : NULL,

@@ -28,7 +28,7 @@ static void test_prompt_mutations(void **state)
     us_prompt_set set;
     us_err err = {0};
     size_t n = strlen(good);
-    assert_int_equal(us_prompts_parse(&set, good, n, "in", 5, 64, &err), US_OK);
+    assert_int_equal(us_prompts_parse(&set, good, n, "in", &(us_prompt_limits){ 5, 64 }, &err), US_OK);
     assert_int_equal(set.count, 3);
     assert_string_equal(set.items[1].session, "s1");
     assert_int_equal(set.items[2].line, 4);
@@ -49,7 +49,7 @@ static void test_prompt_mutations(void **state)
             }
         }
         us_err_clear(&err);
-        int rc = us_prompts_parse(&set, buf, n, "in", 5, 64, &err);
+        int rc = us_prompts_parse(&set, buf, n, "in", &(us_prompt_limits){ 5, 64 }, &err);
         if (rc == US_OK) {
             ok++;
             for (size_t i = 0; i < set.count; i++)
@@ -107,7 +107,7 @@ static void test_journal_cut_everywhere(void **state)
                      "{\"id\":\"c\",\"prompt\":\"3\"}\n{\"id\":\"d\",\"prompt\":\"4\"}\n";
     us_prompt_set set;
     us_err err = {0};
-    assert_int_equal(us_prompts_parse(&set, in, strlen(in), "in", 4, 100, &err), US_OK);
+    assert_int_equal(us_prompts_parse(&set, in, strlen(in), "in", &(us_prompt_limits){ 4, 100 }, &err), US_OK);
     us_journal j;
     assert_int_equal(us_journal_open(&j, out, &set, 7, &err), US_OK);
     const char *recs[4] = { "{\"id\":\"c\",\"v\":1}", "{\"id\":\"a\",\"v\":2}",

@@ -101,7 +101,7 @@ static void test_prompts_parse(void **state)
     us_err err = {0};
     const char *ok = "{\"id\":\"a\",\"prompt\":\"h\\u00e9\",\"max_tokens\":3}\r\n\n  \n"
                      "{\"id\":\"b\",\"prompt\":\"\"}";
-    assert_int_equal(us_prompts_parse(&set, ok, strlen(ok), "in", 7, 100, &err), US_OK);
+    assert_int_equal(us_prompts_parse(&set, ok, strlen(ok), "in", &(us_prompt_limits){ 7, 100 }, &err), US_OK);
     assert_int_equal(set.count, 2);
     assert_int_equal(set.items[0].n_bytes, 3);
     assert_memory_equal(set.items[0].bytes, "h\xc3\xa9", 3);
@@ -112,7 +112,7 @@ static void test_prompts_parse(void **state)
     assert_int_equal(us_prompts_find(&set, "c"), -1);
     uint64_t h = set.file_hash;
     us_prompts_free(&set);
-    assert_int_equal(us_prompts_parse(&set, ok, strlen(ok), "in", 7, 100, &err), US_OK);
+    assert_int_equal(us_prompts_parse(&set, ok, strlen(ok), "in", &(us_prompt_limits){ 7, 100 }, &err), US_OK);
     assert_true(set.file_hash == h);
     us_prompts_free(&set);
     const struct { const char *text, *want; } bad[] = {
@@ -126,8 +126,8 @@ static void test_prompts_parse(void **state)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         us_err_clear(&err);
-        assert_int_equal(us_prompts_parse(&set, bad[i].text, strlen(bad[i].text), "in", 7, 10,
-                                          &err), US_EINVAL);
+        assert_int_equal(us_prompts_parse(&set, bad[i].text, strlen(bad[i].text), "in",
+                                          &(us_prompt_limits){ 7, 10 }, &err), US_EINVAL);
         if (strstr(err.msg, bad[i].want) == NULL)
             fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, bad[i].want);
         assert_int_equal(set.count, 0);
@@ -201,7 +201,7 @@ static void test_journal(void **state)
                      "{\"id\":\"c\",\"prompt\":\"z\"}\n";
     us_prompt_set set;
     us_err err = {0};
-    assert_int_equal(us_prompts_parse(&set, in, strlen(in), "in", 4, 100, &err), US_OK);
+    assert_int_equal(us_prompts_parse(&set, in, strlen(in), "in", &(us_prompt_limits){ 4, 100 }, &err), US_OK);
     us_journal j;
     assert_int_equal(us_journal_open(&j, out, &set, 42, &err), US_OK);
     assert_int_equal(us_journal_finish(&j, 1, "{\"id\":\"b\"}", &err), US_OK);

@@ -103,8 +103,10 @@ static int finish_slot(infer_run *r, slot *s, const char *finish, us_err *err)
         session_key(key, sizeof key, o, p);
         if (unfed)
             s->seg_tokens[s->n_seg] = s->gen[s->n_gen - 1];   /* room: n_seg < L */
-        rc = us_infer_session_save(o->sessions, p->session, key, &r->m->cfg, &s->state,
-                                   s->seg_tokens, s->n_seg + unfed, line, err);
+        us_session_update u = { .sid = p->session, .key = key, .state = &s->state,
+                                .tail = s->seg_tokens, .n_tail = s->n_seg + unfed,
+                                .line = line };
+        rc = us_infer_session_save(o->sessions, &r->m->cfg, &u, err);
     }
     if (rc == US_OK)
         rc = us_journal_finish(r->j, (size_t)s->index, line, err);

@@ -7,7 +7,7 @@
  * (a 0-d tensor has one row). The file stays open until us_tf_close().
  *
  * Formats accepted (little-endian, C order only):
- *  - .npy versions 1.0, 2.0 and 3.0. descr '<f4' (f32), '<f2' (f16),
+ *  - .npy versions 1.0, 2.0 and 3.0. descr exactly '<f4' (f32), '<f2' (f16),
  *    '|i1' / '<i1' / 'i1' (int8), and '<V2' / '|V2' read as bf16 — numpy has
  *    no bf16 dtype; ml_dtypes' bfloat16 arrays are saved as raw 2-byte voids.
  *    fortran_order True, big-endian and other dtypes are refused (US_EUNSUPP).
@@ -17,7 +17,9 @@
  *    JSON object of N bytes: "name": {"dtype", "shape", "data_offsets":
  *    [begin, end]} relative to the data area after the header, optionally
  *    followed by whitespace padding (nothing else); "__metadata__" is
- *    tolerated and ignored. Dtypes F32, F16, BF16, I8 (others: US_EUNSUPP).
+ *    tolerated and ignored. Dtypes exactly F32, F16, BF16, I8 (others:
+ *    US_EUNSUPP). A NUL in the header (raw or \u0000) is US_ECORRUPT: JSON
+ *    strings would end there, so "F32\u0000x" must not read as "F32".
  *    As in the reference implementation, offsets must tile the data area
  *    exactly: no overlap, no hole, nothing out of bounds, no trailing bytes,
  *    and end - begin == product(shape) * element size. Offsets above 2^53

@@ -128,6 +128,7 @@ typedef struct us_wire_limits {
     uint32_t max_pairs;
 } us_wire_limits;
 
+/* Returns: n rounded up to a multiple of 8. */
 static inline uint64_t us_wire_pad8(uint64_t n) { return (n + 7u) & ~(uint64_t)7u; }
 
 /* Bytes of a request with these counts.

@@ -308,9 +308,12 @@ typedef struct rma_published {
  * registration failed (local_rc) still takes part, publishing nothing, so no
  * rank hangs; the call then returns local_rc. */
 static int publish_entries(const us_world *w, const us_rows_view *v, const rma_entry *mine,
-                           uint64_t n_local, int local_rc, rma_published *pub, us_err *err)
+                           int local_rc, rma_published *pub, us_err *err)
 {
     int size = w->size;
+    uint64_t n_local = 0;
+    for (uint64_t b = 0; v && b < v->n_blocks; b++)
+        n_local += v->blocks[b] != NULL;
     int my_count = local_rc == US_OK ? (int)(n_local * sizeof *mine) : 0;
     uint64_t my_stride = v ? v->row_stride_bytes : 0;
     uint64_t my_blocks = v ? v->n_blocks : 0;
@@ -383,7 +386,7 @@ static int fab_rma_expose(us_transport *t, const us_rows_view *v, us_err *err)
     }
     pub.displs = pub.counts + size;
     rc = register_blocks(f, v, mine, err);
-    rc = publish_entries(w, v, mine, n_local, rc, &pub, err);
+    rc = publish_entries(w, v, mine, rc, &pub, err);
     if (rc != US_OK)
         goto free_tables;
     memcpy(t->rma_row_stride, pub.strides, (size_t)size * sizeof *pub.strides);

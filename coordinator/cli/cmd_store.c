@@ -6,12 +6,14 @@
 #include "coordinator/cli/cmd_store.h"
 
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "coordinator/cli/cli.h"
 #include "proto/world.h"
+#include "shard/durable.h"
 #include "shard/import.h"
 #include "shard/reshard.h"
 #include "shard/store.h"
@@ -50,6 +52,28 @@ static int parse_synthetic_arg(char *arg, us_import_table *t, us_err *err)
     t->rows = rows;
     t->dim = dim;
     return US_OK;
+}
+
+/* Fault hook of tests/integration/store_resume.sh: die like a crash once
+ * this rank has written the N-th shard file. */
+static void kill_after_files(void *ctx, int files_written)
+{
+    if (files_written == *(const int *)ctx)
+        raise(SIGKILL);
+}
+
+/* Process-wide choices the import library leaves to its caller: a file size
+ * limit (a full disk in tests) is an error, not a kill; and the test fault
+ * hook US_FAULT_KILL_AFTER_FILES=N, read here and nowhere in the library. */
+static void import_process_setup(us_import_opts *o)
+{
+    static int kill_after;
+    us_durable_ignore_sigxfsz();
+    const char *v = getenv("US_FAULT_KILL_AFTER_FILES");
+    if (v != NULL && (kill_after = atoi(v)) > 0) {
+        o->after_file_written = kill_after_files;
+        o->after_file_ctx = &kill_after;
+    }
 }
 
 /* The options of `import`; -1 when they are good, else the exit status
@@ -171,6 +195,7 @@ int us_cmd_import(int argc, char **argv)
     if (us_world_init(&w, &argc, &argv, &wo, &err) != US_OK)
         return us_cli_fail("import", &err);
     a.o.shards = a.shards > 0 ? (uint32_t)a.shards : (uint32_t)w.size;
+    import_process_setup(&a.o);
     us_import_stats st = {0};
     status = 0;
     if (us_import(w.comm, &a.o, a.tables, a.n, &st, &err) != US_OK) {

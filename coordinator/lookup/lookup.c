@@ -308,8 +308,10 @@ static int plan_idle(us_lookup *L, uint8_t flags, us_err *err)
             return rc;
         L->shard_len[s] = bytes;
         us_wire_req req;
-        rc = us_wire_req_init(L->send.data + L->shard_off[s], bytes, US_WIRE_NOP, flags,
-                              L->table.table_id, L->batch_id, 0, 0, 0, 1, &req, err);
+        us_wire_req_desc d = { .mode = US_WIRE_NOP, .flags = flags,
+                               .table_id = L->table.table_id, .batch_id = L->batch_id,
+                               .n_groups = 1 };
+        rc = us_wire_req_init(L->send.data + L->shard_off[s], bytes, &d, &req, err);
         if (rc != US_OK)
             return rc;
     }
@@ -514,8 +516,10 @@ static int collect(us_lookup *L, float *out, us_err *err)
             us_column_slice(t->dim, S, s, &begin, &cols);
         us_err e = {0};
         int rc = L->raw ? US_OK
-               : us_wire_resp_parse(msg, len, asked, cols, us_dtype_size(t->dtype),
-                                    L->int8, &resp[s], &e);
+               : us_wire_resp_parse(msg, len, &(us_wire_resp_expect){
+                                        .asked = asked, .dim = cols,
+                                        .elem_bytes = us_dtype_size(t->dtype),
+                                        .with_scales = L->int8 }, &resp[s], &e);
         if (rc == US_OK && !L->raw && resp[s].hdr->status < 0) {
             L->stats.shard_errors++;
             rc = us_err_set(&e, resp[s].hdr->status, "shard %d (rank %d) rejected batch "

@@ -194,8 +194,10 @@ int us_route_encode(const us_route *r, const us_table_info *t, uint8_t mode,
             return rc;
         len[s] = bytes;
         us_wire_req req;
-        rc = us_wire_req_init(out->data + off[s], bytes, m, f, t->table_id, batch_id,
-                              tokens, rows, pairs, n_groups, &req, err);
+        us_wire_req_desc d = { .mode = m, .flags = f, .table_id = t->table_id,
+                               .batch_id = batch_id, .n_tokens = tokens, .n_rows = rows,
+                               .n_pairs = pairs, .n_groups = n_groups };
+        rc = us_wire_req_init(out->data + off[s], bytes, &d, &req, err);
         if (rc != US_OK)
             return rc;
     }
@@ -209,8 +211,11 @@ int us_route_encode(const us_route *r, const us_table_info *t, uint8_t mode,
     }
     for (int s = 0; s < S; s++) {
         us_wire_req_hdr *h = (us_wire_req_hdr *)(out->data + off[s]);
-        us_wire_req_init(h, len[s], h->mode, h->flags, h->table_id, h->batch_id,
-                         h->n_tokens, h->n_rows, h->n_pairs, h->n_groups, &req[s], NULL);
+        us_wire_req_desc d = { .mode = h->mode, .flags = h->flags, .table_id = h->table_id,
+                               .batch_id = h->batch_id, .n_tokens = h->n_tokens,
+                               .n_rows = h->n_rows, .n_pairs = h->n_pairs,
+                               .n_groups = h->n_groups };
+        us_wire_req_init(h, len[s], &d, &req[s], NULL);
         r->shard_last[s] = UINT32_MAX;
         r->shard_cursor[s] = 0;
     }

@@ -293,9 +293,11 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
         L->stats.push_batches++;
     else
         L->stats.pull_batches++;
-    return us_route_encode(r, &L->table, L->wire_mode, 0, L->batch_id, b->weights,
-                           L->n_groups > 1 ? b->groups : NULL, L->n_groups, &L->send,
-                           L->shard_off, L->shard_len, err);
+    us_route_request q = { .mode = L->wire_mode, .batch_id = L->batch_id,
+                           .weights = b->weights,
+                           .groups = L->n_groups > 1 ? b->groups : NULL,
+                           .n_groups = L->n_groups };
+    return us_route_encode(r, &L->table, &q, &L->send, L->shard_off, L->shard_len, err);
 }
 
 /* Coordinator without a batch: one NOP (maybe STOP) per shard. */

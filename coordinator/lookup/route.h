@@ -89,16 +89,23 @@ int us_route_dedupe(us_route *r, const us_table_info *t, const uint64_t *rows,
 int us_route_assign(us_route *r, const us_table_info *t, int n_shards,
                     const bool *local, us_err *err);
 
+/* What one round asks of the shards (us_route_encode). */
+typedef struct us_route_request {
+    uint8_t        mode;       /* US_WIRE_PUSH, US_WIRE_ROWS or US_WIRE_NOP */
+    uint8_t        flags;      /* OR-ed into every header (e.g. US_WIRE_F_STOP) */
+    uint64_t       batch_id;
+    const float   *weights;    /* PUSH: [n_tokens * k], the batch's pair weights */
+    const uint8_t *groups;     /* PUSH: NULL, or [n_tokens * k] IVE groups */
+    uint32_t       n_groups;
+} us_route_request;
+
 /* Appends one request per shard to out (offsets/lengths in off[s], len[s]):
- * mode PUSH with the pairs (weights[n_tokens*k], groups optional), ROWS with
- * the unique rows, or NOP. A shard with nothing to do gets a NOP; `flags` is
- * OR-ed into every header (e.g. US_WIRE_F_STOP).
+ * mode PUSH with the pairs, ROWS with the unique rows, or NOP. A shard with
+ * nothing to do gets a NOP.
  * Returns: US_OK; US_EINVAL before us_route_assign; US_ENOMEM (cursors or
  * growing out). */
-int us_route_encode(const us_route *r, const us_table_info *t, uint8_t mode,
-                    uint8_t flags, uint64_t batch_id, const float *weights,
-                    const uint8_t *groups, uint32_t n_groups, us_wire_buf *out,
-                    uint64_t *off, uint64_t *len, us_err *err);
+int us_route_encode(const us_route *r, const us_table_info *t, const us_route_request *q,
+                    us_wire_buf *out, uint64_t *off, uint64_t *len, us_err *err);
 
 /* Frees the route's arrays. Returns: nothing. */
 void us_route_free(us_route *r);

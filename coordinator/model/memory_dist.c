@@ -485,6 +485,19 @@ void us_memory_dist_session_store(us_memory_dist *d, us_session_store *store)
     store->load = dist_session_load;
 }
 
+static int engine_serve(void *self, us_err *err) { return us_memory_dist_serve(self, err); }
+static int engine_finish(void *self, us_err *err) { return us_memory_dist_finish(self, err); }
+static void engine_close(void *self) { us_memory_dist_close(self); }
+
+static const us_round_engine_ops memory_engine_ops = {
+    .name = "memory", .serve = engine_serve, .finish = engine_finish, .close = engine_close,
+};
+
+us_round_engine us_memory_dist_engine(us_memory_dist *d)
+{
+    return (us_round_engine){ .ops = &memory_engine_ops, .self = d };
+}
+
 void us_memory_dist_close(us_memory_dist *d)
 {
     for (uint32_t t = 0; d->tables && t < d->n_tables; t++)

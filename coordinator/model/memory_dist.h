@@ -36,6 +36,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "coordinator/lookup/job.h"
 #include "coordinator/lookup/lookup.h"
 #include "coordinator/model/memory_backend.h"
 #include "kernels/us_status.h"
@@ -92,6 +93,11 @@ int us_memory_dist_finish(us_memory_dist *d, us_err *err);
 
 /* Shard-only ranks: serve cycles until the coordinator finishes. */
 int us_memory_dist_serve(us_memory_dist *d, us_err *err);
+
+/* d as the round engine of a job (coordinator/lookup/job.h): serve, finish
+ * and close are the calls below; the job closes d.
+ * Returns: the engine (borrows d; cannot fail). */
+us_round_engine us_memory_dist_engine(us_memory_dist *d);
 
 /* Frees everything (not collective). */
 void us_memory_dist_close(us_memory_dist *d);

@@ -51,7 +51,7 @@ typedef struct us_control_reply {
     char     msg[US_ERR_MSG_BYTES];          /* code != US_OK: the owner's message */
 } us_control_reply;
 
-/* Name of a kind ("CYCLE", ...), "?" for others. */
+/* Returns: the name of a kind ("CYCLE", ...), "?" for others (static). */
 const char *us_control_kind_name(int kind);
 
 /* Encodes m into frame[US_CONTROL_FRAME_BYTES].

@@ -39,7 +39,8 @@ typedef struct us_bench_lookup_opts {
     us_world_opts world;         /* roles */
 } us_bench_lookup_opts;
 
-/* The defaults of `ultrashard bench lookup` (documented in its usage text). */
+/* Returns: the defaults of `ultrashard bench lookup` (its usage text lists
+ * them; cannot fail). */
 us_bench_lookup_opts us_bench_lookup_defaults(void);
 
 /* Starts MPI (argc/argv as for MPI_Init), runs every selected configuration,

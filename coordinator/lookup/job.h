@@ -46,7 +46,8 @@ typedef struct us_round_engine {
  * US_OK or a US_E* code with *err set. */
 typedef int (*us_job_work_fn)(void *arg, us_err *err);
 
-/* A us_lookup as a round engine (us_lookup_serve / _finish / _close). */
+/* A us_lookup as a round engine (us_lookup_serve / _finish / _close).
+ * Returns: the engine (borrows L until the job closes it; cannot fail). */
 us_round_engine us_lookup_engine(us_lookup *L);
 
 /* Collective: every rank of world calls it with its engine (opened

@@ -26,6 +26,7 @@
 #include "coordinator/cli/cli.h"
 #include "coordinator/lookup/lookup.h"
 #include "kernels/gather.h"
+#include "kernels/hash.h"
 #include "shard/synth_view.h"
 
 typedef struct bench_opts {
@@ -59,10 +60,7 @@ static bool in_list(const char *list, const char *word)
 
 static uint64_t rng(uint64_t *s)
 {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return us_splitmix64_next(s);
 }
 
 /* Zipf(a) rank in [0, n) by inverting the continuous power law on [1, n+1)

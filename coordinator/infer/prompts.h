@@ -23,6 +23,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/hash.h"        /* us_fnv1a64: file_hash and id lookups */
 #include "kernels/us_status.h"
 
 #define US_PROMPT_ID_MAX 256
@@ -67,8 +68,5 @@ int us_utf8_valid(const uint8_t *s, size_t n, size_t *bad_offset);
 /* Copies s to out as valid UTF-8, each invalid byte replaced by U+FFFD.
  * out must hold 3 * n + 1 bytes; returns the length written (NUL added). */
 size_t us_utf8_sanitize(char *out, const uint8_t *s, size_t n);
-
-uint64_t us_fnv1a64(uint64_t h, const void *data, size_t n);
-#define US_FNV1A64_INIT 0xcbf29ce484222325ull
 
 #endif

@@ -5,24 +5,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "coordinator/infer/prompts.h"
-
-static uint64_t mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+#include "kernels/hash.h"
 
 void us_rng_seed(us_rng *r, uint64_t seed, const char *stream_name)
 {
-    uint64_t h = us_fnv1a64(US_FNV1A64_INIT, stream_name, strlen(stream_name));
-    r->state = mix(seed ^ mix(h));
+    uint64_t h = us_fnv1a64_str(stream_name);
+    r->state = us_splitmix64_mix(seed ^ us_splitmix64_mix(h));
 }
 
 uint64_t us_rng_next(us_rng *r)
 {
-    return mix(r->state += 0x9e3779b97f4a7c15ull);
+    return us_splitmix64_next(&r->state);
 }
 
 double us_rng_uniform(us_rng *r)

@@ -41,6 +41,11 @@ typedef struct infer_run {
     us_workspace ws;
     uint8_t allowed[US_VOCAB_SIZE];
     size_t next, active;      /* next prompt to admit, slots decoding */
+    /* For the ETA: work of the sequences not yet admitted (prompt tokens
+     * with BOS, max_tokens), and step time split between prefill and
+     * decoding by their shares of each step's tokens. */
+    uint64_t wait_prompt, wait_gen;
+    double prefill_s, decode_s;
 } infer_run;
 
 static double now_s(void)
@@ -168,16 +173,47 @@ static int admit(const infer_run *run, slot *s, long index, char **done_line, us
     return US_OK;
 }
 
-static void progress(const us_infer_stats *st, double t0, bool final)
+/* Prompt tokens still to feed and tokens still to generate (max_tokens:
+ * an upper bound, EOS may come first) of every unfinished sequence. */
+static void work_left(const infer_run *r, uint64_t *prompt, uint64_t *gen)
 {
+    *prompt = r->wait_prompt;
+    *gen = r->wait_gen;
+    for (size_t i = 0; i < r->B; i++) {
+        const slot *s = &r->slots[i];
+        if (s->index < 0)
+            continue;
+        *prompt += s->n_prompt - s->fed;
+        *gen += s->max_tokens > s->n_gen ? s->max_tokens - s->n_gen : 0;
+    }
+}
+
+/* Seconds left at the measured prefill and decode rates; a rate not seen
+ * yet (no token of that kind) is taken as the overall token rate. */
+static double eta_s(const infer_run *r, double elapsed_s)
+{
+    const us_infer_stats *st = r->st;
+    const double pt = (double)st->prompt_tokens, gt = (double)st->generated_tokens;
+    if (elapsed_s <= 0 || pt + gt == 0)
+        return 0.0;
+    const double any = (pt + gt) / elapsed_s;
+    const double prefill = pt > 0 && r->prefill_s > 0 ? pt / r->prefill_s : any;
+    const double decode = gt > 0 && r->decode_s > 0 ? gt / r->decode_s : any;
+    uint64_t prompt_left, gen_left;
+    work_left(r, &prompt_left, &gen_left);
+    return (double)prompt_left / prefill + (double)gen_left / decode;
+}
+
+static void progress(const infer_run *r, double t0, bool final)
+{
+    const us_infer_stats *st = r->st;
     double el = now_s() - t0;
-    size_t todo = st->sequences - st->resumed, done = st->finished;
-    double eta = done > 0 ? el / done * (todo - done) : 0.0;
     fprintf(stderr, "infer: %zu/%zu sequences done (%zu resumed), %.0f tokens/s generated, "
-            "%.0f tokens/s total, %s %.0fs\n", st->resumed + done, st->sequences, st->resumed,
-            el > 0 ? st->generated_tokens / el : 0.0,
+            "%.0f prompt tokens/s, %.0f tokens/s total, %s %.0fs\n", st->resumed + st->finished,
+            st->sequences, st->resumed, el > 0 ? st->generated_tokens / el : 0.0,
+            el > 0 ? st->prompt_tokens / el : 0.0,
             el > 0 ? (st->generated_tokens + st->prompt_tokens) / el : 0.0,
-            final ? "elapsed" : "ETA", final ? el : eta);
+            final ? "elapsed" : "ETA", final ? el : eta_s(r, el));
 }
 
 static int run_init(infer_run *r, us_err *err)
@@ -238,6 +274,8 @@ static int admit_waiting(infer_run *r, us_err *err)
             if (us_journal_is_done(r->j, idx))
                 continue;
             const us_prompt *p = &r->set->items[idx];
+            r->wait_prompt -= p->n_bytes + 1;   /* the slot counts it from here */
+            r->wait_gen -= p->max_tokens;
             char *done_line = NULL;
             int rc = admit(r, s, (long)idx, &done_line, err);
             if (rc != US_OK)
@@ -261,8 +299,9 @@ static int admit_waiting(infer_run *r, us_err *err)
 }
 
 /* Composes this step's batch: decoding slots take 1 token each first, so
- * prefill never starves them; prefilling slots share the rest of the budget,
- * each up to the end of its current segment. */
+ * prefill never starves them; prefilling slots share the rest of the budget
+ * in slot order, each up to its whole remaining prompt (the forward walks
+ * the segments; bigger chunks mean fewer, larger matrix products). */
 static void compose_step(infer_run *r)
 {
     size_t budget = r->o->batch_tokens;
@@ -277,8 +316,7 @@ static void compose_step(infer_run *r)
                 r->item_slot[r->n_items++] = i;
                 budget--;
             } else if (pass == 1 && prefilling && budget > 0) {
-                size_t n = s->n_prompt - s->fed, room = r->L - s->state.seg_fill;
-                n = n < room ? n : room;
+                size_t n = s->n_prompt - s->fed;
                 n = n < budget ? n : budget;
                 r->items[r->n_items] = (us_batch_item){ &s->state, s->prompt + s->fed,
                                                         (uint32_t)n };
@@ -313,13 +351,14 @@ static int retire_item(infer_run *r, size_t k, us_err *err)
 {
     const us_batch_item *it = &r->items[k];
     slot *s = &r->slots[r->item_slot[k]];
-    /* Track the tokens of the current segment (a session's tail). */
-    if (s->state.seg_fill == 0)
-        s->n_seg = 0;
-    else {
+    /* Track the tokens of the current segment (a session's tail): the
+     * chunk's last seg_fill tokens if it completed a segment, else all. */
+    const size_t fill = s->state.seg_fill;
+    if (s->n_seg + it->n_tokens >= r->L)
+        memcpy(s->seg_tokens, it->tokens + it->n_tokens - fill, fill * sizeof(int32_t));
+    else
         memcpy(s->seg_tokens + s->n_seg, it->tokens, it->n_tokens * sizeof(int32_t));
-        s->n_seg += it->n_tokens;
-    }
+    s->n_seg = fill;
     const char *finish = NULL;
     if (s->fed < s->n_prompt) {
         s->fed += it->n_tokens;
@@ -360,6 +399,39 @@ static void pace(const us_infer_opts *o)
     }
 }
 
+/* One forward step over the composed batch, then each item's result. */
+static int run_step(infer_run *r, us_err *err)
+{
+    compose_step(r);
+    size_t prefill_tokens = 0, step_tokens = 0;
+    for (size_t k = 0; k < r->n_items; k++) {
+        const slot *s = &r->slots[r->item_slot[k]];
+        step_tokens += r->items[k].n_tokens;
+        prefill_tokens += s->fed < s->n_prompt ? r->items[k].n_tokens : 0;
+    }
+    double t = now_s();
+    int rc = us_model_forward(r->m, &r->ws, r->items, r->n_items, r->logits, true, err);
+    if (rc != US_OK)
+        return rc;
+    r->st->steps++;
+    for (size_t k = 0; k < r->n_items && rc == US_OK; k++)
+        rc = retire_item(r, k, err);
+    double dt = now_s() - t, share = (double)prefill_tokens / (double)step_tokens;
+    r->prefill_s += dt * share;
+    r->decode_s += dt * (1.0 - share);
+    return rc;
+}
+
+/* Work of the sequences still waiting for a slot (for the ETA). */
+static void count_waiting(infer_run *r)
+{
+    for (size_t i = 0; i < r->set->count; i++)
+        if (!us_journal_is_done(r->j, i)) {
+            r->wait_prompt += r->set->items[i].n_bytes + 1;
+            r->wait_gen += r->set->items[i].max_tokens;
+        }
+}
+
 int us_infer_run(const us_model *m, const us_prompt_set *set, us_journal *j,
                  const us_infer_opts *o, us_infer_stats *st, us_err *err)
 {
@@ -372,19 +444,14 @@ int us_infer_run(const us_model *m, const us_prompt_set *set, us_journal *j,
         return us_err_set(err, US_EINVAL, "infer: need batch_size >= 1 and batch_tokens >= "
                           "batch_size (got %zu, %zu)", r.B, o->batch_tokens);
     int rc = run_init(&r, err);
+    count_waiting(&r);
     double t0 = now_s(), last_report = t0;
     while (rc == US_OK) {
         if ((rc = admit_waiting(&r, err)) != US_OK || r.active == 0)
             break;
-        compose_step(&r);
-        rc = us_model_forward(m, &r.ws, r.items, r.n_items, r.logits, true, err);
-        if (rc != US_OK)
-            break;
-        st->steps++;
-        for (size_t k = 0; k < r.n_items && rc == US_OK; k++)
-            rc = retire_item(&r, k, err);
+        rc = run_step(&r, err);
         if (rc == US_OK && o->progress && now_s() - last_report >= 1.0) {
-            progress(st, t0, false);
+            progress(&r, t0, false);
             last_report = now_s();
         }
         if (rc == US_OK)
@@ -393,7 +460,7 @@ int us_infer_run(const us_model *m, const us_prompt_set *set, us_journal *j,
     if (rc == US_OK) {
         st->seconds = now_s() - t0;
         if (o->progress)
-            progress(st, t0, true);
+            progress(&r, t0, true);
     }
     run_free(&r);
     return rc;

@@ -5,10 +5,18 @@
  * a finished sequence leaves its slot at once and the next waiting one joins
  * at the next step. Each step is one us_model_forward over all active
  * sequences: decoding sequences feed 1 token, prefilling ones feed a chunk
- * of their prompt (up to the end of the current Infini-attention segment and
- * within the step's token budget, batch_tokens). So a prompt of any length
- * runs at constant memory: the KV cache never exceeds one segment, the
- * compressive memory carries the rest.
+ * of their prompt within the step's token budget (batch_tokens, shared in
+ * slot order after the decoding tokens); a chunk may span many
+ * Infini-attention segments, which the forward walks in order (model.h). So
+ * a prompt of any length runs at constant memory: the KV cache never exceeds
+ * one segment, the compressive memory carries the rest, and the activations
+ * are bounded by batch_tokens.
+ *
+ * Progress (stderr, about once a second): sequences done, generated, prompt
+ * and total tokens/s, and an ETA for the prompt tokens still to feed plus
+ * the tokens still to generate (max_tokens, an upper bound) at the measured
+ * prefill and decode rates (each step's time is split between the two by
+ * their shares of its tokens).
  *
  * Tokens: BOS, then the prompt bytes; generated tokens are bytes until EOS
  * (not emitted) or max_tokens. BOS and PAD are never sampled. Sampling is

@@ -309,37 +309,79 @@ static uint32_t memory_target(const us_model_config *c, uint32_t l)
     return l + c->memory.skip < c->n_layers ? l + c->memory.skip : c->n_layers - 1;
 }
 
+/* Infini-attention of one item's tokens (q, k, v: its rows of the step),
+ * segment piece by segment piece: each piece attends to its segment's cache
+ * and retrieves from M, z as they were before its segment; a piece that
+ * fills the segment then folds it into M, z. This walk is the only
+ * sequential part of a long chunk (the paper's order per segment). */
+static void attention_item(const us_model *m, uint32_t l, us_workspace *ws, us_seq_state *s,
+                           size_t t0, size_t n_tokens)
+{
+    const us_model_config *c = &m->cfg;
+    const us_layer_weights *w = &m->layers[l];
+    const size_t H = c->n_heads, dh = c->head_dim, hd = H * dh, L = c->segment_len;
+    float *kc = s->k_cache + l * L * hd, *vc = s->v_cache + l * L * hd;
+    float *M = s->mem + l * hd * dh, *z = s->mem_norm + l * hd;
+    size_t fill = s->seg_fill;
+    for (size_t end = t0 + n_tokens; t0 < end;) {
+        const size_t n = end - t0 < L - fill ? end - t0 : L - fill;
+        const size_t off = t0 * hd;
+        memcpy(kc + fill * hd, ws->k + off, n * hd * sizeof(float));
+        memcpy(vc + fill * hd, ws->v + off, n * hd * sizeof(float));
+        /* Shapes hold by construction (n <= L - fill): cannot fail. */
+        (void)us_causal_attention_forward(ws->a_dot + off, ws->scratch, ws->q + off, kc, vc,
+                                          n, fill + n, H, dh);
+        us_infini_retrieve(ws->a_mem + off, ws->scratch, ws->q + off, M, z, n, H, dh, dh);
+        us_infini_gate(ws->att + off, ws->a_mem + off, ws->a_dot + off, w->beta, n, H, dh);
+        if (fill + n == L)   /* segment complete: fold it into the memory */
+            us_infini_update(M, z, ws->scratch, kc, vc, L, H, dh, dh, c->infini_rule);
+        fill = (fill + n) % L;
+        t0 += n;
+    }
+}
+
+/* Projections run over all T tokens of the step at once (matrix-matrix);
+ * only the Infini-attention walks each item's segments in order. */
 static void attention_layer(const us_model *m, uint32_t l, us_workspace *ws,
                             us_batch_item *items, size_t n_items, size_t T)
 {
     const us_model_config *c = &m->cfg;
     const us_layer_weights *w = &m->layers[l];
-    const size_t d = c->d_model, H = c->n_heads, dh = c->head_dim, hd = H * dh;
-    const size_t L = c->segment_len;
+    const size_t d = c->d_model, hd = (size_t)c->n_heads * c->head_dim;
     us_rmsnorm_forward(ws->h, ws->x, w->attn_norm, T, d, c->norm_eps);
     us_matmul_forward(ws->q, ws->h, w->wq, T, d, hd, 0.0f);
     us_matmul_forward(ws->k, ws->h, w->wk, T, d, hd, 0.0f);
     us_matmul_forward(ws->v, ws->h, w->wv, T, d, hd, 0.0f);
     size_t t0 = 0;
     for (size_t i = 0; i < n_items; i++) {
-        us_seq_state *s = items[i].state;
-        const size_t n = items[i].n_tokens, fill = s->seg_fill;
-        float *kc = s->k_cache + l * L * hd, *vc = s->v_cache + l * L * hd;
-        float *M = s->mem + l * hd * dh, *z = s->mem_norm + l * hd;
-        memcpy(kc + fill * hd, ws->k + t0 * hd, n * hd * sizeof(float));
-        memcpy(vc + fill * hd, ws->v + t0 * hd, n * hd * sizeof(float));
-        /* Shapes were checked by the caller (n <= L - fill): cannot fail. */
-        (void)us_causal_attention_forward(ws->a_dot + t0 * hd, ws->scratch, ws->q + t0 * hd,
-                                          kc, vc, n, fill + n, H, dh);
-        us_infini_retrieve(ws->a_mem + t0 * hd, ws->scratch, ws->q + t0 * hd, M, z, n, H,
-                           dh, dh);
-        us_infini_gate(ws->att + t0 * hd, ws->a_mem + t0 * hd, ws->a_dot + t0 * hd, w->beta,
-                       n, H, dh);
-        if (fill + n == L)   /* segment complete: fold it into the memory */
-            us_infini_update(M, z, ws->scratch, kc, vc, L, H, dh, dh, c->infini_rule);
-        t0 += n;
+        attention_item(m, l, ws, items[i].state, t0, items[i].n_tokens);
+        t0 += items[i].n_tokens;
     }
     us_matmul_forward(ws->x, ws->att, w->wo, T, hd, d, 1.0f);
+}
+
+/* The step's items against the contract (model.h); *T = their tokens. */
+static int check_items(const us_model_config *c, const us_batch_item *items, size_t n_items,
+                       size_t *T_out, us_err *err)
+{
+    const size_t V = c->vocab_size;
+    size_t T = 0;
+    for (size_t i = 0; i < n_items; i++) {
+        const us_batch_item *it = &items[i];
+        if (it->n_tokens == 0)
+            return us_err_set(err, US_EINVAL, "batch item %zu: no tokens", i);
+        for (size_t k = 0; k < i; k++)
+            if (items[k].state == it->state)   /* its segments would interleave */
+                return us_err_set(err, US_EINVAL, "batch items %zu and %zu: the same "
+                                  "sequence state twice in one step", k, i);
+        for (uint32_t j = 0; j < it->n_tokens; j++)
+            if (it->tokens[j] < 0 || (uint32_t)it->tokens[j] >= V)
+                return us_err_set(err, US_EINVAL, "batch item %zu: token %u is %d, outside "
+                                  "[0, %zu)", i, j, (int)it->tokens[j], V);
+        T += it->n_tokens;
+    }
+    *T_out = T;
+    return US_OK;
 }
 
 int us_model_forward(const us_model *m, us_workspace *ws, us_batch_item *items,
@@ -348,18 +390,9 @@ int us_model_forward(const us_model *m, us_workspace *ws, us_batch_item *items,
     const us_model_config *c = &m->cfg;
     const size_t d = c->d_model, V = c->vocab_size;
     size_t T = 0;
-    for (size_t i = 0; i < n_items; i++) {
-        const us_batch_item *it = &items[i];
-        if (it->n_tokens == 0 || it->state->seg_fill + it->n_tokens > c->segment_len)
-            return us_err_set(err, US_EINVAL, "batch item %zu: %u tokens after %u in a "
-                              "segment of %u", i, it->n_tokens, it->state->seg_fill,
-                              c->segment_len);
-        for (uint32_t j = 0; j < it->n_tokens; j++)
-            if (it->tokens[j] < 0 || (uint32_t)it->tokens[j] >= V)
-                return us_err_set(err, US_EINVAL, "batch item %zu: token %u is %d, outside "
-                                  "[0, %zu)", i, j, (int)it->tokens[j], V);
-        T += it->n_tokens;
-    }
+    int rc = check_items(c, items, n_items, &T, err);
+    if (rc != US_OK)
+        return rc;
     if (T > ws->max_tokens)
         return us_err_set(err, US_EINVAL, "batch of %zu tokens exceeds the workspace (%zu)",
                           T, ws->max_tokens);
@@ -374,7 +407,6 @@ int us_model_forward(const us_model *m, us_workspace *ws, us_batch_item *items,
      * x) at their target layer, after its FFN slot: in between, an
      * asynchronous backend works while the other layers compute. */
     bool inflight[US_MODEL_MAX_LAYERS] = { false };
-    int rc = US_OK;
     for (uint32_t l = 0; l < c->n_layers && rc == US_OK; l++) {
         const us_layer_weights *w = &m->layers[l];
         attention_layer(m, l, ws, items, n_items, T);

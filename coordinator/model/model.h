@@ -21,15 +21,19 @@
  * across segments. Its size is fixed whatever the sequence length.
  *
  * Forward (us_model_forward) runs one step over a batch of sequences: each
- * item appends 1..(L - seg_fill) tokens to its sequence (a chunk never
- * crosses a segment boundary), all items' tokens go through the projections,
- * FFNs, MoE and memory lookups together (one lookup per memory layer per
- * step, begun at the memory layer and ended `skip` layers later, see
- * memlayer.h), attention runs per item against its own cache. When an item's
- * segment becomes full, each layer's memory is updated with the segment's
- * K, V (after this chunk retrieved from the old memory) and the cache is
- * emptied. Prefill in segment-sized chunks and token-by-token decoding give
- * the same logits up to float rounding.
+ * item appends any number of tokens to its sequence (a long prompt chunk may
+ * span many segments). All items' tokens go through the norms, projections,
+ * FFNs, MoE and memory lookups together, as matrix-matrix kernels (one lookup
+ * per memory layer per step, begun at the memory layer and ended `skip`
+ * layers later, see memlayer.h). Only Infini-attention is sequential: per
+ * layer, each item walks its tokens segment by segment: a piece attends
+ * causally to its segment's cache and retrieves from M, z as they were before
+ * its segment; when a segment fills, M, z are updated with its K, V and the
+ * cache is emptied. So a layer finishes every segment of a chunk before the
+ * next layer starts, which the paper's per-segment order allows: the only
+ * dependency between segments is the memory within one layer. Prefill in
+ * chunks of any size and token-by-token decoding give the same logits up to
+ * float rounding.
  */
 #ifndef US_MODEL_H
 #define US_MODEL_H
@@ -137,14 +141,14 @@ void us_workspace_free(us_workspace *ws);
 typedef struct us_batch_item {
     us_seq_state  *state;
     const int32_t *tokens;    /* token ids in [0, V) */
-    uint32_t       n_tokens;  /* 1 .. L - state->seg_fill */
+    uint32_t       n_tokens;  /* >= 1; may cross segment boundaries */
 } us_batch_item;
 
 /* One forward step (see the top comment). logits: last_only ? one row per
  * item [n_items][V] : every token [sum n_tokens][V].
- * Returns: US_OK; US_EINVAL for a bad item (chunk crossing the segment,
- * token out of range, too many tokens for the workspace) before any state
- * changes; a memory layer's error (scoring or backend: any US_E* code,
+ * Returns: US_OK; US_EINVAL for a bad item (no tokens, a token out of range,
+ * the same state in two items, more tokens in all than the workspace holds)
+ * before any state changes; a memory layer's error (scoring or backend: any US_E* code,
  * prefixed with the layer) is passed up, and the states may then be partly
  * advanced: drop them. */
 int us_model_forward(const us_model *m, us_workspace *ws, us_batch_item *items,

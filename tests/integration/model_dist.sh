@@ -2,7 +2,8 @@
 # The model with its memory values on shard ranks (coordinator/model/memory_dist.h)
 # gives the numpy reference's logits (tests/ref/model.py, 1e-4 absolute):
 # tiny preset in 4 ranks (1 coordinator + 3 shards) over both transports and
-# both gather modes; a two-memory-layer model (skip 2, two tables served in
+# both gather modes, and with chunks crossing segment boundaries (bigger
+# lookup rounds, model_logits "span"); a two-memory-layer model (skip 2, two tables served in
 # cyclic table order) fed token by token in 3 ranks (2 shards); a store
 # whose shard count does not match the job is refused, naming both counts.
 set -euo pipefail
@@ -23,6 +24,8 @@ for transport in mpi fabric; do
     echo -n "4 ranks, $transport, $mode: "; check "$dir/m" "$dir/c.f32"
   done
 done
+$MPIRUN -n 4 "$tool" "$dir/m" "$dir/tok.i32" "$dir/c_span.f32" span "$dir/s3" mpi auto
+echo -n "4 ranks, mpi, auto, chunks across segments: "; check "$dir/m" "$dir/c_span.f32"
 
 /usr/bin/python3 - "$dir/m/config.json" "$dir/two.json" <<'PY'
 import json, sys

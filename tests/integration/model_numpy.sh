@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # C model forward vs the independent numpy reference (tests/ref/model.py):
 # tiny preset (dense + memory + MoE layers), 44 tokens = 3 segments of 16
-# (the last partial), logits within 1e-4 absolute, fed three ways (segment
-# prefill, token-by-token decode, chunks of 3 batched with other sequences),
+# (the last partial), logits within 1e-4 absolute, fed five ways (segment
+# prefill, token-by-token decode, chunks of 3 batched with other sequences,
+# all 44 tokens in one step, chunks of 1.5 segments batched with sequences
+# taking 2.5 segments and 1 token: chunks crossing segment boundaries),
 # for both Infini-attention update rules, and for config variants (raw
 # memory weights, skip 0, skip past the last layer, no query LayerNorm). Then the same check must FAIL when
 # the reference drops the memory layer, the Infini memory or the MoE layer
@@ -24,7 +26,7 @@ import json, sys
 c = json.load(open(sys.argv[1])); c["infini_rule"] = sys.argv[2]
 json.dump(c, open(sys.argv[1], "w"), indent=1)
 PY
-  for mode in prefill decode batch; do
+  for mode in prefill decode batch whole span; do
     "$tool" "$dir/m" "$dir/tok.i32" "$dir/c_$mode.f32" "$mode"
     echo -n "$rule $mode: "
     /usr/bin/python3 tests/ref/model.py check "$dir/m" "$dir/tok.i32" "$dir/c_$mode.f32" 1e-4

@@ -10,6 +10,9 @@
  *   decode    one token per step (KV cache inside the segment)
  *   batch     chunks of 3, in a batch with two other sequences (different
  *             tokens, different chunk phases) that must not disturb it
+ *   whole     every token in one step (the forward walks the segments)
+ *   span      chunks of 1.5 segments, crossing segment boundaries, in a
+ *             batch with two others taking 2.5 segments and 1 token
  * Value tables come from MODEL_DIR/values (local backend), or, with
  * STORE_DIR, from a store served by the shard ranks of this MPI job
  * (memory_dist.h; run under mpirun: rank 0 computes, the others serve;
@@ -31,6 +34,14 @@ static int fail(const us_err *err)
     return 1;
 }
 
+#define MAX_TOKENS 4096
+
+/* Largest step of any mode: whole (T) or span (L + L/2 + 2L + L/2 + 1). */
+static size_t max_step_tokens(size_t T, size_t L)
+{
+    return (T > 5 * L ? T : 5 * L) + 1;
+}
+
 /* What the computing rank does (the job's coordinator work). */
 typedef struct logits_job {
     us_model *m;
@@ -49,22 +60,23 @@ static int compute_logits(void *arg, us_err *err)
     FILE *f = fopen(job->tokens_path, "rb");
     if (f == NULL)
         return us_err_set(err, US_EIO, "%s: cannot open", job->tokens_path);
-    int32_t tokens[4096];
-    size_t T = fread(tokens, 4, 4096, f);
+    int32_t tokens[MAX_TOKENS];
+    size_t T = fread(tokens, 4, MAX_TOKENS, f);
     fclose(f);
     const size_t V = mp->cfg.vocab_size, L = mp->cfg.segment_len;
     float *logits = malloc(T * V * sizeof(float));
-    float *step = malloc(3 * L * V * sizeof(float));
+    const size_t max_step = max_step_tokens(T, L);
+    float *step = malloc(max_step * V * sizeof(float));
     us_seq_state s[3];
     us_workspace ws;
     if (logits == NULL || step == NULL)
         return us_err_set(err, US_ENOMEM, "logits of %zu tokens", T);
-    if ((rc = us_workspace_init(&ws, &mp->cfg, 3 * L, err)) != US_OK)
+    if ((rc = us_workspace_init(&ws, &mp->cfg, max_step, err)) != US_OK)
         return rc;
     for (int i = 0; i < 3; i++)
         if ((rc = us_seq_state_init(&s[i], &mp->cfg, err)) != US_OK)
             return rc;
-    int32_t other[2][4096];
+    int32_t other[2][MAX_TOKENS];
     for (size_t t = 0; t < T; t++) {
         other[0][t] = (int32_t)((tokens[t] * 7 + 3) % 256);
         other[1][t] = (int32_t)((t * 13 + 5) % 259);
@@ -78,16 +90,21 @@ static int compute_logits(void *arg, us_err *err)
             n = 1;
         else if (strcmp(mode, "batch") == 0)
             n = 3 < room ? 3 : room;
+        else if (strcmp(mode, "whole") == 0)
+            n = T;
+        else if (strcmp(mode, "span") == 0)
+            n = L + L / 2;
         else
             return us_err_set(err, US_EINVAL, "unknown mode '%s'", mode);
         if (n > T - pos)
             n = T - pos;
         us_batch_item items[3] = { { &s[0], tokens + pos, (uint32_t)n } };
         size_t n_items = 1;
-        if (strcmp(mode, "batch") == 0) {
+        bool spans = strcmp(mode, "span") == 0;
+        if (strcmp(mode, "batch") == 0 || spans) {
             for (int o = 0; o < 2; o++) {
                 size_t want = o == 0 ? 5 : 1, r = L - s[1 + o].seg_fill;
-                size_t k = want < r ? want : r;
+                size_t k = spans ? (o == 0 ? 2 * L + L / 2 : 1) : want < r ? want : r;
                 if (opos[o] + k > T)
                     continue;
                 items[n_items++] = (us_batch_item){ &s[1 + o], other[o] + opos[o], (uint32_t)k };
@@ -143,7 +160,7 @@ int main(int argc, char **argv)
         .transport = argv[6],
         .mode = strcmp(argv[7], "push") == 0 ? US_LOOKUP_PUSH :
                 strcmp(argv[7], "pull") == 0 ? US_LOOKUP_PULL : US_LOOKUP_AUTO,
-        .max_tokens = 3 * m.cfg.segment_len,
+        .max_tokens = (uint32_t)max_step_tokens(MAX_TOKENS, m.cfg.segment_len),
         .k = m.cfg.memory.heads * m.cfg.memory.knn,
         .n_groups = m.cfg.memory.ive_groups, .n_threads = 1 };
     if (us_memory_dist_open(&dist, &w, argv[5], us_model_config_memory_layers(&m.cfg), &o,

@@ -55,6 +55,14 @@ static void fixture_free(fixture *fx)
     free(fx->table);
 }
 
+static float max_abs_diff(const float *x, const float *y, size_t n)
+{
+    float m = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        m = fabsf(x[i] - y[i]) > m ? fabsf(x[i] - y[i]) : m;
+    return m;
+}
+
 static void test_forward_contract(void **state)
 {
     (void)state;
@@ -65,7 +73,7 @@ static void test_forward_contract(void **state)
     const size_t V = c->vocab_size, L = c->segment_len;
     us_workspace ws;
     us_seq_state a, b;
-    assert_int_equal(us_workspace_init(&ws, c, 2 * L, &err), US_OK);
+    assert_int_equal(us_workspace_init(&ws, c, 3 * L, &err), US_OK);
     assert_int_equal(us_seq_state_init(&a, c, &err), US_OK);
     assert_int_equal(us_seq_state_init(&b, c, &err), US_OK);
     int32_t toks[40], other[40];
@@ -73,7 +81,7 @@ static void test_forward_contract(void **state)
         toks[i] = (i * 37 + 11) % 256;
         other[i] = (i * 101 + 7) % 259;
     }
-    float *alone = malloc(40 * V * 4), *batched = malloc(2 * L * V * 4);
+    float *alone = malloc(40 * V * 4), *batched = malloc(3 * L * V * 4);
     us_batch_item it = { &a, toks, 1 };
     /* no backend yet: the memory layer refuses to run */
     assert_int_equal(us_model_forward(&fx.m, &ws, &it, 1, alone, false, &err), US_EINVAL);
@@ -103,22 +111,46 @@ static void test_forward_contract(void **state)
     }
     assert_true(maxdiff < 1e-4f);
     assert_true(maxdiff >= 0.0f);
+    /* all 40 tokens (2.5 segments) in one step: the forward walks the
+     * segments, every position's logits as above */
+    us_seq_state_reset(&a, c);
+    it = (us_batch_item){ &a, toks, 40 };
+    assert_int_equal(us_model_forward(&fx.m, &ws, &it, 1, batched, false, &err), US_OK);
+    assert_int_equal(a.tokens_seen, 40);
+    assert_int_equal(a.seg_fill, 40 % L);
+    assert_true(max_abs_diff(batched, alone, 40 * V) < 1e-5f);
+    /* chunks of 13 crossing segment boundaries, each step batched with b
+     * taking 21 tokens (also crossing): a's logits unchanged */
+    us_seq_state_reset(&a, c);
+    us_seq_state_reset(&b, c);
+    for (size_t pos = 0; pos < 40; pos += 13) {
+        uint32_t n = 40 - pos < 13 ? (uint32_t)(40 - pos) : 13;
+        us_batch_item two[2] = { { &b, other, 21 }, { &a, toks + pos, n } };
+        assert_int_equal(us_model_forward(&fx.m, &ws, two, 2, batched, false, &err), US_OK);
+        assert_true(max_abs_diff(batched + 21 * V, alone + pos * V, n * V) < 1e-5f);
+    }
+    assert_int_equal(a.seg_fill, 40 % L);
+    assert_int_equal(b.tokens_seen, 4 * 21);
+    assert_int_equal(b.seg_fill, (4 * 21) % L);
     /* contract violations change nothing */
     uint64_t seen = a.tokens_seen;
     uint32_t fill = a.seg_fill;
-    it = (us_batch_item){ &a, toks, (uint32_t)(L - fill + 1) };
+    it = (us_batch_item){ &a, toks, 0 };
     assert_int_equal(us_model_forward(&fx.m, &ws, &it, 1, batched, true, &err), US_EINVAL);
-    assert_non_null(strstr(err.msg, "segment"));
+    assert_non_null(strstr(err.msg, "batch item 0: no tokens"));
+    us_batch_item same[2] = { { &a, toks, 1 }, { &a, toks + 1, 1 } };
+    assert_int_equal(us_model_forward(&fx.m, &ws, same, 2, batched, true, &err), US_EINVAL);
+    assert_non_null(strstr(err.msg, "batch items 0 and 1: the same sequence state"));
     int32_t bad_tok = 259;
     it = (us_batch_item){ &a, &bad_tok, 1 };
     assert_int_equal(us_model_forward(&fx.m, &ws, &it, 1, batched, true, &err), US_EINVAL);
     assert_non_null(strstr(err.msg, "token 0 is 259"));
     assert_int_equal(a.tokens_seen, seen);
     assert_int_equal(a.seg_fill, fill);
-    us_seq_state_reset(&b, c);   /* b may take a whole segment: 16 + 8 + 16 > 32 */
-    us_batch_item many[3] = { { &b, toks, 16 }, { &a, toks, 8 }, { &b, toks, 16 } };
-    assert_int_equal(us_model_forward(&fx.m, &ws, many, 3, batched, true, &err), US_EINVAL);
-    assert_non_null(strstr(err.msg, "exceeds the workspace"));
+    us_seq_state_reset(&b, c);   /* 40 + 9 > 48 */
+    us_batch_item many[2] = { { &b, toks, 40 }, { &a, toks, 9 } };
+    assert_int_equal(us_model_forward(&fx.m, &ws, many, 2, batched, true, &err), US_EINVAL);
+    assert_non_null(strstr(err.msg, "batch of 49 tokens exceeds the workspace (48)"));
     /* state size does not grow with the sequence */
     assert_int_equal(us_seq_state_floats(c), 4 * (2 * 16 * 64 + 64 * 32 + 64));
     free(alone);

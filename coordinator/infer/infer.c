@@ -45,7 +45,7 @@ typedef struct infer_run {
      * with BOS, max_tokens), and step time split between prefill and
      * decoding by their shares of each step's tokens. */
     uint64_t wait_prompt, wait_gen;
-    double prefill_s, decode_s;
+    double prefill_s, decode_s, step_end_s;
 } infer_run;
 
 static double now_s(void)
@@ -409,14 +409,17 @@ static int run_step(infer_run *r, us_err *err)
         step_tokens += r->items[k].n_tokens;
         prefill_tokens += s->fed < s->n_prompt ? r->items[k].n_tokens : 0;
     }
-    double t = now_s();
     int rc = us_model_forward(r->m, &r->ws, r->items, r->n_items, r->logits, true, err);
     if (rc != US_OK)
         return rc;
     r->st->steps++;
     for (size_t k = 0; k < r->n_items && rc == US_OK; k++)
         rc = retire_item(r, k, err);
-    double dt = now_s() - t, share = (double)prefill_tokens / (double)step_tokens;
+    /* Wall time since the previous step (admission and pacing included),
+     * so the rates predict wall time. */
+    double now = now_s(), dt = now - r->step_end_s;
+    double share = (double)prefill_tokens / (double)step_tokens;
+    r->step_end_s = now;
     r->prefill_s += dt * share;
     r->decode_s += dt * (1.0 - share);
     return rc;
@@ -446,6 +449,7 @@ int us_infer_run(const us_model *m, const us_prompt_set *set, us_journal *j,
     int rc = run_init(&r, err);
     count_waiting(&r);
     double t0 = now_s(), last_report = t0;
+    r.step_end_s = t0;
     while (rc == US_OK) {
         if ((rc = admit_waiting(&r, err)) != US_OK || r.active == 0)
             break;

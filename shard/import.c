@@ -249,7 +249,7 @@ int us_import(MPI_Comm comm, const us_import_opts *o, const us_import_table *tab
                     fault_point(++files_done);
             }
             written += bytes;
-            blocks += t->block_slot_bytes ? bytes / t->block_slot_bytes : 0;
+            blocks += bytes ? us_layout_shard_blocks(t, m.shard_count, s, NULL) : 0;
         }
         free(ctx.in_buf);
         ctx.in_buf = NULL;

@@ -194,8 +194,13 @@ int us_cmd_inspect(int argc, char **argv)
         return us_cli_fail("inspect", &err);
     }
     if (!json)
-        printf("store %s: format %u, %u shards, %zu tables\n", dir, m.format_version,
-               m.shard_count, m.n_tables);
+        printf("store %s: format %u, %u shards, %zu tables\n%s", dir, m.format_version,
+               m.shard_count, m.n_tables, m.format_version == US_STORE_FORMAT_NO_HEADER ?
+               "  identity: unchecked (format 1: shard files carry no header; a swapped "
+               "file is caught only by block checksums)\n" : "");
+    if (!json && m.format_version != US_STORE_FORMAT_NO_HEADER)
+        printf("  identity: store id %016llx%016llx in every shard file header\n",
+               (unsigned long long)m.store_id_hi, (unsigned long long)m.store_id_lo);
     uint64_t total_blocks = 0;
     for (size_t i = 0; i < m.n_tables; i++) {
         const us_table_layout *t = &m.tables[i];
@@ -204,8 +209,8 @@ int us_cmd_inspect(int argc, char **argv)
             for (uint32_t s = 0; s < m.shard_count; s++) {
                 uint64_t k = us_layout_shard_blocks(t, m.shard_count, s, NULL);
                 blocks[s] += k;
-                bytes[s] += k * t->block_slot_bytes;
-                stored += k * t->block_slot_bytes;
+                bytes[s] += us_layout_file_bytes(t, k);
+                stored += us_layout_file_bytes(t, k);
             }
         if (!t->synthetic)
             total_blocks += t->n_blocks;

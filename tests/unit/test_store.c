@@ -157,6 +157,11 @@ static void test_write_open_read_all_backends(void **state)
             FILE *f = fopen(path, "rb");
             assert_non_null(f);
             uint8_t *slot = malloc(t->block_slot_bytes);
+            /* the identity header comes first */
+            assert_int_equal(fread(slot, 1, US_SHARD_HEADER_BYTES, f), US_SHARD_HEADER_BYTES);
+            assert_memory_equal(slot, "USSHARD", 8);
+            assert_int_equal(slot[12], t->table_id);
+            assert_int_equal(slot[32], s);
             for (uint64_t k = 0; k < n; k++) {
                 assert_int_equal(fread(slot, 1, t->block_slot_bytes, f), t->block_slot_bytes);
                 uint64_t rows = us_layout_block_rows(t, ids[k]);
@@ -260,7 +265,7 @@ static void test_corruption_detected(void **state)
     uint64_t ids[64];
     uint64_t n = us_layout_shard_blocks(&tables[0], 2, 1, ids);
     assert_true(n >= 3);
-    flip_byte(path, 2 * 4096 + 17);
+    flip_byte(path, US_SHARD_HEADER_BYTES + 2 * 4096 + 17);
     char needle[64];
     snprintf(needle, sizeof needle, "block %llu in file", (unsigned long long)ids[2]);
     assert_int_equal(us_store_open(bad, &ram, &st, &err), US_ECORRUPT);   /* never served */
@@ -269,8 +274,31 @@ static void test_corruption_detected(void **state)
     assert_non_null(strstr(err.msg, "table-0.shard-1.bin"));
     assert_int_equal(us_store_open(bad, &mmv, &st, &err), US_ECORRUPT);
     assert_non_null(strstr(err.msg, needle));
-    /* mmap without verify opens (no scan), and verify finds exactly one bad block */
-    assert_int_equal(us_store_open(bad, &mm, &st, &err), US_OK);
+    /* a small store is checked at open by default (AUTO) */
+    assert_int_equal(us_store_open(bad, &mm, &st, &err), US_ECORRUPT);
+    assert_non_null(strstr(err.msg, needle));
+    /* check on first use: opens without a scan; the bad block is refused on
+     * use (and stays refused), the others serve; verify finds exactly one */
+    us_store_opts mmf = mm;
+    mmf.check = US_STORE_CHECK_FIRST_USE;
+    assert_int_equal(us_store_open(bad, &mmf, &st, &err), US_OK);
+    float row[8], scale;
+    uint64_t bad_row = ids[2] << 4, good_row = ids[1] << 4;
+    for (int again = 0; again < 2; again++) {
+        err.msg[0] = '\0';
+        assert_int_equal(us_store_read_row(st, 0, bad_row, row, &scale, &err), US_ECORRUPT);
+        assert_non_null(strstr(err.msg, needle));
+        assert_non_null(strstr(err.msg, "table-0.shard-1.bin"));
+    }
+    assert_int_equal(us_store_read_row(st, 0, good_row, row, &scale, &err), US_OK);
+    uint64_t mixed[3] = { good_row, bad_row + 3, good_row + 1 };
+    assert_int_equal(us_store_check_rows(st, 0, mixed, 3, &err), US_ECORRUPT);
+    assert_non_null(strstr(err.msg, needle));
+    assert_int_equal(us_store_check_rows(st, 0, mixed, 1, &err), US_OK);
+    assert_int_equal(us_store_check_table(st, 0, &err), US_ECORRUPT);
+    assert_int_equal(us_store_check_table(st, 1, &err), US_OK);
+    us_store_close(st);
+    assert_int_equal(us_store_open(bad, &mmf, &st, &err), US_OK);
     us_verify_report rep;
     assert_int_equal(us_store_verify(st, false, &rep, &err), US_ECORRUPT);
     assert_int_equal(rep.blocks_bad, 1);
@@ -279,20 +307,20 @@ static void test_corruption_detected(void **state)
     /* a flipped int8 scale is caught too */
     copy_dir(good, bad);
     snprintf(path, sizeof path, "%s/table-1.shard-0.bin", bad);
-    flip_byte(path, (long)tables[1].scales_offset_bytes + 2);
+    flip_byte(path, (long)(US_SHARD_HEADER_BYTES + tables[1].scales_offset_bytes + 2));
     assert_int_equal(us_store_open(bad, &ram, &st, &err), US_ECORRUPT);
     assert_non_null(strstr(err.msg, "'q'"));
     /* padding bytes beyond the valid rows are not part of the block */
     copy_dir(good, bad);
     snprintf(path, sizeof path, "%s/table-0.shard-0.bin", bad);
-    flip_byte(path, 4096 - 1);
+    flip_byte(path, US_SHARD_HEADER_BYTES + 4096 - 1);
     assert_int_equal(us_store_open(bad, &ram, &st, &err), US_OK);
     us_store_close(st);
 
     /* truncated shard file: refused on every backend, naming block and file */
     copy_dir(good, bad);
     snprintf(path, sizeof path, "%s/table-0.shard-1.bin", bad);
-    assert_int_equal(truncate(path, 4096 * 2 + 100), 0);
+    assert_int_equal(truncate(path, US_SHARD_HEADER_BYTES + 4096 * 2 + 100), 0);
     snprintf(needle, sizeof needle, "block %llu in file", (unsigned long long)ids[2]);
     assert_int_equal(us_store_open(bad, &mm, &st, &err), US_ECORRUPT);
     assert_non_null(strstr(err.msg, "truncated"));
@@ -362,10 +390,10 @@ static void test_manifest_semantics(void **state)
     assert_int_equal(back.block_crc[0][3], 0xabcdef01u);
     us_manifest_free(&back);
     /* a newer format version is refused */
-    m.format_version = 2;
+    m.format_version = US_STORE_FORMAT_VERSION + 1;
     assert_int_equal(us_manifest_write(dir, &m, &err), US_OK);
     assert_int_equal(us_manifest_read(dir, &back, &err), US_EVERSION);
-    m.format_version = 1;
+    m.format_version = US_STORE_FORMAT_VERSION;
     /* duplicate table names */
     us_manifest two;
     assert_int_equal(us_manifest_alloc(&two, 2, 2, &err), US_OK);
@@ -411,9 +439,13 @@ static void test_mmap_table_larger_than_ram(void **state)
         snprintf(path, sizeof path, "%s/%s", dir, name);
         FILE *f = fopen(path, "w");
         assert_non_null(f);
+        uint8_t header[US_SHARD_HEADER_BYTES];
+        us_shard_header h = us_shard_header_expected(&m.tables[0], 2, s);
+        us_shard_header_encode(header, &h);
+        assert_int_equal(fwrite(header, 1, sizeof header, f), sizeof header);
         fclose(f);
         uint64_t n = us_layout_shard_blocks(&t, 2, s, NULL);
-        if (truncate(path, (off_t)(n * t.block_slot_bytes)) != 0) {
+        if (truncate(path, (off_t)us_layout_file_bytes(&m.tables[0], n)) != 0) {
             us_manifest_free(&m);
             skip();        /* file system without sparse files of this size */
         }
@@ -424,7 +456,7 @@ static void test_mmap_table_larger_than_ram(void **state)
     us_store_opts o = { .backend = US_BACKEND_MMAP, .shard_index = US_STORE_ALL_SHARDS };
     us_store *st;
     assert_int_equal(us_store_open(dir, &o, &st, &err), US_OK);
-    assert_int_equal(us_store_local_bytes(st), 64ull << 30);
+    assert_int_equal(us_store_local_bytes(st), (64ull << 30) + 2 * US_SHARD_HEADER_BYTES);
     us_rows_view v;
     assert_int_equal(us_store_view(st, 0, &v, &err), US_OK);
     float sum = 0;

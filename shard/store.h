@@ -58,7 +58,9 @@
  *                                   atomics, so concurrent callers are safe);
  *                        AUTO       OPEN when the local files total at most
  *                                   US_STORE_CHECK_OPEN_MAX_BYTES, else
- *                                   FIRST_USE.
+ *                                   FIRST_USE; the environment variable
+ *                                   US_STORE_CHECK=open|first-use overrides
+ *                                   AUTO (tests, measurements).
  * A corrupt block is never served: the open (OPEN) or the request
  * (FIRST_USE) fails with US_ECORRUPT naming the table, the block and the
  * file, and the block stays refused. Serving code must pass the rows of

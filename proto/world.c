@@ -201,6 +201,17 @@ int us_world_agree(const us_world *w, int rc, const char *what, us_err *err)
 {
     if (w == NULL || w->comm == MPI_COMM_NULL || w->size <= 1)
         return rc;
+    return us_comm_agree(w->comm, rc, what, err);
+}
+
+int us_comm_agree(MPI_Comm comm, int rc, const char *what, us_err *err)
+{
+    us_world wv = { .comm = comm };
+    us_world *w = &wv;
+    MPI_Comm_rank(comm, &w->rank);
+    MPI_Comm_size(comm, &w->size);
+    if (w->size <= 1)
+        return rc;
     int *all = malloc((size_t)w->size * sizeof *all);
     if (all == NULL) {
         /* still enter a collective so no rank waits forever */
@@ -235,8 +246,8 @@ int us_world_agree(const us_world *w, int rc, const char *what, us_err *err)
     MPI_Barrier(w->comm);
     if (n_failed == 0 || rc != US_OK)
         return rc;
-    return us_err_set(err, first_code, "%s failed on rank%s %s (see %s message above)", what,
-                      n_failed > 1 ? "s" : "", list, n_failed > 1 ? "their" : "its");
+    return us_err_set(err, first_code, "%s aborted: rank%s %s failed (see %s message above)",
+                      what, n_failed > 1 ? "s" : "", list, n_failed > 1 ? "their" : "its");
 }
 
 void us_world_abort(const us_world *w, const us_err *err)

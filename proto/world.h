@@ -85,9 +85,11 @@ void us_world_finalize(us_world *w);
  * all pass a barrier, so those lines are out before any rank returns.
  * Returns US_OK when every rank succeeded; a failing rank gets its own rc
  * (err unchanged); the others get the first failing rank's code with *err
- * naming WHAT and the failing ranks ("... failed on ranks 2, 3 (see their
- * messages above)"). US_EMPI if the collective itself failed. */
+ * naming WHAT and the failing ranks ("WHAT aborted: ranks 2, 3 failed (see
+ * their messages above)"). US_EMPI if the collective itself failed. */
 int us_world_agree(const us_world *w, int rc, const char *what, us_err *err);
+/* The same over any communicator (import runs on a bare one). */
+int us_comm_agree(MPI_Comm comm, int rc, const char *what, us_err *err);
 
 #define US_WORLD_WATCHDOG_MS 50
 

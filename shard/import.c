@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "proto/world.h"
 #include "shard/durable.h"
 #include "shard/manifest.h"
 #include "shard/rowcodec.h"
@@ -31,17 +32,10 @@ typedef struct import_ctx {
 
 /* Agreement: every rank learns the lowest (most negative) status and the
  * rank that has it; a rank that was fine reports who failed. */
+/* Failing ranks' messages are out before any rank returns (proto/world.h). */
 static int agree(MPI_Comm comm, int rc, us_err *err)
 {
-    int rank;
-    MPI_Comm_rank(comm, &rank);
-    struct { int rc, rank; } in = { rc, rank }, out;
-    if (MPI_Allreduce(&in, &out, 1, MPI_2INT, MPI_MINLOC, comm) != MPI_SUCCESS)
-        return us_err_set(err, US_EMPI, "import: MPI_Allreduce of the status failed");
-    if (out.rc != US_OK && rc == US_OK)
-        return us_err_set(err, out.rc, "import aborted: rank %d failed (see its message)",
-                          out.rank);
-    return out.rc;
+    return us_comm_agree(comm, rc, "import", err);
 }
 
 static int fill_from_tensor(void *vctx, const us_table_layout *t, uint64_t block,

@@ -159,6 +159,18 @@ int us_cmd_import(int argc, char **argv)
     return status;
 }
 
+static void print_identity(const char *dir, const us_manifest *m)
+{
+    printf("store %s: format %u, %u shards, %zu tables\n", dir, m->format_version,
+           m->shard_count, m->n_tables);
+    if (m->format_version == US_STORE_FORMAT_NO_HEADER)
+        printf("  identity: unchecked (format 1: shard files carry no header; a swapped "
+               "file is caught only by block checksums)\n");
+    else
+        printf("  identity: store id %016llx%016llx in every shard file header\n",
+               (unsigned long long)m->store_id_hi, (unsigned long long)m->store_id_lo);
+}
+
 int us_cmd_inspect(int argc, char **argv)
 {
     const us_command *cmd = us_command_find("inspect");
@@ -194,13 +206,7 @@ int us_cmd_inspect(int argc, char **argv)
         return us_cli_fail("inspect", &err);
     }
     if (!json)
-        printf("store %s: format %u, %u shards, %zu tables\n%s", dir, m.format_version,
-               m.shard_count, m.n_tables, m.format_version == US_STORE_FORMAT_NO_HEADER ?
-               "  identity: unchecked (format 1: shard files carry no header; a swapped "
-               "file is caught only by block checksums)\n" : "");
-    if (!json && m.format_version != US_STORE_FORMAT_NO_HEADER)
-        printf("  identity: store id %016llx%016llx in every shard file header\n",
-               (unsigned long long)m.store_id_hi, (unsigned long long)m.store_id_lo);
+        print_identity(dir, &m);
     uint64_t total_blocks = 0;
     for (size_t i = 0; i < m.n_tables; i++) {
         const us_table_layout *t = &m.tables[i];

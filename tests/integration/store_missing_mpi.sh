@@ -17,5 +17,5 @@ for i in $(seq 1 20); do
   grep -q "table-0.shard-1.bin" "$dir/log" || {
     echo "FAIL: run $i: the missing file is not named"; cat "$dir/log"; exit 1; }
 done
-grep -q "failed on rank 2" "$dir/log" || { echo "FAIL: rank 0 does not name rank 2"; cat "$dir/log"; exit 1; }
+grep -q "aborted: rank 2 failed" "$dir/log" || { echo "FAIL: rank 0 does not name rank 2"; cat "$dir/log"; exit 1; }
 echo "store_missing_mpi ok: 20 of 20 runs named the missing file"

@@ -208,6 +208,9 @@ int us_import(MPI_Comm comm, const us_import_opts *o, const us_import_table *tab
     if ((rc = agree(comm, rc, err)) != US_OK)
         goto done;
     MPI_Bcast(&resumed, 1, MPI_INT, 0, comm);
+    uint64_t id[2] = { m.store_id_hi, m.store_id_lo };   /* one store, one id: rank 0's */
+    MPI_Bcast(id, 2, MPI_UINT64_T, 0, comm);
+    us_manifest_set_store_id(&m, id[0], id[1]);
     snprintf(stage, sizeof stage, "%s.partial", o->out_dir);
     staged = true;
 

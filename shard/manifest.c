@@ -241,6 +241,16 @@ int us_manifest_set_table(us_manifest *m, size_t i, const us_table_layout *t, us
     return US_OK;
 }
 
+void us_manifest_set_store_id(us_manifest *m, uint64_t hi, uint64_t lo)
+{
+    m->store_id_hi = hi;
+    m->store_id_lo = lo;
+    for (size_t i = 0; i < m->n_tables; i++) {
+        m->tables[i].store_id_hi = hi;
+        m->tables[i].store_id_lo = lo;
+    }
+}
+
 void us_manifest_free(us_manifest *m)
 {
     for (size_t i = 0; i < m->n_tables; i++) {

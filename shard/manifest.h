@@ -135,6 +135,9 @@ int us_manifest_alloc(us_manifest *m, uint32_t shard_count, size_t n_tables, us_
  * and file header size into the copy, allocates its CRC array.
  * Returns US_OK or US_ENOMEM. */
 int us_manifest_set_table(us_manifest *m, size_t i, const us_table_layout *t, us_err *err);
+/* Replaces the store id (ranks building one store share rank 0's) and
+ * restamps every table layout with it. */
+void us_manifest_set_store_id(us_manifest *m, uint64_t hi, uint64_t lo);
 void us_manifest_free(us_manifest *m);
 
 /* Index of the table named `name` (or whose decimal id is `name`), or -1. */

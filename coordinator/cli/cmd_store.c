@@ -312,8 +312,10 @@ int us_cmd_verify(int argc, char **argv)
         m.shard_count = 0;
     }
     for (uint32_t s = (uint32_t)w.rank; s < m.shard_count; s += (uint32_t)w.size) {
+        /* open unchecked: us_store_verify checks and counts every block */
         us_store_opts so = { .backend = US_BACKEND_MMAP, .shard_index = (int)s,
-                             .expect_shards = (int)expect_shards };
+                             .expect_shards = (int)expect_shards,
+                             .check = US_STORE_CHECK_FIRST_USE };
         us_store *st;
         if (us_store_open(dir, &so, &st, &err) != US_OK) {
             fprintf(stderr, "verify: shard %u: %s\n", s, err.msg);

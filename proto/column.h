@@ -11,7 +11,9 @@
 
 #include <stdint.h>
 
-/* Slice of shard `shard` (0 <= shard < n_shards): [*begin, *begin + *count). */
+/* Slice of shard `shard` (0 <= shard < n_shards): [*begin, *begin + *count).
+ * Returns: nothing; *begin and *count describe the slice.
+ */
 void us_column_slice(uint32_t dim, int n_shards, int shard, uint32_t *begin,
                      uint32_t *count);
 

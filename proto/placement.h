@@ -17,16 +17,23 @@
 
 #include <stdint.h>
 
+/* Returns: the 64-bit placement key of (table, block, seed). */
 uint64_t us_mix64(uint32_t table_id, uint64_t block_id, uint64_t seed);
 
-/* Bucket in [0, n_buckets) for key; n_buckets >= 1. */
+/* Bucket in [0, n_buckets) for key; n_buckets >= 1.
+ * Returns: the bucket in [0, n_buckets).
+ */
 int32_t us_jump_hash(uint64_t key, int32_t n_buckets);
 
-/* Primary owner shard index in [0, n_shards). */
+/* Primary owner shard index in [0, n_shards).
+ * Returns: the shard index in [0, n_shards).
+ */
 int us_placement_shard(uint32_t table_id, uint64_t block_id, uint64_t seed, int n_shards);
 
 /* Fills owners[0..replicas-1] with distinct shard indices (replicas <= n_shards);
- * returns the number written (min(replicas, n_shards)). */
+ * returns the number written (min(replicas, n_shards)).
+ * Returns: the number of owners written, min(replicas, n_shards).
+ */
 int us_placement_owners(uint32_t table_id, uint64_t block_id, uint64_t seed,
                         int n_shards, int replicas, int *owners);
 

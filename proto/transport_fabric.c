@@ -268,33 +268,13 @@ static int reg(fab_transport *f, const void *p, uint64_t bytes, uint64_t *addr, 
     return US_OK;
 }
 
-static int fab_rma_expose(us_transport *t, const us_rows_view *v, us_err *err)
+/* Registers every held block (and its int8 scales) for remote reads and
+ * fills one published entry per block into mine[] (sized by the caller). */
+static int register_blocks(fab_transport *f, const us_rows_view *v, rma_entry *mine,
+                           us_err *err)
 {
-    fab_transport *f = (fab_transport *)t;
-    const us_world *w = t->world;
-    int size = w->size, rc = US_OK;
-    release_mrs(f);
-    free(f->remote);
-    f->remote = NULL;
-    t->rma_ready = false;
-    f->local = v;
-    /* local entries */
-    uint64_t n_local = 0;
-    for (uint64_t b = 0; v && b < v->n_blocks; b++)
-        n_local += v->blocks[b] != NULL;
-    rma_entry *mine = calloc(n_local ? n_local : 1, sizeof *mine);
-    f->mrs = calloc(2 * n_local + 1, sizeof *f->mrs);
-    int *counts = calloc(2 * (size_t)size, sizeof *counts);
-    uint64_t *strides = calloc((size_t)size, sizeof *strides);
-    rma_entry *all = NULL;
-    if (!mine || !f->mrs || !counts || !strides) {
-        /* nothing to do collectively without these tables: the caller must
-         * abort the job (us_world_abort), as for any local fatal error */
-        rc = us_err_set(err, US_ENOMEM, "transport fabric: rank %d: RMA tables", w->rank);
-        goto out;
-    }
     uint64_t i = 0;
-    for (uint64_t b = 0; v && b < v->n_blocks && rc == US_OK; b++) {
+    for (uint64_t b = 0; v && b < v->n_blocks; b++) {
         if (v->blocks[b] == NULL)
             continue;
         uint64_t first = b << v->block_bits, rows = 1ull << v->block_bits;
@@ -302,66 +282,123 @@ static int fab_rma_expose(us_transport *t, const us_rows_view *v, us_err *err)
             rows = v->rows - first;
         mine[i].block_id = b;
         mine[i].bytes = rows * v->row_stride_bytes;
-        rc = reg(f, v->blocks[b], mine[i].bytes, &mine[i].addr, &mine[i].key, err);
+        int rc = reg(f, v->blocks[b], mine[i].bytes, &mine[i].addr, &mine[i].key, err);
         if (rc == US_OK && v->dtype == US_DTYPE_INT8) {
             mine[i].scale_bytes = rows * sizeof(float);
             rc = reg(f, v->block_scales[b], mine[i].scale_bytes, &mine[i].scale_addr,
                      &mine[i].scale_key, err);
         }
+        if (rc != US_OK)
+            return rc;
         i++;
     }
-    /* collectives run even after a local failure so no rank hangs; the
-     * failing rank publishes nothing and reports its error */
-    int my_count = rc == US_OK ? (int)(n_local * sizeof *mine) : 0;
+    return US_OK;
+}
+
+/* What every rank published: entries of rank r at all + displs[r], counts[r]
+ * bytes; counts and displs are both [size] arrays in one allocation. */
+typedef struct rma_published {
+    int      *counts, *displs;
+    uint64_t *strides;           /* [size] row stride of each rank's blocks */
+    uint64_t  max_blocks;        /* largest n_blocks of any rank's view */
+    rma_entry *all;
+} rma_published;
+
+/* Collective: every rank learns every rank's entries. A rank whose local
+ * registration failed (local_rc) still takes part, publishing nothing, so no
+ * rank hangs; the call then returns local_rc. */
+static int publish_entries(const us_world *w, const us_rows_view *v, const rma_entry *mine,
+                           int local_rc, rma_published *pub, us_err *err)
+{
+    int size = w->size;
+    uint64_t n_local = 0;
+    for (uint64_t b = 0; v && b < v->n_blocks; b++)
+        n_local += v->blocks[b] != NULL;
+    int my_count = local_rc == US_OK ? (int)(n_local * sizeof *mine) : 0;
     uint64_t my_stride = v ? v->row_stride_bytes : 0;
-    uint64_t my_blocks = v ? v->n_blocks : 0, max_blocks = 0;
-    if (MPI_Allgather(&my_count, 1, MPI_INT, counts, 1, MPI_INT, w->comm) != MPI_SUCCESS ||
-        MPI_Allgather(&my_stride, 1, MPI_UINT64_T, strides, 1, MPI_UINT64_T, w->comm) !=
+    uint64_t my_blocks = v ? v->n_blocks : 0;
+    if (MPI_Allgather(&my_count, 1, MPI_INT, pub->counts, 1, MPI_INT, w->comm) != MPI_SUCCESS ||
+        MPI_Allgather(&my_stride, 1, MPI_UINT64_T, pub->strides, 1, MPI_UINT64_T, w->comm) !=
             MPI_SUCCESS ||
-        MPI_Allreduce(&my_blocks, &max_blocks, 1, MPI_UINT64_T, MPI_MAX, w->comm) !=
-            MPI_SUCCESS) {
-        rc = us_err_set(err, US_EMPI, "transport fabric: rank %d: publishing RMA keys", w->rank);
-        goto out;
-    }
-    int *displs = counts + size;
+        MPI_Allreduce(&my_blocks, &pub->max_blocks, 1, MPI_UINT64_T, MPI_MAX, w->comm) !=
+            MPI_SUCCESS)
+        return us_err_set(err, US_EMPI, "transport fabric: rank %d: publishing RMA keys",
+                          w->rank);
     uint64_t total = 0;
     for (int r = 0; r < size; r++) {
-        displs[r] = (int)total;
-        total += (uint64_t)counts[r];
+        pub->displs[r] = (int)total;
+        total += (uint64_t)pub->counts[r];
     }
-    all = malloc(total ? total : 1);
-    if (all == NULL || MPI_Allgatherv(mine, my_count, MPI_BYTE, all, counts, displs,
-                                      MPI_BYTE, w->comm) != MPI_SUCCESS) {
-        if (rc == US_OK)
-            rc = us_err_set(err, US_EMPI, "transport fabric: rank %d: gathering RMA keys",
-                            w->rank);
-        goto out;
+    pub->all = malloc(total ? total : 1);
+    if (pub->all == NULL || MPI_Allgatherv(mine, my_count, MPI_BYTE, pub->all, pub->counts,
+                                           pub->displs, MPI_BYTE, w->comm) != MPI_SUCCESS) {
+        if (local_rc == US_OK)
+            return us_err_set(err, US_EMPI, "transport fabric: rank %d: gathering RMA keys",
+                              w->rank);
     }
+    return local_rc;
+}
+
+/* Coordinators: one entry per (shard rank, block), absent blocks all-ones. */
+static int build_remote_table(fab_transport *f, const rma_published *pub, us_err *err)
+{
+    int size = f->base.world->size;
+    uint64_t max_blocks = pub->max_blocks;
+    f->n_blocks = max_blocks;
+    f->remote = malloc((size_t)size * max_blocks * sizeof *f->remote);
+    if (f->remote == NULL)
+        return us_err_set(err, US_ENOMEM, "transport fabric: rank %d: RMA table of %d x %"
+                          PRIu64 " blocks", f->base.world->rank, size, max_blocks);
+    memset(f->remote, 0xff, (size_t)size * max_blocks * sizeof *f->remote);
+    for (int r = 0; r < size; r++) {
+        const rma_entry *e = (const rma_entry *)((const uint8_t *)pub->all + pub->displs[r]);
+        for (size_t j = 0; j < (size_t)pub->counts[r] / sizeof *e; j++)
+            if (e[j].block_id < max_blocks)
+                f->remote[(size_t)r * max_blocks + e[j].block_id] = e[j];
+    }
+    return US_OK;
+}
+
+static int fab_rma_expose(us_transport *t, const us_rows_view *v, us_err *err)
+{
+    fab_transport *f = (fab_transport *)t;
+    const us_world *w = t->world;
+    int size = w->size, rc;
+    release_mrs(f);
+    free(f->remote);
+    f->remote = NULL;
+    t->rma_ready = false;
+    f->local = v;
+    uint64_t n_local = 0;
+    for (uint64_t b = 0; v && b < v->n_blocks; b++)
+        n_local += v->blocks[b] != NULL;
+    rma_entry *mine = calloc(n_local ? n_local : 1, sizeof *mine);
+    f->mrs = calloc(2 * n_local + 1, sizeof *f->mrs);
+    rma_published pub = {
+        .counts = calloc(2 * (size_t)size, sizeof *pub.counts),
+        .strides = calloc((size_t)size, sizeof *pub.strides),
+    };
+    if (!mine || !f->mrs || !pub.counts || !pub.strides) {
+        /* nothing to do collectively without these tables: the caller must
+         * abort the job (us_world_abort), as for any local fatal error */
+        rc = us_err_set(err, US_ENOMEM, "transport fabric: rank %d: RMA tables", w->rank);
+        goto free_tables;
+    }
+    pub.displs = pub.counts + size;
+    rc = register_blocks(f, v, mine, err);
+    rc = publish_entries(w, v, mine, rc, &pub, err);
     if (rc != US_OK)
-        goto out;
-    memcpy(t->rma_row_stride, strides, (size_t)size * sizeof *strides);
-    if (w->is_coordinator && max_blocks > 0) {
-        f->n_blocks = max_blocks;
-        f->remote = malloc((size_t)size * max_blocks * sizeof *f->remote);
-        if (f->remote == NULL) {
-            rc = us_err_set(err, US_ENOMEM, "transport fabric: rank %d: RMA table of %d x %"
-                            PRIu64 " blocks", w->rank, size, max_blocks);
-            goto out;
-        }
-        memset(f->remote, 0xff, (size_t)size * max_blocks * sizeof *f->remote);
-        for (int r = 0; r < size; r++) {
-            const rma_entry *e = (const rma_entry *)((const uint8_t *)all + displs[r]);
-            for (size_t j = 0; j < (size_t)counts[r] / sizeof *e; j++)
-                if (e[j].block_id < max_blocks)
-                    f->remote[(size_t)r * max_blocks + e[j].block_id] = e[j];
-        }
-    }
+        goto free_tables;
+    memcpy(t->rma_row_stride, pub.strides, (size_t)size * sizeof *pub.strides);
+    if (w->is_coordinator && pub.max_blocks > 0 &&
+        (rc = build_remote_table(f, &pub, err)) != US_OK)
+        goto free_tables;
     t->rma_ready = true;
-out:
-    free(all);
+free_tables:
+    free(pub.all);
     free(mine);
-    free(counts);
-    free(strides);
+    free(pub.counts);
+    free(pub.strides);
     return rc;
 }
 

@@ -53,39 +53,40 @@ static void req_layout(const uint8_t *base, const us_wire_req_hdr *h, us_wire_re
     out->pair_group = (h->flags & US_WIRE_F_GROUPS) ? p : NULL;
 }
 
-int us_wire_req_init(void *buf, uint64_t buf_bytes, uint8_t mode, uint8_t flags,
-                     uint32_t table_id, uint64_t batch_id, uint32_t n_tokens,
-                     uint32_t n_rows, uint32_t n_pairs, uint32_t n_groups,
+int us_wire_req_init(void *buf, uint64_t buf_bytes, const us_wire_req_desc *d,
                      us_wire_req *out, us_err *err)
 {
-    if (mode > US_WIRE_ROWS || (flags & ~US_WIRE_REQ_FLAGS) != 0)
+    if (d->mode > US_WIRE_ROWS || (d->flags & ~US_WIRE_REQ_FLAGS) != 0)
         return us_err_set(err, US_EINVAL, "wire request: bad mode %u or flags 0x%x",
-                          mode, flags);
-    if (n_groups < 1 || n_groups > US_WIRE_MAX_GROUPS)
+                          d->mode, d->flags);
+    if (d->n_groups < 1 || d->n_groups > US_WIRE_MAX_GROUPS)
         return us_err_set(err, US_EINVAL, "wire request: n_groups %u outside [1, %d]",
-                          n_groups, US_WIRE_MAX_GROUPS);
-    uint64_t total = us_wire_req_bytes(n_rows, n_pairs, flags & US_WIRE_F_GROUPS);
+                          d->n_groups, US_WIRE_MAX_GROUPS);
+    uint64_t total = us_wire_req_bytes(d->n_rows, d->n_pairs, d->flags & US_WIRE_F_GROUPS);
     if (total > buf_bytes || ((uintptr_t)buf & 7u) != 0)
         return us_err_set(err, US_EINVAL, "wire request: buffer of %llu bytes too small "
                           "or misaligned for %llu", (unsigned long long)buf_bytes,
                           (unsigned long long)total);
+    /* d may point into buf (a sender re-deriving the array pointers of a
+     * header it wrote), so read it whole before the header is rewritten */
+    us_wire_req_desc v = *d;
     us_wire_req_hdr *h = buf;
     memset(h, 0, HDR_BYTES);
     h->magic = US_WIRE_REQ_MAGIC;
     h->version = US_WIRE_VERSION;
-    h->mode = mode;
-    h->flags = flags;
-    h->table_id = table_id;
-    h->n_tokens = n_tokens;
-    h->n_rows = n_rows;
-    h->n_pairs = n_pairs;
-    h->n_groups = n_groups;
-    h->batch_id = batch_id;
+    h->mode = v.mode;
+    h->flags = v.flags;
+    h->table_id = v.table_id;
+    h->n_tokens = v.n_tokens;
+    h->n_rows = v.n_rows;
+    h->n_pairs = v.n_pairs;
+    h->n_groups = v.n_groups;
+    h->batch_id = v.batch_id;
     h->total_bytes = total;
     req_layout(buf, h, out);
     /* zero the tail padding so messages are deterministic */
-    uint64_t used = HDR_BYTES + (uint64_t)n_rows * 8u +
-                    (uint64_t)n_pairs * (12u + ((flags & US_WIRE_F_GROUPS) ? 1u : 0u));
+    uint64_t used = HDR_BYTES + (uint64_t)v.n_rows * 8u +
+                    (uint64_t)v.n_pairs * (12u + ((v.flags & US_WIRE_F_GROUPS) ? 1u : 0u));
     memset((uint8_t *)buf + used, 0, total - used);
     return US_OK;
 }
@@ -160,28 +161,26 @@ int us_wire_req_parse(const void *buf, uint64_t len, const us_wire_limits *lim,
     return US_OK;
 }
 
-void us_wire_resp_init(void *buf, uint8_t mode, uint8_t flags, uint32_t table_id,
-                       uint64_t batch_id, uint32_t n_tokens, uint32_t n_groups,
-                       uint32_t dim, uint32_t n_rows, uint64_t total_bytes)
+void us_wire_resp_init(void *buf, const us_wire_resp_desc *d)
 {
     us_wire_resp_hdr *h = buf;
     memset(h, 0, HDR_BYTES);
     h->magic = US_WIRE_RESP_MAGIC;
     h->version = US_WIRE_VERSION;
-    h->mode = mode;
-    h->flags = flags;
+    h->mode = d->mode;
+    h->flags = d->flags;
     h->status = US_OK;
-    h->table_id = table_id;
-    h->n_tokens = n_tokens;
-    h->n_groups = n_groups;
-    h->dim = dim;
-    h->n_rows = n_rows;
-    h->batch_id = batch_id;
-    h->total_bytes = total_bytes;
+    h->table_id = d->table_id;
+    h->n_tokens = d->n_tokens;
+    h->n_groups = d->n_groups;
+    h->dim = d->dim;
+    h->n_rows = d->n_rows;
+    h->batch_id = d->batch_id;
+    h->total_bytes = d->total_bytes;
 }
 
-int us_wire_resp_error(void **out, uint64_t *out_len, uint8_t mode, uint8_t flags,
-                       uint32_t table_id, uint64_t batch_id, const us_err *cause)
+int us_wire_resp_error(void **out, uint64_t *out_len, const us_wire_resp_desc *d,
+                       const us_err *cause)
 {
     const char *msg = cause && cause->msg[0] ? cause->msg : "unknown error";
     size_t msg_len = strnlen(msg, US_ERR_MSG_BYTES - 1);
@@ -189,7 +188,10 @@ int us_wire_resp_error(void **out, uint64_t *out_len, uint8_t mode, uint8_t flag
     uint8_t *buf = malloc(total);
     if (buf == NULL)
         return US_ENOMEM;
-    us_wire_resp_init(buf, mode, flags, table_id, batch_id, 0, 0, 0, 0, total);
+    us_wire_resp_init(buf, &(us_wire_resp_desc){ .mode = d->mode, .flags = d->flags,
+                                                 .table_id = d->table_id,
+                                                 .batch_id = d->batch_id,
+                                                 .total_bytes = total });
     int code = cause && cause->code < 0 ? cause->code : US_EPROTO;
     ((us_wire_resp_hdr *)buf)->status = code;
     memcpy(buf + HDR_BYTES, msg, msg_len);
@@ -198,10 +200,13 @@ int us_wire_resp_error(void **out, uint64_t *out_len, uint8_t mode, uint8_t flag
     return US_OK;
 }
 
-int us_wire_resp_parse(const void *buf, uint64_t len, const us_wire_req_hdr *asked,
-                       uint32_t want_dim, size_t elem_bytes, int with_scales,
+int us_wire_resp_parse(const void *buf, uint64_t len, const us_wire_resp_expect *expect,
                        us_wire_resp *out, us_err *err)
 {
+    const us_wire_req_hdr *asked = expect->asked;
+    uint32_t want_dim = expect->dim;
+    size_t elem_bytes = expect->elem_bytes;
+    int with_scales = expect->with_scales;
     memset(out, 0, sizeof *out);
     if (buf == NULL || len < HDR_BYTES || ((uintptr_t)buf & 7u) != 0)
         return us_err_set(err, US_EPROTO, "wire response: %llu bytes, shorter than the "

@@ -128,49 +128,90 @@ typedef struct us_wire_limits {
     uint32_t max_pairs;
 } us_wire_limits;
 
+/* Returns: n rounded up to a multiple of 8. */
 static inline uint64_t us_wire_pad8(uint64_t n) { return (n + 7u) & ~(uint64_t)7u; }
 
-/* Bytes of a request with these counts (0 if the counts overflow). */
+/* Bytes of a request with these counts.
+ * Returns: the byte count (it cannot overflow: all counts are u32). */
 uint64_t us_wire_req_bytes(uint32_t n_rows, uint32_t n_pairs, int with_groups);
 
-/* Bytes of a response payload + header: PUSH sums, ROWS rows(+scales). */
+/* Bytes of a response payload + header: PUSH sums, ROWS rows(+scales).
+ * Returns: the byte count, or 0 when the counts overflow 64 bits. */
 uint64_t us_wire_resp_push_bytes(uint32_t n_tokens, uint32_t n_groups, uint32_t dim);
 uint64_t us_wire_resp_rows_bytes(uint32_t n_rows, uint32_t dim, size_t elem_bytes,
                                  int with_scales);
 
-/* Lays out a request in buf (at least us_wire_req_bytes() long, 8-aligned):
- * writes the header and returns pointers to the arrays for the caller to fill.
- * Padding bytes are zeroed. Returns US_EINVAL on bad counts. */
-int us_wire_req_init(void *buf, uint64_t buf_bytes, uint8_t mode, uint8_t flags,
-                     uint32_t table_id, uint64_t batch_id, uint32_t n_tokens,
-                     uint32_t n_rows, uint32_t n_pairs, uint32_t n_groups,
+/* What a request carries: the header fields a sender chooses. Named fields
+ * because eight same-typed counts and ids were swapped silently as
+ * positional arguments. */
+typedef struct us_wire_req_desc {
+    uint8_t  mode;        /* enum us_wire_mode */
+    uint8_t  flags;       /* US_WIRE_REQ_FLAGS bits */
+    uint32_t table_id;
+    uint64_t batch_id;
+    uint32_t n_tokens;
+    uint32_t n_rows;
+    uint32_t n_pairs;
+    uint32_t n_groups;    /* >= 1 */
+} us_wire_req_desc;
+
+/* Lays out a request described by *d in buf (at least us_wire_req_bytes()
+ * long, 8-aligned): writes the header and returns pointers to the arrays for
+ * the caller to fill. Padding bytes are zeroed.
+ * Returns: US_OK; US_EINVAL for a bad mode or flags, n_groups outside
+ * [1, 256], or a buffer too small or misaligned (buf unchanged). */
+int us_wire_req_init(void *buf, uint64_t buf_bytes, const us_wire_req_desc *d,
                      us_wire_req *out, us_err *err);
 
 /* Validates a received request fully and fills *out. Checks: length vs header
  * vs counts, magic, version, mode, flags, reserved, limits, n_groups in
  * [1, 256], pair_token < n_tokens and non-decreasing, pair_ref < n_rows,
- * pair_group < n_groups, weights finite, NOP/ROWS without pairs. Returns
- * US_EPROTO / US_EVERSION / US_ERANGE with a message naming the field. */
+ * pair_group < n_groups, weights finite, NOP/ROWS without pairs.
+ * Returns: US_OK; US_EPROTO for a malformed message, US_EVERSION for another
+ * wire version, US_ERANGE beyond *lim, each with a message naming the field. */
 int us_wire_req_parse(const void *buf, uint64_t len, const us_wire_limits *lim,
                       us_wire_req *out, us_err *err);
 
-/* Writes a response header (status OK) for a payload laid out by the caller. */
-void us_wire_resp_init(void *buf, uint8_t mode, uint8_t flags, uint32_t table_id,
-                       uint64_t batch_id, uint32_t n_tokens, uint32_t n_groups,
-                       uint32_t dim, uint32_t n_rows, uint64_t total_bytes);
+/* What a response header says; counts that a mode does not use are 0. */
+typedef struct us_wire_resp_desc {
+    uint8_t  mode;
+    uint8_t  flags;       /* US_WIRE_RESP_FLAGS bits */
+    uint32_t table_id;
+    uint64_t batch_id;
+    uint32_t n_tokens;    /* PUSH */
+    uint32_t n_groups;    /* PUSH */
+    uint32_t dim;         /* PUSH and ROWS */
+    uint32_t n_rows;      /* ROWS */
+    uint64_t total_bytes;
+} us_wire_resp_desc;
 
-/* Encodes an error response for request (table_id, batch_id) into a freshly
- * malloc'd buffer (*out, *out_len). Returns US_OK or US_ENOMEM. */
-int us_wire_resp_error(void **out, uint64_t *out_len, uint8_t mode, uint8_t flags,
-                       uint32_t table_id, uint64_t batch_id, const us_err *cause);
+/* Writes a response header (status OK) for a payload laid out by the caller.
+ * Returns: nothing; it cannot fail. */
+void us_wire_resp_init(void *buf, const us_wire_resp_desc *d);
+
+/* Encodes an error response to the request d->{mode, table_id, batch_id}
+ * with d->flags into a freshly malloc'd buffer (*out, *out_len); the counts
+ * and total_bytes of d are ignored (an error carries only its message).
+ * Returns: US_OK, or US_ENOMEM (*out unchanged). */
+int us_wire_resp_error(void **out, uint64_t *out_len, const us_wire_resp_desc *d,
+                       const us_err *cause);
+
+/* What the receiver of a response expects besides the request it sent. */
+typedef struct us_wire_resp_expect {
+    const us_wire_req_hdr *asked;   /* the request this answers */
+    uint32_t dim;                   /* columns this shard holds */
+    size_t   elem_bytes;            /* stored element size (ROWS) */
+    int      with_scales;           /* int8 table: ROWS carry scales (ROWS) */
+} us_wire_resp_expect;
 
 /* Validates a received response: magic, version, flags, length vs counts for
  * its mode, and (unless the status is an error) that it answers what was
  * asked: same mode, table, batch, tokens, groups, rows and the expected dim.
- * elem_bytes/with_scales describe the table (for ROWS). An error response is
- * returned as US_OK with out->hdr->status < 0 and out->message set. */
-int us_wire_resp_parse(const void *buf, uint64_t len, const us_wire_req_hdr *asked,
-                       uint32_t want_dim, size_t elem_bytes, int with_scales,
+ * An error response is returned as US_OK with out->hdr->status < 0 and
+ * out->message set.
+ * Returns: US_OK; US_EPROTO naming the field for anything malformed or not
+ * answering the request; US_EVERSION for another wire version. */
+int us_wire_resp_parse(const void *buf, uint64_t len, const us_wire_resp_expect *want,
                        us_wire_resp *out, us_err *err);
 
 /* A growable byte buffer that messages are appended to, each starting
@@ -182,8 +223,9 @@ typedef struct us_wire_buf {
 
 /* Appends `bytes` uninitialised bytes at the next 8-aligned offset; *at gets
  * that offset. The data pointer may move: recompute pointers from offsets.
- * Returns US_OK or US_ENOMEM (buffer unchanged). */
+ * Returns: US_OK, or US_ENOMEM (buffer unchanged). */
 int us_wire_buf_append(us_wire_buf *b, uint64_t bytes, uint64_t *at, us_err *err);
+/* Frees the buffer's memory and empties it. Returns: nothing. */
 void us_wire_buf_free(us_wire_buf *b);
 
 #endif

@@ -19,14 +19,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Dispatching entry point: hardware when available, else table. */
+/* Dispatching entry point: hardware when available, else table.
+ * Returns: the updated CRC-32C; cannot fail.
+ */
 uint32_t us_crc32c(uint32_t crc, const void *buf, size_t n);
 
-/* Portable reference. */
+/* Portable reference.
+ * Returns: the updated CRC-32C (table-driven); cannot fail.
+ */
 uint32_t us_crc32c_sw(uint32_t crc, const void *buf, size_t n);
 
-/* SSE4.2 version; only call when us_crc32c_hw_available(). */
+/* SSE4.2 version; only call when us_crc32c_hw_available().
+ * Returns: the updated CRC-32C (SSE4.2); call only when us_crc32c_hw_available().
+ */
 uint32_t us_crc32c_hw(uint32_t crc, const void *buf, size_t n);
+/* Returns: true when the CPU has the SSE4.2 crc32 instruction. */
 bool us_crc32c_hw_available(void);
 
 #endif

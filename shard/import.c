@@ -3,7 +3,6 @@
  */
 #include "shard/import.h"
 
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,137 +164,178 @@ static char *build_plan(const us_import_opts *o, const us_import_table *tables, 
     return plan;
 }
 
-/* Test hook (tests/integration/store_resume.sh): US_FAULT_KILL_AFTER_FILES=N
- * makes a rank SIGKILL itself after committing N shard files, like a crash. */
-static void fault_point(int files_done)
+/* One import on one rank: the inputs, the manifest being built, and what
+ * this rank wrote. */
+typedef struct import_run {
+    MPI_Comm comm;
+    int      rank, size;
+    const us_import_opts  *opts;
+    const us_import_table *tables;
+    size_t   n;
+    us_manifest m;
+    us_tensor_file **files;           /* [n]; NULL for synthetic tables */
+    const us_tensor_info **tensors;   /* [n] */
+    char     stage[4096];
+    int      resumed;                 /* the stage is a crashed run's, same plan */
+    uint64_t written, blocks, resumed_files;
+    int      files_written;           /* shard files this rank wrote (not kept) */
+    import_ctx ctx;
+} import_run;
+
+/* Rank 0 creates (or, after a crash under the same plan, reopens) the
+ * staging directory; every rank learns whether this is a resumed run. */
+static int begin_stage(import_run *run, us_err *err)
 {
-    const char *v = getenv("US_FAULT_KILL_AFTER_FILES");
-    if (v != NULL && atoi(v) > 0 && files_done == atoi(v))
-        raise(SIGKILL);
+    const us_import_opts *o = run->opts;
+    int rc = US_OK;
+    if (run->rank == 0) {
+        char *plan = build_plan(o, run->tables, run->n, &run->m, run->tensors);
+        bool again = false;
+        rc = plan ? us_stage_begin_plan(o->out_dir, plan, run->stage, sizeof run->stage,
+                                        &again, err)
+                  : us_err_set(err, US_ENOMEM, "import: out of memory for the plan");
+        run->resumed = again;
+        free(plan);
+    }
+    if ((rc = agree(run->comm, rc, err)) != US_OK)
+        return rc;
+    MPI_Bcast(&run->resumed, 1, MPI_INT, 0, run->comm);
+    uint64_t id[2] = { run->m.store_id_hi, run->m.store_id_lo };   /* one store: rank 0's id */
+    MPI_Bcast(id, 2, MPI_UINT64_T, 0, run->comm);
+    us_manifest_set_store_id(&run->m, id[0], id[1]);
+    snprintf(run->stage, sizeof run->stage, "%s.partial", o->out_dir);
+    return US_OK;
+}
+
+/* Progress counts rank 0's own blocks. */
+static void count_progress_blocks(import_run *run)
+{
+    const us_manifest *m = &run->m;
+    for (size_t i = 0; i < run->n && run->ctx.progress; i++)
+        if (!m->tables[i].synthetic)
+            for (uint32_t s = (uint32_t)run->rank; s < m->shard_count; s += (uint32_t)run->size)
+                run->ctx.blocks_total += us_layout_shard_blocks(&m->tables[i], m->shard_count,
+                                                                s, NULL);
+}
+
+/* Writes this rank's shard files of table i (s = rank, rank + size, ...). */
+static int write_table_shards(import_run *run, size_t i, us_err *err)
+{
+    const us_manifest *m = &run->m;
+    const us_table_layout *t = &m->tables[i];
+    import_ctx *ctx = &run->ctx;
+    ctx->file = run->files[i];
+    ctx->tensor = run->tensors[i];
+    ctx->in_bytes = t->rows_per_block * run->tensors[i]->row_bytes;
+    ctx->in_buf = malloc(ctx->in_bytes ? ctx->in_bytes : 1);
+    if (ctx->in_buf == NULL)
+        return us_err_set(err, US_ENOMEM, "import: table '%s': %zu bytes for one block",
+                          t->name, ctx->in_bytes);
+    int rc = US_OK;
+    for (uint32_t s = (uint32_t)run->rank; s < m->shard_count && rc == US_OK;
+         s += (uint32_t)run->size) {
+        uint64_t bytes = 0;
+        /* after a crash: a committed shard file is kept, only checksummed */
+        if (run->resumed && us_shard_file_resume(run->stage, t, m->shard_count, s,
+                                                 m->block_crc[i], &bytes, NULL) == US_OK) {
+            run->resumed_files++;
+        } else {
+            rc = us_shard_file_write(run->stage, t, m->shard_count, s, fill_from_tensor, ctx,
+                                     m->block_crc[i], &bytes, err);
+            if (rc == US_OK && run->opts->after_file_written != NULL)
+                run->opts->after_file_written(run->opts->after_file_ctx, ++run->files_written);
+        }
+        run->written += bytes;
+        run->blocks += bytes ? us_layout_shard_blocks(t, m->shard_count, s, NULL) : 0;
+    }
+    free(ctx->in_buf);
+    ctx->in_buf = NULL;
+    return rc;
+}
+
+/* Each block's CRC was set by exactly one rank; the others hold 0, so a
+ * bitwise OR across ranks assembles the full table (in 2^28-block pieces:
+ * MPI counts are ints). */
+static int combine_block_crcs(import_run *run, us_err *err)
+{
+    for (size_t i = 0; i < run->n; i++) {
+        const us_table_layout *t = &run->m.tables[i];
+        if (t->synthetic)
+            continue;
+        for (uint64_t off = 0; off < t->n_blocks; off += 1u << 28) {
+            uint64_t cnt = t->n_blocks - off < (1u << 28) ? t->n_blocks - off : (1u << 28);
+            if (MPI_Allreduce(MPI_IN_PLACE, run->m.block_crc[i] + off, (int)cnt, MPI_UINT32_T,
+                              MPI_BOR, run->comm) != MPI_SUCCESS)
+                return us_err_set(err, US_EMPI, "import: combining block checksums failed");
+        }
+    }
+    return US_OK;
+}
+
+/* Collective: totals over all ranks, wall time of the slowest. */
+static void sum_stats(const import_run *run, double t0, us_import_stats *stats)
+{
+    uint64_t local[4] = { run->ctx.bytes_read, run->written, run->blocks, run->resumed_files };
+    uint64_t total[4] = { 0, 0, 0, 0 };
+    double secs = MPI_Wtime() - t0, max_secs = secs;
+    MPI_Allreduce(local, total, 4, MPI_UINT64_T, MPI_SUM, run->comm);
+    MPI_Allreduce(&secs, &max_secs, 1, MPI_DOUBLE, MPI_MAX, run->comm);
+    *stats = (us_import_stats){ total[0], total[1], total[2], max_secs, total[3] };
+}
+
+/* Opened inputs to written, committed store; agreement after every phase. */
+static int import_phases(import_run *run, us_err *err)
+{
+    int rc = begin_stage(run, err);
+    if (rc != US_OK)
+        return rc;
+    count_progress_blocks(run);
+    for (size_t i = 0; i < run->n && rc == US_OK; i++)
+        if (!run->m.tables[i].synthetic)
+            rc = write_table_shards(run, i, err);
+    if ((rc = agree(run->comm, rc, err)) != US_OK)
+        goto remove_stage;
+    rc = combine_block_crcs(run, err);
+    if ((rc = agree(run->comm, rc, err)) != US_OK)
+        goto remove_stage;
+    if (run->rank == 0) {
+        rc = us_manifest_write(run->stage, &run->m, err);
+        if (rc == US_OK)
+            rc = us_stage_commit(run->stage, run->opts->out_dir, err);
+    }
+    if ((rc = agree(run->comm, rc, err)) == US_OK)
+        return US_OK;
+remove_stage:
+    MPI_Barrier(run->comm);   /* (collective above) every rank has closed its files */
+    if (run->rank == 0)
+        us_stage_abort(run->stage);
+    return rc;
 }
 
 int us_import(MPI_Comm comm, const us_import_opts *o, const us_import_table *tables,
               size_t n, us_import_stats *stats, us_err *err)
 {
-    int rank, size;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
     double t0 = MPI_Wtime();
-    us_manifest m = {0};
-    us_tensor_file **files = calloc(n ? n : 1, sizeof *files);
-    const us_tensor_info **tensors = calloc(n ? n : 1, sizeof *tensors);
-    char stage[4096] = "";
-    bool staged = false;
-    uint64_t written = 0, blocks = 0, resumed_files = 0;
-    int files_done = 0, resumed = 0;
-    import_ctx ctx = { .progress = o->progress && rank == 0, .t0 = t0, .last_pct = -10 };
-    int rc = files && tensors ? US_OK : us_err_set(err, US_ENOMEM, "import: out of memory");
-
-    us_durable_ignore_sigxfsz();   /* a file size limit is an error, not a kill */
+    import_run run = { .comm = comm, .opts = o, .tables = tables, .n = n };
+    MPI_Comm_rank(comm, &run.rank);
+    MPI_Comm_size(comm, &run.size);
+    run.ctx = (import_ctx){ .progress = o->progress && run.rank == 0, .t0 = t0,
+                            .last_pct = -10 };
+    run.files = calloc(n ? n : 1, sizeof *run.files);
+    run.tensors = calloc(n ? n : 1, sizeof *run.tensors);
+    int rc = run.files && run.tensors ? US_OK
+                                      : us_err_set(err, US_ENOMEM, "import: out of memory");
     if (rc == US_OK)
-        rc = prepare(o, tables, n, files, tensors, &m, err);
-    if ((rc = agree(comm, rc, err)) != US_OK)
-        goto done;
-
-    if (rank == 0) {
-        char *plan = build_plan(o, tables, n, &m, tensors);
-        bool again = false;
-        rc = plan ? us_stage_begin_plan(o->out_dir, plan, stage, sizeof stage, &again, err)
-                  : us_err_set(err, US_ENOMEM, "import: out of memory for the plan");
-        resumed = again;
-        free(plan);
-    }
-    if ((rc = agree(comm, rc, err)) != US_OK)
-        goto done;
-    MPI_Bcast(&resumed, 1, MPI_INT, 0, comm);
-    uint64_t id[2] = { m.store_id_hi, m.store_id_lo };   /* one store, one id: rank 0's */
-    MPI_Bcast(id, 2, MPI_UINT64_T, 0, comm);
-    us_manifest_set_store_id(&m, id[0], id[1]);
-    snprintf(stage, sizeof stage, "%s.partial", o->out_dir);
-    staged = true;
-
-    /* progress counts rank 0's own blocks */
-    for (size_t i = 0; i < n && ctx.progress; i++)
-        if (!m.tables[i].synthetic)
-            for (uint32_t s = (uint32_t)rank; s < m.shard_count; s += (uint32_t)size)
-                ctx.blocks_total += us_layout_shard_blocks(&m.tables[i], m.shard_count, s, NULL);
-
-    for (size_t i = 0; i < n && rc == US_OK; i++) {
-        const us_table_layout *t = &m.tables[i];
-        if (t->synthetic)
-            continue;
-        ctx.file = files[i];
-        ctx.tensor = tensors[i];
-        ctx.in_bytes = t->rows_per_block * tensors[i]->row_bytes;
-        ctx.in_buf = malloc(ctx.in_bytes ? ctx.in_bytes : 1);
-        if (ctx.in_buf == NULL) {
-            rc = us_err_set(err, US_ENOMEM, "import: table '%s': %zu bytes for one block",
-                            t->name, ctx.in_bytes);
-            break;
-        }
-        for (uint32_t s = (uint32_t)rank; s < m.shard_count && rc == US_OK; s += (uint32_t)size) {
-            uint64_t bytes = 0;
-            /* after a crash: a committed shard file is kept, only checksummed */
-            if (resumed && us_shard_file_resume(stage, t, m.shard_count, s, m.block_crc[i],
-                                                &bytes, NULL) == US_OK) {
-                resumed_files++;
-            } else {
-                rc = us_shard_file_write(stage, t, m.shard_count, s, fill_from_tensor, &ctx,
-                                         m.block_crc[i], &bytes, err);
-                if (rc == US_OK)
-                    fault_point(++files_done);
-            }
-            written += bytes;
-            blocks += bytes ? us_layout_shard_blocks(t, m.shard_count, s, NULL) : 0;
-        }
-        free(ctx.in_buf);
-        ctx.in_buf = NULL;
-    }
-    if ((rc = agree(comm, rc, err)) != US_OK)
-        goto done;
-
-    /* each block's CRC was set by exactly one rank; the others hold 0 */
-    for (size_t i = 0; i < n; i++) {
-        const us_table_layout *t = &m.tables[i];
-        if (t->synthetic)
-            continue;
-        for (uint64_t off = 0; off < t->n_blocks && rc == US_OK; off += 1u << 28) {
-            uint64_t cnt = t->n_blocks - off < (1u << 28) ? t->n_blocks - off : (1u << 28);
-            if (MPI_Allreduce(MPI_IN_PLACE, m.block_crc[i] + off, (int)cnt, MPI_UINT32_T,
-                              MPI_BOR, comm) != MPI_SUCCESS)
-                rc = us_err_set(err, US_EMPI, "import: combining block checksums failed");
-        }
-    }
-    if ((rc = agree(comm, rc, err)) != US_OK)
-        goto done;
-    if (rank == 0) {
-        rc = us_manifest_write(stage, &m, err);
-        if (rc == US_OK)
-            rc = us_stage_commit(stage, o->out_dir, err);
-    }
-    rc = agree(comm, rc, err);
-    if (rc == US_OK)
-        staged = false;
-done:
-    if (staged && rank == 0) {
-        MPI_Barrier(comm);   /* (collective above) every rank has closed its files */
-        us_stage_abort(stage);
-    } else if (staged) {
-        MPI_Barrier(comm);
-    }
-    if (stats) {
-        uint64_t local[4] = { ctx.bytes_read, written, blocks, resumed_files };
-        uint64_t total[4] = { 0, 0, 0, 0 };
-        double secs = MPI_Wtime() - t0, max_secs = secs;
-        MPI_Allreduce(local, total, 4, MPI_UINT64_T, MPI_SUM, comm);
-        MPI_Allreduce(&secs, &max_secs, 1, MPI_DOUBLE, MPI_MAX, comm);
-        *stats = (us_import_stats){ total[0], total[1], total[2], max_secs, total[3] };
-    }
-    for (size_t i = 0; files && i < n; i++)
-        us_tf_close(files[i]);
-    free(files);
-    free(tensors);
-    us_manifest_free(&m);
+        rc = prepare(o, tables, n, run.files, run.tensors, &run.m, err);
+    if ((rc = agree(comm, rc, err)) == US_OK)
+        rc = import_phases(&run, err);
+    if (stats)
+        sum_stats(&run, t0, stats);
+    for (size_t i = 0; run.files && i < n; i++)
+        us_tf_close(run.files[i]);
+    free(run.files);
+    free(run.tensors);
+    us_manifest_free(&run.m);
     return rc;
 }
 

@@ -22,6 +22,11 @@
  *
  * All ranks write into one staging directory, so out_dir must be on a file
  * system every rank sees (one host, or a shared file system across hosts).
+ *
+ * The library changes no process-wide state: a caller that wants a file size
+ * limit (RLIMIT_FSIZE, a full disk in tests) reported as US_EIO rather than
+ * a SIGXFSZ kill ignores that signal itself (us_durable_ignore_sigxfsz; the
+ * `ultrashard import` command does).
  */
 #ifndef US_IMPORT_H
 #define US_IMPORT_H
@@ -52,6 +57,12 @@ typedef struct us_import_opts {
     bool        keep_dtype;      /* store each tensor in its own dtype ... */
     us_dtype    dtype;           /* ... or convert to this one (int8: quantise) */
     bool        progress;        /* rank 0 prints progress lines to stderr */
+    /* Test seam, NULL in normal use: called on the writing rank after each
+     * shard file it writes (not one kept from a crashed run) is committed,
+     * with the count so far. The CLI's fault hook kills the process here to
+     * simulate a crash between files (tests/integration/store_resume.sh). */
+    void      (*after_file_written)(void *ctx, int files_written);
+    void       *after_file_ctx;
 } us_import_opts;
 
 typedef struct us_import_stats {
@@ -62,13 +73,24 @@ typedef struct us_import_stats {
     uint64_t resumed_files;   /* shard files kept from a crashed run (all ranks) */
 } us_import_stats;
 
+/* Builds the store opts->out_dir from tables[n_tables]; collective over comm.
+ * *stats (optional) gets totals over all ranks, also after a failure.
+ * Returns: US_OK; US_EINVAL for bad options or tables (named); US_EEXIST if
+ * out_dir exists; from the inputs US_ENOTFOUND / US_EIO / US_ECORRUPT /
+ * US_EUNSUPP naming file and tensor; US_EIO for write failures (a full disk
+ * included); US_ENOMEM; US_EMPI; on ranks that did not fail, the failing
+ * rank's code with a message naming that rank. */
 int us_import(MPI_Comm comm, const us_import_opts *opts, const us_import_table *tables,
               size_t n_tables, us_import_stats *stats, us_err *err);
 
 /* Compares every local row of table `table_index` of an open store with the
  * tensor rows of `path`/`tensor`, converted exactly as us_import stores them
  * (same dtype: bytes must be identical). US_ECORRUPT naming the first row
- * that differs; *rows_compared counts the rows checked. Not collective. */
+ * that differs; *rows_compared counts the rows checked. Not collective.
+ * Returns: US_OK; US_ECORRUPT naming the first differing row; US_ERANGE for a
+ * table index out of range; US_EINVAL for a synthetic table or a tensor of
+ * another shape; errors of us_tf_open / us_tf_read_rows naming the file;
+ * US_ENOMEM. */
 struct us_store;
 int us_import_compare(const struct us_store *store, size_t table_index, const char *path,
                       const char *tensor, uint64_t *rows_compared, us_err *err);

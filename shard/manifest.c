@@ -281,82 +281,104 @@ int us_manifest_find(const us_manifest *m, const char *name)
 
 /* ---------------------------------------------------------------- write */
 
-int us_manifest_write(const char *dir, const us_manifest *m, us_err *err)
+/* The protobuf message of a manifest and the arrays it points into; one
+ * ShardFile (with its file name and block ids) per (table, shard). */
+typedef struct manifest_msg {
+    Ultrashard__StoreManifest  sm;
+    Ultrashard__TableManifest *tms, **tptr;
+    Ultrashard__ShardFile     *sfs, **sptr;
+    char      *names;             /* 64 bytes per shard file */
+    uint64_t **ids;
+    size_t     n_files;
+} manifest_msg;
+
+static void msg_free(manifest_msg *msg)
 {
-    int rc = US_OK;
-    size_t nt = m->n_tables;
-    Ultrashard__StoreManifest sm = ULTRASHARD__STORE_MANIFEST__INIT;
-    Ultrashard__TableManifest *tms = calloc(nt ? nt : 1, sizeof *tms);
-    Ultrashard__TableManifest **tptr = calloc(nt ? nt : 1, sizeof *tptr);
-    Ultrashard__ShardFile *sfs = calloc((nt ? nt : 1) * m->shard_count, sizeof *sfs);
-    Ultrashard__ShardFile **sptr = calloc((nt ? nt : 1) * m->shard_count, sizeof *sptr);
-    char *names = calloc((nt ? nt : 1) * m->shard_count, 64);
-    uint64_t **ids = calloc((nt ? nt : 1) * m->shard_count, sizeof *ids);
-    uint8_t *buf = NULL;
-    if (!tms || !tptr || !sfs || !sptr || !names || !ids) {
-        rc = us_err_set(err, US_ENOMEM, "manifest of '%s': out of memory", dir);
-        goto done;
+    for (size_t k = 0; msg->ids && k < msg->n_files; k++)
+        free(msg->ids[k]);
+    free(msg->ids);
+    free(msg->names);
+    free(msg->sptr);
+    free(msg->sfs);
+    free(msg->tptr);
+    free(msg->tms);
+}
+
+static int msg_alloc(manifest_msg *msg, const us_manifest *m, const char *dir, us_err *err)
+{
+    size_t nt = m->n_tables ? m->n_tables : 1;
+    msg->n_files = nt * m->shard_count;
+    msg->tms = calloc(nt, sizeof *msg->tms);
+    msg->tptr = calloc(nt, sizeof *msg->tptr);
+    msg->sfs = calloc(msg->n_files, sizeof *msg->sfs);
+    msg->sptr = calloc(msg->n_files, sizeof *msg->sptr);
+    msg->names = calloc(msg->n_files, 64);
+    msg->ids = calloc(msg->n_files, sizeof *msg->ids);
+    if (!msg->tms || !msg->tptr || !msg->sfs || !msg->sptr || !msg->names || !msg->ids)
+        return us_err_set(err, US_ENOMEM, "manifest of '%s': out of memory", dir);
+    return US_OK;
+}
+
+static void fill_table_msg(Ultrashard__TableManifest *tm, const us_manifest *m, size_t i)
+{
+    const us_table_layout *t = &m->tables[i];
+    ultrashard__table_manifest__init(tm);
+    tm->version = 1;
+    tm->table_id = t->table_id;
+    tm->name = (char *)t->name;
+    tm->rows = t->rows;
+    tm->dim = t->dim;
+    tm->dtype = (Ultrashard__DType)t->dtype;
+    tm->block_bits = t->block_bits;
+    tm->shard_count = m->shard_count;
+    tm->placement_seed = t->placement_seed;
+    tm->placement = ULTRASHARD__PLACEMENT__PLACEMENT_ROW;
+    tm->synthetic = t->synthetic;
+    tm->synthetic_seed = t->synthetic_seed;
+    tm->block_slot_bytes = t->block_slot_bytes;
+    tm->scales_offset_bytes = t->scales_offset_bytes;
+}
+
+/* Block CRCs and one ShardFile per shard for stored (not synthetic) table i. */
+static int fill_shard_files(manifest_msg *msg, const us_manifest *m, size_t i,
+                            const char *dir, us_err *err)
+{
+    const us_table_layout *t = &m->tables[i];
+    Ultrashard__TableManifest *tm = &msg->tms[i];
+    tm->n_block_crc32c = t->n_blocks;
+    tm->block_crc32c = m->block_crc[i];
+    tm->n_shard_files = m->shard_count;
+    tm->shard_files = &msg->sptr[i * m->shard_count];
+    for (uint32_t s = 0; s < m->shard_count; s++) {
+        size_t k = i * m->shard_count + s;
+        Ultrashard__ShardFile *sf = &msg->sfs[k];
+        ultrashard__shard_file__init(sf);
+        msg->sptr[k] = sf;
+        uint64_t n = us_layout_shard_blocks(t, m->shard_count, s, NULL);
+        msg->ids[k] = malloc((n ? n : 1) * sizeof(uint64_t));
+        if (msg->ids[k] == NULL)
+            return us_err_set(err, US_ENOMEM, "manifest of '%s': out of memory", dir);
+        us_layout_shard_blocks(t, m->shard_count, s, msg->ids[k]);
+        sf->shard = s;
+        us_shard_file_name(msg->names + 64 * k, 64, t->table_id, s);
+        sf->file_name = msg->names + 64 * k;
+        sf->file_bytes = us_layout_file_bytes(t, n);
+        sf->n_block_ids = n;
+        sf->block_ids = msg->ids[k];
     }
-    sm.version = 1;
-    sm.format_version = m->format_version;
-    sm.shard_count = m->shard_count;
-    sm.n_tables = nt;
-    sm.tables = tptr;
-    sm.created_by = (char *)"ultrashard";
-    sm.store_id_hi = m->store_id_hi;
-    sm.store_id_lo = m->store_id_lo;
-    for (size_t i = 0; i < nt; i++) {
-        const us_table_layout *t = &m->tables[i];
-        Ultrashard__TableManifest *tm = &tms[i];
-        ultrashard__table_manifest__init(tm);
-        tptr[i] = tm;
-        tm->version = 1;
-        tm->table_id = t->table_id;
-        tm->name = (char *)t->name;
-        tm->rows = t->rows;
-        tm->dim = t->dim;
-        tm->dtype = (Ultrashard__DType)t->dtype;
-        tm->block_bits = t->block_bits;
-        tm->shard_count = m->shard_count;
-        tm->placement_seed = t->placement_seed;
-        tm->placement = ULTRASHARD__PLACEMENT__PLACEMENT_ROW;
-        tm->synthetic = t->synthetic;
-        tm->synthetic_seed = t->synthetic_seed;
-        tm->block_slot_bytes = t->block_slot_bytes;
-        tm->scales_offset_bytes = t->scales_offset_bytes;
-        if (t->synthetic)
-            continue;
-        tm->n_block_crc32c = t->n_blocks;
-        tm->block_crc32c = m->block_crc[i];
-        tm->n_shard_files = m->shard_count;
-        tm->shard_files = &sptr[i * m->shard_count];
-        for (uint32_t s = 0; s < m->shard_count; s++) {
-            size_t k = i * m->shard_count + s;
-            Ultrashard__ShardFile *sf = &sfs[k];
-            ultrashard__shard_file__init(sf);
-            sptr[k] = sf;
-            uint64_t n = us_layout_shard_blocks(t, m->shard_count, s, NULL);
-            ids[k] = malloc((n ? n : 1) * sizeof(uint64_t));
-            if (ids[k] == NULL) {
-                rc = us_err_set(err, US_ENOMEM, "manifest of '%s': out of memory", dir);
-                goto done;
-            }
-            us_layout_shard_blocks(t, m->shard_count, s, ids[k]);
-            sf->shard = s;
-            us_shard_file_name(names + 64 * k, 64, t->table_id, s);
-            sf->file_name = names + 64 * k;
-            sf->file_bytes = us_layout_file_bytes(&m->tables[i], n);
-            sf->n_block_ids = n;
-            sf->block_ids = ids[k];
-        }
-    }
-    size_t len = ultrashard__store_manifest__get_packed_size(&sm);
-    buf = malloc(len + 5);
-    if (buf == NULL) {
-        rc = us_err_set(err, US_ENOMEM, "manifest of '%s': out of memory (%zu bytes)", dir, len);
-        goto done;
-    }
-    ultrashard__store_manifest__pack(&sm, buf);
+    return US_OK;
+}
+
+/* Packs sm, appends the CRC field (written last, so it covers every byte
+ * before it) and writes DIR/manifest.pb crash-safely. */
+static int write_packed(const char *dir, const Ultrashard__StoreManifest *sm, us_err *err)
+{
+    size_t len = ultrashard__store_manifest__get_packed_size(sm);
+    uint8_t *buf = malloc(len + 5);
+    if (buf == NULL)
+        return us_err_set(err, US_ENOMEM, "manifest of '%s': out of memory (%zu bytes)", dir,
+                          len);
+    ultrashard__store_manifest__pack(sm, buf);
     uint32_t crc = us_crc32c(0, buf, len);
     buf[len] = CRC_FIELD_TAG;
     for (int b = 0; b < 4; b++)
@@ -364,23 +386,42 @@ int us_manifest_write(const char *dir, const us_manifest *m, us_err *err)
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, US_MANIFEST_FILE);
     us_durable_file f;
-    if ((rc = us_durable_open(&f, path, true, err)) != US_OK)
-        goto done;
+    int rc = us_durable_open(&f, path, true, err);
+    if (rc != US_OK)
+        goto free_buf;
     if ((rc = us_durable_write(&f, buf, len + 5, err)) != US_OK) {
         us_durable_abort(&f);
-        goto done;
+        goto free_buf;
     }
     rc = us_durable_commit(&f, err);
-done:
-    for (size_t k = 0; ids && k < (nt ? nt : 1) * m->shard_count; k++)
-        free(ids[k]);
-    free(ids);
-    free(names);
-    free(sptr);
-    free(sfs);
-    free(tptr);
-    free(tms);
+free_buf:
     free(buf);
+    return rc;
+}
+
+int us_manifest_write(const char *dir, const us_manifest *m, us_err *err)
+{
+    manifest_msg msg = { .sm = ULTRASHARD__STORE_MANIFEST__INIT };
+    int rc = msg_alloc(&msg, m, dir, err);
+    if (rc != US_OK)
+        goto free_msg;
+    msg.sm.version = 1;
+    msg.sm.format_version = m->format_version;
+    msg.sm.shard_count = m->shard_count;
+    msg.sm.n_tables = m->n_tables;
+    msg.sm.tables = msg.tptr;
+    msg.sm.created_by = (char *)"ultrashard";
+    msg.sm.store_id_hi = m->store_id_hi;
+    msg.sm.store_id_lo = m->store_id_lo;
+    for (size_t i = 0; i < m->n_tables; i++) {
+        fill_table_msg(&msg.tms[i], m, i);
+        msg.tptr[i] = &msg.tms[i];
+        if (!m->tables[i].synthetic && (rc = fill_shard_files(&msg, m, i, dir, err)) != US_OK)
+            goto free_msg;
+    }
+    rc = write_packed(dir, &msg.sm, err);
+free_msg:
+    msg_free(&msg);
     return rc;
 }
 
@@ -460,11 +501,9 @@ static int check_table(const char *path, const us_manifest *m, size_t i,
     return rc;
 }
 
-int us_manifest_read(const char *dir, us_manifest *m, us_err *err)
+/* Reads DIR/manifest.pb whole into *buf and checks its trailing CRC field. */
+static int read_checked(const char *path, uint8_t **buf_out, uint64_t *size_out, us_err *err)
 {
-    memset(m, 0, sizeof *m);
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, US_MANIFEST_FILE);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
@@ -472,34 +511,81 @@ int us_manifest_read(const char *dir, us_manifest *m, us_err *err)
                           strerror(e), e == ENOENT ? " (not a store directory?)" : "");
     }
     struct stat st;
+    int rc = US_OK;
+    uint8_t *buf = NULL;
+    uint64_t size = 0;
     if (fstat(fd, &st) != 0) {
-        close(fd);
-        return us_err_set(err, US_EIO, "stat '%s': %s", path, strerror(errno));
+        rc = us_err_set(err, US_EIO, "stat '%s': %s", path, strerror(errno));
+        goto close_fd;
     }
-    uint64_t size = (uint64_t)st.st_size;
+    size = (uint64_t)st.st_size;
     if (size < 5 || size > MANIFEST_MAX_BYTES) {
-        close(fd);
-        return us_err_set(err, US_ECORRUPT, "'%s': %llu bytes is not a valid manifest "
-                          "(truncated?)", path, (unsigned long long)size);
+        rc = us_err_set(err, US_ECORRUPT, "'%s': %llu bytes is not a valid manifest "
+                        "(truncated?)", path, (unsigned long long)size);
+        goto close_fd;
     }
-    uint8_t *buf = malloc(size);
-    if (buf == NULL) {
-        close(fd);
-        return us_err_set(err, US_ENOMEM, "'%s': out of memory", path);
+    if ((buf = malloc(size)) == NULL) {
+        rc = us_err_set(err, US_ENOMEM, "'%s': out of memory", path);
+        goto close_fd;
     }
-    int rc = us_pread_all(fd, buf, size, 0, path, err);
+    if ((rc = us_pread_all(fd, buf, size, 0, path, err)) != US_OK)
+        goto close_fd;
+    uint32_t want = (uint32_t)buf[size - 4] | (uint32_t)buf[size - 3] << 8 |
+                    (uint32_t)buf[size - 2] << 16 | (uint32_t)buf[size - 1] << 24;
+    if (buf[size - 5] != CRC_FIELD_TAG || us_crc32c(0, buf, size - 5) != want)
+        rc = us_err_set(err, US_ECORRUPT, "'%s': checksum mismatch: the manifest is "
+                        "corrupt or truncated", path);
+close_fd:
     close(fd);
     if (rc != US_OK) {
         free(buf);
         return rc;
     }
-    uint32_t want = (uint32_t)buf[size - 4] | (uint32_t)buf[size - 3] << 8 |
-                    (uint32_t)buf[size - 2] << 16 | (uint32_t)buf[size - 1] << 24;
-    if (buf[size - 5] != CRC_FIELD_TAG || us_crc32c(0, buf, size - 5) != want) {
-        free(buf);
-        return us_err_set(err, US_ECORRUPT, "'%s': checksum mismatch: the manifest is "
-                          "corrupt or truncated", path);
+    *buf_out = buf;
+    *size_out = size;
+    return US_OK;
+}
+
+/* Table i of the message into m: fields checked as a layout, unique id and
+ * name, shard files and CRCs checked (check_table). */
+static int load_table(const char *path, const Ultrashard__TableManifest *tm, us_manifest *m,
+                      size_t i, us_err *err)
+{
+    us_table_layout t = {
+        .table_id = tm->table_id, .name = tm->name, .rows = tm->rows, .dim = tm->dim,
+        .dtype = (us_dtype)tm->dtype, .block_bits = tm->block_bits,
+        .placement_seed = tm->placement_seed, .synthetic = tm->synthetic,
+        .synthetic_seed = tm->synthetic_seed,
+    };
+    if (tm->version > 1)
+        return us_err_set(err, US_EVERSION, "'%s': table '%s': version %u is newer than 1",
+                          path, tm->name, tm->version);
+    if (us_table_layout_init(&t, err) != US_OK) {   /* bad fields: corrupt file */
+        us_err_prefix(err, "'%s'", path);
+        return us_err_set_code(err, US_ECORRUPT);
     }
+    for (size_t j = 0; j < i; j++)
+        if (m->tables[j].table_id == t.table_id || strcmp(m->tables[j].name, t.name) == 0)
+            return us_err_set(err, US_ECORRUPT, "'%s': table '%s' (id %u) appears twice",
+                              path, t.name, t.table_id);
+    int rc = us_manifest_set_table(m, i, &t, err);
+    if (rc == US_OK)
+        rc = check_table(path, m, i, tm, err);
+    if (rc == US_OK && !t.synthetic)
+        memcpy(m->block_crc[i], tm->block_crc32c, t.n_blocks * sizeof(uint32_t));
+    return rc;
+}
+
+int us_manifest_read(const char *dir, us_manifest *m, us_err *err)
+{
+    memset(m, 0, sizeof *m);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, US_MANIFEST_FILE);
+    uint8_t *buf = NULL;
+    uint64_t size = 0;
+    int rc = read_checked(path, &buf, &size, err);
+    if (rc != US_OK)
+        return rc;
     Ultrashard__StoreManifest *sm = ultrashard__store_manifest__unpack(NULL, size, buf);
     free(buf);
     if (sm == NULL)
@@ -509,52 +595,23 @@ int us_manifest_read(const char *dir, us_manifest *m, us_err *err)
         rc = us_err_set(err, US_EVERSION, "'%s': manifest version %u / store format %u; "
                         "this build reads version 1 / formats %d and %d", path, sm->version,
                         sm->format_version, US_STORE_FORMAT_NO_HEADER, US_STORE_FORMAT_VERSION);
-        goto done;
+        goto free_message;
     }
     if (sm->shard_count == 0 || sm->shard_count > US_MAX_SHARDS) {
         rc = us_err_set(err, US_ECORRUPT, "'%s': shard_count %u outside [1, %d]", path,
                         sm->shard_count, US_MAX_SHARDS);
-        goto done;
+        goto free_message;
     }
     if ((rc = us_manifest_alloc(m, sm->shard_count, sm->n_tables, err)) != US_OK)
-        goto done;
+        goto free_message;
     m->format_version = sm->format_version;    /* before set_table stamps the layouts */
     m->store_id_hi = sm->store_id_hi;
     m->store_id_lo = sm->store_id_lo;
-    for (size_t i = 0; i < sm->n_tables && rc == US_OK; i++) {
-        const Ultrashard__TableManifest *tm = sm->tables[i];
-        us_table_layout t = {
-            .table_id = tm->table_id, .name = tm->name, .rows = tm->rows, .dim = tm->dim,
-            .dtype = (us_dtype)tm->dtype, .block_bits = tm->block_bits,
-            .placement_seed = tm->placement_seed, .synthetic = tm->synthetic,
-            .synthetic_seed = tm->synthetic_seed,
-        };
-        if (tm->version > 1) {
-            rc = us_err_set(err, US_EVERSION, "'%s': table '%s': version %u is newer than 1",
-                            path, tm->name, tm->version);
-            break;
-        }
-        if (us_table_layout_init(&t, err) != US_OK) {   /* bad fields: corrupt file */
-            us_err_prefix(err, "'%s'", path);
-            rc = us_err_set_code(err, US_ECORRUPT);
-            break;
-        }
-        for (size_t j = 0; j < i; j++)
-            if (m->tables[j].table_id == t.table_id || strcmp(m->tables[j].name, t.name) == 0)
-                rc = us_err_set(err, US_ECORRUPT, "'%s': table '%s' (id %u) appears twice",
-                                path, t.name, t.table_id);
-        if (rc != US_OK)
-            break;
-        if ((rc = us_manifest_set_table(m, i, &t, err)) != US_OK)
-            break;
-        if ((rc = check_table(path, m, i, tm, err)) != US_OK)
-            break;
-        if (!t.synthetic)
-            memcpy(m->block_crc[i], tm->block_crc32c, t.n_blocks * sizeof(uint32_t));
-    }
+    for (size_t i = 0; i < sm->n_tables && rc == US_OK; i++)
+        rc = load_table(path, sm->tables[i], m, i, err);
     if (rc != US_OK)
         us_manifest_free(m);
-done:
+free_message:
     ultrashard__store_manifest__free_unpacked(sm, NULL);
     return rc;
 }

@@ -71,22 +71,31 @@ typedef struct us_table_layout {
 /* Checks the fields above the "derived" line and fills the derived ones
  * (file_header_bytes for the current format; the store id stays as given:
  * writers pass the layout us_manifest_set_table stamped).
- * Returns US_OK, or US_EINVAL naming the table for zero/oversized dims,
- * bad dtype, block bits. */
+ * Returns: US_OK, or US_EINVAL naming the table for zero/oversized dims,
+ * bad dtype, block bits (t unchanged above the derived fields).
+ */
 int us_table_layout_init(us_table_layout *t, us_err *err);
 
-/* Rows actually held by block b (the last block may be partial). */
+/* Rows actually held by block b (the last block may be partial).
+ * Returns: the row count, 0 for a block past the end.
+ */
 uint64_t us_layout_block_rows(const us_table_layout *t, uint64_t block);
 
-/* CRC-32C of block b stored in slot (valid rows' data, then int8 scales). */
+/* CRC-32C of block b stored in slot (valid rows' data, then int8 scales).
+ * Returns: the CRC-32C; cannot fail.
+ */
 uint32_t us_layout_block_crc(const us_table_layout *t, const uint8_t *slot, uint64_t block);
 
 /* Blocks of table t owned by shard s, ascending: returns the count and, when
- * ids != NULL, writes them (caller sizes ids with a first call). */
+ * ids != NULL, writes them (caller sizes ids with a first call).
+ * Returns: the number of blocks shard s owns.
+ */
 uint64_t us_layout_shard_blocks(const us_table_layout *t, uint32_t shard_count,
                                 uint32_t shard, uint64_t *ids);
 
-/* "table-<id>.shard-<s>.bin" into buf (>= 64 bytes). */
+/* "table-<id>.shard-<s>.bin" into buf (>= 64 bytes).
+ * Returns: nothing; truncates to cap.
+ */
 void us_shard_file_name(char *buf, size_t cap, uint32_t table_id, uint32_t shard);
 
 /* Size of a shard file holding n_blocks blocks of t (header included). */
@@ -129,25 +138,37 @@ typedef struct us_manifest {
 
 /* Allocates an empty manifest for n_tables tables (names copied by
  * us_manifest_set_table), current format, with a fresh random store id.
- * Returns US_OK or US_ENOMEM. */
+ * Returns: US_OK, or US_ENOMEM (m left empty).
+ */
 int us_manifest_alloc(us_manifest *m, uint32_t shard_count, size_t n_tables, us_err *err);
 /* Copies layout (and its name) into slot i, stamps the manifest's store id
  * and file header size into the copy, allocates its CRC array.
- * Returns US_OK or US_ENOMEM. */
+ * Returns: US_OK, or US_ENOMEM naming the table.
+ */
 int us_manifest_set_table(us_manifest *m, size_t i, const us_table_layout *t, us_err *err);
 /* Replaces the store id (ranks building one store share rank 0's) and
- * restamps every table layout with it. */
+ * restamps every table layout with it.
+ * Returns: nothing; cannot fail.
+ */
 void us_manifest_set_store_id(us_manifest *m, uint64_t hi, uint64_t lo);
+/* Returns: nothing; leaves *m zeroed. */
 void us_manifest_free(us_manifest *m);
 
-/* Index of the table named `name` (or whose decimal id is `name`), or -1. */
+/* Index of the table named `name` (or whose decimal id is `name`), or -1.
+ * Returns: the table index, or -1 when no table matches.
+ */
 int us_manifest_find(const us_manifest *m, const char *name);
 
-/* Reads and fully validates DIR/manifest.pb. Returns US_OK, US_ENOTFOUND
- * (no manifest), US_EIO, US_ENOMEM, US_ECORRUPT (checksum, fields, block
- * lists), US_EVERSION (format other than 1 or 2, newer message version). */
+/* Reads and fully validates DIR/manifest.pb.
+ * Returns: US_OK; US_ENOTFOUND (no manifest); US_EIO; US_ECORRUPT /
+ * US_EVERSION naming manifest and table (US_EVERSION: a store format other
+ * than 1 or 2, or a newer message version); US_EUNSUPP (non-row
+ * placement); US_ENOMEM. On error *m is empty.
+ */
 int us_manifest_read(const char *dir, us_manifest *m, us_err *err);
-/* Writes DIR/manifest.pb crash-safely (overwrites). */
+/* Writes DIR/manifest.pb crash-safely (overwrites).
+ * Returns: US_OK; US_EIO naming the file; US_ENOMEM. On error the old manifest stays.
+ */
 int us_manifest_write(const char *dir, const us_manifest *m, us_err *err);
 
 #endif

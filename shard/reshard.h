@@ -37,6 +37,12 @@ typedef struct us_reshard_stats {
     double   seconds;
 } us_reshard_stats;
 
+/* Copies store src into a new store dst with new_shards shards, proving
+ * every row unchanged (stats->rows_differ).
+ * Returns: US_OK; US_EINVAL (shard count); US_EEXIST (dst exists); errors of
+ * us_store_open naming src; US_ENOTFOUND / US_ECORRUPT naming table and block
+ * when a block is missing or changed, or the proof finds rows that differ;
+ * US_EIO; US_ENOMEM. On error dst is absent. */
 int us_reshard(const char *src, const char *dst, uint32_t new_shards,
                us_reshard_stats *stats, us_err *err);
 

@@ -21,12 +21,17 @@
 
 /* in: n_rows x dim of in_dtype (not int8) -> out: n_rows x dim of out_dtype;
  * scales[n_rows] is written when out_dtype is int8 (may be NULL otherwise).
- * row0 is the first row's id, used only in error messages. */
+ * row0 is the first row's id, used only in error messages.
+ * Returns: US_OK; US_EINVAL for int8 input or a NaN/Inf into int8 (naming
+ * row and column); US_ENOMEM.
+ */
 int us_rows_encode(void *out, float *scales, us_dtype out_dtype,
                    const void *in, us_dtype in_dtype,
                    size_t n_rows, size_t dim, uint64_t row0, us_err *err);
 
-/* One stored row (scale used for int8) -> f32. */
+/* One stored row (scale used for int8) -> f32.
+ * Returns: nothing; cannot fail.
+ */
 void us_row_decode_f32(float *out, const void *row, us_dtype dtype, float scale, size_t dim);
 
 #endif

@@ -133,76 +133,122 @@ static int serve_push(us_server *s, const us_wire_req *r, float *sums, us_err *e
                                  s->n_threads, err);
 }
 
+/* What a request's header says, read before validation so that even a
+ * malformed request gets an error answer the coordinator can match. */
+typedef struct req_echo {
+    uint8_t  mode;
+    uint32_t table_id;
+    uint64_t batch_id;
+} req_echo;
+
+static req_echo read_echo(const void *req, uint64_t len, uint8_t *req_flags)
+{
+    req_echo echo = { .mode = US_WIRE_NOP };
+    if (req_flags)
+        *req_flags = 0;
+    if (len < sizeof(us_wire_req_hdr) || ((uintptr_t)req & 7u) != 0)
+        return echo;
+    const us_wire_req_hdr *h = req;
+    echo.mode = h->mode <= US_WIRE_ROWS ? h->mode : US_WIRE_NOP;
+    echo.table_id = h->table_id;
+    echo.batch_id = h->batch_id;
+    if (req_flags && h->magic == US_WIRE_REQ_MAGIC)
+        *req_flags = h->flags & US_WIRE_REQ_FLAGS;
+    return echo;
+}
+
+/* Parses the request and checks it against this server's table and rows. */
+static int check_request(us_server *s, const void *req, uint64_t len, us_wire_req *r,
+                         us_err *why)
+{
+    int rc = us_wire_req_parse(req, len, &s->limits, r, why);
+    if (rc == US_OK && r->hdr->table_id != s->table_id)
+        rc = us_err_set(why, US_ENOTFOUND, "shard %d: table %u is not served here "
+                        "(this shard serves table %u)", s->shard_index,
+                        r->hdr->table_id, s->table_id);
+    if (rc == US_OK)
+        rc = check_rows(s, r, why);
+    return rc;
+}
+
+/* Size of the answer to a valid request; 0 when it would overflow. */
+static uint64_t answer_bytes(const us_server *s, const us_wire_req_hdr *h)
+{
+    const us_rows_view *v = s->view;
+    if (h->mode == US_WIRE_PUSH)
+        return us_wire_resp_push_bytes(h->n_tokens, h->n_groups, v->dim);
+    if (h->mode == US_WIRE_ROWS)
+        return us_wire_resp_rows_bytes(h->n_rows, v->dim, us_dtype_size(v->dtype),
+                                       v->dtype == US_DTYPE_INT8);
+    return sizeof(us_wire_resp_hdr);
+}
+
+/* Writes the header and payload of the answer to r into resp (total bytes). */
+static int fill_answer(us_server *s, const us_wire_req *r, uint8_t resp_flags, uint8_t *resp,
+                       uint64_t total, us_err *why)
+{
+    const us_wire_req_hdr *h = r->hdr;
+    const us_rows_view *v = s->view;
+    us_wire_resp_init(resp, &(us_wire_resp_desc){
+        .mode = h->mode, .flags = resp_flags, .table_id = h->table_id,
+        .batch_id = h->batch_id,
+        .n_tokens = h->mode == US_WIRE_PUSH ? h->n_tokens : 0,
+        .n_groups = h->mode == US_WIRE_PUSH ? h->n_groups : 0,
+        .dim = h->mode == US_WIRE_NOP ? 0 : v->dim,
+        .n_rows = h->mode == US_WIRE_ROWS ? h->n_rows : 0, .total_bytes = total });
+    uint8_t *payload = resp + sizeof(us_wire_resp_hdr);
+    if (h->mode == US_WIRE_PUSH)
+        return serve_push(s, r, (float *)payload, why);
+    if (h->mode != US_WIRE_ROWS || h->n_rows == 0)
+        return US_OK;
+    float *scales = NULL;
+    if (v->dtype == US_DTYPE_INT8) {
+        scales = (float *)payload;
+        payload += (size_t)h->n_rows * 4u;
+    }
+    uint64_t row_data = (uint64_t)h->n_rows * v->dim * us_dtype_size(v->dtype);
+    memset(payload + row_data, 0, total - (uint64_t)(payload - resp) - row_data);
+    return us_gather_copy(payload, scales, v, r->rows, h->n_rows, s->n_threads, why);
+}
+
+/* Appends an error answer carrying `why` to out. */
+static int append_rejection(us_server *s, const req_echo *echo, uint8_t resp_flags,
+                            const us_err *why, us_wire_buf *out, us_err *err)
+{
+    void *msg = NULL;
+    uint64_t msg_len = 0, at;
+    us_wire_resp_desc d = { .mode = echo->mode, .flags = resp_flags,
+                            .table_id = echo->table_id, .batch_id = echo->batch_id };
+    if (us_wire_resp_error(&msg, &msg_len, &d, why) != US_OK)
+        return us_err_set(err, US_ENOMEM, "shard %d: error response", s->shard_index);
+    int rc = us_wire_buf_append(out, msg_len, &at, err);
+    if (rc == US_OK)
+        memcpy(out->data + at, msg, msg_len);
+    free(msg);
+    return rc;
+}
+
 int us_serve_request(us_server *s, const void *req, uint64_t len, uint8_t resp_flags,
                      us_wire_buf *out, bool *rejected, uint8_t *req_flags, us_err *err)
 {
     us_err why = {0};
     us_wire_req r;
-    int rc;
-    uint8_t mode = US_WIRE_NOP;
-    uint32_t table_id = 0;
-    uint64_t batch_id = 0;
     s->stats.requests++;
-    if (req_flags)
-        *req_flags = 0;
-    if (len >= sizeof(us_wire_req_hdr) && ((uintptr_t)req & 7u) == 0) {
-        /* echo what we can read so the coordinator can match the error */
-        const us_wire_req_hdr *h = req;
-        mode = h->mode <= US_WIRE_ROWS ? h->mode : US_WIRE_NOP;
-        table_id = h->table_id;
-        batch_id = h->batch_id;
-        if (req_flags && h->magic == US_WIRE_REQ_MAGIC)
-            *req_flags = h->flags & US_WIRE_REQ_FLAGS;
-    }
-    rc = us_wire_req_parse(req, len, &s->limits, &r, &why);
-    if (rc == US_OK && r.hdr->table_id != s->table_id)
-        rc = us_err_set(&why, US_ENOTFOUND, "shard %d: table %u is not served here "
-                        "(this shard serves table %u)", s->shard_index,
-                        r.hdr->table_id, s->table_id);
-    if (rc == US_OK)
-        rc = check_rows(s, &r, &why);
+    req_echo echo = read_echo(req, len, req_flags);
+    int rc = check_request(s, req, len, &r, &why);
     if (rc != US_OK)
         goto reject;
-
     const us_wire_req_hdr *h = r.hdr;
-    const us_rows_view *v = s->view;
-    uint64_t at, total;
-    if (h->mode == US_WIRE_PUSH)
-        total = us_wire_resp_push_bytes(h->n_tokens, h->n_groups, v->dim);
-    else if (h->mode == US_WIRE_ROWS)
-        total = us_wire_resp_rows_bytes(h->n_rows, v->dim, us_dtype_size(v->dtype),
-                                        v->dtype == US_DTYPE_INT8);
-    else
-        total = sizeof(us_wire_resp_hdr);
+    uint64_t at, total = answer_bytes(s, h);
     if (total == 0 || total > s->limits.max_bytes) {
         rc = us_err_set(&why, US_ERANGE, "shard %d batch %" PRIu64 ": answer of %" PRIu64
                         " bytes exceeds the message limit", s->shard_index, h->batch_id,
                         total);
         goto reject;
     }
-    rc = us_wire_buf_append(out, total, &at, err);
-    if (rc != US_OK)
+    if ((rc = us_wire_buf_append(out, total, &at, err)) != US_OK)
         return rc;
-    uint8_t *resp = out->data + at;
-    us_wire_resp_init(resp, h->mode, resp_flags, h->table_id, h->batch_id,
-                      h->mode == US_WIRE_PUSH ? h->n_tokens : 0,
-                      h->mode == US_WIRE_PUSH ? h->n_groups : 0,
-                      h->mode == US_WIRE_NOP ? 0 : v->dim,
-                      h->mode == US_WIRE_ROWS ? h->n_rows : 0, total);
-    uint8_t *payload = resp + sizeof(us_wire_resp_hdr);
-    if (h->mode == US_WIRE_PUSH) {
-        rc = serve_push(s, &r, (float *)payload, &why);
-    } else if (h->mode == US_WIRE_ROWS && h->n_rows > 0) {
-        float *scales = NULL;
-        if (v->dtype == US_DTYPE_INT8) {
-            scales = (float *)payload;
-            payload += (size_t)h->n_rows * 4u;
-        }
-        memset(payload + (size_t)h->n_rows * v->dim * us_dtype_size(v->dtype), 0,
-               total - (uint64_t)(payload - resp) -
-               (uint64_t)h->n_rows * v->dim * us_dtype_size(v->dtype));
-        rc = us_gather_copy(payload, scales, v, r.rows, h->n_rows, s->n_threads, &why);
-    }
+    rc = fill_answer(s, &r, resp_flags, out->data + at, total, &why);
     if (rc != US_OK) {
         out->len = at;   /* drop the half-built answer */
         if (rc == US_ENOMEM)
@@ -221,14 +267,5 @@ reject:
     s->last_error = why;
     if (rejected)
         *rejected = true;
-    void *msg = NULL;
-    uint64_t msg_len = 0;
-    if (us_wire_resp_error(&msg, &msg_len, mode, resp_flags, table_id, batch_id,
-                           &why) != US_OK)
-        return us_err_set(err, US_ENOMEM, "shard %d: error response", s->shard_index);
-    rc = us_wire_buf_append(out, msg_len, &at, err);
-    if (rc == US_OK)
-        memcpy(out->data + at, msg, msg_len);
-    free(msg);
-    return rc;
+    return append_rejection(s, &echo, resp_flags, &why, out, err);
 }

@@ -57,7 +57,9 @@ typedef struct us_server {
     uint64_t  pad_cap;
 } us_server;
 
-/* Initialises a server over view (checked with us_rows_view_check). */
+/* Initialises a server over view (checked with us_rows_view_check).
+ * Returns: US_OK, or the error of us_rows_view_check (US_EINVAL) naming shard and table.
+ */
 int us_server_init(us_server *s, uint32_t table_id, int shard_index,
                    const us_rows_view *view, const us_wire_limits *limits,
                    int n_threads, us_err *err);
@@ -66,14 +68,19 @@ int us_server_init(us_server *s, uint32_t table_id, int shard_index,
  * resp_flags are OR-ed into the response header. *rejected (optional) tells
  * whether it was an error response. *req_flags (optional) gets the request's
  * flags when the header was readable, else 0. Returns US_OK, or US_ENOMEM
- * when no response could be built (out unchanged). */
+ * when no response could be built (out unchanged).
+ * Returns: US_OK (answer or error response appended), or US_ENOMEM.
+ */
 int us_serve_request(us_server *s, const void *req, uint64_t len, uint8_t resp_flags,
                      us_wire_buf *out, bool *rejected, uint8_t *req_flags, us_err *err);
 
 /* Declares that the server's view is table `index` of store, so requests
- * are checked block by block (see Integrity above). */
+ * are checked block by block (see Integrity above).
+ * Returns: nothing; cannot fail.
+ */
 void us_server_attach_store(us_server *s, const us_store *store, size_t index);
 
+/* Returns: nothing; the server may be initialised again. */
 void us_server_free(us_server *s);
 
 #endif

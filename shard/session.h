@@ -47,40 +47,57 @@ typedef struct us_session_state {
     size_t   extra_bytes;
 } us_session_state;
 
-/* US_OK if id is a valid session id, else US_EINVAL naming the problem. */
+/* US_OK if id is a valid session id, else US_EINVAL naming the problem.
+ * Returns: US_OK, or US_EINVAL naming the problem.
+ */
 int us_session_check_id(const char *id, us_err *err);
 
-/* Owner shard index in [0, n_shards). */
+/* Owner shard index in [0, n_shards).
+ * Returns: the owner shard index in [0, n_shards).
+ */
 int us_session_owner(const char *id, uint64_t seed, int n_shards);
 
-/* Allocates zeroed memory/norm arrays for the given shape; extra is NULL. */
+/* Allocates zeroed memory/norm arrays for the given shape; extra is NULL.
+ * Returns: US_OK; US_EINVAL for a bad id or shape; US_ENOMEM.
+ */
 int us_session_init(us_session_state *s, const char *id, uint32_t layers,
                     uint32_t heads, uint32_t d_key, uint32_t d_value, us_err *err);
 
 /* Saves s as the next generation under dir (creating sessions/<id>/) and sets
  * s->generation. On error nothing visible changes and s->generation keeps its
- * old value. Keeps the new and the previous generation, removes older ones. */
+ * old value. Keeps the new and the previous generation, removes older ones.
+ * Returns: US_OK; US_EINVAL (bad id); US_EIO naming the file; US_ENOMEM.
+ */
 int us_session_save(const char *dir, us_session_state *s, us_err *err);
 
 /* Loads the newest valid generation of `id` into *out (allocating arrays;
  * free with us_session_free). US_ENOTFOUND if the session has no file;
  * US_ECORRUPT if every generation is damaged. `note` (may be NULL, size
- * note_bytes) receives a message when a newer damaged generation was skipped. */
+ * note_bytes) receives a message when a newer damaged generation was skipped.
+ * Returns: US_OK; US_ENOTFOUND; US_ECORRUPT; US_EINVAL (bad id); US_EIO; US_ENOMEM.
+ */
 int us_session_load(const char *dir, const char *id, us_session_state *out,
                     char *note, size_t note_bytes, us_err *err);
 
-/* Checks that a loaded state has the shape the model expects. */
+/* Checks that a loaded state has the shape the model expects.
+ * Returns: US_OK, or US_EINVAL naming the session and the differing dimension.
+ */
 int us_session_check_shape(const us_session_state *s, uint32_t layers, uint32_t heads,
                            uint32_t d_key, uint32_t d_value, us_err *err);
 
+/* Returns: nothing; *s is zeroed. */
 void us_session_free(us_session_state *s);
 
 /* Wire/file form of a state: one protobuf SessionState with the given
- * generation and the CRC-32C of memory, norm and extra. *out is malloc-ed. */
+ * generation and the CRC-32C of memory, norm and extra. *out is malloc-ed.
+ * Returns: US_OK, or US_ENOMEM.
+ */
 int us_session_pack(const us_session_state *s, uint64_t generation, uint8_t **out,
                     size_t *out_bytes, us_err *err);
 /* Parses and fully checks (version, id, shape, checksum) a packed state;
- * `what` names its origin (file or rank) in messages. */
+ * `what` names its origin (file or rank) in messages.
+ * Returns: US_OK; US_ECORRUPT / US_EVERSION naming `what`; US_ENOMEM.
+ */
 int us_session_unpack(const uint8_t *data, size_t bytes, const char *id, const char *what,
                       us_session_state *out, us_err *err);
 
@@ -95,7 +112,9 @@ typedef struct us_session_store {
                 size_t note_bytes, us_err *err);
 } us_session_store;
 
-/* A store over the directory `dir` (borrowed: must outlive the store). */
+/* A store over the directory `dir` (borrowed: must outlive the store).
+ * Returns: nothing; cannot fail.
+ */
 void us_session_store_dir(us_session_store *store, const char *dir);
 
 #endif

@@ -109,11 +109,11 @@ typedef enum us_backend {
 
 #define US_STORE_ALL_SHARDS (-1)
 
-typedef enum us_store_check {
+typedef enum us_store_check_policy {
     US_STORE_CHECK_AUTO = 0,       /* OPEN for small local stores, else FIRST_USE */
     US_STORE_CHECK_OPEN = 1,
     US_STORE_CHECK_FIRST_USE = 2,
-} us_store_check;
+} us_store_check_policy;
 
 /* AUTO's switch point. Checking at open costs one pass over the local
  * bytes before the first request (measured: see README, store integrity);
@@ -127,7 +127,7 @@ typedef struct us_store_opts {
     int  shard_index;       /* the shard whose files to open, or US_STORE_ALL_SHARDS */
     int  expect_shards;     /* > 0: refuse a store with another shard count */
     bool verify;            /* check every local block's CRC at open */
-    us_store_check check;   /* when block CRCs are checked (contract above) */
+    us_store_check_policy check;   /* when block CRCs are checked (contract above) */
 } us_store_opts;
 
 typedef struct us_store us_store;

@@ -44,8 +44,11 @@ typedef struct us_synth_view {
 } us_synth_view;
 
 /* Builds the view. US_EINVAL for bad shapes (dim 0, column placement with
- * dim < n_shards, shard out of range), US_ENOMEM. */
+ * dim < n_shards, shard out of range), US_ENOMEM.
+ * Returns: US_OK; US_EINVAL for bad shapes; US_ENOMEM.
+ */
 int us_synth_view_build(us_synth_view *sv, const us_synth_spec *spec, us_err *err);
+/* Returns: nothing; safe on a zeroed view. */
 void us_synth_view_free(us_synth_view *sv);
 
 #endif

@@ -23,20 +23,28 @@
 
 #define US_SYNTH_MAX_DIM (1u << 20)
 
-/* The per-row hash h above. */
+/* The per-row hash h above.
+ * Returns: the 64-bit row hash.
+ */
 uint64_t us_synth_row_hash(uint64_t seed, uint32_t table_id, uint64_t row);
 
-/* One element. */
+/* One element.
+ * Returns: the element value in [-1, 1).
+ */
 float us_synth_value(uint64_t seed, uint32_t table_id, uint64_t row, uint32_t col);
 
 /* out[0..dim-1] = the f32 row (the fast path: one row hash, then one mix
- * per element). Equal to us_synth_value() for each col (tested). */
+ * per element). Equal to us_synth_value() for each col (tested).
+ * Returns: nothing; cannot fail.
+ */
 void us_synth_row_f32(float *out, uint64_t seed, uint32_t table_id, uint64_t row,
                       uint32_t dim);
 
 /* The row in a stored dtype: out holds dim * us_dtype_size(dtype) bytes;
  * *scale is written for int8 (may be NULL otherwise). US_EINVAL for dim 0 or
- * above US_SYNTH_MAX_DIM, an unknown dtype or a missing int8 scale pointer. */
+ * above US_SYNTH_MAX_DIM, an unknown dtype or a missing int8 scale pointer.
+ * Returns: US_OK, or US_EINVAL as above.
+ */
 int us_synth_row(void *out, float *scale, us_dtype dtype, uint64_t seed, uint32_t table_id,
                  uint64_t row, uint32_t dim, us_err *err);
 

@@ -88,7 +88,9 @@ static bool npy_eat(npy_cursor *c, char ch)
     return false;
 }
 
-static bool npy_string(npy_cursor *c, char *out, size_t cap)
+/* A quoted string into out (NUL-terminated) and *len: its length, which a
+ * caller compares too, since the string itself may hold NUL bytes. */
+static bool npy_string(npy_cursor *c, char *out, size_t cap, size_t *len)
 {
     npy_skip_ws(c);
     if (c->p >= c->end || (*c->p != '\'' && *c->p != '"'))
@@ -104,6 +106,7 @@ static bool npy_string(npy_cursor *c, char *out, size_t cap)
         return false;
     c->p++;
     out[n] = '\0';
+    *len = n;
     return true;
 }
 
@@ -125,22 +128,66 @@ static bool npy_uint(npy_cursor *c, uint64_t *out)
     return c->p != start;
 }
 
-static int npy_descr_dtype(const char *descr, us_dtype *out)
+/* Exactly one of the supported descr strings (length included: a descr
+ * like '<f4\0' is not '<f4'). */
+static int npy_descr_dtype(const char *descr, size_t len, us_dtype *out)
 {
-    if (strcmp(descr, "<f4") == 0) { *out = US_DTYPE_F32; return 0; }
-    if (strcmp(descr, "<f2") == 0) { *out = US_DTYPE_F16; return 0; }
-    if (strcmp(descr, "<V2") == 0 || strcmp(descr, "|V2") == 0) { *out = US_DTYPE_BF16; return 0; }
-    if (strcmp(descr, "|i1") == 0 || strcmp(descr, "<i1") == 0 || strcmp(descr, "i1") == 0) {
-        *out = US_DTYPE_INT8;
-        return 0;
-    }
+    static const struct { const char *descr; us_dtype dtype; } known[] = {
+        { "<f4", US_DTYPE_F32 },  { "<f2", US_DTYPE_F16 },
+        { "<V2", US_DTYPE_BF16 }, { "|V2", US_DTYPE_BF16 },
+        { "|i1", US_DTYPE_INT8 }, { "<i1", US_DTYPE_INT8 }, { "i1", US_DTYPE_INT8 },
+    };
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        if (len == strlen(known[i].descr) && memcmp(descr, known[i].descr, len) == 0) {
+            *out = known[i].dtype;
+            return 0;
+        }
     return -1;
+}
+
+/* s[0, len) for an error message: printable ASCII as is, other bytes as \xNN. */
+static const char *printable(const char *s, size_t len, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len && n + 5 < cap; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\')
+            buf[n++] = (char)ch;
+        else
+            n += (size_t)snprintf(buf + n, cap - n, "\\x%02x", ch);
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+/* The shape tuple: "(3, 4)", "(3,)" or "()". US_ECORRUPT (no message: the
+ * caller names the byte) when malformed. */
+static int npy_shape(const us_tensor_file *f, npy_cursor *c, us_tensor_info *t, us_err *err)
+{
+    if (!npy_eat(c, '('))
+        return US_ECORRUPT;
+    t->ndim = 0;
+    while (!npy_eat(c, ')')) {
+        if (t->ndim == US_TF_MAX_DIMS)
+            return us_err_set(err, US_EUNSUPP, "'%s': more than %d dimensions", f->path,
+                              US_TF_MAX_DIMS);
+        if (!npy_uint(c, &t->shape[t->ndim]))
+            return US_ECORRUPT;
+        t->ndim++;
+        if (npy_eat(c, ','))
+            continue;
+        if (!npy_eat(c, ')'))
+            return US_ECORRUPT;
+        break;
+    }
+    return US_OK;
 }
 
 static int npy_parse_header(us_tensor_file *f, const char *hdr, size_t len, us_err *err)
 {
     npy_cursor c = { hdr, hdr + len };
     char key[32], descr[32] = "";
+    size_t key_len = 0, descr_len = 0;
     bool have_descr = false, have_order = false, have_shape = false, fortran = false;
     us_tensor_info *t = &f->tensors[0];
     if (!npy_eat(&c, '{'))
@@ -148,10 +195,15 @@ static int npy_parse_header(us_tensor_file *f, const char *hdr, size_t len, us_e
     for (;;) {
         if (npy_eat(&c, '}'))
             break;
-        if (!npy_string(&c, key, sizeof key) || !npy_eat(&c, ':'))
+        if (!npy_string(&c, key, sizeof key, &key_len) || !npy_eat(&c, ':'))
             goto malformed;
+        if (key_len != strlen(key)) {
+            char shown[4 * sizeof key + 8];
+            return us_err_set(err, US_ECORRUPT, "'%s': npy header has unknown key '%s'",
+                              f->path, printable(key, key_len, shown, sizeof shown));
+        }
         if (strcmp(key, "descr") == 0) {
-            if (!npy_string(&c, descr, sizeof descr))
+            if (!npy_string(&c, descr, sizeof descr, &descr_len))
                 goto malformed;
             have_descr = true;
         } else if (strcmp(key, "fortran_order") == 0) {
@@ -166,22 +218,11 @@ static int npy_parse_header(us_tensor_file *f, const char *hdr, size_t len, us_e
             }
             have_order = true;
         } else if (strcmp(key, "shape") == 0) {
-            if (!npy_eat(&c, '('))
+            int rc = npy_shape(f, &c, t, err);
+            if (rc == US_ECORRUPT)
                 goto malformed;
-            t->ndim = 0;
-            while (!npy_eat(&c, ')')) {
-                if (t->ndim == US_TF_MAX_DIMS)
-                    return us_err_set(err, US_EUNSUPP, "'%s': more than %d dimensions",
-                                      f->path, US_TF_MAX_DIMS);
-                if (!npy_uint(&c, &t->shape[t->ndim]))
-                    goto malformed;
-                t->ndim++;
-                if (npy_eat(&c, ','))
-                    continue;
-                if (!npy_eat(&c, ')'))
-                    goto malformed;
-                break;
-            }
+            if (rc != US_OK)
+                return rc;
             have_shape = true;
         } else {
             return us_err_set(err, US_ECORRUPT, "'%s': npy header has unknown key '%s'",
@@ -199,9 +240,12 @@ static int npy_parse_header(us_tensor_file *f, const char *hdr, size_t len, us_e
     if (fortran)
         return us_err_set(err, US_EUNSUPP, "'%s': fortran_order arrays are not supported "
                           "(save a C-order array)", f->path);
-    if (npy_descr_dtype(descr, &t->dtype) != 0)
+    if (npy_descr_dtype(descr, descr_len, &t->dtype) != 0) {
+        char shown[4 * sizeof descr + 8];
         return us_err_set(err, US_EUNSUPP, "'%s': npy dtype '%s' is not supported "
-                          "(want '<f4', '<f2', '<V2' for bf16, or '|i1')", f->path, descr);
+                          "(want exactly '<f4', '<f2', '<V2' for bf16, or '|i1')", f->path,
+                          printable(descr, descr_len, shown, sizeof shown));
+    }
     return US_OK;
 malformed:
     return us_err_set(err, US_ECORRUPT, "'%s': malformed npy header near byte %ld",
@@ -348,7 +392,26 @@ static int st_entry(us_tensor_file *f, const cJSON *e, us_tensor_info *t, us_err
     return US_OK;
 }
 
-static int st_open(us_tensor_file *f, const uint8_t *prefix, size_t prefix_len, us_err *err)
+/* Offset of the first NUL in the header text, raw or escaped as \u0000, or
+ * -1. cJSON would cut a string there, so "F32\u0000" would read as "F32". */
+static long st_find_nul(const char *json, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        if (json[i] == '\0')
+            return (long)i;
+        if (json[i] != '\\' || i + 1 >= len)
+            continue;
+        if (json[i + 1] == 'u' && i + 6 <= len && memcmp(json + i + 2, "0000", 4) == 0)
+            return (long)i;
+        i++;   /* skip the escaped character: "\\u0000" is not a NUL */
+    }
+    return -1;
+}
+
+/* Reads the 8-byte length and the JSON header; *root is a JSON object
+ * followed only by padding, *data_start the first byte after the header. */
+static int st_read_header(us_tensor_file *f, const uint8_t *prefix, size_t prefix_len,
+                          cJSON **root, uint64_t *data_start, us_err *err)
 {
     if (prefix_len < 8 || f->file_bytes < 8)
         return us_err_set(err, US_ECORRUPT, "'%s': truncated: %llu bytes is too short for a "
@@ -368,70 +431,78 @@ static int st_open(us_tensor_file *f, const uint8_t *prefix, size_t prefix_len, 
     if (json == NULL)
         return us_err_set(err, US_ENOMEM, "'%s': out of memory for header", f->path);
     int rc = us_pread_all(f->fd, json, hlen, 8, f->path, err);
-    if (rc != US_OK) {
-        free(json);
-        return rc;
-    }
+    if (rc != US_OK)
+        goto free_json;
     json[hlen] = '\0';
+    long nul = st_find_nul(json, hlen);
+    if (nul >= 0) {
+        rc = us_err_set(err, US_ECORRUPT, "'%s': safetensors header has a NUL character at "
+                        "byte %ld; tensor names and dtypes must be exact strings", f->path,
+                        8 + nul);
+        goto free_json;
+    }
     /* the JSON object, then only padding (spaces, as the reference writes) */
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(json, hlen, &end, 0);
-    bool clean = root != NULL && cJSON_IsObject(root);
+    *root = cJSON_ParseWithLengthOpts(json, hlen, &end, 0);
+    bool clean = *root != NULL && cJSON_IsObject(*root);
     for (const char *p = end; clean && p < json + hlen; p++)
         clean = *p == ' ' || *p == '\n' || *p == '\t' || *p == '\r';
-    free(json);
     if (!clean) {
-        cJSON_Delete(root);
-        return us_err_set(err, US_ECORRUPT, "'%s': safetensors header is not a JSON object "
-                          "(followed only by spaces)", f->path);
+        cJSON_Delete(*root);
+        *root = NULL;
+        rc = us_err_set(err, US_ECORRUPT, "'%s': safetensors header is not a JSON object "
+                        "(followed only by spaces)", f->path);
     }
-    uint64_t data_start = 8 + hlen, data_bytes = f->file_bytes - data_start;
+    *data_start = 8 + hlen;
+free_json:
+    free(json);
+    return rc;
+}
+
+/* One us_tensor_info per entry of the header object (offsets still relative
+ * to the data area), "__metadata__" skipped; names unique. */
+static int st_collect(us_tensor_file *f, const cJSON *root, us_err *err)
+{
     size_t n = 0;
     for (const cJSON *e = root->child; e != NULL; e = e->next)
         if (strcmp(e->string, "__metadata__") != 0)
             n++;
     f->tensors = calloc(n ? n : 1, sizeof *f->tensors);
     f->names = calloc(n ? n : 1, sizeof *f->names);
-    if (f->tensors == NULL || f->names == NULL) {
-        cJSON_Delete(root);
+    if (f->tensors == NULL || f->names == NULL)
         return us_err_set(err, US_ENOMEM, "'%s': out of memory", f->path);
-    }
     size_t i = 0;
     for (const cJSON *e = root->child; e != NULL; e = e->next) {
         if (strcmp(e->string, "__metadata__") == 0) {
-            if (!cJSON_IsObject(e)) {
-                rc = us_err_set(err, US_ECORRUPT, "'%s': __metadata__ is not an object",
-                                f->path);
-                break;
-            }
+            if (!cJSON_IsObject(e))
+                return us_err_set(err, US_ECORRUPT, "'%s': __metadata__ is not an object",
+                                  f->path);
             continue;
         }
         for (size_t j = 0; j < i; j++)
-            if (strcmp(f->names[j], e->string) == 0) {
-                rc = us_err_set(err, US_ECORRUPT, "'%s': tensor '%s' appears twice",
-                                f->path, e->string);
-                break;
-            }
-        if (rc != US_OK)
-            break;
+            if (strcmp(f->names[j], e->string) == 0)
+                return us_err_set(err, US_ECORRUPT, "'%s': tensor '%s' appears twice",
+                                  f->path, e->string);
         f->names[i] = strdup(e->string);
-        if (f->names[i] == NULL) {
-            rc = us_err_set(err, US_ENOMEM, "'%s': out of memory", f->path);
-            break;
-        }
+        if (f->names[i] == NULL)
+            return us_err_set(err, US_ENOMEM, "'%s': out of memory", f->path);
         f->tensors[i].name = f->names[i];
         f->n = ++i;
-        if ((rc = st_entry(f, e, &f->tensors[i - 1], err)) != US_OK)
-            break;
+        int rc = st_entry(f, e, &f->tensors[i - 1], err);
+        if (rc != US_OK)
+            return rc;
     }
-    cJSON_Delete(root);
-    if (rc != US_OK)
-        return rc;
-    /* Sort by offset and require an exact tiling of the data area. Names
-     * move with their tensors; f->names only owns the strings. */
+    return US_OK;
+}
+
+/* Sorts by offset and requires an exact tiling of the data area, then makes
+ * offsets absolute. Names move with their tensors; f->names only owns the
+ * strings. */
+static int st_check_tiling(us_tensor_file *f, uint64_t data_start, us_err *err)
+{
+    uint64_t data_bytes = f->file_bytes - data_start, expect = 0;
     qsort(f->tensors, f->n, sizeof *f->tensors, cmp_offset);
-    uint64_t expect = 0;
-    for (i = 0; i < f->n; i++) {
+    for (size_t i = 0; i < f->n; i++) {
         us_tensor_info *t = &f->tensors[i];
         uint64_t begin = t->offset_bytes, end = begin + t->nbytes;
         if (begin < expect)
@@ -454,6 +525,20 @@ static int st_open(us_tensor_file *f, const uint8_t *prefix, size_t prefix_len, 
         return us_err_set(err, US_ECORRUPT, "'%s': %llu trailing bytes after the last tensor",
                           f->path, (unsigned long long)(data_bytes - expect));
     return US_OK;
+}
+
+static int st_open(us_tensor_file *f, const uint8_t *prefix, size_t prefix_len, us_err *err)
+{
+    cJSON *root = NULL;
+    uint64_t data_start = 0;
+    int rc = st_read_header(f, prefix, prefix_len, &root, &data_start, err);
+    if (rc != US_OK)
+        return rc;
+    rc = st_collect(f, root, err);
+    cJSON_Delete(root);
+    if (rc != US_OK)
+        return rc;
+    return st_check_tiling(f, data_start, err);
 }
 
 /* --------------------------------------------------------------- common */

@@ -7,7 +7,7 @@
  * (a 0-d tensor has one row). The file stays open until us_tf_close().
  *
  * Formats accepted (little-endian, C order only):
- *  - .npy versions 1.0, 2.0 and 3.0. descr '<f4' (f32), '<f2' (f16),
+ *  - .npy versions 1.0, 2.0 and 3.0. descr exactly '<f4' (f32), '<f2' (f16),
  *    '|i1' / '<i1' / 'i1' (int8), and '<V2' / '|V2' read as bf16 — numpy has
  *    no bf16 dtype; ml_dtypes' bfloat16 arrays are saved as raw 2-byte voids.
  *    fortran_order True, big-endian and other dtypes are refused (US_EUNSUPP).
@@ -17,7 +17,9 @@
  *    JSON object of N bytes: "name": {"dtype", "shape", "data_offsets":
  *    [begin, end]} relative to the data area after the header, optionally
  *    followed by whitespace padding (nothing else); "__metadata__" is
- *    tolerated and ignored. Dtypes F32, F16, BF16, I8 (others: US_EUNSUPP).
+ *    tolerated and ignored. Dtypes exactly F32, F16, BF16, I8 (others:
+ *    US_EUNSUPP). A NUL in the header (raw or \u0000) is US_ECORRUPT: JSON
+ *    strings would end there, so "F32\u0000x" must not read as "F32".
  *    As in the reference implementation, offsets must tile the data area
  *    exactly: no overlap, no hole, nothing out of bounds, no trailing bytes,
  *    and end - begin == product(shape) * element size. Offsets above 2^53
@@ -66,33 +68,51 @@ typedef struct us_tensor_file us_tensor_file;
 
 /* Opens and validates `path`; the format is taken from the first bytes
  * (npy magic) or else safetensors. Returns US_OK and *out, or US_ENOTFOUND /
- * US_EIO / US_ECORRUPT / US_EUNSUPP / US_ENOMEM naming the file. */
+ * US_EIO / US_ECORRUPT / US_EUNSUPP / US_ENOMEM naming the file.
+ * Returns: see above (US_OK or the codes listed).
+ */
 int us_tf_open(const char *path, us_tensor_file **out, us_err *err);
+/* Returns: nothing; accepts NULL. */
 void us_tf_close(us_tensor_file *f);
 
+/* Returns: the path given to us_tf_open (owned by f). */
 const char  *us_tf_path(const us_tensor_file *f);
+/* Returns: the file format. */
 us_tf_format us_tf_format_of(const us_tensor_file *f);
+/* Returns: the number of tensors. */
 size_t       us_tf_count(const us_tensor_file *f);
-/* i-th tensor in file order (ascending offset); NULL when out of range. */
+/* i-th tensor in file order (ascending offset); NULL when out of range.
+ * Returns: the tensor, or NULL when i is out of range.
+ */
 const us_tensor_info *us_tf_tensor(const us_tensor_file *f, size_t i);
 /* By name; name == NULL returns the only tensor of a one-tensor file.
- * Returns US_ENOTFOUND (naming file and tensor) or US_EINVAL (ambiguous). */
+ * Returns US_ENOTFOUND (naming file and tensor) or US_EINVAL (ambiguous).
+ * Returns: US_OK; US_ENOTFOUND (no such name); US_EINVAL (name NULL, several tensors).
+ */
 int us_tf_find(const us_tensor_file *f, const char *name,
                const us_tensor_info **out, us_err *err);
 
 /* Reads rows [row_begin, row_begin + n_rows) of tensor t into dst, which
  * holds dst_bytes >= n_rows * row_bytes. US_ERANGE for rows out of range,
- * US_ECORRUPT if the file was truncated since open. */
+ * US_ECORRUPT if the file was truncated since open.
+ * Returns: US_OK; US_ERANGE; US_EINVAL (dst too small); US_ECORRUPT (truncated); US_EIO.
+ */
 int us_tf_read_rows(const us_tensor_file *f, const us_tensor_info *t,
                     uint64_t row_begin, uint64_t n_rows,
                     void *dst, size_t dst_bytes, us_err *err);
-/* Whole tensor (= all rows). */
+/* Whole tensor (= all rows).
+ * Returns: as us_tf_read_rows.
+ */
 int us_tf_read(const us_tensor_file *f, const us_tensor_info *t,
                void *dst, size_t dst_bytes, us_err *err);
 
-/* Element size of a dtype in a tensor file (int8: 1), 0 if unknown. */
+/* Element size of a dtype in a tensor file (int8: 1), 0 if unknown.
+ * Returns: the element size in bytes, 0 if unknown.
+ */
 size_t us_tf_dtype_size(us_dtype dtype);
-/* Safetensors dtype string "F32", "F16", "BF16", "I8". */
+/* Safetensors dtype string "F32", "F16", "BF16", "I8".
+ * Returns: the dtype string, or NULL for an unknown dtype.
+ */
 const char *us_tf_safetensors_dtype(us_dtype dtype);
 
 /* ---- writing ---- */
@@ -113,18 +133,27 @@ typedef struct us_tf_writer {
 
 /* Declares the tensors and writes the header to a temp file. npy: n == 1.
  * Refuses an existing `path` unless overwrite. Bad names, duplicate names,
- * dims or sizes: US_EINVAL naming the tensor. */
+ * dims or sizes: US_EINVAL naming the tensor.
+ * Returns: US_OK; US_EINVAL naming the tensor; US_EEXIST; US_EIO; US_ENOMEM.
+ */
 int us_tf_writer_open(us_tf_writer *w, const char *path, us_tf_format format,
                       const us_tensor_desc *tensors, size_t n, bool overwrite,
                       us_err *err);
-/* Appends tensor bytes in declaration order (any chunking). */
+/* Appends tensor bytes in declaration order (any chunking).
+ * Returns: US_OK; US_EINVAL (more than declared); US_EIO naming the file.
+ */
 int us_tf_writer_append(us_tf_writer *w, const void *bytes, size_t n, us_err *err);
 /* Checks that exactly the declared bytes were appended, then makes the file
- * visible (fsync, rename, fsync dir). On any error the target is untouched. */
+ * visible (fsync, rename, fsync dir). On any error the target is untouched.
+ * Returns: US_OK; US_EINVAL (byte count differs); US_EIO.
+ */
 int us_tf_writer_commit(us_tf_writer *w, us_err *err);
+/* Returns: nothing; the target is untouched. */
 void us_tf_writer_abort(us_tf_writer *w);
 
-/* One call: declare, append each tensor's data, commit. */
+/* One call: declare, append each tensor's data, commit.
+ * Returns: as us_tf_writer_open / _append / _commit; US_EINVAL for a tensor without data.
+ */
 int us_tf_write(const char *path, us_tf_format format, const us_tensor_desc *tensors,
                 size_t n, bool overwrite, us_err *err);
 

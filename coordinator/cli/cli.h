@@ -25,20 +25,24 @@ typedef struct us_command {
 /* The table (NULL-terminated by name) lives in commands.c. */
 extern const us_command us_commands[];
 
+/* Returns: the command named `name`, or NULL. */
 const us_command *us_command_find(const char *name);
 
-/* Prints the command's usage to stderr after "ultrashard NAME: msg" and returns 2. */
+/* Prints the command's usage to stderr after "ultrashard NAME: msg".
+ * Returns: 2 (the usage-error exit status). */
 int us_cli_usage_error(const us_command *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Prints "ultrashard NAME: error: msg" from *err to stderr and returns 1. */
+/* Prints "ultrashard NAME: error: msg" from *err to stderr.
+ * Returns: 1 (the failure exit status). */
 int us_cli_fail(const char *cmd_name, const us_err *err);
 
-/* True if argv holds -h or --help (before a "--"). */
+/* Returns: true if argv holds -h or --help (before a "--"). */
 bool us_cli_wants_help(int argc, char **argv);
 
 /* Strict number parsing for option values: the whole string must be a number
- * in [min, max]; returns US_EINVAL with a message naming the option. */
+ * in [min, max].
+ * Returns: US_OK, or US_EINVAL with a message naming the option. */
 int us_cli_parse_long(const char *option, const char *text, long min, long max,
                       long *out, us_err *err);
 int us_cli_parse_double(const char *option, const char *text, double min, double max,

@@ -24,6 +24,25 @@ typedef struct slot {
     size_t   n_seg;
 } slot;
 
+/* Everything one us_infer_run owns: slots, the step's batch and its logits. */
+typedef struct infer_run {
+    const us_model *m;
+    const us_prompt_set *set;
+    us_journal *j;
+    const us_infer_opts *o;
+    us_infer_stats *st;
+    size_t B, V, L;
+    slot *slots;
+    us_batch_item *items;     /* [B] this step's batch */
+    size_t *item_slot;        /* [B] slot of each item */
+    size_t n_items;
+    float *logits;            /* [B x V] */
+    void *scratch;            /* sampler scratch */
+    us_workspace ws;
+    uint8_t allowed[US_VOCAB_SIZE];
+    size_t next, active;      /* next prompt to admit, slots decoding */
+} infer_run;
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -67,11 +86,10 @@ static void session_key(char *out, size_t cap, const us_infer_opts *o, const us_
     snprintf(out, cap, "%016" PRIx64 "/%s", o->job_fingerprint, p->id);
 }
 
-static int finish_slot(us_journal *j, const us_prompt_set *set, slot *s, const char *finish,
-                       const us_model_config *c, const us_infer_opts *o, us_infer_stats *st,
-                       us_err *err)
+static int finish_slot(infer_run *r, slot *s, const char *finish, us_err *err)
 {
-    const us_prompt *p = &set->items[s->index];
+    const us_infer_opts *o = r->o;
+    const us_prompt *p = &r->set->items[s->index];
     /* The session continues with the tokens of the unfinished segment plus
      * the last sampled token, which was never fed (none after EOS). */
     size_t unfed = strcmp(finish, "length") == 0 && s->n_gen > 0 ? 1 : 0;
@@ -85,15 +103,17 @@ static int finish_slot(us_journal *j, const us_prompt_set *set, slot *s, const c
         session_key(key, sizeof key, o, p);
         if (unfed)
             s->seg_tokens[s->n_seg] = s->gen[s->n_gen - 1];   /* room: n_seg < L */
-        rc = us_infer_session_save(o->sessions, p->session, key, c, &s->state,
-                                   s->seg_tokens, s->n_seg + unfed, line, err);
+        us_session_update u = { .sid = p->session, .key = key, .state = &s->state,
+                                .tail = s->seg_tokens, .n_tail = s->n_seg + unfed,
+                                .line = line };
+        rc = us_infer_session_save(o->sessions, &r->m->cfg, &u, err);
     }
     if (rc == US_OK)
-        rc = us_journal_finish(j, (size_t)s->index, line, err);
+        rc = us_journal_finish(r->j, (size_t)s->index, line, err);
     cJSON_free(line);
     if (rc != US_OK)
         return us_err_prefix(err, "sequence \"%s\" (line %zu)", p->id, p->line);
-    st->finished++;
+    r->st->finished++;
     free(s->prompt);
     s->prompt = NULL;
     s->index = -1;
@@ -103,9 +123,11 @@ static int finish_slot(us_journal *j, const us_prompt_set *set, slot *s, const c
 /* Prepares slot s for prompt p: fresh state (BOS + bytes) or, for a session,
  * its stored state (stored tail + bytes). *done_line is set (owned by the
  * caller) when the session already holds this very sequence's result. */
-static int admit(slot *s, const us_model *m, const us_prompt *p, long index,
-                 const us_infer_opts *o, char **done_line, us_err *err)
+static int admit(const infer_run *run, slot *s, long index, char **done_line, us_err *err)
 {
+    const us_model *m = run->m;
+    const us_infer_opts *o = run->o;
+    const us_prompt *p = &run->set->items[index];
     us_session_resume r = {0};
     *done_line = NULL;
     us_seq_state_reset(&s->state, &m->cfg);
@@ -158,176 +180,221 @@ static void progress(const us_infer_stats *st, double t0, bool final)
             final ? "elapsed" : "ETA", final ? el : eta);
 }
 
+static int run_init(infer_run *r, us_err *err)
+{
+    const us_model_config *c = &r->m->cfg;
+    const size_t B = r->B;
+    r->slots = calloc(B, sizeof *r->slots);
+    r->items = calloc(B, sizeof *r->items);
+    r->item_slot = calloc(B, sizeof *r->item_slot);
+    r->logits = malloc(B * r->V * sizeof(float));
+    r->scratch = malloc(us_sampler_scratch_bytes(r->V));
+    if (!r->slots || !r->items || !r->item_slot || !r->logits || !r->scratch)
+        return us_err_set(err, US_ENOMEM, "infer: out of memory for %zu slots", B);
+    for (size_t i = 0; i < B; i++)
+        r->slots[i].index = -1;
+    for (size_t i = 0; i < B; i++) {
+        int rc = us_seq_state_init(&r->slots[i].state, c, err);
+        if (rc != US_OK)
+            return rc;
+        if ((r->slots[i].seg_tokens = malloc(r->L * sizeof(int32_t))) == NULL)
+            return us_err_set(err, US_ENOMEM, "infer: out of memory for %zu slots", B);
+    }
+    int rc = us_workspace_init(&r->ws, c, r->o->batch_tokens, err);
+    if (rc != US_OK)
+        return rc;
+    r->st->state_bytes = B * us_seq_state_floats(c) * sizeof(float);
+    r->st->workspace_bytes = r->ws.bytes;
+    for (size_t t = 0; t < r->V; t++)
+        r->allowed[t] = t != US_TOKEN_BOS && t != US_TOKEN_PAD;
+    return US_OK;
+}
+
+static void run_free(infer_run *r)
+{
+    for (size_t i = 0; r->slots && i < r->B; i++) {
+        us_seq_state_free(&r->slots[i].state);
+        free(r->slots[i].prompt);
+        free(r->slots[i].gen);
+        free(r->slots[i].seg_tokens);
+    }
+    us_workspace_free(&r->ws);
+    free(r->slots);
+    free(r->items);
+    free(r->item_slot);
+    free(r->logits);
+    free(r->scratch);
+}
+
+/* Admits waiting sequences into free slots (input order). A sequence that
+ * needs no step (nothing to generate, or already applied to its session)
+ * finishes at once and the slot takes the next one. */
+static int admit_waiting(infer_run *r, us_err *err)
+{
+    for (size_t i = 0; i < r->B; i++) {
+        slot *s = &r->slots[i];
+        while (s->index < 0 && r->next < r->set->count) {
+            size_t idx = r->next++;
+            if (us_journal_is_done(r->j, idx))
+                continue;
+            const us_prompt *p = &r->set->items[idx];
+            char *done_line = NULL;
+            int rc = admit(r, s, (long)idx, &done_line, err);
+            if (rc != US_OK)
+                return rc;
+            if (done_line != NULL) {   /* applied to its session before a crash */
+                rc = us_journal_finish(r->j, idx, done_line, err);
+                free(done_line);
+                if (rc != US_OK)
+                    return rc;
+                r->st->finished++;
+            } else if (s->max_tokens == 0 && p->session == NULL) {
+                rc = finish_slot(r, s, "length", err);
+                if (rc != US_OK)
+                    return rc;
+            } else {
+                r->active++;
+            }
+        }
+    }
+    return US_OK;
+}
+
+/* Composes this step's batch: decoding slots take 1 token each first, so
+ * prefill never starves them; prefilling slots share the rest of the budget,
+ * each up to the end of its current segment. */
+static void compose_step(infer_run *r)
+{
+    size_t budget = r->o->batch_tokens;
+    r->n_items = 0;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < r->B; i++) {
+            slot *s = &r->slots[i];
+            bool decoding = s->index >= 0 && s->fed == s->n_prompt;
+            bool prefilling = s->index >= 0 && s->fed < s->n_prompt;
+            if (pass == 0 && decoding) {
+                r->items[r->n_items] = (us_batch_item){ &s->state, &s->gen[s->n_gen - 1], 1 };
+                r->item_slot[r->n_items++] = i;
+                budget--;
+            } else if (pass == 1 && prefilling && budget > 0) {
+                size_t n = s->n_prompt - s->fed, room = r->L - s->state.seg_fill;
+                n = n < room ? n : room;
+                n = n < budget ? n : budget;
+                r->items[r->n_items] = (us_batch_item){ &s->state, s->prompt + s->fed,
+                                                        (uint32_t)n };
+                r->item_slot[r->n_items++] = i;
+                budget -= n;
+            }
+        }
+}
+
+/* Appends tok to the slot's generated tokens; sets *finish to "length" when
+ * the sequence reached its max_tokens. */
+static int append_token(infer_run *r, slot *s, int tok, const char **finish, us_err *err)
+{
+    if (s->n_gen == s->gen_cap) {
+        size_t cap = s->gen_cap ? 2 * s->gen_cap : 64;
+        int32_t *g = realloc(s->gen, cap * sizeof *g);
+        if (g == NULL)
+            return us_err_set(err, US_ENOMEM, "infer: out of memory");
+        s->gen = g;
+        s->gen_cap = cap;
+    }
+    s->gen[s->n_gen++] = tok;
+    r->st->generated_tokens++;
+    if (s->n_gen >= s->max_tokens)
+        *finish = "length";
+    return US_OK;
+}
+
+/* Takes the step's result for batch item k: advances its prompt or samples
+ * its next token, and retires the sequence when it is finished. */
+static int retire_item(infer_run *r, size_t k, us_err *err)
+{
+    const us_batch_item *it = &r->items[k];
+    slot *s = &r->slots[r->item_slot[k]];
+    /* Track the tokens of the current segment (a session's tail). */
+    if (s->state.seg_fill == 0)
+        s->n_seg = 0;
+    else {
+        memcpy(s->seg_tokens + s->n_seg, it->tokens, it->n_tokens * sizeof(int32_t));
+        s->n_seg += it->n_tokens;
+    }
+    const char *finish = NULL;
+    if (s->fed < s->n_prompt) {
+        s->fed += it->n_tokens;
+        r->st->prompt_tokens += it->n_tokens;
+        if (s->fed < s->n_prompt)
+            return US_OK;   /* prompt not finished: no token yet */
+        if (s->max_tokens == 0)   /* session line that only feeds text */
+            finish = "length";
+    }
+    if (finish == NULL) {
+        int tok = us_sample(r->logits + k * r->V, r->allowed, r->V, &r->o->sampling, &s->rng,
+                            r->scratch);
+        if (tok < 0)              /* every allowed logit NaN: a broken model */
+            finish = "nan_logits";
+        else if (tok == US_TOKEN_EOS)
+            finish = "eos";
+        else {
+            int rc = append_token(r, s, tok, &finish, err);
+            if (rc != US_OK)
+                return rc;
+        }
+    }
+    if (finish == NULL)
+        return US_OK;
+    int rc = finish_slot(r, s, finish, err);
+    if (rc != US_OK)
+        return rc;
+    r->active--;
+    return US_OK;
+}
+
+static void pace(const us_infer_opts *o)
+{
+    if (o->step_delay_ms > 0) {
+        struct timespec d = { o->step_delay_ms / 1000,
+                              (long)(o->step_delay_ms % 1000) * 1000000L };
+        nanosleep(&d, NULL);
+    }
+}
+
 int us_infer_run(const us_model *m, const us_prompt_set *set, us_journal *j,
                  const us_infer_opts *o, us_infer_stats *st, us_err *err)
 {
-    const us_model_config *c = &m->cfg;
-    const size_t V = c->vocab_size, L = c->segment_len, B = o->batch_size;
+    infer_run r = { .m = m, .set = set, .j = j, .o = o, .st = st, .B = o->batch_size,
+                    .V = m->cfg.vocab_size, .L = m->cfg.segment_len };
     memset(st, 0, sizeof *st);
     st->sequences = set->count;
     st->resumed = j->n_resumed;
-    if (B == 0 || o->batch_tokens < B)
+    if (r.B == 0 || o->batch_tokens < r.B)
         return us_err_set(err, US_EINVAL, "infer: need batch_size >= 1 and batch_tokens >= "
-                          "batch_size (got %zu, %zu)", B, o->batch_tokens);
-    int rc = US_OK;
-    us_workspace ws = {0};
-    slot *slots = calloc(B, sizeof *slots);
-    us_batch_item *items = calloc(B, sizeof *items);
-    size_t *item_slot = calloc(B, sizeof *item_slot);
-    float *logits = malloc(B * V * sizeof(float));
-    void *scratch = malloc(us_sampler_scratch_bytes(V));
-    uint8_t allowed[US_VOCAB_SIZE];
-    if (!slots || !items || !item_slot || !logits || !scratch) {
-        rc = us_err_set(err, US_ENOMEM, "infer: out of memory for %zu slots", B);
-        goto done;
-    }
-    for (size_t i = 0; i < B; i++)
-        slots[i].index = -1;
-    for (size_t i = 0; i < B; i++) {
-        if ((rc = us_seq_state_init(&slots[i].state, c, err)) != US_OK)
-            goto done;
-        if ((slots[i].seg_tokens = malloc(L * sizeof(int32_t))) == NULL) {
-            rc = us_err_set(err, US_ENOMEM, "infer: out of memory for %zu slots", B);
-            goto done;
-        }
-    }
-    if ((rc = us_workspace_init(&ws, c, o->batch_tokens, err)) != US_OK)
-        goto done;
-    st->state_bytes = B * us_seq_state_floats(c) * sizeof(float);
-    st->workspace_bytes = ws.bytes;
-    for (size_t t = 0; t < V; t++)
-        allowed[t] = t != US_TOKEN_BOS && t != US_TOKEN_PAD;
-
+                          "batch_size (got %zu, %zu)", r.B, o->batch_tokens);
+    int rc = run_init(&r, err);
     double t0 = now_s(), last_report = t0;
-    size_t next = 0, active = 0;
-    for (;;) {
-        /* Admit waiting sequences into free slots (input order). A sequence
-         * that needs no step (nothing to generate, or already applied to its
-         * session) finishes at once and the slot takes the next one. */
-        for (size_t i = 0; i < B; i++) {
-            while (slots[i].index < 0 && next < set->count) {
-                size_t idx = next++;
-                if (us_journal_is_done(j, idx))
-                    continue;
-                const us_prompt *p = &set->items[idx];
-                char *done_line = NULL;
-                if ((rc = admit(&slots[i], m, p, (long)idx, o, &done_line, err)) != US_OK)
-                    goto done;
-                if (done_line != NULL) {   /* applied to its session before a crash */
-                    rc = us_journal_finish(j, idx, done_line, err);
-                    free(done_line);
-                    if (rc != US_OK)
-                        goto done;
-                    st->finished++;
-                } else if (slots[i].max_tokens == 0 && p->session == NULL) {
-                    if ((rc = finish_slot(j, set, &slots[i], "length", c, o, st, err)) != US_OK)
-                        goto done;
-                } else {
-                    active++;
-                }
-            }
-        }
-        if (active == 0)
+    while (rc == US_OK) {
+        if ((rc = admit_waiting(&r, err)) != US_OK || r.active == 0)
             break;
-        /* Decoding slots take 1 token each; prefilling slots share the rest. */
-        size_t n_items = 0, budget = o->batch_tokens;
-        for (int pass = 0; pass < 2; pass++)
-            for (size_t i = 0; i < B; i++) {
-                slot *s = &slots[i];
-                bool decoding = s->index >= 0 && s->fed == s->n_prompt;
-                bool prefilling = s->index >= 0 && s->fed < s->n_prompt;
-                if (pass == 0 && decoding) {
-                    items[n_items] = (us_batch_item){ &s->state, &s->gen[s->n_gen - 1], 1 };
-                    item_slot[n_items++] = i;
-                    budget--;
-                } else if (pass == 1 && prefilling && budget > 0) {
-                    size_t n = s->n_prompt - s->fed, room = L - s->state.seg_fill;
-                    n = n < room ? n : room;
-                    n = n < budget ? n : budget;
-                    items[n_items] = (us_batch_item){ &s->state, s->prompt + s->fed,
-                                                      (uint32_t)n };
-                    item_slot[n_items++] = i;
-                    budget -= n;
-                }
-            }
-        if ((rc = us_model_forward(m, &ws, items, n_items, logits, true, err)) != US_OK)
-            goto done;
+        compose_step(&r);
+        rc = us_model_forward(m, &r.ws, r.items, r.n_items, r.logits, true, err);
+        if (rc != US_OK)
+            break;
         st->steps++;
-        for (size_t k = 0; k < n_items; k++) {
-            slot *s = &slots[item_slot[k]];
-            /* Track the tokens of the current segment (a session's tail). */
-            if (s->state.seg_fill == 0)
-                s->n_seg = 0;
-            else {
-                memcpy(s->seg_tokens + s->n_seg, items[k].tokens,
-                       items[k].n_tokens * sizeof(int32_t));
-                s->n_seg += items[k].n_tokens;
-            }
-            if (s->fed < s->n_prompt) {
-                s->fed += items[k].n_tokens;
-                st->prompt_tokens += items[k].n_tokens;
-                if (s->fed < s->n_prompt)
-                    continue;   /* prompt not finished: no token yet */
-                if (s->max_tokens == 0) {   /* session line that only feeds text */
-                    if ((rc = finish_slot(j, set, s, "length", c, o, st, err)) != US_OK)
-                        goto done;
-                    active--;
-                    continue;
-                }
-            }
-            int tok = us_sample(logits + k * V, allowed, V, &o->sampling, &s->rng, scratch);
-            const char *finish = NULL;
-            if (tok < 0) {            /* every allowed logit NaN: a broken model */
-                finish = "nan_logits";
-            } else if (tok == US_TOKEN_EOS) {
-                finish = "eos";
-            } else {
-                if (s->n_gen == s->gen_cap) {
-                    size_t cap = s->gen_cap ? 2 * s->gen_cap : 64;
-                    int32_t *g = realloc(s->gen, cap * sizeof *g);
-                    if (g == NULL) {
-                        rc = us_err_set(err, US_ENOMEM, "infer: out of memory");
-                        goto done;
-                    }
-                    s->gen = g;
-                    s->gen_cap = cap;
-                }
-                s->gen[s->n_gen++] = tok;
-                st->generated_tokens++;
-                if (s->n_gen >= s->max_tokens)
-                    finish = "length";
-            }
-            if (finish != NULL) {
-                if ((rc = finish_slot(j, set, s, finish, c, o, st, err)) != US_OK)
-                    goto done;
-                active--;
-            }
-        }
-        if (o->progress && now_s() - last_report >= 1.0) {
+        for (size_t k = 0; k < r.n_items && rc == US_OK; k++)
+            rc = retire_item(&r, k, err);
+        if (rc == US_OK && o->progress && now_s() - last_report >= 1.0) {
             progress(st, t0, false);
             last_report = now_s();
         }
-        if (o->step_delay_ms > 0) {
-            struct timespec d = { o->step_delay_ms / 1000,
-                                  (long)(o->step_delay_ms % 1000) * 1000000L };
-            nanosleep(&d, NULL);
-        }
+        if (rc == US_OK)
+            pace(o);
     }
-    st->seconds = now_s() - t0;
-    if (o->progress)
-        progress(st, t0, true);
-done:
-    for (size_t i = 0; slots && i < B; i++) {
-        us_seq_state_free(&slots[i].state);
-        free(slots[i].prompt);
-        free(slots[i].gen);
-        free(slots[i].seg_tokens);
+    if (rc == US_OK) {
+        st->seconds = now_s() - t0;
+        if (o->progress)
+            progress(st, t0, true);
     }
-    us_workspace_free(&ws);
-    free(slots);
-    free(items);
-    free(item_slot);
-    free(logits);
-    free(scratch);
+    run_free(&r);
     return rc;
 }

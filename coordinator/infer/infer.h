@@ -61,9 +61,12 @@ typedef struct us_infer_stats {
     size_t   state_bytes, workspace_bytes;   /* memory of slots + activations */
 } us_infer_stats;
 
-/* Runs every sequence of `set` not yet done in `j`. Returns US_OK, or the
- * first error (model/backend/journal) with *err naming the sequence; what
- * was journaled stays, so a rerun resumes. */
+/* Runs every sequence of `set` not yet done in `j`; what was journaled
+ * stays on error, so a rerun resumes.
+ * Returns: US_OK; US_EINVAL for batch_size 0 or batch_tokens < batch_size;
+ * US_ENOMEM; else the first error of the model, its backend, a session or
+ * the journal (US_EIO, US_ECORRUPT, US_EINVAL, ...) with *err naming the
+ * sequence. */
 int us_infer_run(const us_model *m, const us_prompt_set *set, us_journal *j,
                  const us_infer_opts *o, us_infer_stats *st, us_err *err);
 

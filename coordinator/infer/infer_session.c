@@ -96,10 +96,13 @@ nomem:
     return us_err_set(err, US_ENOMEM, "session \"%s\": out of memory", sid);
 }
 
-int us_infer_session_save(const us_session_store *store, const char *sid, const char *key,
-                          const us_model_config *c, const us_seq_state *state,
-                          const int32_t *tail, size_t n_tail, const char *line, us_err *err)
+int us_infer_session_save(const us_session_store *store, const us_model_config *c,
+                          const us_session_update *u, us_err *err)
 {
+    const char *sid = u->sid, *key = u->key, *line = u->line;
+    const us_seq_state *state = u->state;
+    const int32_t *tail = u->tail;
+    const size_t n_tail = u->n_tail;
     const size_t H = c->n_heads, dh = c->head_dim;
     us_session_state s;
     int rc = us_session_init(&s, sid, c->n_layers, (uint32_t)H, (uint32_t)dh, (uint32_t)dh,

@@ -39,19 +39,32 @@ typedef struct us_session_resume {
     char    *done_line;      /* set when `key` already applied: the output, owned */
 } us_session_resume;
 
-/* Loads session `sid` from the store into *state (reset first). Not found: fresh
- * state, r->found = false. Shape mismatch with the model, damaged extra
- * bytes: US_EINVAL / US_ECORRUPT naming the session. */
+/* Loads session `sid` from the store into *state (reset first). Not found:
+ * fresh state, r->found = false.
+ * Returns: US_OK (found or not); US_EINVAL when the stored state's shape does
+ * not match the model; US_ECORRUPT for damaged extra bytes; US_ENOMEM; the
+ * store's US_EIO / US_ECORRUPT; each naming the session. */
 int us_infer_session_load(const us_session_store *store, const char *sid, const char *key,
                           const us_model_config *cfg, us_seq_state *state,
                           us_session_resume *r, us_err *err);
 
-/* Saves state (M, z, tokens_seen) with the tail tokens, key and output line. */
-int us_infer_session_save(const us_session_store *store, const char *sid, const char *key,
-                          const us_model_config *cfg, const us_seq_state *state,
-                          const int32_t *tail, size_t n_tail, const char *line,
-                          us_err *err);
+/* One sequence's contribution to its session, as us_infer_session_save keeps it. */
+typedef struct us_session_update {
+    const char *sid;              /* session id */
+    const char *key;              /* job fingerprint / sequence id: applied exactly once */
+    const us_seq_state *state;    /* M, z, tokens_seen after the sequence */
+    const int32_t *tail;          /* tokens of the unfinished segment, fed or not */
+    size_t n_tail;
+    const char *line;             /* the sequence's output line */
+} us_session_update;
 
+/* Saves u->state (M, z, tokens_seen) with the tail tokens, key and output line.
+ * Returns: US_OK; US_ENOMEM; the store's error (US_EIO, US_EINVAL for a bad
+ * session id), each naming the session. */
+int us_infer_session_save(const us_session_store *store, const us_model_config *cfg,
+                          const us_session_update *u, us_err *err);
+
+/* Frees what a load left in *r. Returns: nothing. */
 void us_session_resume_free(us_session_resume *r);
 
 #endif

@@ -52,10 +52,15 @@ typedef struct us_journal {
 } us_journal;
 
 /* Opens or creates the journal for `out_path` and `set`, rebuilds OUT. After
- * US_OK, us_journal_is_done(j, i) tells which sequences to skip. */
+ * US_OK, us_journal_is_done(j, i) tells which sequences to skip.
+ * Returns: US_OK; US_EEXIST when another job holds OUT or OUT exists without
+ * its journal; US_EINVAL when the journal was written by a different command
+ * (fingerprint) or the path is too long; US_ECORRUPT naming the journal line
+ * of a bad record; US_EIO; US_ENOMEM. */
 int us_journal_open(us_journal *j, const char *out_path, const us_prompt_set *set,
                     uint64_t fingerprint, us_err *err);
 
+/* Returns: nonzero when sequence `index` is finished (journaled). */
 static inline int us_journal_is_done(const us_journal *j, size_t index)
 {
     return j->done[index];
@@ -63,9 +68,12 @@ static inline int us_journal_is_done(const us_journal *j, size_t index)
 
 /* Records sequence `index` as finished with output line `line` (a single
  * JSON line without newline; copied): journal append + fsync, then commits
- * every now-complete prefix line to OUT (write + fsync). */
+ * every now-complete prefix line to OUT (write + fsync).
+ * Returns: US_OK; US_EINVAL when the sequence is out of range or already
+ * finished; US_EIO naming the file; US_ENOMEM. */
 int us_journal_finish(us_journal *j, size_t index, const char *line, us_err *err);
 
+/* Closes the journal and releases OUT's lock. Returns: nothing. */
 void us_journal_close(us_journal *j);
 
 #endif

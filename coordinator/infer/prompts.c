@@ -4,6 +4,7 @@
 #include <cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,95 +179,151 @@ static int has_escaped_nul(const char *s, size_t n)
     return 0;
 }
 
-static int parse_line(us_prompt *p, const char *line, size_t len, size_t lineno,
-                      const char *what, uint32_t default_max_tokens, size_t max_prompt_bytes,
-                      us_err *err)
+/* Where a line is in its file, and the limits it is checked against. */
+typedef struct line_ctx {
+    const char *what;          /* the file, for messages */
+    size_t lineno;             /* 1-based */
+    const us_prompt_limits *lim;
+} line_ctx;
+
+/* JSON forbids raw control bytes (< 0x20) inside strings, and outside them
+ * allows only tab, CR and LF as whitespace. cJSON accepts them anyway and
+ * keeps C strings, so a raw NUL would silently cut the prompt short: refuse
+ * the line, naming the byte and its 1-based column. */
+static int check_control_bytes(const char *line, size_t len, const line_ctx *lc, us_err *err)
+{
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        uint8_t b = (uint8_t)line[i];
+        if (in_string && b == '\\') {
+            i++;   /* the escaped byte cannot end the string */
+            if (i < len && (uint8_t)line[i] >= 0x20)
+                continue;
+            if (i == len)
+                break;
+            b = (uint8_t)line[i];
+        } else if (b == '"') {
+            in_string = !in_string;
+            continue;
+        }
+        if (b >= 0x20 || (!in_string && (b == '\t' || b == '\r')))
+            continue;
+        if (b == 0)
+            return us_err_set(err, US_EINVAL, "%s:%zu: raw NUL byte (0x00) at column %zu (JSON "
+                              "text cannot hold it, and a prompt cannot hold a NUL at all)",
+                              lc->what, lc->lineno, i + 1);
+        return us_err_set(err, US_EINVAL, "%s:%zu: raw control byte 0x%02x at column %zu (JSON "
+                          "needs it escaped as \\u%04x inside a string, and not at all outside)",
+                          lc->what, lc->lineno, b, i + 1, b);
+    }
+    return US_OK;
+}
+
+/* The raw line: valid UTF-8 (JSON text is UTF-8), no raw control bytes. */
+static int check_raw_line(const char *line, size_t len, const line_ctx *lc, us_err *err)
 {
     size_t bad;
     if (!us_utf8_valid((const uint8_t *)line, len, &bad))
-        return us_err_set(err, US_EINVAL, "%s:%zu: invalid UTF-8 at column %zu", what, lineno,
-                          bad + 1);
-    cJSON *obj = cJSON_ParseWithLength(line, len);
-    int rc = US_OK;
-    if (obj == NULL) {
-        rc = us_err_set(err, US_EINVAL, "%s:%zu: invalid JSON (syntax error, or a bad \\u "
-                        "escape such as an unpaired surrogate)", what, lineno);
-        goto done;
-    }
-    if (!cJSON_IsObject(obj)) {
-        rc = us_err_set(err, US_EINVAL, "%s:%zu: not a JSON object", what, lineno);
-        goto done;
-    }
+        return us_err_set(err, US_EINVAL, "%s:%zu: invalid UTF-8 at column %zu", lc->what,
+                          lc->lineno, bad + 1);
+    return check_control_bytes(line, len, lc, err);
+}
+
+/* Checks "id" and "prompt"; *n_prompt = the prompt's byte length. */
+static int check_id_prompt(const cJSON *obj, const char *line, size_t len, const line_ctx *lc,
+                           size_t *n_prompt, us_err *err)
+{
     const cJSON *id = cJSON_GetObjectItemCaseSensitive(obj, "id");
     const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(obj, "prompt");
-    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(obj, "max_tokens");
     if (!cJSON_IsString(id) || id->valuestring[0] == '\0' ||
-        strlen(id->valuestring) > US_PROMPT_ID_MAX) {
-        rc = us_err_set(err, US_EINVAL, "%s:%zu: \"id\" must be a non-empty string of at most "
-                        "%d bytes", what, lineno, US_PROMPT_ID_MAX);
-        goto done;
-    }
-    if (!cJSON_IsString(prompt)) {
-        rc = us_err_set(err, US_EINVAL, "%s:%zu: \"prompt\" must be a string", what, lineno);
-        goto done;
-    }
+        strlen(id->valuestring) > US_PROMPT_ID_MAX)
+        return us_err_set(err, US_EINVAL, "%s:%zu: \"id\" must be a non-empty string of at "
+                          "most %d bytes", lc->what, lc->lineno, US_PROMPT_ID_MAX);
+    if (!cJSON_IsString(prompt))
+        return us_err_set(err, US_EINVAL, "%s:%zu: \"prompt\" must be a string", lc->what,
+                          lc->lineno);
     /* cJSON keeps C strings, so an escaped NUL (\u0000) would silently cut
      * the prompt short: refuse it instead. */
-    if (has_escaped_nul(line, len)) {
-        rc = us_err_set(err, US_EINVAL, "%s:%zu: NUL character (\\u0000) in a string", what,
-                        lineno);
-        goto done;
-    }
-    size_t n = strlen(prompt->valuestring);
-    if (n > max_prompt_bytes) {
-        rc = us_err_set(err, US_EINVAL, "%s:%zu: prompt of %zu bytes exceeds the limit of %zu "
-                        "bytes (--max-prompt-bytes)", what, lineno, n, max_prompt_bytes);
-        goto done;
-    }
-    if (!us_utf8_valid((const uint8_t *)prompt->valuestring, n, &bad)) {
-        rc = us_err_set(err, US_EINVAL, "%s:%zu: \"prompt\" is not valid UTF-8 (byte %zu, e.g. "
-                        "an unpaired \\u surrogate escape)", what, lineno, bad);
-        goto done;
-    }
+    if (has_escaped_nul(line, len))
+        return us_err_set(err, US_EINVAL, "%s:%zu: NUL character (\\u0000) in a string",
+                          lc->what, lc->lineno);
+    size_t n = strlen(prompt->valuestring), bad;
+    if (n > lc->lim->max_prompt_bytes)
+        return us_err_set(err, US_EINVAL, "%s:%zu: prompt of %zu bytes exceeds the limit of %zu "
+                          "bytes (--max-prompt-bytes)", lc->what, lc->lineno, n,
+                          lc->lim->max_prompt_bytes);
+    if (!us_utf8_valid((const uint8_t *)prompt->valuestring, n, &bad))
+        return us_err_set(err, US_EINVAL, "%s:%zu: \"prompt\" is not valid UTF-8 (byte %zu, "
+                          "e.g. an unpaired \\u surrogate escape)", lc->what, lc->lineno, bad);
+    *n_prompt = n;
+    return US_OK;
+}
+
+/* Checks the optional "session" and "max_tokens" (default: the caller's). */
+static int check_options(const cJSON *obj, const line_ctx *lc, uint32_t *max_tokens,
+                         us_err *err)
+{
     const cJSON *sess = cJSON_GetObjectItemCaseSensitive(obj, "session");
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(obj, "max_tokens");
     us_err serr = {0};
     if (sess != NULL && (!cJSON_IsString(sess) ||
-                         us_session_check_id(sess->valuestring, &serr) != US_OK)) {
-        rc = us_err_set(err, US_EINVAL, "%s:%zu: \"session\": %s", what, lineno,
-                        cJSON_IsString(sess) ? serr.msg : "must be a string");
-        goto done;
-    }
-    uint32_t max_tokens = default_max_tokens;
+                         us_session_check_id(sess->valuestring, &serr) != US_OK))
+        return us_err_set(err, US_EINVAL, "%s:%zu: \"session\": %s", lc->what, lc->lineno,
+                          cJSON_IsString(sess) ? serr.msg : "must be a string");
+    *max_tokens = lc->lim->default_max_tokens;
     if (mt != NULL) {
         if (!cJSON_IsNumber(mt) || mt->valuedouble != floor(mt->valuedouble) ||
-            mt->valuedouble < 0 || mt->valuedouble > US_PROMPT_MAX_TOKENS) {
-            rc = us_err_set(err, US_EINVAL, "%s:%zu: \"max_tokens\" must be an integer in "
-                            "[0, %d]", what, lineno, US_PROMPT_MAX_TOKENS);
-            goto done;
-        }
-        max_tokens = (uint32_t)mt->valuedouble;
+            mt->valuedouble < 0 || mt->valuedouble > US_PROMPT_MAX_TOKENS)
+            return us_err_set(err, US_EINVAL, "%s:%zu: \"max_tokens\" must be an integer in "
+                              "[0, %d]", lc->what, lc->lineno, US_PROMPT_MAX_TOKENS);
+        *max_tokens = (uint32_t)mt->valuedouble;
     }
-    p->id = strdup(id->valuestring);
+    return US_OK;
+}
+
+static int parse_line(us_prompt *p, const char *line, size_t len, const line_ctx *lc,
+                      us_err *err)
+{
+    int rc = check_raw_line(line, len, lc, err);
+    if (rc != US_OK)
+        return rc;
+    cJSON *obj = cJSON_ParseWithLength(line, len);
+    size_t n = 0;
+    uint32_t max_tokens = 0;
+    if (obj == NULL)
+        return us_err_set(err, US_EINVAL, "%s:%zu: invalid JSON (syntax error, or a bad \\u "
+                          "escape such as an unpaired surrogate)", lc->what, lc->lineno);
+    if (!cJSON_IsObject(obj))
+        rc = us_err_set(err, US_EINVAL, "%s:%zu: not a JSON object", lc->what, lc->lineno);
+    if (rc == US_OK)
+        rc = check_id_prompt(obj, line, len, lc, &n, err);
+    if (rc == US_OK)
+        rc = check_options(obj, lc, &max_tokens, err);
+    if (rc != US_OK)
+        goto done;
+    const cJSON *sess = cJSON_GetObjectItemCaseSensitive(obj, "session");
+    const char *prompt = cJSON_GetObjectItemCaseSensitive(obj, "prompt")->valuestring;
+    p->id = strdup(cJSON_GetObjectItemCaseSensitive(obj, "id")->valuestring);
     p->bytes = malloc(n ? n : 1);
     p->session = sess ? strdup(sess->valuestring) : NULL;
     if (p->id == NULL || p->bytes == NULL || (sess && p->session == NULL)) {
         free(p->id);
         free(p->bytes);
         free(p->session);
-        rc = us_err_set(err, US_ENOMEM, "%s:%zu: out of memory", what, lineno);
+        rc = us_err_set(err, US_ENOMEM, "%s:%zu: out of memory", lc->what, lc->lineno);
         goto done;
     }
-    memcpy(p->bytes, prompt->valuestring, n);
+    memcpy(p->bytes, prompt, n);
     p->n_bytes = n;
     p->max_tokens = max_tokens;
-    p->line = lineno;
+    p->line = lc->lineno;
 done:
     cJSON_Delete(obj);
     return rc;
 }
 
 int us_prompts_parse(us_prompt_set *set, const char *data, size_t len, const char *what,
-                     uint32_t default_max_tokens, size_t max_prompt_bytes, us_err *err)
+                     const us_prompt_limits *lim, us_err *err)
 {
     memset(set, 0, sizeof *set);
     set->file_hash = us_fnv1a64(US_FNV1A64_INIT, data, len);
@@ -292,8 +349,8 @@ int us_prompts_parse(us_prompt_set *set, const char *data, size_t len, const cha
                 }
                 set->items = ni;
             }
-            rc = parse_line(&set->items[set->count], data + pos, line_len, lineno, what,
-                            default_max_tokens, max_prompt_bytes, err);
+            line_ctx lc = { what, lineno, lim };
+            rc = parse_line(&set->items[set->count], data + pos, line_len, &lc, err);
             if (rc != US_OK)
                 goto fail;
             set->count++;
@@ -317,7 +374,8 @@ int us_prompts_load(us_prompt_set *set, const char *path, uint32_t default_max_t
     int rc = us_read_file(path, SIZE_MAX - 1, "prompt file", &buf, &len, err);
     if (rc != US_OK)
         return rc;
-    rc = us_prompts_parse(set, buf, len, path, default_max_tokens, max_prompt_bytes, err);
+    us_prompt_limits lim = { default_max_tokens, max_prompt_bytes };
+    rc = us_prompts_parse(set, buf, len, path, &lim, err);
     free(buf);
     return rc;
 }

@@ -22,18 +22,23 @@ typedef struct us_rng {
     uint64_t state;
 } us_rng;
 
+/* Seeds *r with the stream of (seed, stream_name). Returns: nothing. */
 void     us_rng_seed(us_rng *r, uint64_t seed, const char *stream_name);
+/* Returns: the stream's next 64 random bits. */
 uint64_t us_rng_next(us_rng *r);
-double   us_rng_uniform(us_rng *r);      /* [0, 1) with 53 random bits */
+/* Returns: a uniform double in [0, 1) with 53 random bits. */
+double   us_rng_uniform(us_rng *r);
 
 typedef struct us_sampler_params {
     float temperature;   /* 0 = greedy */
     float top_p;         /* (0, 1]; 1 = no truncation */
 } us_sampler_params;
 
+/* Returns: the bytes of scratch us_sample needs for n logits. */
 size_t us_sampler_scratch_bytes(size_t n);
 
-/* Returns the chosen token in [0, n), or -1 if no token is allowed or all
+/* Samples one token of logits[0..n) among allowed ones (allowed NULL: all).
+ * Returns: the chosen token in [0, n), or -1 if no token is allowed or all
  * allowed logits are NaN. */
 int us_sample(const float *logits, const uint8_t *allowed, size_t n,
               const us_sampler_params *params, us_rng *rng, void *scratch);

@@ -107,11 +107,9 @@ static int check_before_expose(const us_world *world, us_transport *t,
     return us_world_agree(world, rc, "checking blocks before one-sided exposure", err);
 }
 
-int us_lookup_open(us_lookup **out, const us_world *world, us_transport *t,
-                   const us_table_info *table, const us_rows_view *local,
-                   const us_lookup_opts *opts, us_err *err)
+static int check_open_args(const us_world *world, const us_table_info *table,
+                           const us_lookup_opts *opts, us_err *err)
 {
-    int rc;
     if (table->dim == 0 || us_dtype_name(table->dtype) == NULL || table->block_bits > 40)
         return us_err_set(err, US_EINVAL, "lookup: table %u: bad dim %u, dtype %d or "
                           "block_bits %u", table->table_id, table->dim, table->dtype,
@@ -123,6 +121,73 @@ int us_lookup_open(us_lookup **out, const us_world *world, us_transport *t,
         return us_err_set(err, US_EINVAL, "lookup: max_tokens %u, max_k %u must be > 0 "
                           "and n_groups %u <= %d", opts->max_tokens, opts->max_k,
                           opts->n_groups, US_WIRE_MAX_GROUPS);
+    return US_OK;
+}
+
+/* What this rank's roles need: a server over its rows (shard), a row cache
+ * (coordinator, when asked for). */
+static int open_roles(us_lookup *L, const us_rows_view *local, us_err *err)
+{
+    const us_world *world = L->w;
+    const us_lookup_opts *opts = &L->opts;
+    int rc;
+    if (world->is_shard) {
+        if ((rc = check_local_view(L, local, err)) != US_OK)
+            return rc;
+        us_wire_limits lim = {
+            .max_bytes = us_lookup_max_msg_bytes(&L->table, opts, world->n_shards),
+            .max_tokens = opts->max_tokens,
+            .max_pairs = opts->max_tokens * opts->max_k,
+        };
+        if ((rc = us_server_init(&L->server, L->table.table_id, world->shard_index, local,
+                                 &lim, opts->n_threads, err)) != US_OK)
+            return rc;
+        L->has_server = true;
+        if (opts->store != NULL)
+            us_server_attach_store(&L->server, opts->store, opts->store_table);
+    }
+    if (world->is_coordinator && opts->cache_bytes > 0) {
+        if ((rc = us_rowcache_init(&L->cache, opts->cache_bytes, L->row_bytes, err)) != US_OK)
+            return rc;
+        L->has_cache = true;
+    }
+    return US_OK;
+}
+
+/* One exposed table per transport: the first open lookup owns it; later
+ * lookups sharing the transport pull with ROWS messages. Every rank opens
+ * and closes lookups in the same order, so all decide alike and the
+ * collective expose is entered by all or none. (The mpi backend says
+ * EUNSUPP at once.) */
+static int expose_rma(us_lookup *L, const us_rows_view *local, us_err *err)
+{
+    us_transport *t = L->t;
+    if (t->rma_owner != NULL)
+        return US_OK;
+    int rc = check_before_expose(L->w, t, &L->opts, err);
+    if (rc != US_OK)
+        return rc;
+    us_err rma_err = {0};
+    rc = us_transport_rma_expose(t, L->w->is_shard ? local : NULL, &rma_err);
+    if (rc != US_OK && rc != US_EUNSUPP) {
+        if (err)
+            *err = rma_err;
+        return rc;
+    }
+    if (rc == US_OK && t->rma_ready) {
+        t->rma_owner = L;
+        L->rma_mine = true;
+    }
+    return US_OK;
+}
+
+int us_lookup_open(us_lookup **out, const us_world *world, us_transport *t,
+                   const us_table_info *table, const us_rows_view *local,
+                   const us_lookup_opts *opts, us_err *err)
+{
+    int rc = check_open_args(world, table, opts, err);
+    if (rc != US_OK)
+        return rc;
     us_lookup *L = calloc(1, sizeof *L);
     if (L == NULL)
         return us_err_set(err, US_ENOMEM, "lookup: state");
@@ -154,46 +219,8 @@ int us_lookup_open(us_lookup **out, const us_world *world, us_transport *t,
     L->resp_off = L->send_off + 2 * size;
     L->resp_len = L->send_off + 3 * size;
     L->shard_len = L->shard_off + world->n_shards;
-    if (world->is_shard) {
-        if ((rc = check_local_view(L, local, err)) != US_OK)
-            goto fail;
-        us_wire_limits lim = {
-            .max_bytes = us_lookup_max_msg_bytes(table, opts, world->n_shards),
-            .max_tokens = opts->max_tokens,
-            .max_pairs = opts->max_tokens * opts->max_k,
-        };
-        if ((rc = us_server_init(&L->server, table->table_id, world->shard_index, local,
-                                 &lim, opts->n_threads, err)) != US_OK)
-            goto fail;
-        L->has_server = true;
-        if (opts->store != NULL)
-            us_server_attach_store(&L->server, opts->store, opts->store_table);
-    }
-    if (world->is_coordinator && opts->cache_bytes > 0) {
-        if ((rc = us_rowcache_init(&L->cache, opts->cache_bytes, L->row_bytes, err)) != US_OK)
-            goto fail;
-        L->has_cache = true;
-    }
-    /* One exposed table per transport: the first open lookup owns it; later
-     * lookups sharing the transport pull with ROWS messages. Every rank
-     * opens and closes lookups in the same order, so all decide alike and
-     * the collective expose is entered by all or none. (The mpi backend
-     * says EUNSUPP at once.) */
-    if (t->rma_owner == NULL) {
-        if ((rc = check_before_expose(world, t, opts, err)) != US_OK)
-            goto fail;
-        us_err rma_err = {0};
-        rc = us_transport_rma_expose(t, world->is_shard ? local : NULL, &rma_err);
-        if (rc != US_OK && rc != US_EUNSUPP) {
-            if (err)
-                *err = rma_err;
-            goto fail;
-        }
-        if (rc == US_OK && t->rma_ready) {
-            t->rma_owner = L;
-            L->rma_mine = true;
-        }
-    }
+    if ((rc = open_roles(L, local, err)) != US_OK || (rc = expose_rma(L, local, err)) != US_OK)
+        goto fail;
     *out = L;
     return US_OK;
 
@@ -287,9 +314,11 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
         L->stats.push_batches++;
     else
         L->stats.pull_batches++;
-    return us_route_encode(r, &L->table, L->wire_mode, 0, L->batch_id, b->weights,
-                           L->n_groups > 1 ? b->groups : NULL, L->n_groups, &L->send,
-                           L->shard_off, L->shard_len, err);
+    us_route_request q = { .mode = L->wire_mode, .batch_id = L->batch_id,
+                           .weights = b->weights,
+                           .groups = L->n_groups > 1 ? b->groups : NULL,
+                           .n_groups = L->n_groups };
+    return us_route_encode(r, &L->table, &q, &L->send, L->shard_off, L->shard_len, err);
 }
 
 /* Coordinator without a batch: one NOP (maybe STOP) per shard. */
@@ -302,8 +331,10 @@ static int plan_idle(us_lookup *L, uint8_t flags, us_err *err)
             return rc;
         L->shard_len[s] = bytes;
         us_wire_req req;
-        rc = us_wire_req_init(L->send.data + L->shard_off[s], bytes, US_WIRE_NOP, flags,
-                              L->table.table_id, L->batch_id, 0, 0, 0, 1, &req, err);
+        us_wire_req_desc d = { .mode = US_WIRE_NOP, .flags = flags,
+                               .table_id = L->table.table_id, .batch_id = L->batch_id,
+                               .n_groups = 1 };
+        rc = us_wire_req_init(L->send.data + L->shard_off[s], bytes, &d, &req, err);
         if (rc != US_OK)
             return rc;
     }
@@ -508,8 +539,10 @@ static int collect(us_lookup *L, float *out, us_err *err)
             us_column_slice(t->dim, S, s, &begin, &cols);
         us_err e = {0};
         int rc = L->raw ? US_OK
-               : us_wire_resp_parse(msg, len, asked, cols, us_dtype_size(t->dtype),
-                                    L->int8, &resp[s], &e);
+               : us_wire_resp_parse(msg, len, &(us_wire_resp_expect){
+                                        .asked = asked, .dim = cols,
+                                        .elem_bytes = us_dtype_size(t->dtype),
+                                        .with_scales = L->int8 }, &resp[s], &e);
         if (rc == US_OK && !L->raw && resp[s].hdr->status < 0) {
             L->stats.shard_errors++;
             rc = us_err_set(&e, resp[s].hdr->status, "shard %d (rank %d) rejected batch "

@@ -18,8 +18,11 @@ static int rma_fetch_spans(const us_pull_ctx *c, us_err *err)
     for (int s = 0; s < w->n_shards; s++)
         stride[s] = c->t->rma_row_stride[us_world_shard_rank(w, s)];
     uint64_t gap = (uint64_t)(c->cost->read_us * c->cost->bytes_per_us);
-    int rc = us_read_plan_build(c->plan, r->uniq_rows, r->uniq_owner, c->local, r->n_unique,
-                                t->block_bits, w->n_shards, stride, c->row_bytes, gap, err);
+    us_read_plan_input in = { .rows = r->uniq_rows, .owner = r->uniq_owner, .skip = c->local,
+                              .n = r->n_unique, .block_bits = t->block_bits,
+                              .n_shards = w->n_shards, .stride = stride,
+                              .row_bytes = c->row_bytes, .gap_bytes = gap };
+    int rc = us_read_plan_build(c->plan, &in, err);
     free(stride);
     if (rc != US_OK)
         return rc;

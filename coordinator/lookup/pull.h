@@ -43,10 +43,13 @@ typedef struct us_pull_ctx {
     uint64_t *staging_cap;
 } us_pull_ctx;
 
-/* One-sided reads of every remote row (transport after rma_expose). */
+/* One-sided reads of every remote row (transport after rma_expose).
+ * Returns: US_OK; US_EINVAL from the read plan; US_ENOMEM; the transport's
+ * error for a failed read (US_EFABRIC, US_EUNSUPP). */
 int us_pull_rma(const us_pull_ctx *c, us_err *err);
 
-/* Rows from ROWS responses resp[0..n_shards-1] (already validated). */
+/* Rows from ROWS responses resp[0..n_shards-1] (already validated).
+ * Returns: US_OK, or US_ENOMEM for the staging buffer. */
 int us_pull_place_rows(const us_pull_ctx *c, const us_wire_resp *resp, us_err *err);
 
 #endif

@@ -16,11 +16,14 @@ static int cmp_keyed(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int us_read_plan_build(us_read_plan *p, const uint64_t *rows, const int32_t *owner,
-                       const bool *skip, uint64_t n, uint32_t block_bits, int n_shards,
-                       const uint64_t *stride, uint64_t row_bytes, uint64_t gap_bytes,
-                       us_err *err)
+int us_read_plan_build(us_read_plan *p, const us_read_plan_input *in, us_err *err)
 {
+    const uint64_t *rows = in->rows, *stride = in->stride;
+    const int32_t *owner = in->owner;
+    const bool *skip = in->skip;
+    const uint64_t n = in->n, row_bytes = in->row_bytes, gap_bytes = in->gap_bytes;
+    const uint32_t block_bits = in->block_bits;
+    const int n_shards = in->n_shards;
     if (n_shards < 1 || n_shards > 65535 || block_bits > 40)
         return us_err_set(err, US_EINVAL, "read plan: %d shards, block_bits %u", n_shards,
                           block_bits);

@@ -44,15 +44,25 @@ typedef struct us_read_plan {
     uint64_t cap, span_cap;
 } us_read_plan;
 
-/* Plans reads for rows[0..n-1] (distinct), each owned by shard owner[i]
- * (skip[i] = true: not read). stride[s] is shard s's row stride in bytes,
- * row_bytes the bytes wanted per row (<= every stride). Returns US_OK,
- * US_EINVAL (owner or stride out of range), US_ENOMEM. */
-int us_read_plan_build(us_read_plan *p, const uint64_t *rows, const int32_t *owner,
-                       const bool *skip, uint64_t n, uint32_t block_bits, int n_shards,
-                       const uint64_t *stride, uint64_t row_bytes, uint64_t gap_bytes,
-                       us_err *err);
+/* The rows to plan reads for, and how the shards hold them. */
+typedef struct us_read_plan_input {
+    const uint64_t *rows;     /* [n] distinct rows */
+    const int32_t *owner;     /* [n] shard owning each row */
+    const bool *skip;         /* [n] true: not read (held already); NULL = read all */
+    uint64_t n;
+    uint32_t block_bits;      /* rows per block = 2^block_bits; spans stay in a block */
+    int n_shards;
+    const uint64_t *stride;   /* [n_shards] each shard's row stride, bytes */
+    uint64_t row_bytes;       /* bytes wanted per row (<= every stride) */
+    uint64_t gap_bytes;       /* merge rows whose gap is fewer bytes than this */
+} us_read_plan_input;
 
+/* Plans reads for in->rows (see us_read_plan_input); *p is reused.
+ * Returns: US_OK; US_EINVAL naming the shard count, block_bits, a stride
+ * below row_bytes or a row whose owner is out of range; US_ENOMEM. */
+int us_read_plan_build(us_read_plan *p, const us_read_plan_input *in, us_err *err);
+
+/* Frees the plan's arrays. Returns: nothing. */
 void us_read_plan_free(us_read_plan *p);
 
 #endif

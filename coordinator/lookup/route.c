@@ -165,41 +165,93 @@ int us_route_assign(us_route *r, const us_table_info *t, int n_shards,
     return US_OK;
 }
 
-int us_route_encode(const us_route *r, const us_table_info *t, uint8_t mode,
-                    uint8_t flags, uint64_t batch_id, const float *weights,
-                    const uint8_t *groups, uint32_t n_groups, us_wire_buf *out,
-                    uint64_t *off, uint64_t *len, us_err *err)
+/* Pass 1: lays out every shard's request in out (the buffer may move while
+ * appending, so requests are addressed by offset until all are placed). */
+static int layout_requests(const us_route *r, const us_table_info *t,
+                           const us_route_request *q, uint8_t flags, us_wire_buf *out,
+                           uint64_t *off, uint64_t *len, us_err *err)
 {
-    int S = r->n_shards, rc;
-    if (S < 1)
-        return us_err_set(err, US_EINVAL, "route: encode before assign");
-    bool with_groups = groups != NULL && mode == US_WIRE_PUSH;
-    if (with_groups)
-        flags |= US_WIRE_F_GROUPS;
-    /* pass 1: lay out every request (the buffer may move while appending) */
-    for (int s = 0; s < S; s++) {
-        uint8_t m = mode;
+    for (int s = 0; s < r->n_shards; s++) {
+        uint8_t m = q->mode;
         uint32_t rows = r->shard_rows[s], pairs = 0, tokens = 0;
-        if (mode == US_WIRE_PUSH) {
+        if (q->mode == US_WIRE_PUSH) {
             pairs = r->shard_pairs[s];
             tokens = r->shard_tokens[s];
         }
-        if (mode == US_WIRE_NOP || rows == 0) {
+        if (q->mode == US_WIRE_NOP || rows == 0) {
             m = US_WIRE_NOP;
             rows = pairs = tokens = 0;
         }
         uint8_t f = m == US_WIRE_PUSH ? flags : (uint8_t)(flags & ~US_WIRE_F_GROUPS);
         uint64_t bytes = us_wire_req_bytes(rows, pairs, f & US_WIRE_F_GROUPS);
-        if ((rc = us_wire_buf_append(out, bytes, &off[s], err)) != US_OK)
+        int rc = us_wire_buf_append(out, bytes, &off[s], err);
+        if (rc != US_OK)
             return rc;
         len[s] = bytes;
         us_wire_req req;
-        rc = us_wire_req_init(out->data + off[s], bytes, m, f, t->table_id, batch_id,
-                              tokens, rows, pairs, n_groups, &req, err);
-        if (rc != US_OK)
+        us_wire_req_desc d = { .mode = m, .flags = f, .table_id = t->table_id,
+                               .batch_id = q->batch_id, .n_tokens = tokens, .n_rows = rows,
+                               .n_pairs = pairs, .n_groups = q->n_groups };
+        if ((rc = us_wire_req_init(out->data + off[s], bytes, &d, &req, err)) != US_OK)
             return rc;
     }
-    /* pass 2: fill rows, then pairs in token order */
+    return US_OK;
+}
+
+/* Shards that receive unique row u: its owner, or all of them (-2, column
+ * placement); none for a row the coordinator holds (-1). */
+static void row_targets(const us_route *r, uint32_t u, int *lo, int *hi)
+{
+    int32_t o = r->uniq_owner[u];
+    *lo = o >= 0 ? o : 0;
+    *hi = o == -1 ? 0 : o >= 0 ? o + 1 : r->n_shards;
+}
+
+/* Pass 2: the unique rows of every request, then (PUSH) its pairs in token
+ * order with shard-local token numbers. req[s] views the laid-out requests. */
+static void fill_requests(const us_route *r, const us_route_request *q, us_wire_req *req,
+                          uint32_t *n_tok)
+{
+    for (uint32_t u = 0; u < r->n_unique; u++) {
+        int lo, hi;
+        row_targets(r, u, &lo, &hi);
+        for (int s = lo; s < hi; s++)
+            if (req[s].hdr->n_rows > 0)
+                ((uint64_t *)req[s].rows)[r->uniq_ref[u]] = r->uniq_rows[u];
+    }
+    for (uint32_t tok = 0; q->mode == US_WIRE_PUSH && tok < r->n_tokens; tok++) {
+        for (uint32_t i = 0; i < r->k; i++) {
+            uint64_t p = (uint64_t)tok * r->k + i;
+            uint32_t u = r->pair_uidx[p];
+            int lo, hi;
+            row_targets(r, u, &lo, &hi);
+            for (int s = lo; s < hi; s++) {
+                if (r->shard_last[s] != tok) {
+                    r->shard_last[s] = tok;
+                    n_tok[s]++;
+                }
+                uint32_t c = r->shard_cursor[s]++;
+                ((uint32_t *)req[s].pair_token)[c] = n_tok[s] - 1;
+                ((uint32_t *)req[s].pair_ref)[c] = r->uniq_ref[u];
+                ((float *)req[s].pair_weight)[c] = q->weights[p];
+                if (req[s].pair_group)
+                    ((uint8_t *)req[s].pair_group)[c] = q->groups[p];
+            }
+        }
+    }
+}
+
+int us_route_encode(const us_route *r, const us_table_info *t, const us_route_request *q,
+                    us_wire_buf *out, uint64_t *off, uint64_t *len, us_err *err)
+{
+    int S = r->n_shards, rc;
+    if (S < 1)
+        return us_err_set(err, US_EINVAL, "route: encode before assign");
+    uint8_t flags = q->flags;
+    if (q->groups != NULL && q->mode == US_WIRE_PUSH)
+        flags |= US_WIRE_F_GROUPS;
+    if ((rc = layout_requests(r, t, q, flags, out, off, len, err)) != US_OK)
+        return rc;
     us_wire_req *req = calloc((size_t)(unsigned)S, sizeof *req);
     uint32_t *n_tok = calloc((size_t)(unsigned)S, sizeof *n_tok);   /* local token count */
     if (req == NULL || n_tok == NULL) {
@@ -209,42 +261,15 @@ int us_route_encode(const us_route *r, const us_table_info *t, uint8_t mode,
     }
     for (int s = 0; s < S; s++) {
         us_wire_req_hdr *h = (us_wire_req_hdr *)(out->data + off[s]);
-        us_wire_req_init(h, len[s], h->mode, h->flags, h->table_id, h->batch_id,
-                         h->n_tokens, h->n_rows, h->n_pairs, h->n_groups, &req[s], NULL);
+        us_wire_req_desc d = { .mode = h->mode, .flags = h->flags, .table_id = h->table_id,
+                               .batch_id = h->batch_id, .n_tokens = h->n_tokens,
+                               .n_rows = h->n_rows, .n_pairs = h->n_pairs,
+                               .n_groups = h->n_groups };
+        us_wire_req_init(h, len[s], &d, &req[s], NULL);
         r->shard_last[s] = UINT32_MAX;
         r->shard_cursor[s] = 0;
     }
-    for (uint32_t u = 0; u < r->n_unique; u++) {
-        int32_t o = r->uniq_owner[u];
-        if (o == -1)
-            continue;
-        int lo = o >= 0 ? o : 0, hi = o >= 0 ? o + 1 : S;
-        for (int s = lo; s < hi; s++)
-            if (req[s].hdr->n_rows > 0)
-                ((uint64_t *)req[s].rows)[r->uniq_ref[u]] = r->uniq_rows[u];
-    }
-    for (uint32_t tok = 0; mode == US_WIRE_PUSH && tok < r->n_tokens; tok++) {
-        for (uint32_t i = 0; i < r->k; i++) {
-            uint64_t p = (uint64_t)tok * r->k + i;
-            uint32_t u = r->pair_uidx[p];
-            int32_t o = r->uniq_owner[u];
-            if (o == -1)
-                continue;
-            int lo = o >= 0 ? o : 0, hi = o >= 0 ? o + 1 : S;
-            for (int s = lo; s < hi; s++) {
-                if (r->shard_last[s] != tok) {
-                    r->shard_last[s] = tok;
-                    n_tok[s]++;
-                }
-                uint32_t c = r->shard_cursor[s]++;
-                ((uint32_t *)req[s].pair_token)[c] = n_tok[s] - 1;
-                ((uint32_t *)req[s].pair_ref)[c] = r->uniq_ref[u];
-                ((float *)req[s].pair_weight)[c] = weights[p];
-                if (req[s].pair_group)
-                    ((uint8_t *)req[s].pair_group)[c] = groups[p];
-            }
-        }
-    }
+    fill_requests(r, q, req, n_tok);
     free(req);
     free(n_tok);
     return US_OK;

@@ -46,7 +46,8 @@ typedef struct us_table_info {
     us_placement_kind placement;
 } us_table_info;
 
-/* Bytes of one stored row as sent on the wire (elements only). */
+/* Returns: the bytes of one stored row of `cols` columns as sent on the wire
+ * (elements only). */
 static inline uint64_t us_table_row_bytes(const us_table_info *t, uint32_t cols)
 {
     return (uint64_t)cols * us_dtype_size(t->dtype);
@@ -76,25 +77,37 @@ typedef struct us_route {
     uint32_t *shard_cursor;  /* [n_shards] scratch: pairs written per shard */
 } us_route;
 
-/* Deduplicates rows[n_tokens * k] (each < t->rows, else US_ERANGE naming the
- * token and pair; route unchanged in meaning). */
+/* Deduplicates rows[n_tokens * k] (each < t->rows).
+ * Returns: US_OK; US_ERANGE naming the token and pair of a row beyond the
+ * table, or for a batch too big to index; US_ENOMEM. */
 int us_route_dedupe(us_route *r, const us_table_info *t, const uint64_t *rows,
                     uint32_t n_tokens, uint32_t k, us_err *err);
 
 /* Assigns unique rows to shards; local[u] (optional) marks rows the
- * coordinator already holds. Fills per-shard counts and token maps. */
+ * coordinator already holds. Fills per-shard counts and token maps.
+ * Returns: US_OK; US_EINVAL for n_shards < 1; US_ENOMEM. */
 int us_route_assign(us_route *r, const us_table_info *t, int n_shards,
                     const bool *local, us_err *err);
 
-/* Appends one request per shard to out (offsets/lengths in off[s], len[s]):
- * mode PUSH with the pairs (weights[n_tokens*k], groups optional), ROWS with
- * the unique rows, or NOP. A shard with nothing to do gets a NOP; `flags` is
- * OR-ed into every header (e.g. US_WIRE_F_STOP). */
-int us_route_encode(const us_route *r, const us_table_info *t, uint8_t mode,
-                    uint8_t flags, uint64_t batch_id, const float *weights,
-                    const uint8_t *groups, uint32_t n_groups, us_wire_buf *out,
-                    uint64_t *off, uint64_t *len, us_err *err);
+/* What one round asks of the shards (us_route_encode). */
+typedef struct us_route_request {
+    uint8_t        mode;       /* US_WIRE_PUSH, US_WIRE_ROWS or US_WIRE_NOP */
+    uint8_t        flags;      /* OR-ed into every header (e.g. US_WIRE_F_STOP) */
+    uint64_t       batch_id;
+    const float   *weights;    /* PUSH: [n_tokens * k], the batch's pair weights */
+    const uint8_t *groups;     /* PUSH: NULL, or [n_tokens * k] IVE groups */
+    uint32_t       n_groups;
+} us_route_request;
 
+/* Appends one request per shard to out (offsets/lengths in off[s], len[s]):
+ * mode PUSH with the pairs, ROWS with the unique rows, or NOP. A shard with
+ * nothing to do gets a NOP.
+ * Returns: US_OK; US_EINVAL before us_route_assign; US_ENOMEM (cursors or
+ * growing out). */
+int us_route_encode(const us_route *r, const us_table_info *t, const us_route_request *q,
+                    us_wire_buf *out, uint64_t *off, uint64_t *len, us_err *err);
+
+/* Frees the route's arrays. Returns: nothing. */
 void us_route_free(us_route *r);
 
 /* --- cost model ------------------------------------------------------- */
@@ -113,11 +126,13 @@ typedef struct us_cost {
     double   est_us;
 } us_cost;
 
+/* Returns: the default link parameters. */
 us_cost_params us_cost_params_default(void);
 
 /* Costs of serving the routed batch by push-down (PUSH messages) and by
  * pull (rma: one read per unique row and shard; otherwise ROWS messages).
- * Round-keeping NOP messages are counted on both sides. */
+ * Round-keeping NOP messages are counted on both sides. Returns: nothing
+ * (the costs are in *push and *pull). */
 void us_route_cost(const us_route *r, const us_table_info *t, uint32_t n_groups,
                    bool pull_by_rma, const us_cost_params *p, us_cost *push,
                    us_cost *pull);

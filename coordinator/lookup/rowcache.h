@@ -36,20 +36,23 @@ typedef struct us_rowcache {
 } us_rowcache;
 
 /* Sizes the cache for max_bytes of rows (each row_bytes + 4 for its scale);
- * max_bytes too small for one row gives US_EINVAL. */
+ * Returns: US_OK; US_EINVAL for rows of 0 bytes or max_bytes too small for
+ * one row; US_ENOMEM. */
 int us_rowcache_init(us_rowcache *c, uint64_t max_bytes, uint64_t row_bytes, us_err *err);
 
-/* The cached bytes of row (and *scale when non-NULL), or NULL on a miss.
- * Counts a hit or a miss. */
+/* Looks row up and counts a hit or a miss (sets *scale when non-NULL).
+ * Returns: the cached bytes of row (lifetime in the top comment), or NULL
+ * on a miss. */
 const uint8_t *us_rowcache_get(us_rowcache *c, uint64_t row, const float **scale);
 
 /* Copies row's bytes (and scale) in, evicting by CLOCK when full. A row
- * already present is refreshed in place. */
+ * already present is refreshed in place. Returns: nothing. */
 void us_rowcache_put(us_rowcache *c, uint64_t row, const void *bytes, float scale);
 
-/* Memory held by the cache, in bytes (arena + tables). */
+/* Returns: the memory held by the cache, in bytes (arena + tables). */
 uint64_t us_rowcache_bytes(const us_rowcache *c);
 
+/* Frees the cache. Returns: nothing. */
 void us_rowcache_free(us_rowcache *c);
 
 #endif

@@ -46,8 +46,122 @@ static const cJSON *get_object(const cJSON *obj, const char *field, const char *
     return it;
 }
 
+/* Field readers below return on the first bad field, naming it. */
 #define U32(obj, name, min, max, dst) \
-    if ((rc = get_u32(obj, name, min, max, dst, what, err)) != US_OK) goto done
+    if ((rc = get_u32(obj, name, min, max, dst, what, err)) != US_OK) return rc
+
+/* "format" and "version": refuse a file this build does not read. */
+static int parse_format(const cJSON *root, const char *what, us_err *err)
+{
+    int rc;
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
+    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, US_MODEL_FORMAT) != 0)
+        return us_err_set(err, US_EINVAL, "%s: field 'format' must be \"%s\"", what,
+                          US_MODEL_FORMAT);
+    uint32_t version;
+    U32(root, "version", 0, 1u << 30, &version);
+    if (version != US_MODEL_FORMAT_VERSION)
+        return us_err_set(err, US_EVERSION, "%s: model format version %u, this build reads %d",
+                          what, version, US_MODEL_FORMAT_VERSION);
+    return US_OK;
+}
+
+/* The transformer's shape: sizes, norm epsilon, Infini-attention rule. */
+static int parse_dims(const cJSON *root, us_model_config *c, const char *what, us_err *err)
+{
+    int rc;
+    U32(root, "vocab_size", US_VOCAB_SIZE, US_VOCAB_SIZE, &c->vocab_size);
+    U32(root, "d_model", 1, 1 << 16, &c->d_model);
+    U32(root, "n_heads", 1, 1024, &c->n_heads);
+    U32(root, "head_dim", 1, 4096, &c->head_dim);
+    U32(root, "segment_len", 1, 1 << 20, &c->segment_len);
+    U32(root, "ffn_hidden", 1, 1 << 20, &c->ffn_hidden);
+    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(root, "norm_eps");
+    if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0) || eps->valuedouble > 1)
+        return us_err_set(err, US_EINVAL, "%s: field 'norm_eps' must be a number in (0, 1]",
+                          what);
+    c->norm_eps = (float)eps->valuedouble;
+    const cJSON *rule = cJSON_GetObjectItemCaseSensitive(root, "infini_rule");
+    if (cJSON_IsString(rule) && strcmp(rule->valuestring, "linear") == 0)
+        c->infini_rule = US_INFINI_LINEAR;
+    else if (cJSON_IsString(rule) && strcmp(rule->valuestring, "delta") == 0)
+        c->infini_rule = US_INFINI_DELTA;
+    else
+        return us_err_set(err, US_EINVAL, "%s: field 'infini_rule' must be \"linear\" or "
+                          "\"delta\"", what);
+    return US_OK;
+}
+
+static int parse_moe(const cJSON *root, us_model_config *c, const char *what, us_err *err)
+{
+    int rc;
+    const cJSON *moe = get_object(root, "moe", what, err);
+    if (moe == NULL)
+        return US_EINVAL;
+    U32(moe, "experts", 1, 256, &c->moe_experts);
+    U32(moe, "top_k", 1, 256, &c->moe_top_k);
+    U32(moe, "hidden", 1, 1 << 20, &c->moe_hidden);
+    return US_OK;
+}
+
+static int parse_memory(const cJSON *root, us_memory_config *m, const char *what, us_err *err)
+{
+    int rc;
+    const cJSON *mem = get_object(root, "memory", what, err);
+    if (mem == NULL)
+        return US_EINVAL;
+    U32(mem, "heads", 1, 64, &m->heads);
+    U32(mem, "n_keys", 1, 1 << 20, &m->n_keys);
+    U32(mem, "k_dim", 1, 1 << 16, &m->k_dim);
+    U32(mem, "tucker_rank", 1, 16, &m->tucker_rank);
+    U32(mem, "knn", 1, 4096, &m->knn);
+    U32(mem, "candidates", 1, 4096, &m->candidates);
+    U32(mem, "v_dim", 1, 1 << 16, &m->v_dim);
+    U32(mem, "ive_groups", 1, 255, &m->ive_groups);
+    U32(mem, "skip", 0, US_MODEL_MAX_LAYERS, &m->skip);
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(mem, "weights");
+    if (cJSON_IsString(act) && strcmp(act->valuestring, "softmax") == 0)
+        m->softmax = 1;
+    else if (!(cJSON_IsString(act) && strcmp(act->valuestring, "raw") == 0))
+        return us_err_set(err, US_EINVAL, "%s: field 'memory.weights' must be \"softmax\" or "
+                          "\"raw\"", what);
+    /* Optional (default false): UltraMem's LayerNorm on the queries. */
+    const cJSON *qn = cJSON_GetObjectItemCaseSensitive(mem, "query_norm");
+    if (qn != NULL && !cJSON_IsBool(qn))
+        return us_err_set(err, US_EINVAL, "%s: field 'memory.query_norm' must be true or "
+                          "false", what);
+    m->query_norm = cJSON_IsTrue(qn);
+    return US_OK;
+}
+
+/* "layers" (the kind of each layer), checked against "n_layers". */
+static int parse_layers(const cJSON *root, us_model_config *c, const char *what, us_err *err)
+{
+    int rc;
+    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(root, "layers");
+    if (!cJSON_IsArray(layers) || cJSON_GetArraySize(layers) < 1 ||
+        cJSON_GetArraySize(layers) > US_MODEL_MAX_LAYERS)
+        return us_err_set(err, US_EINVAL, "%s: field 'layers' must be an array of 1..%d kinds",
+                          what, US_MODEL_MAX_LAYERS);
+    c->n_layers = (uint32_t)cJSON_GetArraySize(layers);
+    uint32_t n_layers_field;
+    U32(root, "n_layers", 1, US_MODEL_MAX_LAYERS, &n_layers_field);
+    if (n_layers_field != c->n_layers)
+        return us_err_set(err, US_EINVAL, "%s: 'n_layers' is %u but 'layers' lists %u",
+                          what, n_layers_field, c->n_layers);
+    for (uint32_t l = 0; l < c->n_layers; l++) {
+        const cJSON *k = cJSON_GetArrayItem(layers, (int)l);
+        int found = -1;
+        for (int i = 0; i < 3 && cJSON_IsString(k); i++)
+            if (strcmp(k->valuestring, kind_names[i]) == 0)
+                found = i;
+        if (found < 0)
+            return us_err_set(err, US_EINVAL, "%s: layers[%u] must be \"dense\", \"moe\" or "
+                              "\"memory\"", what, l);
+        c->layers[l] = (us_layer_kind)found;
+    }
+    return US_OK;
+}
 
 int us_model_config_parse(us_model_config *cfg, const char *json, const char *what,
                           us_err *err)
@@ -56,110 +170,23 @@ int us_model_config_parse(us_model_config *cfg, const char *json, const char *wh
     us_model_config c;
     memset(&c, 0, sizeof c);
     cJSON *root = cJSON_Parse(json);
-    if (root == NULL || !cJSON_IsObject(root)) {
+    if (root == NULL || !cJSON_IsObject(root))
         rc = us_err_set(err, US_EINVAL, "%s: not a JSON object (parse error near byte %ld)",
                         what, root ? 0L : (long)(cJSON_GetErrorPtr() ? cJSON_GetErrorPtr() - json : 0));
-        goto done;
-    }
-    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(root, "format");
-    if (!cJSON_IsString(fmt) || strcmp(fmt->valuestring, US_MODEL_FORMAT) != 0) {
-        rc = us_err_set(err, US_EINVAL, "%s: field 'format' must be \"%s\"", what,
-                        US_MODEL_FORMAT);
-        goto done;
-    }
-    uint32_t version;
-    U32(root, "version", 0, 1u << 30, &version);
-    if (version != US_MODEL_FORMAT_VERSION) {
-        rc = us_err_set(err, US_EVERSION, "%s: model format version %u, this build reads %d",
-                        what, version, US_MODEL_FORMAT_VERSION);
-        goto done;
-    }
-    U32(root, "vocab_size", US_VOCAB_SIZE, US_VOCAB_SIZE, &c.vocab_size);
-    U32(root, "d_model", 1, 1 << 16, &c.d_model);
-    U32(root, "n_heads", 1, 1024, &c.n_heads);
-    U32(root, "head_dim", 1, 4096, &c.head_dim);
-    U32(root, "segment_len", 1, 1 << 20, &c.segment_len);
-    U32(root, "ffn_hidden", 1, 1 << 20, &c.ffn_hidden);
-    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(root, "norm_eps");
-    if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0) || eps->valuedouble > 1) {
-        rc = us_err_set(err, US_EINVAL, "%s: field 'norm_eps' must be a number in (0, 1]", what);
-        goto done;
-    }
-    c.norm_eps = (float)eps->valuedouble;
-    const cJSON *rule = cJSON_GetObjectItemCaseSensitive(root, "infini_rule");
-    if (cJSON_IsString(rule) && strcmp(rule->valuestring, "linear") == 0)
-        c.infini_rule = US_INFINI_LINEAR;
-    else if (cJSON_IsString(rule) && strcmp(rule->valuestring, "delta") == 0)
-        c.infini_rule = US_INFINI_DELTA;
-    else {
-        rc = us_err_set(err, US_EINVAL, "%s: field 'infini_rule' must be \"linear\" or \"delta\"",
-                        what);
-        goto done;
-    }
-    const cJSON *moe = get_object(root, "moe", what, err);
-    if (moe == NULL) { rc = US_EINVAL; goto done; }
-    U32(moe, "experts", 1, 256, &c.moe_experts);
-    U32(moe, "top_k", 1, 256, &c.moe_top_k);
-    U32(moe, "hidden", 1, 1 << 20, &c.moe_hidden);
-    const cJSON *mem = get_object(root, "memory", what, err);
-    if (mem == NULL) { rc = US_EINVAL; goto done; }
-    U32(mem, "heads", 1, 64, &c.memory.heads);
-    U32(mem, "n_keys", 1, 1 << 20, &c.memory.n_keys);
-    U32(mem, "k_dim", 1, 1 << 16, &c.memory.k_dim);
-    U32(mem, "tucker_rank", 1, 16, &c.memory.tucker_rank);
-    U32(mem, "knn", 1, 4096, &c.memory.knn);
-    U32(mem, "candidates", 1, 4096, &c.memory.candidates);
-    U32(mem, "v_dim", 1, 1 << 16, &c.memory.v_dim);
-    U32(mem, "ive_groups", 1, 255, &c.memory.ive_groups);
-    U32(mem, "skip", 0, US_MODEL_MAX_LAYERS, &c.memory.skip);
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(mem, "weights");
-    if (cJSON_IsString(act) && strcmp(act->valuestring, "softmax") == 0)
-        c.memory.softmax = 1;
-    else if (!(cJSON_IsString(act) && strcmp(act->valuestring, "raw") == 0)) {
-        rc = us_err_set(err, US_EINVAL, "%s: field 'memory.weights' must be \"softmax\" or "
-                        "\"raw\"", what);
-        goto done;
-    }
-    /* Optional (default false): UltraMem's LayerNorm on the queries. */
-    const cJSON *qn = cJSON_GetObjectItemCaseSensitive(mem, "query_norm");
-    if (qn != NULL && !cJSON_IsBool(qn)) {
-        rc = us_err_set(err, US_EINVAL, "%s: field 'memory.query_norm' must be true or false",
-                        what);
-        goto done;
-    }
-    c.memory.query_norm = cJSON_IsTrue(qn);
-    const cJSON *layers = cJSON_GetObjectItemCaseSensitive(root, "layers");
-    if (!cJSON_IsArray(layers) || cJSON_GetArraySize(layers) < 1 ||
-        cJSON_GetArraySize(layers) > US_MODEL_MAX_LAYERS) {
-        rc = us_err_set(err, US_EINVAL, "%s: field 'layers' must be an array of 1..%d kinds",
-                        what, US_MODEL_MAX_LAYERS);
-        goto done;
-    }
-    c.n_layers = (uint32_t)cJSON_GetArraySize(layers);
-    uint32_t n_layers_field;
-    U32(root, "n_layers", 1, US_MODEL_MAX_LAYERS, &n_layers_field);
-    if (n_layers_field != c.n_layers) {
-        rc = us_err_set(err, US_EINVAL, "%s: 'n_layers' is %u but 'layers' lists %u",
-                        what, n_layers_field, c.n_layers);
-        goto done;
-    }
-    for (uint32_t l = 0; l < c.n_layers; l++) {
-        const cJSON *k = cJSON_GetArrayItem(layers, (int)l);
-        int found = -1;
-        for (int i = 0; i < 3 && cJSON_IsString(k); i++)
-            if (strcmp(k->valuestring, kind_names[i]) == 0)
-                found = i;
-        if (found < 0) {
-            rc = us_err_set(err, US_EINVAL, "%s: layers[%u] must be \"dense\", \"moe\" or "
-                            "\"memory\"", what, l);
-            goto done;
-        }
-        c.layers[l] = (us_layer_kind)found;
-    }
-    if ((rc = us_model_config_validate(&c, what, err)) != US_OK)
-        goto done;
-    *cfg = c;
-done:
+    if (rc == US_OK)
+        rc = parse_format(root, what, err);
+    if (rc == US_OK)
+        rc = parse_dims(root, &c, what, err);
+    if (rc == US_OK)
+        rc = parse_moe(root, &c, what, err);
+    if (rc == US_OK)
+        rc = parse_memory(root, &c.memory, what, err);
+    if (rc == US_OK)
+        rc = parse_layers(root, &c, what, err);
+    if (rc == US_OK)
+        rc = us_model_config_validate(&c, what, err);
+    if (rc == US_OK)
+        *cfg = c;
     cJSON_Delete(root);
     return rc;
 }

@@ -128,24 +128,29 @@ typedef struct us_plan_result {
 /* Defaults: one bf16 table of 1e9 x 512, 2 layers x 2 heads x k 32, batch 64,
  * block_bits 12, unique 1, target 1e4 tokens/s, nodes of 256 GiB, 25 Gbit/s,
  * 5 us, 32 cores, 1 rank per node, headroom 0.25, max_util 0.7, message
- * overhead 2 us, row 80 ns + 7.5 GB/s (fit to LAB.md's 1-thread random rows). */
+ * overhead 2 us, row 80 ns + 7.5 GB/s (fit to LAB.md's 1-thread random rows).
+ * Returns: nothing. */
 void us_plan_defaults(us_plan_input *in);
 
-/* US_OK, or US_EINVAL naming the first bad field and its allowed range. */
+/* Returns: US_OK, or US_EINVAL naming the first bad field and its allowed range. */
 int us_plan_validate(const us_plan_input *in, us_err *err);
 
 /* Fills *out for one placement and mode (validates first; *out unchanged on
  * error). A target that no shard count reaches is not an error: limit starts
- * with "unreachable". */
+ * with "unreachable".
+ * Returns: US_OK; US_EINVAL for a bad input field (named), an unknown
+ * placement or mode, or a NULL out. */
 int us_plan_compute(const us_plan_input *in, us_plan_placement placement,
                     us_plan_mode mode, us_plan_result *out, us_err *err);
 
-/* Expected distinct shards among `pairs` uniform draws over S shards. */
+/* Returns: the expected distinct shards among `pairs` uniform draws over S shards. */
 double us_plan_distinct_shards(double pairs, double shards);
 
-/* Bytes of one stored row as read or sent (int8 includes its 4-byte scale). */
+/* Returns: the bytes of one stored row as read or sent (int8 includes its
+ * 4-byte scale). */
 double us_plan_row_bytes(uint32_t dim, us_dtype dtype);
 
+/* Returns: the static name of a placement / mode ("row", "push", ...). */
 const char *us_plan_placement_name(us_plan_placement p);
 const char *us_plan_mode_name(us_plan_mode m);
 

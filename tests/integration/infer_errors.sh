@@ -38,6 +38,10 @@ printf '{"id":"a","prompt":"x","max_tokens":-1}\n' > "$dir/t6.jsonl"
 expect "bad max_tokens" "$dir/t6.jsonl" 't6\.jsonl:1: "max_tokens" must be an integer'
 printf '{"id":"a","prompt":"x\\u0000y"}\n' > "$dir/t7.jsonl"
 expect "escaped NUL" "$dir/t7.jsonl" 't7\.jsonl:1: NUL character'
+printf '{"id":"a","prompt":"x"}\n{"id":"n","prompt":"nul\0inside"}\n' > "$dir/t9.jsonl"
+expect "raw NUL byte" "$dir/t9.jsonl" 't9\.jsonl:2: raw NUL byte \(0x00\) at column 24'
+printf '{"id":"a","prompt":"tab\there"}\n' > "$dir/t10.jsonl"
+expect "raw control byte" "$dir/t10.jsonl" 't10\.jsonl:1: raw control byte 0x09 at column 24'
 printf '{"id":"a","prompt":"other"}\n' > "$dir/t8.jsonl"
 expect "different input, same output" "$dir/t8.jsonl" 'out\.jsonl\.journal: journal was written by a different command'
 expect "missing input" "$dir/nope.jsonl" 'nope\.jsonl: cannot open'

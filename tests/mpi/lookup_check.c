@@ -503,8 +503,10 @@ static uint64_t build_req(us_wire_buf *buf, uint32_t table_id, const uint64_t *r
     us_wire_req r;
     us_err e;
     if (us_wire_buf_append(buf, bytes, off, &e) != US_OK ||
-        us_wire_req_init(buf->data + *off, bytes, US_WIRE_PUSH, 0, table_id, 99, n_tok,
-                         n_rows, n_pairs, 1, &r, &e) != US_OK)
+        us_wire_req_init(buf->data + *off, bytes, &(us_wire_req_desc){
+                             .mode = US_WIRE_PUSH, .table_id = table_id, .batch_id = 99,
+                             .n_tokens = n_tok, .n_rows = n_rows, .n_pairs = n_pairs,
+                             .n_groups = 1 }, &r, &e) != US_OK)
         return 0;
     memcpy((void *)r.rows, rows, n_rows * 8u);
     memcpy((void *)r.pair_token, tok, n_pairs * 4u);
@@ -611,7 +613,8 @@ static int run_malformed(const us_world *w, us_transport *t, us_err *err)
             us_wire_resp resp;
             us_err e = {0};
             const us_wire_req_hdr *asked = (const us_wire_req_hdr *)(buf.data + off[s]);
-            if (us_wire_resp_parse(ans, alen, asked, DIM, 4, 0, &resp, &e) != US_OK) {
+            if (us_wire_resp_parse(ans, alen, &(us_wire_resp_expect){ asked, DIM, 4, 0 },
+                                   &resp, &e) != US_OK) {
                 fprintf(stderr, "malformed %s: shard %d answer unreadable: %s\n",
                         bad_names[kind], s, e.msg);
                 bad++;

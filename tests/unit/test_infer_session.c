@@ -74,7 +74,8 @@ static size_t run_job(const char *id, const char *prompt, int max_tokens, uint64
     us_journal j;
     us_infer_stats st;
     us_err err = {0};
-    assert_int_equal(us_prompts_parse(&set, line, strlen(line), "in", 8, 1000, &err), US_OK);
+    assert_int_equal(us_prompts_parse(&set, line, strlen(line), "in",
+                                      &(us_prompt_limits){ 8, 1000 }, &err), US_OK);
     assert_int_equal(us_journal_open(&j, out_path, &set, fp, &err), US_OK);
     us_infer_opts o = { .batch_size = 2, .batch_tokens = 8, .sampling = { 0.0f, 1.0f },
                         .sessions_dir = sessions, .sessions = &store,

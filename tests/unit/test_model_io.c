@@ -168,8 +168,9 @@ static void test_session_glue(void **state)
     s.tokens_seen = 40;
     s.seg_fill = 8;
     int32_t tail[9] = { 1, 2, 3, 4, 5, 6, 7, 8, 99 };   /* 8 fed + 1 unfed */
-    assert_int_equal(us_infer_session_save(dir_store("sess"), "s-1", "job/a", &c, &s, tail, 9,
-                                           "{\"id\":\"a\"}", &err), US_OK);
+    us_session_update u = { .sid = "s-1", .key = "job/a", .state = &s, .tail = tail,
+                            .n_tail = 9, .line = "{\"id\":\"a\"}" };
+    assert_int_equal(us_infer_session_save(dir_store("sess"), &c, &u, &err), US_OK);
     us_session_resume r;
     /* another job: state restored, the tail is fed again */
     assert_int_equal(us_infer_session_load(dir_store("sess"), "s-1", "job/b", &c, &t, &r, &err), US_OK);

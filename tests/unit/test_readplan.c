@@ -20,8 +20,10 @@ static void test_spans(void **state)
     int32_t owner[] = { 0, 0, 0, 0, 0, 0, 0, 0, 1, 0 };
     bool skip[] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 };
     uint64_t stride[2] = { 32, 48 };
-    assert_int_equal(us_read_plan_build(&p, rows, owner, skip, 10, 4, 2, stride, 20, 64, &e),
-                     US_OK);
+    us_read_plan_input in = { .rows = rows, .owner = owner, .skip = skip, .n = 10,
+                              .block_bits = 4, .n_shards = 2, .stride = stride,
+                              .row_bytes = 20, .gap_bytes = 64 };
+    assert_int_equal(us_read_plan_build(&p, &in, &e), US_OK);
     /* shard 0: {3,4,5,7} (gap of one row), {12,15} (gap 2 rows = 64 B), {16}
      * (next block), {40}; shard 1: {67} */
     assert_int_equal(p.n_spans, 5);
@@ -52,17 +54,16 @@ static void test_spans(void **state)
     assert_int_equal(p.row_off[9], UINT64_MAX);
 
     /* gap 0: only exactly adjacent rows merge */
-    assert_int_equal(us_read_plan_build(&p, rows, owner, skip, 10, 4, 2, stride, 20, 0, &e),
-                     US_OK);
+    in.gap_bytes = 0;
+    assert_int_equal(us_read_plan_build(&p, &in, &e), US_OK);
     assert_int_equal(p.n_spans, 7);   /* {3,4,5} {7} {12} {15} {16} {40} {67} */
     /* bad inputs */
     owner[0] = 2;
-    assert_int_equal(us_read_plan_build(&p, rows, owner, NULL, 10, 4, 2, stride, 20, 0, &e),
-                     US_EINVAL);
+    in.skip = NULL;
+    assert_int_equal(us_read_plan_build(&p, &in, &e), US_EINVAL);
     owner[0] = 0;
     stride[1] = 8;
-    assert_int_equal(us_read_plan_build(&p, rows, owner, NULL, 10, 4, 2, stride, 20, 0, &e),
-                     US_EINVAL);
+    assert_int_equal(us_read_plan_build(&p, &in, &e), US_EINVAL);
     us_read_plan_free(&p);
 }
 
@@ -87,8 +88,10 @@ static void test_random(void **state)
                 n++;
             }
         }
-        assert_int_equal(us_read_plan_build(&p, rows, owner, NULL, n, 10, 3, stride, 60,
-                                            (uint64_t)round * 40, &e), US_OK);
+        us_read_plan_input in = { .rows = rows, .owner = owner, .n = n, .block_bits = 10,
+                                  .n_shards = 3, .stride = stride, .row_bytes = 60,
+                                  .gap_bytes = (uint64_t)round * 40 };
+        assert_int_equal(us_read_plan_build(&p, &in, &e), US_OK);
         assert_true(p.n_spans <= n);
         for (uint64_t i = 0; i < n; i++) {
             const us_read_span *sp = &p.spans[p.row_span[i]];

@@ -69,8 +69,9 @@ static void check_encoding(const us_table_info *t, int S, const bool *local)
             loc[u] = r.uniq_rows[u] % 2 == 0;   /* pretend even rows are cached */
     }
     assert_int_equal(us_route_assign(&r, t, S, loc, &e), US_OK);
-    assert_int_equal(us_route_encode(&r, t, US_WIRE_PUSH, 0, 5, w, g, 3, &buf, off, len, &e),
-                     US_OK);
+    us_route_request q = { .mode = US_WIRE_PUSH, .batch_id = 5, .weights = w, .groups = g,
+                           .n_groups = 3 };
+    assert_int_equal(us_route_encode(&r, t, &q, &buf, off, len, &e), US_OK);
     int seen[T * K];
     memset(seen, 0, sizeof seen);
     for (int sh = 0; sh < S; sh++) {
@@ -142,8 +143,9 @@ static void test_encode_modes(void **state)
     assert_int_equal(us_route_dedupe(&r, &TABLE, rows, 2, 3, &e), US_OK);
     assert_int_equal(us_route_assign(&r, &TABLE, 4, NULL, &e), US_OK);
     int owner = us_placement_shard(TABLE.table_id, 0, TABLE.placement_seed, 4);
-    assert_int_equal(us_route_encode(&r, &TABLE, US_WIRE_PUSH, US_WIRE_F_STOP, 1, w, NULL, 1,
-                                     &buf, off, len, &e), US_OK);
+    us_route_request push = { .mode = US_WIRE_PUSH, .flags = US_WIRE_F_STOP, .batch_id = 1,
+                              .weights = w, .n_groups = 1 };
+    assert_int_equal(us_route_encode(&r, &TABLE, &push, &buf, off, len, &e), US_OK);
     for (int s = 0; s < 4; s++) {
         us_wire_req q;
         assert_int_equal(us_wire_req_parse(buf.data + off[s], len[s], NULL, &q, &e), US_OK);
@@ -160,8 +162,9 @@ static void test_encode_modes(void **state)
         }
     }
     buf.len = 0;
-    assert_int_equal(us_route_encode(&r, &TABLE, US_WIRE_ROWS, 0, 2, w, NULL, 1, &buf, off,
-                                     len, &e), US_OK);
+    us_route_request rows_req = { .mode = US_WIRE_ROWS, .batch_id = 2, .weights = w,
+                                  .n_groups = 1 };
+    assert_int_equal(us_route_encode(&r, &TABLE, &rows_req, &buf, off, len, &e), US_OK);
     us_wire_req q;
     assert_int_equal(us_wire_req_parse(buf.data + off[owner], len[owner], NULL, &q, &e),
                      US_OK);

@@ -59,9 +59,12 @@ static uint64_t build(us_wire_buf *b, uint32_t table, uint64_t bad_row, uint8_t 
     us_err e;
     b->len = 0;
     assert_int_equal(us_wire_buf_append(b, len, &at, &e), US_OK);
-    assert_int_equal(us_wire_req_init(b->data, len, mode, groups ? US_WIRE_F_GROUPS : 0, table,
-                                      9, mode == US_WIRE_PUSH ? 3 : 0, 3, n_pairs, 2, &r, &e),
-                     US_OK);
+    us_wire_req_desc d = {
+        .mode = mode, .flags = groups ? US_WIRE_F_GROUPS : 0, .table_id = table,
+        .batch_id = 9, .n_tokens = mode == US_WIRE_PUSH ? 3 : 0, .n_rows = 3,
+        .n_pairs = n_pairs, .n_groups = 2,
+    };
+    assert_int_equal(us_wire_req_init(b->data, len, &d, &r, &e), US_OK);
     memcpy((void *)r.rows, rows, sizeof rows);
     if (n_pairs) {
         memcpy((void *)r.pair_token, tok, sizeof tok);
@@ -84,8 +87,8 @@ static void test_push_grouped(void **state)
     assert_int_equal(us_serve_request(&s, req.data, len, 0, &out, &rejected, NULL, &e), US_OK);
     assert_false(rejected);
     us_wire_resp a;
-    assert_int_equal(us_wire_resp_parse(out.data, out.len, (const us_wire_req_hdr *)req.data,
-                                        DIM, 4, 0, &a, &e), US_OK);
+    assert_int_equal(us_wire_resp_parse(out.data, out.len, &(us_wire_resp_expect){
+        (const us_wire_req_hdr *)req.data, DIM, 4, 0 }, &a, &e), US_OK);
     /* reference: the same pairs per token through the scalar kernel */
     uint64_t rows[3][3] = { { 1, 17, 1 }, { 1, 1, 1 }, { 1, 2, 17 } };
     float w[3][3] = { { 0.5f, -2.0f, 0 }, { 0, 0, 0 }, { 1.5f, 0.25f, 3.0f } };
@@ -113,8 +116,8 @@ static void test_rows_and_nop(void **state)
     assert_int_equal(us_serve_request(&s, req.data, len, US_WIRE_F_ALL_STOPPED, &out, NULL,
                                       NULL, &e), US_OK);
     us_wire_resp a;
-    assert_int_equal(us_wire_resp_parse(out.data, out.len, (const us_wire_req_hdr *)req.data,
-                                        DIM, 4, 0, &a, &e), US_OK);
+    assert_int_equal(us_wire_resp_parse(out.data, out.len, &(us_wire_resp_expect){
+        (const us_wire_req_hdr *)req.data, DIM, 4, 0 }, &a, &e), US_OK);
     assert_memory_equal(a.row_bytes, &f->data[1 * DIM], DIM * 4);
     assert_memory_equal(a.row_bytes + DIM * 4, &f->data[17 * DIM], DIM * 4);
     assert_memory_equal(a.row_bytes + 2 * DIM * 4, &f->data[2 * DIM], DIM * 4);
@@ -146,9 +149,8 @@ static void test_rejects_then_serves(void **state)
                          US_OK);
         assert_true(rejected);
         us_wire_resp a;
-        assert_int_equal(us_wire_resp_parse(out.data, out.len,
-                                            (const us_wire_req_hdr *)req.data, DIM, 4, 0, &a,
-                                            &e), US_OK);
+        assert_int_equal(us_wire_resp_parse(out.data, out.len, &(us_wire_resp_expect){
+        (const us_wire_req_hdr *)req.data, DIM, 4, 0 }, &a, &e), US_OK);
         assert_int_equal(a.hdr->status, cases[i].code);
         char text[600] = "";
         memcpy(text, a.message, a.message_len);
@@ -202,8 +204,8 @@ static void test_int8(void **state)
     uint64_t len = build(&req, 4, 0, US_WIRE_PUSH);
     assert_int_equal(us_serve_request(&s, req.data, len, 0, &out, NULL, NULL, &e), US_OK);
     us_wire_resp a;
-    assert_int_equal(us_wire_resp_parse(out.data, out.len, (const us_wire_req_hdr *)req.data,
-                                        DIM, 1, 1, &a, &e), US_OK);
+    assert_int_equal(us_wire_resp_parse(out.data, out.len, &(us_wire_resp_expect){
+        (const us_wire_req_hdr *)req.data, DIM, 1, 1 }, &a, &e), US_OK);
     /* rows 1, 17 are out of this 16-row table: the request is rejected */
     assert_int_equal(a.hdr->status, US_ERANGE);
     us_server_free(&s);
@@ -230,8 +232,8 @@ static void test_int8(void **state)
     assert_int_equal(us_server_init(&s, 4, 0, &v2, NULL, 1, &e), US_OK);
     out.len = 0;
     assert_int_equal(us_serve_request(&s, req.data, len, 0, &out, NULL, NULL, &e), US_OK);
-    assert_int_equal(us_wire_resp_parse(out.data, out.len, (const us_wire_req_hdr *)req.data,
-                                        DIM, 1, 1, &a, &e), US_OK);
+    assert_int_equal(us_wire_resp_parse(out.data, out.len, &(us_wire_resp_expect){
+        (const us_wire_req_hdr *)req.data, DIM, 1, 1 }, &a, &e), US_OK);
     assert_int_equal(a.hdr->status, US_OK);
     uint64_t prow[9] = { 1, 17, 1, 1, 1, 1, 1, 2, 17 };
     float pw[9] = { 0.5f, -2.0f, 0, 0, 0, 0, 1.5f, 0.25f, 3.0f };
@@ -244,8 +246,8 @@ static void test_int8(void **state)
     len = build(&req, 4, 0, US_WIRE_ROWS);
     out.len = 0;
     assert_int_equal(us_serve_request(&s, req.data, len, 0, &out, NULL, NULL, &e), US_OK);
-    assert_int_equal(us_wire_resp_parse(out.data, out.len, (const us_wire_req_hdr *)req.data,
-                                        DIM, 1, 1, &a, &e), US_OK);
+    assert_int_equal(us_wire_resp_parse(out.data, out.len, &(us_wire_resp_expect){
+        (const us_wire_req_hdr *)req.data, DIM, 1, 1 }, &a, &e), US_OK);
     assert_true(a.row_scales[0] == sc2[1] && a.row_scales[1] == sc2[17] &&
                 a.row_scales[2] == sc2[2]);
     assert_memory_equal(a.row_bytes + DIM, &q2[17 * DIM], DIM);

@@ -321,6 +321,76 @@ static void test_safetensors_bad(void **state)
     assert_non_null(strstr(err.msg, "truncated"));
 }
 
+/* A dtype string is one of the supported ones exactly: a NUL inside it (npy
+ * descr '<f4\0', safetensors "F32\u0000") once read as the prefix. */
+static void test_dtype_strings_exact(void **state)
+{
+    (void)state;
+    us_err err;
+    static const char descr_nul[] = "{'descr': '<f4\0', 'fortran_order': False, 'shape': (2,), }";
+    size_t dl = sizeof descr_nul - 1, hl = dl + 1;
+    uint8_t b[10 + sizeof descr_nul + 8] = { 0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+                                             (uint8_t)hl, 0 };
+    memcpy(b + 10, descr_nul, dl);
+    b[10 + dl] = '\n';
+    write_raw(tpath("nul_descr.npy"), b, 10 + hl + 8);
+    assert_int_equal(open_code(tpath("nul_descr.npy"), &err), US_EUNSUPP);
+    assert_non_null(strstr(err.msg, "nul_descr.npy"));
+    assert_non_null(strstr(err.msg, "'<f4\\x00'"));
+    /* the same bytes with the NUL dropped open fine: only the descr differs */
+    write_npy(tpath("ok_descr.npy"), 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", 8);
+    assert_int_equal(open_code(tpath("ok_descr.npy"), &err), US_OK);
+    const char *npy_bad[] = { "<f4 ", " <f4", "<f", "<f44", "f4", "<F4", "|i1x" };
+    for (size_t i = 0; i < sizeof npy_bad / sizeof npy_bad[0]; i++) {
+        char dict[128];
+        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (2,), }",
+                 npy_bad[i]);
+        write_npy(tpath("bad_descr.npy"), 1, dict, 8);
+        int rc = open_code(tpath("bad_descr.npy"), &err);
+        char want[16];
+        snprintf(want, sizeof want, "'%s'", npy_bad[i]);
+        if (rc != US_EUNSUPP || strstr(err.msg, want) == NULL ||
+            strstr(err.msg, "bad_descr.npy") == NULL)
+            fail_msg("descr '%s': rc %d msg '%s'", npy_bad[i], rc, err.msg);
+    }
+    /* a NUL inside an npy key is not the key */
+    static const char key_nul[] = "{'descr\0': '<f4', 'fortran_order': False, 'shape': (2,), }";
+    dl = sizeof key_nul - 1;
+    hl = dl + 1;
+    b[8] = (uint8_t)hl;
+    memcpy(b + 10, key_nul, dl);
+    b[10 + dl] = '\n';
+    write_raw(tpath("nul_key.npy"), b, 10 + hl + 8);
+    assert_int_equal(open_code(tpath("nul_key.npy"), &err), US_ECORRUPT);
+    assert_non_null(strstr(err.msg, "'descr\\x00'"));
+
+    struct { const char *json; int code; const char *needle; } st[] = {
+        { "{\"a\":{\"dtype\":\"F32\\u0000\",\"shape\":[1],\"data_offsets\":[0,4]}}", US_ECORRUPT, "NUL" },
+        { "{\"a\":{\"dtype\":\"F32\\u0000x\",\"shape\":[1],\"data_offsets\":[0,4]}}", US_ECORRUPT, "NUL" },
+        { "{\"a\\u0000b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", US_ECORRUPT, "NUL" },
+        { "{\"a\":{\"dtype\":\"F32 \",\"shape\":[1],\"data_offsets\":[0,4]}}", US_EUNSUPP, "'F32 '" },
+        { "{\"a\":{\"dtype\":\"f32\",\"shape\":[1],\"data_offsets\":[0,4]}}", US_EUNSUPP, "'f32'" },
+        /* an escaped backslash before "u0000" is two characters, not a NUL */
+        { "{\"a\\\\u0000\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", US_OK, "" },
+    };
+    for (size_t i = 0; i < sizeof st / sizeof st[0]; i++) {
+        write_st(tpath("dt.safetensors"), st[i].json, 4);
+        int rc = open_code(tpath("dt.safetensors"), &err);
+        if (rc != st[i].code || strstr(err.msg, st[i].needle) == NULL ||
+            (rc != US_OK && strstr(err.msg, "dt.safetensors") == NULL))
+            fail_msg("case %zu: rc %d msg '%s' (want %d, '%s')", i, rc, err.msg, st[i].code,
+                     st[i].needle);
+    }
+    /* a raw NUL byte inside the dtype string */
+    static const char raw_nul[] = "{\"a\":{\"dtype\":\"F32\0\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    uint8_t rb[8 + sizeof raw_nul - 1 + 4] = { sizeof raw_nul - 1 };
+    memcpy(rb + 8, raw_nul, sizeof raw_nul - 1);
+    write_raw(tpath("raw_nul.safetensors"), rb, sizeof rb);
+    assert_int_equal(open_code(tpath("raw_nul.safetensors"), &err), US_ECORRUPT);
+    assert_non_null(strstr(err.msg, "raw_nul.safetensors"));
+    assert_non_null(strstr(err.msg, "NUL"));
+}
+
 /* Every proper prefix of a valid file (either format) fails to open with ECORRUPT. */
 static void test_every_truncation_rejected(void **state)
 {
@@ -480,6 +550,7 @@ int main(void)
         cmocka_unit_test(test_npy_roundtrip_all_dtypes),
         cmocka_unit_test(test_npy_headers),
         cmocka_unit_test(test_safetensors_bad),
+        cmocka_unit_test(test_dtype_strings_exact),
         cmocka_unit_test(test_every_truncation_rejected),
         cmocka_unit_test(test_truncated_after_open),
         cmocka_unit_test(test_writer_errors_leave_target),

@@ -17,9 +17,12 @@ static uint8_t *make_req(uint64_t *len, int with_groups)
     uint8_t *buf = aligned_alloc(8, (*len + 7) & ~7ull);
     us_wire_req r;
     us_err e = {0};
-    assert_int_equal(us_wire_req_init(buf, *len, US_WIRE_PUSH,
-                                      with_groups ? US_WIRE_F_GROUPS : 0, 7, 42, 3, 3, 5,
-                                      with_groups ? 4 : 1, &r, &e), US_OK);
+    us_wire_req_desc d = {
+        .mode = US_WIRE_PUSH, .flags = with_groups ? US_WIRE_F_GROUPS : 0, .table_id = 7,
+        .batch_id = 42, .n_tokens = 3, .n_rows = 3, .n_pairs = 5,
+        .n_groups = with_groups ? 4 : 1,
+    };
+    assert_int_equal(us_wire_req_init(buf, *len, &d, &r, &e), US_OK);
     uint64_t rows[3] = { 10, 20, 30 };
     uint32_t tok[5] = { 0, 0, 1, 2, 2 }, ref[5] = { 0, 1, 1, 2, 0 };
     float w[5] = { 1, 2, 3, 4, 5 };
@@ -149,8 +152,9 @@ static void test_req_rejects_arrays(void **state)
     /* NOP must be empty; ROWS carries no pairs */
     uint64_t nop_len = us_wire_req_bytes(0, 0, 0);
     uint64_t nop[6];
-    assert_int_equal(us_wire_req_init(nop, sizeof nop, US_WIRE_NOP, US_WIRE_F_STOP, 7, 1,
-                                      0, 0, 0, 1, &r, &e), US_OK);
+    us_wire_req_desc nd = { .mode = US_WIRE_NOP, .flags = US_WIRE_F_STOP, .table_id = 7,
+                            .batch_id = 1, .n_groups = 1 };
+    assert_int_equal(us_wire_req_init(nop, sizeof nop, &nd, &r, &e), US_OK);
     assert_int_equal(us_wire_req_parse(nop, nop_len, NULL, &r, &e), US_OK);
     ((us_wire_req_hdr *)nop)->n_tokens = 2;
     expect_reject((uint8_t *)nop, nop_len, NULL, US_EPROTO, "NOP");
@@ -202,18 +206,22 @@ static void test_resp(void **state)
     uint64_t rlen = us_wire_resp_push_bytes(3, 4, dim);
     assert_int_equal(rlen, 48 + 3 * 4 * 6 * 4);
     uint8_t *resp = aligned_alloc(8, rlen);
-    us_wire_resp_init(resp, US_WIRE_PUSH, US_WIRE_F_ALL_STOPPED, 7, 42, 3, 4, dim, 0, rlen);
+    us_wire_resp_init(resp, &(us_wire_resp_desc){ .mode = US_WIRE_PUSH,
+                      .flags = US_WIRE_F_ALL_STOPPED, .table_id = 7, .batch_id = 42,
+                      .n_tokens = 3, .n_groups = 4, .dim = dim, .total_bytes = rlen });
     float *sums = (float *)(resp + 48);
     for (int i = 0; i < 3 * 4 * 6; i++)
         sums[i] = (float)i;
     us_wire_resp a;
     us_err e = {0};
-    assert_int_equal(us_wire_resp_parse(resp, rlen, asked, dim, 4, 0, &a, &e), US_OK);
+    const us_wire_resp_expect want = { .asked = asked, .dim = dim, .elem_bytes = 4 };
+    const us_wire_resp_expect wider = { .asked = asked, .dim = dim + 1, .elem_bytes = 4 };
+    assert_int_equal(us_wire_resp_parse(resp, rlen, &want, &a, &e), US_OK);
     assert_true(a.sums[71] == 71.0f);
-    assert_int_equal(us_wire_resp_parse(resp, rlen, asked, dim + 1, 4, 0, &a, &e), US_EPROTO);
-    assert_int_equal(us_wire_resp_parse(resp, rlen - 4, asked, dim, 4, 0, &a, &e), US_EPROTO);
+    assert_int_equal(us_wire_resp_parse(resp, rlen, &wider, &a, &e), US_EPROTO);
+    assert_int_equal(us_wire_resp_parse(resp, rlen - 4, &want, &a, &e), US_EPROTO);
     ((us_wire_resp_hdr *)resp)->batch_id = 41;
-    assert_int_equal(us_wire_resp_parse(resp, rlen, asked, dim, 4, 0, &a, &e), US_EPROTO);
+    assert_int_equal(us_wire_resp_parse(resp, rlen, &want, &a, &e), US_EPROTO);
     assert_non_null(strstr(e.msg, "batch 41"));
     free(resp);
 
@@ -222,8 +230,9 @@ static void test_resp(void **state)
     us_err_set(&cause, US_ERANGE, "row 99 out of range");
     void *eb;
     uint64_t elen;
-    assert_int_equal(us_wire_resp_error(&eb, &elen, US_WIRE_PUSH, 0, 7, 42, &cause), US_OK);
-    assert_int_equal(us_wire_resp_parse(eb, elen, asked, dim, 4, 0, &a, &e), US_OK);
+    assert_int_equal(us_wire_resp_error(&eb, &elen, &(us_wire_resp_desc){
+                         .mode = US_WIRE_PUSH, .table_id = 7, .batch_id = 42 }, &cause), US_OK);
+    assert_int_equal(us_wire_resp_parse(eb, elen, &want, &a, &e), US_OK);
     assert_int_equal(a.hdr->status, US_ERANGE);
     assert_int_equal(a.message_len, strlen(cause.msg));
     assert_memory_equal(a.message, cause.msg, a.message_len);
@@ -234,10 +243,13 @@ static void test_resp(void **state)
     uint64_t rows_len = us_wire_resp_rows_bytes(3, 5, 1, 1);
     assert_int_equal(rows_len, 48 + 12 + 15 + 5);
     uint8_t *rb = aligned_alloc(8, rows_len);
-    us_wire_resp_init(rb, US_WIRE_ROWS, 0, 7, 42, 0, 0, 5, 3, rows_len);
+    us_wire_resp_init(rb, &(us_wire_resp_desc){ .mode = US_WIRE_ROWS, .table_id = 7,
+                      .batch_id = 42, .dim = 5, .n_rows = 3, .total_bytes = rows_len });
     ((float *)(rb + 48))[2] = 0.5f;
     rb[48 + 12 + 14] = 0x7f;
-    assert_int_equal(us_wire_resp_parse(rb, rows_len, asked, 5, 1, 1, &a, &e), US_OK);
+    const us_wire_resp_expect int8_rows = { .asked = asked, .dim = 5, .elem_bytes = 1,
+                                            .with_scales = 1 };
+    assert_int_equal(us_wire_resp_parse(rb, rows_len, &int8_rows, &a, &e), US_OK);
     assert_true(a.row_scales[2] == 0.5f);
     assert_int_equal(a.row_bytes[14], 0x7f);
     free(rb);
@@ -254,7 +266,9 @@ static void test_resp_fuzz(void **state)
     const us_wire_req_hdr *asked = (const us_wire_req_hdr *)req;
     uint64_t rlen = us_wire_resp_push_bytes(3, 4, 6);
     uint8_t *orig = aligned_alloc(8, rlen), *buf = aligned_alloc(8, rlen);
-    us_wire_resp_init(orig, US_WIRE_PUSH, 0, 7, 42, 3, 4, 6, 0, rlen);
+    us_wire_resp_init(orig, &(us_wire_resp_desc){ .mode = US_WIRE_PUSH, .table_id = 7,
+                      .batch_id = 42, .n_tokens = 3, .n_groups = 4, .dim = 6,
+                      .total_bytes = rlen });
     memset(orig + 48, 0x3f, rlen - 48);
     uint64_t seed = 99;
     int accepted = 0;
@@ -265,7 +279,8 @@ static void test_resp_fuzz(void **state)
         buf[at] ^= (uint8_t)(1u << ((seed >> 20) & 7));
         us_wire_resp a;
         us_err e;
-        if (us_wire_resp_parse(buf, rlen, asked, 6, 4, 0, &a, &e) == US_OK) {
+        const us_wire_resp_expect want = { .asked = asked, .dim = 6, .elem_bytes = 4 };
+        if (us_wire_resp_parse(buf, rlen, &want, &a, &e) == US_OK) {
             accepted++;
             if (a.hdr->status >= 0) {
                 assert_int_equal(a.hdr->n_tokens, 3);

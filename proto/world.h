@@ -55,7 +55,7 @@ typedef struct us_world {
     bool mpi_owned;         /* we called MPI_Init and must finalize */
 } us_world;
 
-/* Starts MPI if needed and fills *w. Returns US_OK, or US_EMPI/US_EINVAL with
+/* Starts MPI if needed and fills *w. Returns: US_OK, or US_EMPI/US_EINVAL with
  * a message (bad role options for this size, thread support missing). */
 int us_world_init(us_world *w, int *argc, char ***argv,
                   const us_world_opts *opts, us_err *err);
@@ -83,12 +83,13 @@ void us_world_finalize(us_world *w);
  * learn whether any failed; every failing rank writes its own message
  * ("ultrashard: rank R: WHAT: MSG (CODE)") to stderr and flushes it, then
  * all pass a barrier, so those lines are out before any rank returns.
- * Returns US_OK when every rank succeeded; a failing rank gets its own rc
+ * Returns: US_OK when every rank succeeded; a failing rank gets its own rc
  * (err unchanged); the others get the first failing rank's code with *err
  * naming WHAT and the failing ranks ("WHAT aborted: ranks 2, 3 failed (see
  * their messages above)"). US_EMPI if the collective itself failed. */
 int us_world_agree(const us_world *w, int rc, const char *what, us_err *err);
-/* The same over any communicator (import runs on a bare one). */
+/* The same over any communicator (import runs on a bare one).
+ * Returns: as us_world_agree. */
 int us_comm_agree(MPI_Comm comm, int rc, const char *what, us_err *err);
 
 #define US_WORLD_WATCHDOG_MS 50

@@ -98,10 +98,12 @@ uint64_t us_layout_shard_blocks(const us_table_layout *t, uint32_t shard_count,
  */
 void us_shard_file_name(char *buf, size_t cap, uint32_t table_id, uint32_t shard);
 
-/* Size of a shard file holding n_blocks blocks of t (header included). */
+/* Size of a shard file holding n_blocks blocks of t (header included).
+ * Returns: the byte count; cannot fail. */
 uint64_t us_layout_file_bytes(const us_table_layout *t, uint64_t n_blocks);
 
-/* Byte offset of slot k (the k-th owned block) inside its shard file. */
+/* Byte offset of slot k (the k-th owned block) inside its shard file.
+ * Returns: the offset; cannot fail. */
 uint64_t us_layout_slot_offset(const us_table_layout *t, uint64_t k);
 
 /* The identity a shard file carries in its first slot. On disk, little
@@ -114,12 +116,14 @@ typedef struct us_shard_header {
     uint64_t store_id_hi, store_id_lo, n_blocks, block_slot_bytes;
 } us_shard_header;
 
-/* The header a file of (t, shard of shard_count) must carry. */
+/* The header a file of (t, shard of shard_count) must carry.
+ * Returns: the header by value; cannot fail. */
 us_shard_header us_shard_header_expected(const us_table_layout *t, uint32_t shard_count,
                                          uint32_t shard);
-/* Encodes h into buf (US_SHARD_HEADER_BYTES, zero padded, CRC set). */
+/* Encodes h into buf (US_SHARD_HEADER_BYTES, zero padded, CRC set).
+ * Returns: nothing; cannot fail. */
 void us_shard_header_encode(uint8_t *buf, const us_shard_header *h);
-/* Decodes and checks buf against want. Returns US_OK, or US_ECORRUPT with a
+/* Decodes and checks buf against want. Returns: US_OK, or US_ECORRUPT with a
  * message naming `path` and what differs: no magic (zeroed or foreign
  * file), header CRC, store id (file of another store), table or shard
  * (swapped or renamed file), block count or slot size. */

@@ -132,7 +132,7 @@ typedef struct us_store_opts {
 
 typedef struct us_store us_store;
 
-/* Opens store `dir` per the contract above. Returns US_OK and *out, or
+/* Opens store `dir` per the contract above. Returns: US_OK and *out, or
  * US_ENOTFOUND (no manifest / missing shard file), US_ECORRUPT (manifest,
  * file size, file header, or a block CRC when checked at open),
  * US_EVERSION, US_EINVAL (shard count mismatch, bad options), US_EIO,
@@ -167,14 +167,14 @@ const uint8_t *us_store_block(const us_store *s, size_t index, uint64_t block);
 /* Makes sure every local block holding one of rows[0..n) of table `index`
  * has passed its CRC check, checking the ones not yet checked (in
  * parallel). Rows out of range or not local are skipped (the caller
- * refuses them). Returns US_OK, US_ECORRUPT naming table, block and file
+ * refuses them). Returns: US_OK, US_ECORRUPT naming table, block and file
  * of the first bad block (every bad one is remembered and refused on later
  * calls), or US_ENOMEM. */
 int us_store_check_rows(const us_store *s, size_t index, const uint64_t *rows, size_t n,
                         us_err *err);
 
 /* The same for every local block of table `index` (before exposing it to
- * one-sided reads). Returns US_OK, US_ECORRUPT, US_ERANGE (bad index),
+ * one-sided reads). Returns: US_OK, US_ECORRUPT, US_ERANGE (bad index),
  * US_ENOMEM. */
 int us_store_check_table(const us_store *s, size_t index, us_err *err);
 
@@ -187,7 +187,7 @@ typedef struct us_scrub_report {
  * tables and files, good blocks included: a page may have changed on disk
  * since) until about max_bytes of slots were read. Each bad block is
  * reported on stderr naming table, block and file and is refused on use
- * from then on. Returns US_OK, or US_ECORRUPT (first bad block in *err). */
+ * from then on. Returns: US_OK, or US_ECORRUPT (first bad block in *err). */
 int us_store_scrub_step(us_store *s, uint64_t max_bytes, us_scrub_report *report,
                         us_err *err);
 
@@ -200,7 +200,7 @@ typedef struct us_verify_report {
 
 /* Checks every local block's CRC (any backend). Each bad block is printed
  * to stderr naming table, block and file when print_each is set; the first
- * one is also in *err. Returns US_OK or US_ECORRUPT. */
+ * one is also in *err. Returns: US_OK or US_ECORRUPT. */
 int us_store_verify(const us_store *s, bool print_each, us_verify_report *report, us_err *err);
 
 /* Resident bytes of this open store (RAM copies; mmap counts file bytes). */

@@ -41,7 +41,7 @@ typedef int (*us_block_fill_fn)(void *ctx, const us_table_layout *t, uint64_t bl
  * then every block placement gives to `shard`, in ascending order, and
  * stores each block's CRC in block_crc[block] (other entries untouched).
  * Crash-safe; on error the file does not exist. *bytes_out (optional) gets
- * the file size. Returns US_OK, US_ENOMEM, US_EIO, or fill's error. */
+ * the file size. Returns: US_OK, US_ENOMEM, US_EIO, or fill's error. */
 int us_shard_file_write(const char *dir, const us_table_layout *t, uint32_t shard_count,
                         uint32_t shard, us_block_fill_fn fill, void *ctx,
                         uint32_t *block_crc, uint64_t *bytes_out, us_err *err);

@@ -103,17 +103,25 @@ typedef struct us_transport_opts {
 } us_transport_opts;
 
 /* Opens the backend named "mpi" or "fabric" on world (collective: every rank
- * calls it). Returns US_EINVAL for an unknown name, US_EFABRIC / US_EMPI with
- * the failing call named. */
+ * calls it).
+ * Returns: US_OK with *out set; US_EINVAL for an unknown name; US_EUNSUPP
+ * for a provider whose memory-registration modes this build does not do;
+ * US_EFABRIC / US_EMPI with the failing call named; US_ENOMEM. */
 int us_transport_open(const char *name, const us_world *world,
                       const us_transport_opts *opts, us_transport **out, us_err *err);
 
+/* The backends behind us_transport_open.
+ * Returns: as us_transport_open. */
 int us_transport_open_mpi(const us_world *world, us_transport **out, us_err *err);
 int us_transport_open_fabric(const us_world *world, const us_transport_opts *opts,
                              us_transport **out, us_err *err);
 
 /* Starts an exchange: send + send_off[r] holds send_len[r] bytes for rank r
- * (arrays of world->size). A rank that sends nothing may pass NULL arrays. */
+ * (arrays of world->size). A rank that sends nothing may pass NULL arrays.
+ * Returns: US_OK; US_EINVAL when an exchange is already in flight (or, on
+ * fabric, a message goes against the exchange's direction); US_ERANGE for a
+ * message over max_msg_bytes (fabric) or INT_MAX (mpi); US_EMPI / US_EFABRIC
+ * naming the peer; US_ENOMEM. */
 static inline int us_transport_xchg_start(us_transport *t, us_xchg_dir dir,
                                           const void *send, const uint64_t *send_off,
                                           const uint64_t *send_len, us_err *err)
@@ -121,21 +129,26 @@ static inline int us_transport_xchg_start(us_transport *t, us_xchg_dir dir,
     return t->ops->xchg_start(t, dir, send, send_off, send_len, err);
 }
 
-/* Progresses the exchange without blocking; *done = true when complete. */
+/* Progresses the exchange without blocking; *done = true when complete.
+ * Returns: US_OK; US_EINVAL with no exchange in flight; US_EMPI /
+ * US_EFABRIC naming the peer; US_EPROTO for a negative count and US_ERANGE
+ * for more than INT_MAX bytes to receive (mpi); US_ENOMEM. */
 static inline int us_transport_xchg_test(us_transport *t, bool *done, us_err *err)
 {
     return t->ops->xchg_test(t, done, err);
 }
 
-/* Blocks (yielding the CPU when idle) until the exchange completes. */
+/* Blocks (yielding the CPU when idle) until the exchange completes.
+ * Returns: as us_transport_xchg_test. */
 int us_transport_xchg_wait(us_transport *t, us_err *err);
 
-/* start + wait. */
+/* start + wait. Returns: as us_transport_xchg_start, then _wait. */
 int us_transport_exchange(us_transport *t, us_xchg_dir dir, const void *send,
                           const uint64_t *send_off, const uint64_t *send_len,
                           us_err *err);
 
-/* The message received from rank `src` in the last exchange (len 0: none). */
+/* Returns: the message received from rank `src` in the last exchange, *len
+ * bytes (0: none); valid until the next exchange starts or close. */
 static inline const void *us_transport_recv(const us_transport *t, int src, uint64_t *len)
 {
     *len = t->recv_len[src];
@@ -147,7 +160,8 @@ static inline const void *us_transport_recv(const us_transport *t, int src, uint
  * Registrations replace those of the previous call and live until the next
  * call or close: the view's memory must outlive them. A local failure to
  * allocate the key tables returns before the collectives (abort the job).
- * US_EUNSUPP on the mpi backend. */
+ * Returns: US_OK; US_EUNSUPP on the mpi backend; US_EFABRIC for a failed
+ * registration or key exchange; US_ENOMEM. */
 static inline int us_transport_rma_expose(us_transport *t, const us_rows_view *local,
                                           us_err *err)
 {
@@ -155,32 +169,40 @@ static inline int us_transport_rma_expose(us_transport *t, const us_rows_view *l
 }
 
 /* A landing buffer of at least `bytes` for rma_read (registered memory);
- * valid until the next call or close. */
+ * valid until the next call or close.
+ * Returns: US_OK with *out set; US_EUNSUPP (mpi); US_ENOMEM; US_EFABRIC
+ * when registration fails. */
 static inline int us_transport_rma_buffer(us_transport *t, uint64_t bytes, void **out,
                                           us_err *err)
 {
     return t->ops->rma_buffer(t, bytes, out, err);
 }
 
-/* Issues all reads and waits for them. */
+/* Issues all reads and waits for them.
+ * Returns: US_OK; US_EUNSUPP (mpi); US_EINVAL before rma_expose; US_ERANGE
+ * for a read of a block or span the target did not publish; US_EFABRIC
+ * naming the target rank. */
 static inline int us_transport_rma_read(us_transport *t, size_t n_ops,
                                         const us_rma_op *ops, us_err *err)
 {
     return t->ops->rma_read(t, n_ops, ops, err);
 }
 
+/* Frees t (not collective; NULL is a no-op). Returns: nothing. */
 void us_transport_close(us_transport *t);
 
-/* Shared by backends: (re)sizes t->recv_* for a new exchange. */
 /* Drives progress outside an exchange without blocking: with manual-progress
  * providers, one-sided reads that target this rank complete only while it
  * polls, so a rank that waits on something else (a control message) calls
- * this in its wait loop. */
+ * this in its wait loop.
+ * Returns: US_OK; US_EFABRIC when the completion queue reports an error. */
 static inline int us_transport_poll(us_transport *t, us_err *err)
 {
     return t->ops->poll != NULL ? t->ops->poll(t, err) : US_OK;
 }
 
+/* Shared by backends: (re)sizes t->recv_* for a new exchange.
+ * Returns: US_OK; US_ENOMEM naming the size. */
 int us_transport_recv_alloc(us_transport *t, uint64_t total_bytes, us_err *err);
 
 #endif

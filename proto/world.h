@@ -55,28 +55,34 @@ typedef struct us_world {
     bool mpi_owned;         /* we called MPI_Init and must finalize */
 } us_world;
 
-/* Starts MPI if needed and fills *w. Returns: US_OK, or US_EMPI/US_EINVAL with
- * a message (bad role options for this size, thread support missing). */
+/* Starts MPI if needed and fills *w.
+ * Returns: US_OK; US_EINVAL for role options this job size cannot satisfy
+ * (naming them); US_EMPI when MPI fails to start, lacks the thread support,
+ * or opts->require_mpirun is set without mpirun; US_ENOMEM for role tables. */
 int us_world_init(us_world *w, int *argc, char ***argv,
                   const us_world_opts *opts, us_err *err);
 
 /* Computes roles for (rank, size, opts) without MPI; used by init and tests.
- * Allocates w->shard_ranks / coordinator_ranks. */
+ * Allocates w->shard_ranks / coordinator_ranks.
+ * Returns: US_OK; US_EINVAL for a bad rank/size or role options (too many
+ * coordinators, no shard rank left); US_ENOMEM. */
 int us_world_assign_roles(us_world *w, int rank, int size,
                           const us_world_opts *opts, us_err *err);
 
+/* Returns: the rank of shard shard_index (0 <= shard_index < n_shards). */
 static inline int us_world_shard_rank(const us_world *w, int shard_index)
 {
     return w->shard_ranks[shard_index];
 }
 
-/* True when the environment shows an mpirun/orterun/srun launcher. */
+/* Returns: true when the environment shows an mpirun/orterun/srun launcher. */
 bool us_world_detect_mpirun(void);
 
-/* "coordinator", "shard", "coordinator+shard" */
+/* Returns: "coordinator", "shard" or "coordinator+shard" (static). */
 const char *us_world_role_name(const us_world *w);
 
-/* Frees role tables, frees the communicator and finalizes MPI if we started it. */
+/* Frees role tables, frees the communicator and finalizes MPI if we started it.
+ * Returns: nothing. */
 void us_world_finalize(us_world *w);
 
 /* Collective (every rank calls it with its local result rc). All ranks
@@ -95,7 +101,8 @@ int us_comm_agree(MPI_Comm comm, int rc, const char *what, us_err *err);
 #define US_WORLD_WATCHDOG_MS 50
 
 /* Aborts the whole job (all ranks) with an error message: for unrecoverable
- * errors on one rank that would otherwise leave the others waiting forever. */
+ * errors on one rank that would otherwise leave the others waiting forever.
+ * Returns: never (MPI_Abort). */
 void us_world_abort(const us_world *w, const us_err *err);
 
 #endif

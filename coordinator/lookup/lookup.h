@@ -87,7 +87,8 @@ typedef struct us_lookup_stats {
 
 typedef struct us_lookup us_lookup;
 
-/* Largest message of a job with these limits: open the transport with it. */
+/* Largest message of a job with these limits: open the transport with it.
+ * Returns: the byte count (cannot fail). */
 uint64_t us_lookup_max_msg_bytes(const us_table_info *table, const us_lookup_opts *opts,
                                  int n_shards);
 
@@ -95,7 +96,11 @@ uint64_t us_lookup_max_msg_bytes(const us_table_info *table, const us_lookup_opt
  * its column slice for column placement), else NULL. With a fabric
  * transport, shards expose their blocks for one-sided reads; a transport
  * exposes one table at a time, so further lookups opened on the same
- * transport while the first is open pull with ROWS messages instead. */
+ * transport while the first is open pull with ROWS messages instead.
+ * Returns: US_OK with *out set; US_EINVAL for a view that does not match the
+ * table or this rank's role, or bad limits (naming them); US_ENOMEM;
+ * US_EMPI / US_EFABRIC when the transport's exposure of the blocks fails
+ * (collective: the job cannot go on). *out is NULL on error. */
 int us_lookup_open(us_lookup **out, const us_world *world, us_transport *t,
                    const us_table_info *table, const us_rows_view *local,
                    const us_lookup_opts *opts, us_err *err);
@@ -104,45 +109,74 @@ int us_lookup_open(us_lookup **out, const us_world *world, us_transport *t,
  * into other buffers (double-buffer) between begin and end.
  * begin fails only when the round could not start (transport, memory): the
  * job cannot go on. A bad batch (row out of range, too many tokens) still
- * starts the round, with NOPs, and end() returns the error. */
+ * starts the round, with NOPs, and end() returns the error.
+ * Returns: US_OK (the round started); US_EINVAL when called inside a round or
+ * with a batch on a rank that is not a coordinator; US_ENOMEM; US_EMPI /
+ * US_EFABRIC from the transport. */
 int us_lookup_begin(us_lookup *L, const us_lookup_batch *batch, us_err *err);
 /* out: [n_tokens][n_groups][dim] floats of the batch given to begin (NULL on
- * ranks that passed no batch). */
+ * ranks that passed no batch).
+ * Returns: US_OK; for this batch only (the round completed, the job goes on):
+ * US_EINVAL / US_ERANGE for a batch refused before sending (too many tokens,
+ * bad group, row out of range), a shard's error answer with its code
+ * (US_EPROTO, US_ERANGE, US_ENOTFOUND, naming the shard), US_EINVAL for a
+ * batch without an output buffer; US_EPROTO for an unreadable answer,
+ * US_EMPI / US_EFABRIC from the transport, US_ENOMEM (the job cannot go on). */
 int us_lookup_end(us_lookup *L, float *out, us_err *err);
 /* Non-blocking end: advances the round as far as it can without waiting
  * (a one-sided pull's reads are waited for) and sets *done when it is
  * complete, with the same results as end(). A service loop calls it between
- * polls of its sockets. */
+ * polls of its sockets.
+ * Returns: as us_lookup_end (*done false on error); US_EINVAL without a
+ * begun round. */
 int us_lookup_progress(us_lookup *L, float *out, bool *done, us_err *err);
+/* begin + end.
+ * Returns: as us_lookup_begin, then as us_lookup_end. */
 int us_lookup_run(us_lookup *L, const us_lookup_batch *batch, float *out, us_err *err);
 
-/* Shard-only ranks: serve rounds until all coordinators finished. */
+/* Shard-only ranks: serve rounds until all coordinators finished. Requests
+ * a shard rejects are answered with an error and serving goes on.
+ * Returns: US_OK once every coordinator has finished; US_EINVAL on a
+ * coordinator rank; US_EMPI / US_EFABRIC / US_ENOMEM (the job cannot go on). */
 int us_lookup_serve(us_lookup *L, us_err *err);
 /* Coordinators: send STOP rounds (serving as a shard too when this rank is
- * one) until every coordinator has stopped. */
+ * one) until every coordinator has stopped.
+ * Returns: US_OK; US_EMPI / US_EFABRIC / US_ENOMEM from a round (the job
+ * cannot go on: abort it). On a shard-only rank it serves (us_lookup_serve). */
 int us_lookup_finish(us_lookup *L, us_err *err);
 
 /* Tests and tools: one round with caller-made request messages for each
  * shard (msgs + off[s], len[s]); afterwards us_lookup_raw_answer gives shard
- * s's raw response. Coordinators only; others call us_lookup_serve. */
+ * s's raw response. Coordinators only; others call us_lookup_serve.
+ * Returns: US_OK (shards' error answers are in the raw answers, not here);
+ * US_EINVAL on a non-coordinator or inside a round; US_ENOMEM; US_EMPI /
+ * US_EFABRIC from the transport. */
 int us_lookup_raw_round(us_lookup *L, const void *msgs, const uint64_t *off,
                         const uint64_t *len, us_err *err);
+/* Returns: shard s's raw answer of the last raw round (*len bytes, valid
+ * until the next round), or *len = 0 when it sent none. */
 const void *us_lookup_raw_answer(const us_lookup *L, int shard, uint64_t *len);
 
 /* True once every coordinator has stopped and this rank saw it (serve and
- * finish return then); a driver that interleaves several lookups uses it. */
+ * finish return then); a driver that interleaves several lookups uses it.
+ * Returns: that truth value (cannot fail). */
 bool us_lookup_stopped(const us_lookup *L);
 
-/* Forces the mode of later batches (AUTO = cost model). */
+/* Forces the mode of later batches (AUTO = cost model).
+ * Returns: nothing (cannot fail). */
 void us_lookup_set_mode(us_lookup *L, us_lookup_mode mode);
-/* Mode used by the last batch (PUSH or PULL). */
+/* Returns: the mode used by the last batch (PUSH or PULL). */
 us_lookup_mode us_lookup_last_mode(const us_lookup *L);
+/* Returns: the counters since open (owned by L, valid until close). */
 const us_lookup_stats *us_lookup_get_stats(const us_lookup *L);
-/* The hot-row cache, or NULL when disabled. */
+/* Returns: the hot-row cache (owned by L), or NULL when disabled. */
 const us_rowcache *us_lookup_cache(const us_lookup *L);
-/* Column count of this rank's answers/view (column placement slice). */
+/* Returns: the column count of this rank's answers/view (its column slice
+ * under column placement, else the table's dim). */
 uint32_t us_lookup_out_dim(const us_lookup *L);
 
+/* Frees L and withdraws its one-sided exposure (not collective; NULL is a
+ * no-op). Returns: nothing. */
 void us_lookup_close(us_lookup *L);
 
 #endif

@@ -7,27 +7,14 @@
 #include <string.h>
 
 #include "coordinator/model/model_store.h"
+#include "proto/control.h"
 #include "shard/manifest.h"
 
-/* Control broadcast that opens every cycle (see memory_dist.h). */
-enum ctl_kind { CTL_CYCLE = 1, CTL_SESSION_SAVE = 2, CTL_SESSION_LOAD = 3, CTL_STOP = 4 };
-
-typedef struct ctl_msg {
-    int32_t  kind;
-    int32_t  owner;                       /* shard index (sessions) */
-    uint64_t bytes;                       /* SAVE: packed state that follows */
-    char     id[US_SESSION_ID_MAX + 1];   /* session id */
-} ctl_msg;
-
-/* Owner's answer to a session operation. */
-typedef struct ctl_reply {
-    int32_t  rc;
-    uint32_t pad;
-    uint64_t generation;                  /* SAVE: the generation written */
-    uint64_t bytes;                       /* LOAD: packed state that follows */
-    char     note[256];                   /* LOAD: damaged newer generation skipped */
-    char     msg[US_ERR_MSG_BYTES];
-} ctl_reply;
+/* The control messages (CYCLE, SESSION_SAVE/LOAD, STOP and the owner's
+ * reply) are declared in proto/ultrashard.proto and framed by proto/control.h;
+ * session states follow as their own message on TAG_SESSION_DATA. */
+_Static_assert(US_CONTROL_ID_MAX == US_SESSION_ID_MAX,
+               "a control message carries any session id");
 
 #define TAG_SESSION_DATA  101
 #define TAG_SESSION_REPLY 102
@@ -39,10 +26,14 @@ static int coordinator_rank(const us_memory_dist *d)
 
 /* Coordinator: send the next control message. A non-blocking broadcast on
  * every rank: blocking and non-blocking collectives do not match in MPI. */
-static int ctl_bcast(us_memory_dist *d, ctl_msg *c, us_err *err)
+static int ctl_bcast(us_memory_dist *d, const us_control_msg *c, us_err *err)
 {
+    uint8_t frame[US_CONTROL_FRAME_BYTES];
+    int rc = us_control_encode(c, frame, err);
+    if (rc != US_OK)
+        return rc;
     MPI_Request req;
-    if (MPI_Ibcast(c, (int)sizeof *c, MPI_BYTE, coordinator_rank(d), d->ctl_comm, &req)
+    if (MPI_Ibcast(frame, (int)sizeof frame, MPI_BYTE, coordinator_rank(d), d->ctl_comm, &req)
             != MPI_SUCCESS ||
         MPI_Wait(&req, MPI_STATUS_IGNORE) != MPI_SUCCESS)
         return us_err_set(err, US_EMPI, "rank %d: control broadcast failed", d->world->rank);
@@ -53,10 +44,11 @@ static int ctl_bcast(us_memory_dist *d, ctl_msg *c, us_err *err)
  * may still be reading rows one-sided from this rank (fabric pull), which
  * on manual-progress providers completes only if this rank polls: so wait
  * by polling the transports, yielding the CPU in between (2-core boxes). */
-static int ctl_wait(us_memory_dist *d, ctl_msg *c, us_err *err)
+static int ctl_wait(us_memory_dist *d, us_control_msg *c, us_err *err)
 {
+    uint8_t frame[US_CONTROL_FRAME_BYTES];
     MPI_Request req;
-    if (MPI_Ibcast(c, (int)sizeof *c, MPI_BYTE, coordinator_rank(d), d->ctl_comm, &req)
+    if (MPI_Ibcast(frame, (int)sizeof frame, MPI_BYTE, coordinator_rank(d), d->ctl_comm, &req)
             != MPI_SUCCESS)
         return us_err_set(err, US_EMPI, "rank %d: control broadcast failed", d->world->rank);
     for (;;) {
@@ -65,7 +57,7 @@ static int ctl_wait(us_memory_dist *d, ctl_msg *c, us_err *err)
             return us_err_set(err, US_EMPI, "rank %d: control broadcast failed",
                               d->world->rank);
         if (done)
-            return US_OK;
+            break;
         for (uint32_t t = 0; t < d->n_tables; t++) {
             int rc = us_transport_poll(d->transports[t], err);
             if (rc != US_OK)
@@ -73,6 +65,26 @@ static int ctl_wait(us_memory_dist *d, ctl_msg *c, us_err *err)
         }
         sched_yield();
     }
+    if (us_control_decode(frame, sizeof frame, c, err) != US_OK)
+        return us_err_prefix(err, "shard %d: from rank %d", d->world->shard_index,
+                             coordinator_rank(d));
+    return US_OK;
+}
+
+/* Coordinator: the owner's reply to a session operation. */
+static int recv_reply(us_memory_dist *d, int owner_rank, us_control_reply *r, us_err *err)
+{
+    uint8_t buf[US_CONTROL_REPLY_MAX_BYTES];
+    MPI_Status st;
+    int n = 0;
+    if (MPI_Recv(buf, (int)sizeof buf, MPI_BYTE, owner_rank, TAG_SESSION_REPLY, d->ctl_comm,
+                 &st) != MPI_SUCCESS ||
+        MPI_Get_count(&st, MPI_BYTE, &n) != MPI_SUCCESS || n < 0)
+        return us_err_set(err, US_EMPI, "rank %d: receiving a session reply from rank %d",
+                          d->world->rank, owner_rank);
+    if (us_control_reply_decode(buf, (size_t)n, r, err) != US_OK)
+        return us_err_prefix(err, "from rank %d", owner_rank);
+    return US_OK;
 }
 
 /* Index in the manifest of memory table t: by name "table_<t>", else by id. */
@@ -209,7 +221,7 @@ static int cycle_round(us_memory_dist *d, const us_lookup_batch *batch, float *o
                        us_err *err)
 {
     if (d->next_table == 0) {
-        ctl_msg c = { .kind = CTL_CYCLE };
+        us_control_msg c = { .kind = US_CONTROL_CYCLE };
         int rc = ctl_bcast(d, &c, err);
         if (rc != US_OK)
             return rc;
@@ -272,7 +284,7 @@ int us_memory_dist_sync(us_memory_dist *d, us_err *err)
 int us_memory_dist_finish(us_memory_dist *d, us_err *err)
 {
     int rc = us_memory_dist_sync(d, err);
-    ctl_msg c = { .kind = CTL_STOP };
+    us_control_msg c = { .kind = US_CONTROL_STOP };
     if (rc == US_OK)
         rc = ctl_bcast(d, &c, err);
     for (uint32_t t = 0; rc == US_OK && t < d->n_tables; t++)
@@ -282,7 +294,7 @@ int us_memory_dist_finish(us_memory_dist *d, us_err *err)
 }
 
 /* Owner shard: one session operation announced by c. */
-static int serve_session(us_memory_dist *d, const ctl_msg *c, us_err *err);
+static int serve_session(us_memory_dist *d, const us_control_msg *c, us_err *err);
 
 int us_memory_dist_serve(us_memory_dist *d, us_err *err)
 {
@@ -290,30 +302,27 @@ int us_memory_dist_serve(us_memory_dist *d, us_err *err)
         return us_err_set(err, US_EINVAL, "rank %d is a coordinator: it runs the model",
                           d->world->rank);
     for (;;) {
-        ctl_msg c;
+        us_control_msg c;
         int rc = ctl_wait(d, &c, err);
         if (rc != US_OK)
             return rc;
         switch (c.kind) {
-        case CTL_CYCLE:
+        case US_CONTROL_CYCLE:
             for (uint32_t t = 0; t < d->n_tables; t++)
                 if ((rc = us_lookup_run(d->tables[t], NULL, NULL, err)) != US_OK)
                     return us_err_prefix(err, "shard %d serving table %u",
                                          d->world->shard_index, t);
             break;
-        case CTL_SESSION_SAVE:
-        case CTL_SESSION_LOAD:
+        case US_CONTROL_SESSION_SAVE:
+        case US_CONTROL_SESSION_LOAD:
             if (c.owner == d->world->shard_index && (rc = serve_session(d, &c, err)) != US_OK)
                 return rc;
             break;
-        case CTL_STOP:
+        case US_CONTROL_STOP:
             for (uint32_t t = 0; t < d->n_tables; t++)
                 if ((rc = us_lookup_serve(d->tables[t], err)) != US_OK)
                     return rc;
             return US_OK;
-        default:
-            return us_err_set(err, US_EPROTO, "shard %d: unknown control message %d",
-                              d->world->shard_index, c.kind);
         }
     }
 }
@@ -337,55 +346,61 @@ static int local_load(const us_memory_dist *d, const char *id, us_session_state 
     return us_session_load(d->sessions_dir, id, out, note, note_bytes, err);
 }
 
-static int send_reply(us_memory_dist *d, ctl_reply *r, const uint8_t *data, us_err *err)
+static int send_reply(us_memory_dist *d, const us_control_reply *r, const uint8_t *data,
+                      us_err *err)
 {
     int coord = coordinator_rank(d);
-    if (MPI_Send(r, (int)sizeof *r, MPI_BYTE, coord, TAG_SESSION_REPLY, d->ctl_comm)
+    uint8_t buf[US_CONTROL_REPLY_MAX_BYTES];
+    size_t len = 0;
+    int rc = us_control_reply_encode(r, buf, sizeof buf, &len, err);
+    if (rc != US_OK)
+        return us_err_prefix(err, "shard %d", d->world->shard_index);
+    if (MPI_Send(buf, (int)len, MPI_BYTE, coord, TAG_SESSION_REPLY, d->ctl_comm)
             != MPI_SUCCESS ||
-        (r->bytes > 0 && MPI_Send(data, (int)r->bytes, MPI_BYTE, coord, TAG_SESSION_DATA,
-                                  d->ctl_comm) != MPI_SUCCESS))
+        (r->state_bytes > 0 && MPI_Send(data, (int)r->state_bytes, MPI_BYTE, coord,
+                                        TAG_SESSION_DATA, d->ctl_comm) != MPI_SUCCESS))
         return us_err_set(err, US_EMPI, "shard %d: sending a session reply",
                           d->world->shard_index);
     return US_OK;
 }
 
-static int serve_session(us_memory_dist *d, const ctl_msg *c, us_err *err)
+static int serve_session(us_memory_dist *d, const us_control_msg *c, us_err *err)
 {
-    ctl_reply r = {0};
+    us_control_reply r = {0};
     us_err op_err = {0};
     uint8_t *data = NULL;
     us_session_state s = {0};
-    if (c->kind == CTL_SESSION_SAVE) {
-        if (c->bytes > INT32_MAX)
-            return us_err_set(err, US_EPROTO, "session '%s': %llu bytes", c->id,
-                              (unsigned long long)c->bytes);
-        data = malloc(c->bytes ? c->bytes : 1);
+    if (c->kind == US_CONTROL_SESSION_SAVE) {
+        if (c->state_bytes > INT32_MAX)
+            return us_err_set(err, US_EPROTO, "session '%s': %llu bytes", c->session_id,
+                              (unsigned long long)c->state_bytes);
+        data = malloc(c->state_bytes ? c->state_bytes : 1);
         if (data == NULL)
-            return us_err_set(err, US_ENOMEM, "session '%s': receive buffer", c->id);
-        if (MPI_Recv(data, (int)c->bytes, MPI_BYTE, coordinator_rank(d), TAG_SESSION_DATA,
+            return us_err_set(err, US_ENOMEM, "session '%s': receive buffer", c->session_id);
+        if (MPI_Recv(data, (int)c->state_bytes, MPI_BYTE, coordinator_rank(d), TAG_SESSION_DATA,
                      d->ctl_comm, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
             free(data);
             return us_err_set(err, US_EMPI, "shard %d: receiving session '%s'",
-                              d->world->shard_index, c->id);
+                              d->world->shard_index, c->session_id);
         }
         char what[64];
         snprintf(what, sizeof what, "session from rank %d", coordinator_rank(d));
-        r.rc = us_session_unpack(data, c->bytes, c->id, what, &s, &op_err);
+        r.code = us_session_unpack(data, c->state_bytes, c->session_id, what, &s, &op_err);
         free(data);
         data = NULL;
-        if (r.rc == US_OK)
-            r.rc = local_save(d, &s, &op_err);
+        if (r.code == US_OK)
+            r.code = local_save(d, &s, &op_err);
         r.generation = s.generation;
         us_session_free(&s);
     } else {
-        r.rc = local_load(d, c->id, &s, r.note, sizeof r.note, &op_err);
+        r.code = local_load(d, c->session_id, &s, r.note, sizeof r.note, &op_err);
         size_t bytes = 0;
-        if (r.rc == US_OK)
-            r.rc = us_session_pack(&s, s.generation, &data, &bytes, &op_err);
-        r.bytes = r.rc == US_OK ? bytes : 0;
+        if (r.code == US_OK)
+            r.code = us_session_pack(&s, s.generation, &data, &bytes, &op_err);
+        r.state_bytes = r.code == US_OK ? bytes : 0;
         us_session_free(&s);
     }
-    if (r.rc != US_OK)
+    if (r.code != US_OK)
         snprintf(r.msg, sizeof r.msg, "shard %d: %.480s", d->world->shard_index, op_err.msg);
     int rc = send_reply(d, &r, data, err);
     free(data);
@@ -404,8 +419,9 @@ static int dist_session_save(void *ctx, us_session_state *s, us_err *err)
     /* the owner assigns the generation; pack with the current one */
     if ((rc = us_session_pack(s, s->generation, &buf, &bytes, err)) != US_OK)
         return rc;
-    ctl_msg c = { .kind = CTL_SESSION_SAVE, .owner = owner, .bytes = bytes };
-    snprintf(c.id, sizeof c.id, "%s", s->id);
+    us_control_msg c = { .kind = US_CONTROL_SESSION_SAVE, .owner = owner,
+                         .state_bytes = bytes };
+    snprintf(c.session_id, sizeof c.session_id, "%s", s->id);
     if ((rc = ctl_bcast(d, &c, err)) != US_OK)
         goto done;
     if (owner == d->world->shard_index) {        /* this coordinator is the owner */
@@ -413,17 +429,17 @@ static int dist_session_save(void *ctx, us_session_state *s, us_err *err)
         goto done;
     }
     int owner_rank = us_world_shard_rank(d->world, owner);
-    ctl_reply r;
+    us_control_reply r;
     if (MPI_Send(buf, (int)bytes, MPI_BYTE, owner_rank, TAG_SESSION_DATA, d->ctl_comm)
-            != MPI_SUCCESS ||
-        MPI_Recv(&r, (int)sizeof r, MPI_BYTE, owner_rank, TAG_SESSION_REPLY, d->ctl_comm,
-                 MPI_STATUS_IGNORE) != MPI_SUCCESS) {
+            != MPI_SUCCESS) {
         rc = us_err_set(err, US_EMPI, "saving session '%s' on shard %d (rank %d)", s->id,
                         owner, owner_rank);
         goto done;
     }
-    if (r.rc != US_OK) {
-        rc = us_err_set(err, r.rc, "%s", r.msg);
+    if ((rc = recv_reply(d, owner_rank, &r, err)) != US_OK)
+        goto done;
+    if (r.code != US_OK) {
+        rc = us_err_set(err, r.code, "%s", r.msg);
         goto done;
     }
     s->generation = r.generation;
@@ -442,27 +458,25 @@ static int dist_session_load(void *ctx, const char *id, us_session_state *out, c
     int owner = us_session_owner(id, d->session_seed, d->world->n_shards);
     if ((rc = us_memory_dist_sync(d, err)) != US_OK)
         return rc;
-    ctl_msg c = { .kind = CTL_SESSION_LOAD, .owner = owner };
-    snprintf(c.id, sizeof c.id, "%s", id);
+    us_control_msg c = { .kind = US_CONTROL_SESSION_LOAD, .owner = owner };
+    snprintf(c.session_id, sizeof c.session_id, "%s", id);
     if ((rc = ctl_bcast(d, &c, err)) != US_OK)
         return rc;
     if (owner == d->world->shard_index)
         return local_load(d, id, out, note, note_bytes, err);
     int owner_rank = us_world_shard_rank(d->world, owner);
-    ctl_reply r;
-    if (MPI_Recv(&r, (int)sizeof r, MPI_BYTE, owner_rank, TAG_SESSION_REPLY, d->ctl_comm,
-                 MPI_STATUS_IGNORE) != MPI_SUCCESS)
-        return us_err_set(err, US_EMPI, "loading session '%s' from shard %d (rank %d)", id,
-                          owner, owner_rank);
-    if (r.rc != US_OK)
-        return us_err_set(err, r.rc, "%s", r.msg);
-    if (r.bytes > INT32_MAX)
+    us_control_reply r;
+    if ((rc = recv_reply(d, owner_rank, &r, err)) != US_OK)
+        return us_err_prefix(err, "loading session '%s' from shard %d", id, owner);
+    if (r.code != US_OK)
+        return us_err_set(err, r.code, "%s", r.msg);
+    if (r.state_bytes > INT32_MAX)
         return us_err_set(err, US_EPROTO, "session '%s' from shard %d: %llu bytes", id, owner,
-                          (unsigned long long)r.bytes);
-    uint8_t *data = malloc(r.bytes ? r.bytes : 1);
+                          (unsigned long long)r.state_bytes);
+    uint8_t *data = malloc(r.state_bytes ? r.state_bytes : 1);
     if (data == NULL)
         return us_err_set(err, US_ENOMEM, "session '%s': receive buffer", id);
-    if (MPI_Recv(data, (int)r.bytes, MPI_BYTE, owner_rank, TAG_SESSION_DATA, d->ctl_comm,
+    if (MPI_Recv(data, (int)r.state_bytes, MPI_BYTE, owner_rank, TAG_SESSION_DATA, d->ctl_comm,
                  MPI_STATUS_IGNORE) != MPI_SUCCESS) {
         free(data);
         return us_err_set(err, US_EMPI, "loading session '%s' from shard %d (rank %d)", id,
@@ -470,7 +484,7 @@ static int dist_session_load(void *ctx, const char *id, us_session_state *out, c
     }
     char what[64];
     snprintf(what, sizeof what, "session from shard %d", owner);
-    rc = us_session_unpack(data, r.bytes, id, what, out, err);
+    rc = us_session_unpack(data, r.state_bytes, id, what, out, err);
     free(data);
     if (rc == US_OK && note != NULL && note_bytes > 0)
         snprintf(note, note_bytes, "%s", r.note);
@@ -482,6 +496,19 @@ void us_memory_dist_session_store(us_memory_dist *d, us_session_store *store)
     store->ctx = d;
     store->save = dist_session_save;
     store->load = dist_session_load;
+}
+
+static int engine_serve(void *self, us_err *err) { return us_memory_dist_serve(self, err); }
+static int engine_finish(void *self, us_err *err) { return us_memory_dist_finish(self, err); }
+static void engine_close(void *self) { us_memory_dist_close(self); }
+
+static const us_round_engine_ops memory_engine_ops = {
+    .name = "memory", .serve = engine_serve, .finish = engine_finish, .close = engine_close,
+};
+
+us_round_engine us_memory_dist_engine(us_memory_dist *d)
+{
+    return (us_round_engine){ .ops = &memory_engine_ops, .self = d };
 }
 
 void us_memory_dist_close(us_memory_dist *d)

@@ -18,7 +18,8 @@
  *     completes the cycle with empty rounds (us_memory_dist_sync) before
  *     anything else, so the next round is again table 0 on every rank;
  *   - every cycle starts with a control broadcast from the coordinator
- *     (on a communicator of its own): CYCLE (a forward pass follows),
+ *     (on a communicator of its own; ControlMessage in ultrashard.proto,
+ *     framed by proto/control.h): CYCLE (a forward pass follows),
  *     SESSION_SAVE / SESSION_LOAD (a session state goes to or comes from its
  *     owner shard, point to point), or STOP (each table's STOP round in
  *     table order follows, which ends the shards' serve loop).
@@ -36,6 +37,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "coordinator/lookup/job.h"
 #include "coordinator/lookup/lookup.h"
 #include "coordinator/model/memory_backend.h"
 #include "kernels/us_status.h"
@@ -72,28 +74,52 @@ typedef struct us_memory_dist {
 } us_memory_dist;
 
 /* Collective over world. Opens the transport, the store (shard ranks) and
- * one lookup per memory table. US_EINVAL when the store's shard count is not
- * the job's shard count (naming both) or the job has more than one
- * coordinator; US_ENOTFOUND for a missing table. */
+ * one lookup per memory table. Every rank learns whether all opened their
+ * part, so one rank's failure does not leave the others waiting.
+ * Returns: US_OK; US_EINVAL when the store's shard count is not the job's
+ * shard count (naming both) or the job has more than one coordinator;
+ * US_ENOTFOUND for a missing table; US_EUNSUPP for a synthetic table;
+ * US_EIO / US_ECORRUPT / US_EVERSION from the manifest or this shard's files
+ * (and US_EIO on the other ranks, "another rank could not open"); US_EMPI /
+ * US_EFABRIC / US_ENOMEM. *d is closed on error. */
 int us_memory_dist_open(us_memory_dist *d, const us_world *world, const char *store_dir,
                         uint32_t n_tables, const us_memory_dist_opts *opts, us_err *err);
 
-/* Coordinator: the backend to attach to the model (borrows d). */
+/* Coordinator: the backend to attach to the model (borrows d). Its lookup
+ * returns US_ERANGE for a table the store does not serve, else as
+ * us_lookup_run. Returns: nothing (cannot fail). */
 void us_memory_dist_backend(us_memory_dist *d, us_memory_backend *backend);
 
-/* Coordinator: sessions kept by their owner shards (borrows d). */
+/* Coordinator: sessions kept by their owner shards (borrows d). Save and
+ * load return the owner's error code and message (e.g. US_ENOTFOUND, US_EINVAL
+ * for an owner without a sessions directory), US_EPROTO / US_EVERSION for a
+ * bad control reply, US_EMPI for a failed transfer. Returns: nothing. */
 void us_memory_dist_session_store(us_memory_dist *d, us_session_store *store);
 
-/* Coordinator: empty rounds up to the end of the current cycle. */
+/* Coordinator: empty rounds up to the end of the current cycle.
+ * Returns: US_OK; as us_lookup_run for a failed round; US_EMPI when the
+ * control broadcast fails. */
 int us_memory_dist_sync(us_memory_dist *d, us_err *err);
 
-/* Coordinator: sync, then STOP every table (collective with the shards). */
+/* Coordinator: sync, then STOP every table (collective with the shards).
+ * Returns: US_OK; US_EMPI / US_EFABRIC / US_ENOMEM from a round or the
+ * control broadcast (abort the job: shards may be waiting). */
 int us_memory_dist_finish(us_memory_dist *d, us_err *err);
 
-/* Shard-only ranks: serve cycles until the coordinator finishes. */
+/* Shard-only ranks: serve cycles until the coordinator finishes.
+ * Returns: US_OK after STOP; US_EINVAL on a coordinator rank; US_EPROTO /
+ * US_EVERSION for a control message that does not decode (proto/control.h);
+ * US_EMPI / US_EFABRIC / US_ENOMEM from a round or a session transfer (the
+ * job cannot go on). A session operation that fails on this owner is answered
+ * to the coordinator with its error, and serving goes on. */
 int us_memory_dist_serve(us_memory_dist *d, us_err *err);
 
-/* Frees everything (not collective). */
+/* d as the round engine of a job (coordinator/lookup/job.h): serve, finish
+ * and close are the calls below; the job closes d.
+ * Returns: the engine (borrows d; cannot fail). */
+us_round_engine us_memory_dist_engine(us_memory_dist *d);
+
+/* Frees everything (not collective). Returns: nothing. */
 void us_memory_dist_close(us_memory_dist *d);
 
 #endif

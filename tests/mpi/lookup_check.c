@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator/lookup/job.h"
 #include "coordinator/lookup/lookup.h"
 #include "kernels/gather.h"
 #include "kernels/score.h"
@@ -127,6 +128,99 @@ static void dump_batch(int case_no, const char *place, const uint64_t *rows, con
     }
 }
 
+/* The coordinator's side of one case (shards serve it: us_job_run). */
+typedef struct case_work {
+    const us_world *w;
+    us_transport *t;
+    const check_case *cc;
+    int case_no;
+    us_lookup *L;
+    us_synth_spec spec;          /* the table; shard_index -1 = the whole table */
+    int bad;                     /* batches that differ from the reference */
+} case_work;
+
+static int case_batches(case_work *cw, const us_rows_view *whole, double *worst,
+                        bool *all_exact, us_err *err)
+{
+    const check_case *cc = cw->cc;
+    const us_world *w = cw->w;
+    us_lookup *L = cw->L;
+    size_t width = (size_t)cc->n_groups * DIM;
+    uint64_t rows[TOKENS * K];
+    float wts[TOKENS * K];
+    uint8_t grp[TOKENS * K];
+    float *out = malloc(TOKENS * width * sizeof(float));
+    float *ref = malloc(TOKENS * width * sizeof(float));
+    int rc = US_OK;
+    /* odd coordinators run one batch less: finish() must keep them in step
+     * (STOP rounds) while the others still have work */
+    int my_batches = BATCHES - (w->coordinator_index % 2);
+    for (int b = 0; b < my_batches && rc == US_OK; b++) {
+        make_batch((uint64_t)cw->case_no * 1000 + (uint64_t)b * 10 +
+                   (uint64_t)w->coordinator_index, rows, wts, grp, cc->n_groups);
+        us_lookup_batch batch = { TOKENS, K, rows, wts, cc->n_groups > 1 ? grp : NULL };
+        /* with a cache: the first batch pulls (filling the cache), later
+         * batches use the case's mode and find hot rows cached */
+        if (cc->cache_bytes > 0)
+            us_lookup_set_mode(L, b == 0 ? US_LOOKUP_PULL : cc->mode);
+        uint64_t local_before = us_lookup_get_stats(L)->local_rows;
+        rc = us_lookup_run(L, &batch, out, err);
+        if (rc != US_OK)
+            break;
+        rc = cc->n_groups > 1
+            ? us_gather_sum_grouped_ref(ref, whole, rows, wts, grp, TOKENS, K,
+                                        (int)cc->n_groups, err)
+            : us_gather_sum_ref(ref, whole, rows, wts, TOKENS, K, err);
+        if (rc != US_OK)
+            break;
+        if (g_dump_dir && b == 0 && w->rank == 0 && cc->dtype == US_DTYPE_F32 &&
+            cc->n_groups == 1)
+            dump_batch(cw->case_no, cc->place == US_PLACE_ROW ? "row" : "column", rows, wts,
+                       out);
+        bool used_local = us_lookup_get_stats(L)->local_rows > local_before;
+        bool exact = us_lookup_last_mode(L) == US_LOOKUP_PULL ||
+                     (cc->place == US_PLACE_COLUMN && !used_local);
+        *all_exact = *all_exact && exact;
+        if (compare(out, ref, TOKENS, (uint32_t)width, exact, worst) != 0) {
+            fprintf(stderr, "rank %d case %d batch %d: mismatch (exact=%d, rel err %.3g)\n",
+                    w->rank, cw->case_no, b, exact, *worst);
+            cw->bad++;
+        }
+    }
+    free(out);
+    free(ref);
+    return rc;
+}
+
+static int case_coordinate(void *arg, us_err *err)
+{
+    case_work *cw = arg;
+    const check_case *cc = cw->cc;
+    us_synth_view whole = {0};
+    double worst = 0;
+    bool all_exact = true;
+    int rc = us_synth_view_build(&whole, &cw->spec, err);
+    if (rc == US_OK)
+        rc = case_batches(cw, &whole.view, &worst, &all_exact, err);
+    us_synth_view_free(&whole);
+    if (rc == US_OK && cw->w->coordinator_index == 0) {
+        const us_lookup_stats *st = us_lookup_get_stats(cw->L);
+        const us_rowcache *cache = us_lookup_cache(cw->L);
+        printf("case %2d %-6s place=%-6s seed=%llu mode=%-4s dtype=%-4s groups=%u "
+               "cache=%llu: push=%llu pull=%llu unique=%llu/%llu cache_hits=%llu "
+               "max_rel_err=%.2e %s %s\n", cw->case_no, cw->t->provider,
+               cc->place == US_PLACE_ROW ? "row" : "column",
+               (unsigned long long)cc->placement_seed, mode_name(cc->mode),
+               us_dtype_name(cc->dtype), cc->n_groups, (unsigned long long)cc->cache_bytes,
+               (unsigned long long)st->push_batches, (unsigned long long)st->pull_batches,
+               (unsigned long long)st->unique_rows, (unsigned long long)st->pairs,
+               (unsigned long long)(cache ? cache->hits : 0), worst,
+               all_exact ? "bit-exact" : "within-1e-5", cw->bad ? "FAIL" : "ok");
+        fflush(stdout);
+    }
+    return rc;
+}
+
 static int run_case(const us_world *w, us_transport *t, const check_case *cc, int case_no,
                     us_err *err)
 {
@@ -140,92 +234,23 @@ static int run_case(const us_world *w, us_transport *t, const check_case *cc, in
         .column = cc->place == US_PLACE_COLUMN, .n_shards = w->n_shards,
         .shard_index = w->is_shard ? w->shard_index : 0,
     };
-    us_synth_view local = {0}, whole = {0};
+    us_synth_view local = {0};
     us_lookup *L = NULL;
-    int rc = US_OK, bad = 0;
+    int rc = US_OK;
     if (w->is_shard && (rc = us_synth_view_build(&local, &spec, err)) != US_OK)
         return rc;
     us_lookup_opts opts = { .mode = cc->mode, .max_tokens = TOKENS, .max_k = K,
                             .n_groups = cc->n_groups, .cache_bytes = cc->cache_bytes,
                             .n_threads = 1 };
     rc = us_lookup_open(&L, w, t, &table, w->is_shard ? &local.view : NULL, &opts, err);
-    if (rc != US_OK)
-        goto done;
-    if (!w->is_coordinator) {
-        rc = us_lookup_serve(L, err);
-        goto done;
-    }
-    spec.shard_index = -1;
-    if ((rc = us_synth_view_build(&whole, &spec, err)) != US_OK)
-        goto done;
-    size_t width = (size_t)cc->n_groups * DIM;
-    uint64_t rows[TOKENS * K];
-    float wts[TOKENS * K];
-    uint8_t grp[TOKENS * K];
-    float *out = malloc(TOKENS * width * sizeof(float));
-    float *ref = malloc(TOKENS * width * sizeof(float));
-    double worst = 0;
-    bool all_exact = true;
-    /* odd coordinators run one batch less: finish() must keep them in step
-     * (STOP rounds) while the others still have work */
-    int my_batches = BATCHES - (w->coordinator_index % 2);
-    for (int b = 0; b < my_batches && rc == US_OK; b++) {
-        make_batch((uint64_t)case_no * 1000 + (uint64_t)b * 10 + (uint64_t)w->coordinator_index,
-                   rows, wts, grp, cc->n_groups);
-        us_lookup_batch batch = { TOKENS, K, rows, wts, cc->n_groups > 1 ? grp : NULL };
-        /* with a cache: the first batch pulls (filling the cache), later
-         * batches use the case's mode and find hot rows cached */
-        if (cc->cache_bytes > 0)
-            us_lookup_set_mode(L, b == 0 ? US_LOOKUP_PULL : cc->mode);
-        uint64_t local_before = us_lookup_get_stats(L)->local_rows;
-        rc = us_lookup_run(L, &batch, out, err);
-        if (rc != US_OK)
-            break;
-        rc = cc->n_groups > 1
-            ? us_gather_sum_grouped_ref(ref, &whole.view, rows, wts, grp, TOKENS, K,
-                                        (int)cc->n_groups, err)
-            : us_gather_sum_ref(ref, &whole.view, rows, wts, TOKENS, K, err);
-        if (rc != US_OK)
-            break;
-        if (g_dump_dir && b == 0 && w->rank == 0 && cc->dtype == US_DTYPE_F32 &&
-            cc->n_groups == 1)
-            dump_batch(case_no, cc->place == US_PLACE_ROW ? "row" : "column", rows, wts, out);
-        bool used_local = us_lookup_get_stats(L)->local_rows > local_before;
-        bool exact = us_lookup_last_mode(L) == US_LOOKUP_PULL ||
-                     (cc->place == US_PLACE_COLUMN && !used_local);
-        all_exact = all_exact && exact;
-        if (compare(out, ref, TOKENS, (uint32_t)width, exact, &worst) != 0) {
-            fprintf(stderr, "rank %d case %d batch %d: mismatch (exact=%d, rel err %.3g)\n",
-                    w->rank, case_no, b, exact, worst);
-            bad++;
-        }
-    }
-    free(out);
-    free(ref);
-    if (rc == US_OK && w->coordinator_index == 0) {
-        const us_lookup_stats *st = us_lookup_get_stats(L);
-        const us_rowcache *cache = us_lookup_cache(L);
-        printf("case %2d %-6s place=%-6s seed=%llu mode=%-4s dtype=%-4s groups=%u "
-               "cache=%llu: push=%llu pull=%llu unique=%llu/%llu cache_hits=%llu "
-               "max_rel_err=%.2e %s %s\n", case_no, t->provider,
-               cc->place == US_PLACE_ROW ? "row" : "column",
-               (unsigned long long)cc->placement_seed, mode_name(cc->mode),
-               us_dtype_name(cc->dtype), cc->n_groups, (unsigned long long)cc->cache_bytes,
-               (unsigned long long)st->push_batches, (unsigned long long)st->pull_batches,
-               (unsigned long long)st->unique_rows, (unsigned long long)st->pairs,
-               (unsigned long long)(cache ? cache->hits : 0), worst,
-               all_exact ? "bit-exact" : "within-1e-5", bad ? "FAIL" : "ok");
-        fflush(stdout);
-    }
+    case_work cw = { .w = w, .t = t, .cc = cc, .case_no = case_no, .L = L, .spec = spec };
+    cw.spec.shard_index = -1;
     if (rc == US_OK)
-        rc = us_lookup_finish(L, err);
-done:
-    us_lookup_close(L);
+        rc = us_job_run(w, us_lookup_engine(L), case_coordinate, &cw, err);
     us_synth_view_free(&local);
-    us_synth_view_free(&whole);
-    if (rc == US_OK && bad)
+    if (rc == US_OK && cw.bad)
         rc = us_err_set(err, US_ECORRUPT, "case %d: %d batches differ from the reference",
-                        case_no, bad);
+                        case_no, cw.bad);
     return rc;
 }
 
@@ -233,33 +258,24 @@ done:
  * (kernels/score.h, one sgemm per head and side) while batch b's requests
  * are in flight between us_lookup_begin and the us_lookup_progress polls
  * that complete it. */
-static int run_scored(const us_world *w, us_transport *t, int case_no, us_err *err)
+enum { H = 2, D = 16, NR = 50, NC = 60, KPRE = 8, KH = 4 };   /* NR * NC == ROWS */
+
+typedef struct scored_work {
+    const us_world *w;
+    us_transport *t;
+    int case_no;
+    us_lookup *L;
+    us_synth_spec spec;          /* shard_index -1: the whole table */
+    int bad;
+} scored_work;
+
+static int scored_coordinate(void *arg, us_err *err)
 {
-    enum { H = 2, D = 16, NR = 50, NC = 60, KPRE = 8, KH = 4 };   /* NR * NC == ROWS */
-    us_table_info table = { .table_id = 7, .rows = ROWS, .dim = DIM, .dtype = US_DTYPE_F32,
-                            .block_bits = BLOCK_BITS, .placement_seed = 1,
-                            .placement = US_PLACE_ROW };
-    us_synth_spec spec = { .dtype = US_DTYPE_F32, .synth_seed = 42, .table_id = 7,
-                           .rows = ROWS, .dim = DIM, .block_bits = BLOCK_BITS,
-                           .placement_seed = 1, .n_shards = w->n_shards,
-                           .shard_index = w->is_shard ? w->shard_index : 0 };
-    us_synth_view local = {0}, whole = {0};
-    us_lookup *L = NULL;
-    int rc, bad = 0;
-    if (w->is_shard && (rc = us_synth_view_build(&local, &spec, err)) != US_OK)
+    scored_work *sw = arg;
+    us_synth_view whole = {0};
+    int rc = us_synth_view_build(&whole, &sw->spec, err);
+    if (rc != US_OK)
         return rc;
-    us_lookup_opts opts = { .mode = US_LOOKUP_AUTO, .max_tokens = TOKENS, .max_k = H * KH,
-                            .n_threads = 1 };
-    if ((rc = us_lookup_open(&L, w, t, &table, w->is_shard ? &local.view : NULL, &opts,
-                             err)) != US_OK)
-        goto done;
-    if (!w->is_coordinator) {
-        rc = us_lookup_serve(L, err);
-        goto done;
-    }
-    spec.shard_index = -1;
-    if ((rc = us_synth_view_build(&whole, &spec, err)) != US_OK)
-        goto done;
     us_pk_shape shape = { .n_tokens = TOKENS, .n_heads = H, .d_key = D, .n_rows = NR,
                           .n_cols = NC, .rank = 1, .n_cores = 1, .k_pre = KPRE, .k = KH,
                           .mode = US_PK_SUM, .activation = US_PK_ACT_SOFTMAX };
@@ -278,8 +294,8 @@ static int run_scored(const us_world *w, us_transport *t, int case_no, us_err *e
     for (int b = 0; b <= BATCHES && rc == US_OK; b++) {
         /* score batch b (b == BATCHES: nothing left to score) ... */
         if (b < BATCHES) {
-            uint64_t qs = (uint64_t)case_no * 100 + (uint64_t)b * 7 +
-                          (uint64_t)w->coordinator_index;
+            uint64_t qs = (uint64_t)sw->case_no * 100 + (uint64_t)b * 7 +
+                          (uint64_t)sw->w->coordinator_index;
             for (size_t i = 0; i < TOKENS * H * 2 * D; i++)
                 q[i] = (float)(rng_next(&qs) >> 40) * 0x1p-24f - 0.5f;
             rc = us_pk_score(idx[b % 2], wt[b % 2], q, k_row, k_col, NULL, &shape, ws,
@@ -290,7 +306,7 @@ static int run_scored(const us_world *w, us_transport *t, int case_no, us_err *e
         /* ... while batch b-1 is in flight; then finish it the way a service
          * loop would, polling without blocking */
         for (bool done = false; rc == US_OK && b > 0 && !done;) {
-            rc = us_lookup_progress(L, out, &done, err);
+            rc = us_lookup_progress(sw->L, out, &done, err);
             if (rc == US_OK && !done)
                 sched_yield();
         }
@@ -298,28 +314,127 @@ static int run_scored(const us_world *w, us_transport *t, int case_no, us_err *e
             int p = (b - 1) % 2;
             rc = us_gather_sum_ref(ref, &whole.view, idx[p], wt[p], TOKENS, H * KH, err);
             if (rc == US_OK && compare(out, ref, TOKENS, DIM, false, &worst) != 0)
-                bad++;
+                sw->bad++;
         }
         if (rc == US_OK && b < BATCHES) {
             us_lookup_batch batch = { TOKENS, H * KH, idx[b % 2], wt[b % 2], NULL };
-            rc = us_lookup_begin(L, &batch, err);
+            rc = us_lookup_begin(sw->L, &batch, err);
         }
     }
     free(ws);
     if (rc == US_OK && scored_rows_seen != (uint64_t)BATCHES * TOKENS * H * KH)
-        bad++;
-    if (rc == US_OK && w->coordinator_index == 0)
+        sw->bad++;
+    if (rc == US_OK && sw->w->coordinator_index == 0)
         printf("case %2d %-6s scored (PKM %dx%d keys, %d heads, top-%d, softmax) pipelined "
-               "with begin/progress: %d batches, max_rel_err=%.2e %s\n", case_no,
-               t->provider, NR, NC, H, KH, BATCHES, worst, bad ? "FAIL" : "ok");
-    if (rc == US_OK)
-        rc = us_lookup_finish(L, err);
-done:
-    us_lookup_close(L);
-    us_synth_view_free(&local);
+               "with begin/progress: %d batches, max_rel_err=%.2e %s\n", sw->case_no,
+               sw->t->provider, NR, NC, H, KH, BATCHES, worst, sw->bad ? "FAIL" : "ok");
     us_synth_view_free(&whole);
-    if (rc == US_OK && bad)
-        rc = us_err_set(err, US_ECORRUPT, "scored case: %d checks failed", bad);
+    return rc;
+}
+
+static int run_scored(const us_world *w, us_transport *t, int case_no, us_err *err)
+{
+    us_table_info table = { .table_id = 7, .rows = ROWS, .dim = DIM, .dtype = US_DTYPE_F32,
+                            .block_bits = BLOCK_BITS, .placement_seed = 1,
+                            .placement = US_PLACE_ROW };
+    us_synth_spec spec = { .dtype = US_DTYPE_F32, .synth_seed = 42, .table_id = 7,
+                           .rows = ROWS, .dim = DIM, .block_bits = BLOCK_BITS,
+                           .placement_seed = 1, .n_shards = w->n_shards,
+                           .shard_index = w->is_shard ? w->shard_index : 0 };
+    us_synth_view local = {0};
+    us_lookup *L = NULL;
+    int rc;
+    if (w->is_shard && (rc = us_synth_view_build(&local, &spec, err)) != US_OK)
+        return rc;
+    us_lookup_opts opts = { .mode = US_LOOKUP_AUTO, .max_tokens = TOKENS, .max_k = H * KH,
+                            .n_threads = 1 };
+    rc = us_lookup_open(&L, w, t, &table, w->is_shard ? &local.view : NULL, &opts, err);
+    scored_work sw = { .w = w, .t = t, .case_no = case_no, .L = L, .spec = spec };
+    sw.spec.shard_index = -1;
+    if (rc == US_OK)
+        rc = us_job_run(w, us_lookup_engine(L), scored_coordinate, &sw, err);
+    us_synth_view_free(&local);
+    if (rc == US_OK && sw.bad)
+        rc = us_err_set(err, US_ECORRUPT, "scored case: %d checks failed", sw.bad);
+    return rc;
+}
+
+/* Two lookups on one transport as one round engine: shards run both tables'
+ * rounds in the coordinators' order until each has stopped. */
+static int pair_serve(void *self, us_err *err)
+{
+    us_lookup **L = self;
+    int rc = US_OK;
+    while (rc == US_OK && !(us_lookup_stopped(L[0]) && us_lookup_stopped(L[1])))
+        for (int i = 0; i < 2 && rc == US_OK; i++)
+            if (!us_lookup_stopped(L[i]))
+                rc = us_lookup_run(L[i], NULL, NULL, err);
+    return rc;
+}
+
+static int pair_finish(void *self, us_err *err)
+{
+    us_lookup **L = self;
+    int rc = US_OK;
+    for (int i = 0; i < 2 && rc == US_OK; i++)
+        rc = us_lookup_finish(L[i], err);
+    return rc;
+}
+
+static void pair_close(void *self)
+{
+    us_lookup **L = self;
+    for (int i = 0; i < 2; i++) {
+        us_lookup_close(L[i]);
+        L[i] = NULL;
+    }
+}
+
+static const us_round_engine_ops pair_engine_ops = {
+    .name = "two-table", .serve = pair_serve, .finish = pair_finish, .close = pair_close,
+};
+
+typedef struct pair_work {
+    const us_world *w;
+    us_transport *t;
+    int case_no;
+    us_lookup **L;
+    us_synth_view *whole;        /* [2] */
+    int bad;
+} pair_work;
+
+static int pair_coordinate(void *arg, us_err *err)
+{
+    pair_work *pw = arg;
+    us_transport *t = pw->t;
+    uint64_t rows[TOKENS * K], reads[2] = { 0, 0 };
+    float wts[TOKENS * K], out[TOKENS * DIM], ref[TOKENS * DIM];
+    uint8_t grp[TOKENS * K];
+    double worst = 0;
+    int rc = US_OK;
+    for (int b = 0; b < BATCHES && rc == US_OK; b++)
+        for (int i = 0; i < 2 && rc == US_OK; i++) {
+            make_batch(9000u + (uint64_t)b * 2 + (uint64_t)i, rows, wts, grp, 1);
+            us_lookup_batch batch = { TOKENS, K, rows, wts, NULL };
+            uint64_t before = t->stats.rma_reads;
+            if ((rc = us_lookup_run(pw->L[i], &batch, out, err)) != US_OK ||
+                (rc = us_gather_sum_ref(ref, &pw->whole[i].view, rows, wts, TOKENS, K,
+                                        err)) != US_OK)
+                break;
+            reads[i] += t->stats.rma_reads - before;
+            if (compare(out, ref, TOKENS, DIM, true, &worst) != 0)
+                pw->bad++;
+        }
+    if (reads[1] != 0)   /* the second table cannot read one-sided */
+        pw->bad++;
+    bool remote_shards = pw->w->n_shards > 1 || !pw->w->is_shard;
+    if (t->rma_ready && remote_shards && reads[0] == 0)
+        pw->bad++;
+    if (rc == US_OK && pw->w->coordinator_index == 0)
+        printf("case %2d %-6s two tables on one transport (f32 + bf16, pull): one-sided "
+               "reads %llu / %llu, bit-exact %s\n", pw->case_no, t->provider,
+               (unsigned long long)reads[0], (unsigned long long)reads[1],
+               pw->bad ? "FAIL" : "ok");
     return rc;
 }
 
@@ -338,7 +453,7 @@ static int run_two_tables(const us_world *w, us_transport *t, int case_no, us_er
     memset(local, 0, sizeof local);
     memset(whole, 0, sizeof whole);
     us_lookup *L[2] = { NULL, NULL };
-    int rc = US_OK, bad = 0;
+    int rc = US_OK;
     for (int i = 0; i < 2 && rc == US_OK; i++) {
         spec[i].n_shards = w->n_shards;
         spec[i].shard_index = w->is_shard ? w->shard_index : 0;
@@ -357,55 +472,79 @@ static int run_two_tables(const us_world *w, us_transport *t, int case_no, us_er
         if (rc == US_OK && w->is_coordinator)
             rc = us_synth_view_build(&whole[i], &spec[i], err);
     }
-    if (rc != US_OK)
-        goto done;
-    if (!w->is_coordinator) {
-        while (rc == US_OK && !(us_lookup_stopped(L[0]) && us_lookup_stopped(L[1])))
-            for (int i = 0; i < 2 && rc == US_OK; i++)
-                if (!us_lookup_stopped(L[i]))
-                    rc = us_lookup_run(L[i], NULL, NULL, err);
-        goto done;
-    }
-    uint64_t rows[TOKENS * K], reads[2] = { 0, 0 };
-    float wts[TOKENS * K], out[TOKENS * DIM], ref[TOKENS * DIM];
-    uint8_t grp[TOKENS * K];
-    double worst = 0;
-    for (int b = 0; b < BATCHES && rc == US_OK; b++)
-        for (int i = 0; i < 2 && rc == US_OK; i++) {
-            make_batch(9000u + (uint64_t)b * 2 + (uint64_t)i, rows, wts, grp, 1);
-            us_lookup_batch batch = { TOKENS, K, rows, wts, NULL };
-            uint64_t before = t->stats.rma_reads;
-            if ((rc = us_lookup_run(L[i], &batch, out, err)) != US_OK ||
-                (rc = us_gather_sum_ref(ref, &whole[i].view, rows, wts, TOKENS, K, err)) !=
-                    US_OK)
-                break;
-            reads[i] += t->stats.rma_reads - before;
-            if (compare(out, ref, TOKENS, DIM, true, &worst) != 0)
-                bad++;
-        }
-    if (reads[1] != 0)   /* the second table cannot read one-sided */
-        bad++;
-    bool remote_shards = w->n_shards > 1 || !w->is_shard;
-    if (t->rma_ready && remote_shards && reads[0] == 0)
-        bad++;
-    if (rc == US_OK && w->coordinator_index == 0)
-        printf("case %2d %-6s two tables on one transport (f32 + bf16, pull): one-sided "
-               "reads %llu / %llu, bit-exact %s\n", case_no, t->provider,
-               (unsigned long long)reads[0], (unsigned long long)reads[1], bad ? "FAIL" : "ok");
-    for (int i = 0; i < 2 && rc == US_OK; i++)
-        rc = us_lookup_finish(L[i], err);
-done:
+    pair_work pw = { .w = w, .t = t, .case_no = case_no, .L = L, .whole = whole };
+    if (rc == US_OK)
+        rc = us_job_run(w, (us_round_engine){ &pair_engine_ops, L }, pair_coordinate, &pw, err);
+    else
+        pair_close(L);
     for (int i = 0; i < 2; i++) {
-        us_lookup_close(L[i]);
         us_synth_view_free(&local[i]);
         us_synth_view_free(&whole[i]);
     }
-    if (rc == US_OK && bad)
-        rc = us_err_set(err, US_ECORRUPT, "two-table case: %d checks failed", bad);
+    if (rc == US_OK && pw.bad)
+        rc = us_err_set(err, US_ECORRUPT, "two-table case: %d checks failed", pw.bad);
     return rc;
 }
 
 /* --- a real store (shard/store.h) ---------------------------------------- */
+
+/* The coordinator's side of one store case: mode m's batches against the
+ * whole store (opened once, on first use). */
+typedef struct store_work {
+    const us_world *w;
+    us_transport *t;
+    const char *dir, *name;
+    int case_no, m;
+    us_lookup_mode mode;
+    size_t ti;                   /* the table's index in the store */
+    const us_table_info *table;
+    us_store_opts so;
+    us_store **all;              /* every shard file (opened by the first case) */
+    us_lookup *L;
+    int bad;
+} store_work;
+
+static int store_coordinate(void *arg, us_err *err)
+{
+    store_work *sw = arg;
+    const us_table_info *table = sw->table;
+    us_rows_view whole;
+    int rc = US_OK;
+    if (*sw->all == NULL) {
+        sw->so.shard_index = US_STORE_ALL_SHARDS;
+        if ((rc = us_store_open(sw->dir, &sw->so, sw->all, err)) != US_OK)
+            return rc;
+    }
+    if ((rc = us_store_view(*sw->all, sw->ti, &whole, err)) != US_OK)
+        return rc;
+    uint64_t rows[TOKENS * K];
+    float wts[TOKENS * K];
+    uint8_t grp[TOKENS * K];
+    float *out = malloc(TOKENS * table->dim * sizeof(float));
+    float *ref = malloc(TOKENS * table->dim * sizeof(float));
+    double worst = 0;
+    for (int b = 0; b < BATCHES && rc == US_OK; b++) {
+        make_batch(5000u + (uint64_t)sw->m * 10 + (uint64_t)b, rows, wts, grp, 1);
+        for (uint32_t p = 0; p < TOKENS * K; p++)
+            rows[p] %= table->rows;
+        us_lookup_batch batch = { TOKENS, K, rows, wts, NULL };
+        if ((rc = us_lookup_run(sw->L, &batch, out, err)) != US_OK ||
+            (rc = us_gather_sum_ref(ref, &whole, rows, wts, TOKENS, K, err)) != US_OK)
+            break;
+        bool exact = us_lookup_last_mode(sw->L) == US_LOOKUP_PULL;
+        if (compare(out, ref, TOKENS, table->dim, exact, &worst) != 0)
+            sw->bad++;
+    }
+    free(out);
+    free(ref);
+    if (rc == US_OK && sw->w->coordinator_index == 0)
+        printf("case %2d %-6s store %s table %s (%s, %llu x %u, %u shards) mode=%s: "
+               "max_rel_err=%.2e %s\n", sw->case_no + sw->m, sw->t->provider, sw->dir,
+               sw->name, us_dtype_name(table->dtype), (unsigned long long)table->rows,
+               table->dim, sw->w->n_shards, mode_name(sw->mode), worst,
+               sw->bad ? "FAIL" : "ok");
+    return rc;
+}
 
 /* Each shard serves its blocks straight from its mmap-ed shard file;
  * coordinator 0 checks against a gather over the whole store (all shard
@@ -414,14 +553,15 @@ static int run_store(const us_world *w, us_transport *t, const char *dir, const 
                      int case_no, us_err *err)
 {
     us_store *mine = NULL, *all = NULL;
-    us_lookup *L = NULL;
-    int rc, bad = 0;
+    int rc;
     us_store_opts so = { .backend = US_BACKEND_MMAP, .expect_shards = w->n_shards,
                          .shard_index = w->is_shard ? w->shard_index : US_STORE_ALL_SHARDS };
     if ((rc = us_store_open(dir, &so, &mine, err)) != US_OK)
         return rc;
     size_t ti;
-    us_rows_view local, whole;
+    us_rows_view local;
+    store_work sw = { .w = w, .t = t, .dir = dir, .name = name, .case_no = case_no,
+                      .so = so, .all = &all };
     if ((rc = us_store_find_table(mine, name, &ti, err)) != US_OK ||
         (rc = us_store_view(mine, ti, &local, err)) != US_OK)
         goto done;
@@ -434,61 +574,24 @@ static int run_store(const us_world *w, us_transport *t, const char *dir, const 
                         name, table.dim);
         goto done;
     }
+    sw.ti = ti;
+    sw.table = &table;
     static const us_lookup_mode modes[3] = { US_LOOKUP_PUSH, US_LOOKUP_PULL, US_LOOKUP_AUTO };
     for (int m = 0; m < 3 && rc == US_OK; m++) {
         us_lookup_opts opts = { .mode = modes[m], .max_tokens = TOKENS, .max_k = K,
                                 .n_threads = 1 };
-        if ((rc = us_lookup_open(&L, w, t, &table, w->is_shard ? &local : NULL, &opts,
+        if ((rc = us_lookup_open(&sw.L, w, t, &table, w->is_shard ? &local : NULL, &opts,
                                  err)) != US_OK)
             break;
-        if (!w->is_coordinator) {
-            rc = us_lookup_serve(L, err);
-            us_lookup_close(L);
-            L = NULL;
-            continue;
-        }
-        if (all == NULL) {
-            so.shard_index = US_STORE_ALL_SHARDS;
-            if ((rc = us_store_open(dir, &so, &all, err)) != US_OK ||
-                (rc = us_store_view(all, ti, &whole, err)) != US_OK)
-                break;
-        }
-        uint64_t rows[TOKENS * K];
-        float wts[TOKENS * K];
-        uint8_t grp[TOKENS * K];
-        float *out = malloc(TOKENS * table.dim * sizeof(float));
-        float *ref = malloc(TOKENS * table.dim * sizeof(float));
-        double worst = 0;
-        for (int b = 0; b < BATCHES && rc == US_OK; b++) {
-            make_batch(5000u + (uint64_t)m * 10 + (uint64_t)b, rows, wts, grp, 1);
-            for (uint32_t p = 0; p < TOKENS * K; p++)
-                rows[p] %= table.rows;
-            us_lookup_batch batch = { TOKENS, K, rows, wts, NULL };
-            if ((rc = us_lookup_run(L, &batch, out, err)) != US_OK ||
-                (rc = us_gather_sum_ref(ref, &whole, rows, wts, TOKENS, K, err)) != US_OK)
-                break;
-            bool exact = us_lookup_last_mode(L) == US_LOOKUP_PULL;
-            if (compare(out, ref, TOKENS, table.dim, exact, &worst) != 0)
-                bad++;
-        }
-        free(out);
-        free(ref);
-        if (rc == US_OK && w->coordinator_index == 0)
-            printf("case %2d %-6s store %s table %s (%s, %llu x %u, %u shards) mode=%s: "
-                   "max_rel_err=%.2e %s\n", case_no + m, t->provider, dir, name,
-                   us_dtype_name(table.dtype), (unsigned long long)table.rows, table.dim,
-                   w->n_shards, mode_name(modes[m]), worst, bad ? "FAIL" : "ok");
-        if (rc == US_OK)
-            rc = us_lookup_finish(L, err);
-        us_lookup_close(L);
-        L = NULL;
+        sw.m = m;
+        sw.mode = modes[m];
+        rc = us_job_run(w, us_lookup_engine(sw.L), store_coordinate, &sw, err);
     }
 done:
-    us_lookup_close(L);
     us_store_close(all);
     us_store_close(mine);
-    if (rc == US_OK && bad)
-        rc = us_err_set(err, US_ECORRUPT, "store cases: %d batches differ", bad);
+    if (rc == US_OK && sw.bad)
+        rc = us_err_set(err, US_ECORRUPT, "store cases: %d batches differ", sw.bad);
     return rc;
 }
 
@@ -536,33 +639,27 @@ enum { BAD_MAGIC, BAD_LENGTH, BAD_ROW_RANGE, BAD_ROW_NOT_HELD, BAD_TABLE, BAD_OR
 static const char *const bad_names[N_BAD] = { "bad magic", "truncated", "row out of range",
     "row not held", "wrong table", "unsorted tokens", "NaN weight" };
 
-static int run_malformed(const us_world *w, us_transport *t, us_err *err)
+/* Coordinator 0 sends the broken requests; the others run idle rounds. */
+typedef struct malformed_work {
+    const us_world *w;
+    const us_table_info *table;
+    us_synth_spec spec;          /* shard_index -1: the whole table */
+    us_lookup *L;
+    int bad;
+} malformed_work;
+
+static int malformed_coordinate(void *arg, us_err *err)
 {
-    us_table_info table = { .table_id = 7, .rows = ROWS, .dim = DIM, .dtype = US_DTYPE_F32,
-                            .block_bits = BLOCK_BITS, .placement_seed = 1,
-                            .placement = US_PLACE_ROW };
-    us_synth_spec spec = { .dtype = US_DTYPE_F32, .synth_seed = 42, .table_id = 7,
-                           .rows = ROWS, .dim = DIM, .block_bits = BLOCK_BITS,
-                           .placement_seed = 1, .n_shards = w->n_shards,
-                           .shard_index = w->is_shard ? w->shard_index : 0 };
-    us_synth_view local = {0}, whole = {0};
-    us_lookup *L = NULL;
+    malformed_work *mw = arg;
+    const us_world *w = mw->w;
+    const us_table_info table = *mw->table;
+    us_lookup *L = mw->L;
+    us_synth_view whole = {0};
     us_wire_buf buf = {0};
-    int rc = US_OK, bad = 0, S = w->n_shards;
-    if (w->is_shard && (rc = us_synth_view_build(&local, &spec, err)) != US_OK)
+    int bad = 0, S = w->n_shards;
+    int rc = us_synth_view_build(&whole, &mw->spec, err);
+    if (rc != US_OK)
         return rc;
-    us_lookup_opts opts = { .mode = US_LOOKUP_PUSH, .max_tokens = TOKENS, .max_k = K,
-                            .n_threads = 1 };
-    if ((rc = us_lookup_open(&L, w, t, &table, w->is_shard ? &local.view : NULL, &opts,
-                             err)) != US_OK)
-        goto done;
-    if (!w->is_coordinator) {
-        rc = us_lookup_serve(L, err);
-        goto done;
-    }
-    spec.shard_index = -1;
-    if ((rc = us_synth_view_build(&whole, &spec, err)) != US_OK)
-        goto done;
     uint64_t *off = calloc((size_t)S, sizeof *off), *len = calloc((size_t)S, sizeof *len);
     for (int kind = 0; kind < N_BAD && rc == US_OK; kind++) {
         if (w->coordinator_index != 0) {      /* others: idle rounds in step */
@@ -672,16 +769,37 @@ static int run_malformed(const us_world *w, us_transport *t, us_err *err)
         if (rc == US_OK && w->rank == 0)
             printf("after malformed rounds: normal batch max_rel_err=%.2e; out-of-range "
                    "batch refused: %s\n", worst, e.msg);
-        if (rc == US_OK)
-            rc = us_lookup_finish(L, err);
     }
-done:
     us_wire_buf_free(&buf);
-    us_lookup_close(L);
-    us_synth_view_free(&local);
     us_synth_view_free(&whole);
-    if (rc == US_OK && bad)
-        rc = us_err_set(err, US_ECORRUPT, "%d malformed-request checks failed", bad);
+    mw->bad = bad;
+    return rc;
+}
+
+static int run_malformed(const us_world *w, us_transport *t, us_err *err)
+{
+    us_table_info table = { .table_id = 7, .rows = ROWS, .dim = DIM, .dtype = US_DTYPE_F32,
+                            .block_bits = BLOCK_BITS, .placement_seed = 1,
+                            .placement = US_PLACE_ROW };
+    us_synth_spec spec = { .dtype = US_DTYPE_F32, .synth_seed = 42, .table_id = 7,
+                           .rows = ROWS, .dim = DIM, .block_bits = BLOCK_BITS,
+                           .placement_seed = 1, .n_shards = w->n_shards,
+                           .shard_index = w->is_shard ? w->shard_index : 0 };
+    us_synth_view local = {0};
+    us_lookup *L = NULL;
+    int rc = US_OK;
+    if (w->is_shard && (rc = us_synth_view_build(&local, &spec, err)) != US_OK)
+        return rc;
+    us_lookup_opts opts = { .mode = US_LOOKUP_PUSH, .max_tokens = TOKENS, .max_k = K,
+                            .n_threads = 1 };
+    rc = us_lookup_open(&L, w, t, &table, w->is_shard ? &local.view : NULL, &opts, err);
+    malformed_work mw = { .w = w, .table = &table, .spec = spec, .L = L };
+    mw.spec.shard_index = -1;
+    if (rc == US_OK)
+        rc = us_job_run(w, us_lookup_engine(L), malformed_coordinate, &mw, err);
+    us_synth_view_free(&local);
+    if (rc == US_OK && mw.bad)
+        rc = us_err_set(err, US_ECORRUPT, "%d malformed-request checks failed", mw.bad);
     return rc;
 }
 

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "coordinator/lookup/job.h"
 #include "coordinator/model/memory_dist.h"
 #include "coordinator/model/model.h"
 #include "coordinator/model/model_io.h"
@@ -30,68 +31,39 @@ static int fail(const us_err *err)
     return 1;
 }
 
-int main(int argc, char **argv)
+/* What the computing rank does (the job's coordinator work). */
+typedef struct logits_job {
+    us_model *m;
+    const us_memory_backend *backend;
+    const char *tokens_path, *out_path, *mode;
+} logits_job;
+
+static int compute_logits(void *arg, us_err *err)
 {
-    if (argc != 5 && argc != 8) {
-        fprintf(stderr, "usage: model_logits MODEL_DIR TOKENS.i32 OUT.f32 prefill|decode|batch "
-                        "[STORE_DIR mpi|fabric auto|push|pull]\n");
-        return 2;
-    }
-    const char *mode = argv[4];
-    us_err err = {0};
-    us_model m;
-    us_value_tables vt = {0};
-    us_memory_backend be;
-    us_world w = {0};
-    us_memory_dist dist = {0};
-    if (us_model_load(&m, argv[1], &err) != US_OK)
-        return fail(&err);
-    if (argc == 8) {
-        if (us_world_init(&w, &argc, &argv, NULL, &err) != US_OK)
-            return fail(&err);
-        us_memory_dist_opts o = {
-            .transport = argv[6],
-            .mode = strcmp(argv[7], "push") == 0 ? US_LOOKUP_PUSH :
-                    strcmp(argv[7], "pull") == 0 ? US_LOOKUP_PULL : US_LOOKUP_AUTO,
-            .max_tokens = 3 * m.cfg.segment_len,
-            .k = m.cfg.memory.heads * m.cfg.memory.knn,
-            .n_groups = m.cfg.memory.ive_groups, .n_threads = 1 };
-        if (us_memory_dist_open(&dist, &w, argv[5], us_model_config_memory_layers(&m.cfg), &o,
-                                &err) != US_OK)
-            us_world_abort(&w, &err);
-        if (!w.is_coordinator) {
-            int rc = us_memory_dist_serve(&dist, &err);
-            us_memory_dist_close(&dist);
-            us_model_free(&m);
-            us_world_finalize(&w);
-            return rc == US_OK ? 0 : fail(&err);
-        }
-        us_memory_dist_backend(&dist, &be);
-    } else {
-        if (us_value_tables_load(&vt, argv[1], &m.cfg, &err) != US_OK)
-            return fail(&err);
-        us_value_tables_backend(&vt, &be);
-    }
-    if (us_model_set_backend(&m, &be, &err) != US_OK)
-        return fail(&err);
-    FILE *f = fopen(argv[2], "rb");
-    if (f == NULL) {
-        perror(argv[2]);
-        return 1;
-    }
+    const logits_job *job = arg;
+    us_model *mp = job->m;
+    const char *mode = job->mode;
+    int rc = us_model_set_backend(mp, job->backend, err);
+    if (rc != US_OK)
+        return rc;
+    FILE *f = fopen(job->tokens_path, "rb");
+    if (f == NULL)
+        return us_err_set(err, US_EIO, "%s: cannot open", job->tokens_path);
     int32_t tokens[4096];
     size_t T = fread(tokens, 4, 4096, f);
     fclose(f);
-    const size_t V = m.cfg.vocab_size, L = m.cfg.segment_len;
+    const size_t V = mp->cfg.vocab_size, L = mp->cfg.segment_len;
     float *logits = malloc(T * V * sizeof(float));
     float *step = malloc(3 * L * V * sizeof(float));
     us_seq_state s[3];
     us_workspace ws;
-    if (logits == NULL || step == NULL || us_workspace_init(&ws, &m.cfg, 3 * L, &err) != US_OK)
-        return fail(&err);
+    if (logits == NULL || step == NULL)
+        return us_err_set(err, US_ENOMEM, "logits of %zu tokens", T);
+    if ((rc = us_workspace_init(&ws, &mp->cfg, 3 * L, err)) != US_OK)
+        return rc;
     for (int i = 0; i < 3; i++)
-        if (us_seq_state_init(&s[i], &m.cfg, &err) != US_OK)
-            return fail(&err);
+        if ((rc = us_seq_state_init(&s[i], &mp->cfg, err)) != US_OK)
+            return rc;
     int32_t other[2][4096];
     for (size_t t = 0; t < T; t++) {
         other[0][t] = (int32_t)((tokens[t] * 7 + 3) % 256);
@@ -106,10 +78,8 @@ int main(int argc, char **argv)
             n = 1;
         else if (strcmp(mode, "batch") == 0)
             n = 3 < room ? 3 : room;
-        else {
-            fprintf(stderr, "model_logits: unknown mode '%s'\n", mode);
-            return 2;
-        }
+        else
+            return us_err_set(err, US_EINVAL, "unknown mode '%s'", mode);
         if (n > T - pos)
             n = T - pos;
         us_batch_item items[3] = { { &s[0], tokens + pos, (uint32_t)n } };
@@ -124,31 +94,64 @@ int main(int argc, char **argv)
                 opos[o] += k;
             }
         }
-        if (us_model_forward(&m, &ws, items, n_items, step, false, &err) != US_OK) {
-            if (dist.tables != NULL)
-                us_world_abort(&w, &err);
-            return fail(&err);
-        }
+        if ((rc = us_model_forward(mp, &ws, items, n_items, step, false, err)) != US_OK)
+            return rc;
         memcpy(logits + pos * V, step, n * V * sizeof(float));
         pos += n;
     }
-    f = fopen(argv[3], "wb");
-    if (f == NULL || fwrite(logits, sizeof(float), T * V, f) != T * V || fclose(f) != 0) {
-        perror(argv[3]);
-        return 1;
-    }
+    f = fopen(job->out_path, "wb");
+    if (f == NULL || fwrite(logits, sizeof(float), T * V, f) != T * V || fclose(f) != 0)
+        return us_err_set(err, US_EIO, "%s: cannot write", job->out_path);
     for (int i = 0; i < 3; i++)
         us_seq_state_free(&s[i]);
     us_workspace_free(&ws);
     free(step);
     free(logits);
-    us_value_tables_free(&vt);
-    us_model_free(&m);
-    if (dist.tables != NULL) {
-        if (us_memory_dist_finish(&dist, &err) != US_OK)
-            return fail(&err);
-        us_memory_dist_close(&dist);
-        us_world_finalize(&w);
+    return US_OK;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 5 && argc != 8) {
+        fprintf(stderr, "usage: model_logits MODEL_DIR TOKENS.i32 OUT.f32 prefill|decode|batch "
+                        "[STORE_DIR mpi|fabric auto|push|pull]\n");
+        return 2;
     }
-    return 0;
+    us_err err = {0};
+    us_model m;
+    us_memory_backend be;
+    if (us_model_load(&m, argv[1], &err) != US_OK)
+        return fail(&err);
+    logits_job job = { .m = &m, .backend = &be, .tokens_path = argv[2], .out_path = argv[3],
+                       .mode = argv[4] };
+    int rc;
+    if (argc == 5) {
+        us_value_tables vt = {0};
+        if ((rc = us_value_tables_load(&vt, argv[1], &m.cfg, &err)) == US_OK) {
+            us_value_tables_backend(&vt, &be);
+            rc = compute_logits(&job, &err);
+        }
+        us_value_tables_free(&vt);
+        us_model_free(&m);
+        return rc == US_OK ? 0 : fail(&err);
+    }
+    us_world w;
+    us_memory_dist dist;
+    if (us_world_init(&w, &argc, &argv, NULL, &err) != US_OK)
+        return fail(&err);
+    us_memory_dist_opts o = {
+        .transport = argv[6],
+        .mode = strcmp(argv[7], "push") == 0 ? US_LOOKUP_PUSH :
+                strcmp(argv[7], "pull") == 0 ? US_LOOKUP_PULL : US_LOOKUP_AUTO,
+        .max_tokens = 3 * m.cfg.segment_len,
+        .k = m.cfg.memory.heads * m.cfg.memory.knn,
+        .n_groups = m.cfg.memory.ive_groups, .n_threads = 1 };
+    if (us_memory_dist_open(&dist, &w, argv[5], us_model_config_memory_layers(&m.cfg), &o,
+                            &err) != US_OK)
+        us_world_abort(&w, &err);
+    us_memory_dist_backend(&dist, &be);
+    rc = us_job_run(&w, us_memory_dist_engine(&dist), compute_logits, &job, &err);
+    us_model_free(&m);
+    us_world_finalize(&w);
+    return rc == US_OK ? 0 : fail(&err);
 }

@@ -71,37 +71,34 @@ static void test_roles(void **state)
 static void test_proto_roundtrip_and_unknown_fields(void **state)
 {
     (void)state;
-    Ultrashard__LookupRequest req = ULTRASHARD__LOOKUP_REQUEST__INIT;
-    uint64_t rows[3] = { 5, 1ull << 40, 7 };
-    float weights[3] = { 0.5f, 0.25f, -1.0f };
-    req.version = 1;
-    req.request_id = 42;
-    req.tokens = 1;
-    req.k = 3;
-    req.n_rows = 3;
-    req.rows = rows;
-    req.n_weights = 3;
-    req.weights = weights;
-    size_t n = ultrashard__lookup_request__get_packed_size(&req);
+    Ultrashard__SessionState msg = ULTRASHARD__SESSION_STATE__INIT;
+    float memory[3] = { 0.5f, 0.25f, -1.0f };
+    msg.version = 1;
+    msg.session_id = "s-42";
+    msg.generation = 1ull << 40;
+    msg.layers = 1;
+    msg.n_memory = 3;
+    msg.memory = memory;
+    size_t n = ultrashard__session_state__get_packed_size(&msg);
     uint8_t *buf = malloc(n + 16);
     assert_non_null(buf);
-    ultrashard__lookup_request__pack(&req, buf);
+    ultrashard__session_state__pack(&msg, buf);
     /* Append an unknown field (number 1000, varint 7): readers must tolerate it. */
     size_t m = n;
     uint32_t key = (1000u << 3) | 0;
     while (key >= 0x80) { buf[m++] = (uint8_t)(key | 0x80); key >>= 7; }
     buf[m++] = (uint8_t)key;
     buf[m++] = 7;
-    Ultrashard__LookupRequest *got = ultrashard__lookup_request__unpack(NULL, m, buf);
+    Ultrashard__SessionState *got = ultrashard__session_state__unpack(NULL, m, buf);
     assert_non_null(got);
-    assert_int_equal(got->request_id, 42);
-    assert_int_equal(got->n_rows, 3);
-    assert_true(got->rows[1] == (1ull << 40));
-    assert_true(got->weights[2] == -1.0f);
+    assert_string_equal(got->session_id, "s-42");
+    assert_true(got->generation == (1ull << 40));
+    assert_int_equal(got->n_memory, 3);
+    assert_true(got->memory[2] == -1.0f);
     assert_int_equal(got->base.n_unknown_fields, 1);
-    ultrashard__lookup_request__free_unpacked(got, NULL);
+    ultrashard__session_state__free_unpacked(got, NULL);
     /* Truncated input is rejected, not misread. */
-    assert_null(ultrashard__lookup_request__unpack(NULL, n - 3, buf));
+    assert_null(ultrashard__session_state__unpack(NULL, n - 3, buf));
     free(buf);
 }
 

@@ -1,0 +1,373 @@
+/* bench_lookup.c — the lookup benchmark (see bench_lookup.h). */
+#include "coordinator/lookup/bench_lookup.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "coordinator/lookup/job.h"
+#include "coordinator/lookup/lookup.h"
+#include "kernels/gather.h"
+#include "kernels/stats.h"
+#include "shard/synth_view.h"
+
+typedef struct bench_result {
+    char transport[16], provider[64], placement[8], mode[12];
+    double tokens_per_s, rows_per_s, sent_per_token, recv_per_token, msgs_per_batch;
+    double p50_ms, p99_ms, base_tokens_per_s, ratio, max_rel_err;
+    uint64_t push_batches, pull_batches;
+    double cache_hit_rate;       /* -1: no cache */
+} bench_result;
+
+/* Results printed so far (rank 0), for the closing table. */
+typedef struct bench_results {
+    bench_result items[32];
+    int n;
+} bench_results;
+
+us_bench_lookup_opts us_bench_lookup_defaults(void)
+{
+    us_bench_lookup_opts o = { .rows = 131072, .dim = 128, .tokens = 256, .k = 32,
+                               .batches = 20, .dtype = US_DTYPE_F32, .hot = 0.2,
+                               .threads = 1, .read_us = -1 };
+    snprintf(o.transports, sizeof o.transports, "mpi,fabric");
+    snprintf(o.modes, sizeof o.modes, "push,pull,pullmsg");
+    snprintf(o.placements, sizeof o.placements, "row,column");
+    return o;
+}
+
+static bool in_list(const char *list, const char *word)
+{
+    size_t n = strlen(word);
+    for (const char *p = list; (p = strstr(p, word)) != NULL; p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+static uint64_t rng(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Zipf(a) rank in [0, n) by inverting the continuous power law on [1, n+1)
+ * (a bounded Pareto): close to the discrete law for the large n used here,
+ * and O(1) per draw. */
+static uint64_t zipf_rank(double a, uint64_t n, double u)
+{
+    double x, top = (double)n + 1.0;
+    if (fabs(a - 1.0) < 1e-9)
+        x = pow(top, u);
+    else
+        x = pow(1.0 + u * (pow(top, 1.0 - a) - 1.0), 1.0 / (1.0 - a));
+    uint64_t r = (uint64_t)x - 1;
+    return r < n ? r : n - 1;
+}
+
+static void make_batch(const us_bench_lookup_opts *o, uint64_t seed, uint64_t *rows, float *w)
+{
+    uint64_t s = seed, n = (uint64_t)o->tokens * o->k;
+    for (uint64_t p = 0; p < n; p++) {
+        uint64_t x = rng(&s);
+        bool hot = (double)(x >> 11) * 0x1p-53 < o->hot;
+        uint64_t y = rng(&s);
+        if (o->zipf > 0)   /* rank r -> a row spread over the table's blocks */
+            rows[p] = zipf_rank(o->zipf, o->rows, (double)(y >> 11) * 0x1p-53) * 977 % o->rows;
+        else
+            rows[p] = hot ? (y % 1024) * 977 % o->rows : y % o->rows;
+        w[p] = (float)((rng(&s) >> 40) * 0x1p-24) - 0.5f;
+    }
+}
+
+static double now_s(void) { return MPI_Wtime(); }
+
+/* One configuration's coordinator work: what it measures and where. */
+typedef struct bench_work {
+    const us_world *w;
+    us_transport *t;
+    const us_bench_lookup_opts *o;
+    const us_table_info *table;
+    const us_rows_view *whole;   /* rank 0: the whole table (baseline); else NULL */
+    us_lookup *L;
+    bench_result *res;
+} bench_work;
+
+/* Largest relative error of the batch's distributed result against the
+ * single-process gather of the same pairs. */
+static int check_batch(const bench_work *bw, const uint64_t *rows, const float *wt,
+                       const float *out, float *ref, double *max_rel, us_err *err)
+{
+    const us_bench_lookup_opts *o = bw->o;
+    uint32_t dim = bw->table->dim;
+    int rc = us_gather_sum(ref, bw->whole, rows, wt, o->tokens, o->k, o->threads, err);
+    for (uint32_t tok = 0; rc == US_OK && tok < o->tokens; tok++) {
+        double mr = 0, md = 0;
+        for (uint32_t c = 0; c < dim; c++) {
+            size_t i = (size_t)tok * dim + c;
+            mr = fmax(mr, fabs(ref[i]));
+            md = fmax(md, fabs((double)out[i] - ref[i]));
+        }
+        *max_rel = fmax(*max_rel, mr > 0 ? md / mr : md);
+    }
+    return rc;
+}
+
+static void fill_result(const bench_work *bw, const us_transport_stats *before,
+                        const us_transport_stats *after, double wall, double base,
+                        double *lat, double max_rel)
+{
+    const us_bench_lookup_opts *o = bw->o;
+    bench_result *res = bw->res;
+    const us_lookup_stats *st = us_lookup_get_stats(bw->L);
+    double tokens = (double)o->tokens * o->batches;
+    us_sort_doubles(lat, o->batches);
+    res->tokens_per_s = tokens / wall;
+    res->rows_per_s = tokens * o->k / wall;
+    res->sent_per_token = (double)(after->bytes_sent - before->bytes_sent) / tokens;
+    res->recv_per_token = (double)(after->bytes_recv - before->bytes_recv +
+                                   after->rma_bytes - before->rma_bytes) / tokens;
+    res->msgs_per_batch = (double)(after->msgs_sent - before->msgs_sent +
+                                   after->msgs_recv - before->msgs_recv +
+                                   after->rma_reads - before->rma_reads) / o->batches;
+    res->p50_ms = us_percentile_sorted(lat, o->batches, 0.50) * 1e3;
+    res->p99_ms = us_percentile_sorted(lat, o->batches, 0.99) * 1e3;
+    res->base_tokens_per_s = base > 0 ? tokens / base : 0;
+    res->ratio = base > 0 ? res->tokens_per_s / res->base_tokens_per_s : 0;
+    res->max_rel_err = max_rel;
+    res->push_batches = st->push_batches;
+    res->pull_batches = st->pull_batches;
+    const us_rowcache *cache = us_lookup_cache(bw->L);
+    res->cache_hit_rate = cache == NULL ? -1
+        : (double)cache->hits / (double)(cache->hits + cache->misses > 0
+                                         ? cache->hits + cache->misses : 1);
+}
+
+/* Coordinators: 2 warm-up batches, then the timed ones. The stats are taken
+ * before finish, whose STOP rounds are not part of the measurement. */
+static int bench_coordinate(void *arg, us_err *err)
+{
+    const bench_work *bw = arg;
+    const us_bench_lookup_opts *o = bw->o;
+    uint64_t n = (uint64_t)o->tokens * o->k;
+    size_t out_floats = (size_t)o->tokens * bw->table->dim;
+    uint64_t *rows = malloc(n * sizeof *rows);
+    float *wt = malloc(n * sizeof *wt);
+    float *out = malloc(out_floats * sizeof *out), *ref = malloc(out_floats * sizeof *ref);
+    double *lat = calloc(o->batches, sizeof *lat);
+    int rc = US_OK;
+    if (!rows || !wt || !out || !ref || !lat) {
+        rc = us_err_set(err, US_ENOMEM, "bench: batch buffers");
+        goto done;
+    }
+    us_transport_stats before = bw->t->stats;
+    double t0 = 0, max_rel = 0, base = 0;
+    for (uint32_t b = 0; b < o->batches + 2 && rc == US_OK; b++) {
+        if (b == 2) {      /* after warm-up */
+            before = bw->t->stats;
+            t0 = now_s();
+        }
+        make_batch(o, 1000u * (uint64_t)bw->w->coordinator_index + b, rows, wt);
+        us_lookup_batch batch = { o->tokens, o->k, rows, wt, NULL };
+        double s = now_s();
+        rc = us_lookup_run(bw->L, &batch, out, err);
+        if (b >= 2)
+            lat[b - 2] = now_s() - s;
+        /* baseline interleaved batch by batch: the shared box's load then
+         * affects both sides alike (ratios, not absolute times) */
+        if (rc == US_OK && b >= 2 && bw->whole != NULL) {
+            double b0 = now_s();
+            rc = us_gather_sum(ref, bw->whole, rows, wt, o->tokens, o->k, o->threads, err);
+            base += now_s() - b0;
+        }
+        if (rc == US_OK && b == 0 && bw->whole != NULL)
+            rc = check_batch(bw, rows, wt, out, ref, &max_rel, err);
+    }
+    double wall = now_s() - t0 - base;   /* distributed time only */
+    us_transport_stats after = bw->t->stats;
+    if (rc == US_OK)
+        fill_result(bw, &before, &after, wall, base, lat, max_rel);
+done:
+    free(rows);
+    free(wt);
+    free(out);
+    free(ref);
+    free(lat);
+    return rc;
+}
+
+/* One configuration, collectively: open a lookup, run it as a job. */
+static int bench_one(const us_world *w, us_transport *t, const us_bench_lookup_opts *o,
+                     const us_table_info *table, const us_rows_view *local,
+                     const us_rows_view *whole, us_lookup_mode mode, bool pull_by_messages,
+                     bench_result *res, us_err *err)
+{
+    us_lookup_opts lo = { .mode = mode, .max_tokens = o->tokens, .max_k = o->k,
+                          .n_threads = o->threads, .cache_bytes = o->cache_bytes,
+                          .pull_by_messages = pull_by_messages };
+    if (o->read_us >= 0) {
+        lo.cost = us_cost_params_default();
+        lo.cost.read_us = o->read_us;
+    }
+    us_lookup *L = NULL;
+    int rc = us_lookup_open(&L, w, t, table, w->is_shard ? local : NULL, &lo, err);
+    if (rc != US_OK)
+        return rc;
+    bench_work bw = { .w = w, .t = t, .o = o, .table = table, .whole = whole, .L = L,
+                      .res = res };
+    return us_job_run(w, us_lookup_engine(L), bench_coordinate, &bw, err);
+}
+
+static void print_result(const us_world *w, const us_bench_lookup_opts *o, const bench_result *r,
+                         uint64_t shard_bytes, uint64_t whole_bytes)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("{\"bench\":\"lookup\",\"transport\":\"%s\",\"provider\":\"%s\",\"placement\":\"%s\","
+           "\"mode\":\"%s\",\"ranks\":%d,\"coordinators\":%d,\"shards\":%d,\"rows\":%llu,"
+           "\"dim\":%u,\"dtype\":\"%s\",\"tokens\":%u,\"k\":%u,\"batches\":%u,\"hot\":%.2f,\"zipf\":%.2f,"
+           "\"push_batches\":%llu,\"pull_batches\":%llu,"
+           "\"tokens_per_s\":%.1f,\"rows_per_s\":%.1f,\"bytes_sent_per_token\":%.1f,"
+           "\"bytes_recv_per_token\":%.1f,\"msgs_per_batch\":%.1f,\"p50_ms\":%.3f,"
+           "\"p99_ms\":%.3f,\"baseline_tokens_per_s\":%.1f,\"ratio_vs_baseline\":%.4f,"
+           "\"max_rel_err\":%.3g,\"cache_hit_rate\":%.4f,\"shard_view_bytes_max\":%llu,\"whole_table_bytes\":%llu,"
+           "\"rank0_maxrss_kib\":%ld}\n",
+           r->transport, r->provider, r->placement, r->mode, w->size, w->n_coordinators,
+           w->n_shards, (unsigned long long)o->rows, o->dim, us_dtype_name(o->dtype),
+           o->tokens, o->k, o->batches, o->hot, o->zipf, (unsigned long long)r->push_batches,
+           (unsigned long long)r->pull_batches, r->tokens_per_s, r->rows_per_s,
+           r->sent_per_token, r->recv_per_token, r->msgs_per_batch, r->p50_ms, r->p99_ms,
+           r->base_tokens_per_s, r->ratio, r->max_rel_err, r->cache_hit_rate, (unsigned long long)shard_bytes,
+           (unsigned long long)whole_bytes, ru.ru_maxrss);
+    fflush(stdout);
+}
+
+static void print_table(const bench_results *rs)
+{
+    printf("\n%-7s %-12s %-6s %-7s %11s %11s %9s %9s %8s %8s %8s %7s %9s\n", "transp",
+           "provider", "place", "mode", "tokens/s", "baseline/s", "ratio", "B/token",
+           "msgs/bat", "p50 ms", "p99 ms", "relerr", "push/pull");
+    for (int i = 0; i < rs->n; i++) {
+        const bench_result *r = &rs->items[i];
+        printf("%-7s %-12s %-6s %-7s %11.0f %11.0f %9.4f %9.0f %8.1f %8.3f %8.3f %7.1e "
+               "%4llu/%-4llu\n", r->transport, r->provider, r->placement, r->mode,
+               r->tokens_per_s, r->base_tokens_per_s, r->ratio,
+               r->sent_per_token + r->recv_per_token, r->msgs_per_batch, r->p50_ms,
+               r->p99_ms, r->max_rel_err, (unsigned long long)r->push_batches,
+               (unsigned long long)r->pull_batches);
+    }
+    printf("(ratio = distributed tokens/s over the single-process gather of the same "
+           "batches on rank 0; B/token = bytes sent + received by coordinator 0)\n");
+}
+
+/* One placement's table, built once and measured on every selected
+ * transport and mode. */
+typedef struct bench_table {
+    const char *placement;
+    us_table_info info;
+    us_synth_view local, whole;
+    unsigned long long shard_max;   /* rank 0: largest shard view */
+} bench_table;
+
+static const char *const mode_names[4] = { "push", "pull", "pullmsg", "auto" };
+/* pullmsg: pull by ROWS messages even where one-sided reads exist */
+static const us_lookup_mode mode_kinds[4] = { US_LOOKUP_PUSH, US_LOOKUP_PULL, US_LOOKUP_PULL,
+                                              US_LOOKUP_AUTO };
+
+static void bench_transport(const us_world *w, const us_bench_lookup_opts *o,
+                            const bench_table *bt, const char *tname, bench_results *rs)
+{
+    us_err err = {0};
+    us_lookup_opts sizing = { .max_tokens = o->tokens, .max_k = o->k };
+    us_transport_opts topts = {
+        .max_msg_bytes = us_lookup_max_msg_bytes(&bt->info, &sizing, w->n_shards) };
+    us_transport *t = NULL;
+    if (us_transport_open(tname, w, &topts, &t, &err) != US_OK) {
+        if (w->rank == 0)
+            fprintf(stderr, "ultrashard bench: skipping transport %s: %s\n", tname, err.msg);
+        return;
+    }
+    for (int mi = 0; mi < 4; mi++) {
+        if (!in_list(o->modes, mode_names[mi]) ||
+            (mi == 2 && strcmp(t->ops->name, "fabric") != 0))
+            continue;
+        bench_result r = {0};
+        if (bench_one(w, t, o, &bt->info, &bt->local.view, w->rank == 0 ? &bt->whole.view : NULL,
+                      mode_kinds[mi], mi == 2, &r, &err) != US_OK) {
+            fprintf(stderr, "ultrashard bench: rank %d: %s\n", w->rank, err.msg);
+            us_world_abort(w, &err);
+        }
+        if (w->rank == 0 && rs->n < 32) {
+            snprintf(r.transport, sizeof r.transport, "%s", tname);
+            snprintf(r.provider, sizeof r.provider, "%s", t->provider);
+            snprintf(r.placement, sizeof r.placement, "%s", bt->placement);
+            snprintf(r.mode, sizeof r.mode, "%s", mode_names[mi]);
+            print_result(w, o, &r, bt->shard_max, bt->whole.bytes);
+            rs->items[rs->n++] = r;
+        }
+    }
+    us_transport_close(t);
+}
+
+/* Collective: this rank's view of placement pi (rank 0 also the whole
+ * table), then every transport. */
+static void bench_placement(const us_world *w, const us_bench_lookup_opts *o, int pi,
+                            bench_results *rs)
+{
+    static const char *const pnames[2] = { "row", "column" };
+    static const char *const tnames[2] = { "mpi", "fabric" };
+    bench_table bt = {
+        .placement = pnames[pi],
+        .info = { .table_id = 1, .rows = o->rows, .dim = o->dim, .dtype = o->dtype,
+                  .block_bits = 12, .placement_seed = 7, .placement = (us_placement_kind)pi },
+    };
+    us_synth_spec spec = { .dtype = o->dtype, .synth_seed = 42, .table_id = 1,
+                           .rows = o->rows, .dim = o->dim, .block_bits = 12,
+                           .placement_seed = 7, .column = pi == 1, .n_shards = w->n_shards,
+                           .shard_index = w->is_shard ? w->shard_index : 0 };
+    us_err err = {0};
+    int rc = US_OK;
+    if (w->is_shard)
+        rc = us_synth_view_build(&bt.local, &spec, &err);
+    spec.shard_index = -1;
+    if (rc == US_OK && w->rank == 0)
+        rc = us_synth_view_build(&bt.whole, &spec, &err);
+    if (rc != US_OK)
+        us_world_abort(w, &err);
+    unsigned long long mine = bt.local.bytes;
+    MPI_Reduce(&mine, &bt.shard_max, 1, MPI_UNSIGNED_LONG_LONG, MPI_MAX, 0, w->comm);
+    for (int ti = 0; ti < 2; ti++)
+        if (in_list(o->transports, tnames[ti]))
+            bench_transport(w, o, &bt, tnames[ti], rs);
+    us_synth_view_free(&bt.local);
+    us_synth_view_free(&bt.whole);
+}
+
+int us_bench_lookup_run(const us_bench_lookup_opts *o, int *argc, char ***argv, us_err *err)
+{
+    us_world w;
+    int rc = us_world_init(&w, argc, argv, &o->world, err);
+    if (rc != US_OK)
+        return rc;
+    bench_results rs = { .n = 0 };
+    for (int pi = 0; pi < 2; pi++)
+        if (in_list(o->placements, pi == 0 ? "row" : "column"))
+            bench_placement(&w, o, pi, &rs);
+    int bad = 0;
+    if (w.rank == 0) {
+        print_table(&rs);
+        for (int i = 0; i < rs.n; i++)
+            bad += rs.items[i].max_rel_err > 1e-5;
+    }
+    MPI_Bcast(&bad, 1, MPI_INT, 0, w.comm);
+    us_world_finalize(&w);
+    if (bad > 0)
+        return us_err_set(err, US_ECORRUPT, "bench lookup: %d configurations differ from the "
+                          "single-process gather by more than 1e-5 (rank 0's table)", bad);
+    return US_OK;
+}

@@ -11,6 +11,7 @@
 #include "coordinator/lookup/job.h"
 #include "coordinator/lookup/lookup.h"
 #include "kernels/gather.h"
+#include "kernels/hash.h"
 #include "kernels/stats.h"
 #include "shard/synth_view.h"
 
@@ -50,10 +51,7 @@ static bool in_list(const char *list, const char *word)
 
 static uint64_t rng(uint64_t *s)
 {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return us_splitmix64_next(s);
 }
 
 /* Zipf(a) rank in [0, n) by inverting the continuous power law on [1, n+1)

@@ -62,7 +62,10 @@ typedef struct us_memory_local {
     const size_t *store_tables;   /* [n_tables]: each view's table index in store */
 } us_memory_local;
 
-/* Fills *backend with the local implementation over *local (borrowed). */
+/* Fills *backend with the local implementation over *local (borrowed); its
+ * lookup and table_info return US_ENOTFOUND for a table id not in *local and
+ * the gather's codes (kernels/gather.h) prefixed with the table.
+ * Returns: nothing; cannot fail. */
 void us_memory_local_backend(us_memory_backend *backend, us_memory_local *local);
 
 #endif

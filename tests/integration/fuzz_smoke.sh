@@ -5,7 +5,7 @@
 # installs clang, libclang-rt-14-dev and libomp-dev).
 set -u
 cd "$(dirname "$0")/../.."
-SECONDS_EACH=${US_FUZZ_SECONDS:-5}   # 9 harnesses: under a minute of fuzzing
+SECONDS_EACH=${US_FUZZ_SECONDS:-4}   # 9 harnesses: about a minute with start-up
 probe=$(mktemp -d); trap 'rm -rf "$probe"' EXIT
 printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n)\n{ (void)d; (void)n; return 0; }\n' >"$probe/p.c"
 if ! command -v clang >/dev/null 2>&1 ||

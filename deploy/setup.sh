@@ -11,6 +11,7 @@ PACKAGES=(
   libopenblas-dev                     # sgemm for scoring / projections
   libcjson-dev                        # model config + safetensors headers
   libcmocka-dev                       # unit tests
+  clang libclang-rt-14-dev libomp-dev # make fuzz: libFuzzer harnesses (clang -fsanitize=fuzzer, -fopenmp)
   python3-numpy                       # independent reference checks (/usr/bin/python3)
   iproute2                            # namespace lab (ip netns, tc tbf)
   redis-server libhiredis-dev         # peer in tests/bench/peers.sh (loopback, started/stopped by it)

@@ -18,6 +18,8 @@
 #include "tests/unit/tmpdir.h"
 
 #include "proto/placement.h"
+#include "proto/ultrashard.pb-c.h"
+#include "shard/crc32c.h"
 #include "shard/rowcodec.h"
 #include "shard/store.h"
 #include "shard/store_write.h"
@@ -407,6 +409,53 @@ static void test_manifest_semantics(void **state)
     us_manifest_free(&m);
 }
 
+/* A corrupt manifest whose rows / block_bits claim 2^40 blocks but that
+ * lists one block CRC: refused as corrupt before anything is sized by the
+ * claim (it used to calloc 4 TiB first; found by tests/fuzz/fuzz_manifest.c). */
+static void test_manifest_block_count_lie(void **state)
+{
+    (void)state;
+    Ultrashard__TableManifest tm = ULTRASHARD__TABLE_MANIFEST__INIT;
+    tm.version = 1;
+    tm.name = (char *)"big";
+    tm.rows = 1ull << 40;
+    tm.dim = 1;
+    tm.dtype = ULTRASHARD__DTYPE__DTYPE_F32;
+    tm.block_bits = 0;
+    tm.shard_count = 1;
+    uint32_t one_crc = 0;
+    tm.n_block_crc32c = 1;
+    tm.block_crc32c = &one_crc;
+    Ultrashard__TableManifest *tables[1] = { &tm };
+    Ultrashard__StoreManifest sm = ULTRASHARD__STORE_MANIFEST__INIT;
+    sm.version = 1;
+    sm.format_version = US_STORE_FORMAT_VERSION;
+    sm.shard_count = 1;
+    sm.n_tables = 1;
+    sm.tables = tables;
+    size_t n = ultrashard__store_manifest__get_packed_size(&sm);
+    uint8_t *buf = malloc(n + 5);
+    assert_non_null(buf);
+    ultrashard__store_manifest__pack(&sm, buf);
+    uint32_t crc = us_crc32c(0, buf, n);
+    buf[n] = 0x35;   /* field 6, fixed32: the manifest's checksum, written last */
+    for (int i = 0; i < 4; i++)
+        buf[n + 1 + i] = (uint8_t)(crc >> (8 * i));
+    const char *dir = sub("lie");
+    mkdir(dir, 0755);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, US_MANIFEST_FILE);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, n + 5, f), n + 5);
+    assert_int_equal(fclose(f), 0);
+    free(buf);
+    us_manifest m;
+    us_err err = {0};
+    assert_int_equal(us_manifest_read(dir, &m, &err), US_ECORRUPT);
+    assert_non_null(strstr(err.msg, "1 block checksums for 1099511627776 blocks"));
+}
+
 /* A table far larger than this machine's RAM (64 GiB, sparse shard files):
  * the mmap backend opens it without reading it (no scan without verify),
  * rows anywhere in it are served, and resident memory stays small. */
@@ -622,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_write_open_read_all_backends),
         cmocka_unit_test(test_corruption_detected),
         cmocka_unit_test(test_manifest_semantics),
+        cmocka_unit_test(test_manifest_block_count_lie),
         cmocka_unit_test(test_mmap_table_larger_than_ram),
         cmocka_unit_test(test_identity_header),
         cmocka_unit_test(test_scrub),

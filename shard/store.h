@@ -138,30 +138,36 @@ typedef struct us_store us_store;
  * US_EVERSION, US_EINVAL (shard count mismatch, bad options), US_EIO,
  * US_ENOMEM. */
 int  us_store_open(const char *dir, const us_store_opts *opts, us_store **out, us_err *err);
+/* Unmaps/frees everything; NULL is a no-op. Returns: nothing. */
 void us_store_close(us_store *s);
 
+/* Returns: the manifest read at open (owned by the store). */
 const us_manifest *us_store_manifest(const us_store *s);
+/* Returns: the directory the store was opened from (owned by the store). */
 const char *us_store_dir(const us_store *s);
 
-/* Index of table `name` (or its decimal id), or US_ENOTFOUND. */
+/* Index of table `name` (or its decimal id).
+ * Returns: US_OK and *index, or US_ENOTFOUND naming the table. */
 int us_store_find_table(const us_store *s, const char *name, size_t *index, us_err *err);
 
-/* Fills *view for table `index` (pointers owned by the store). Synthetic
- * tables have no bytes to point to: US_EUNSUPP (use us_store_read_row). */
+/* Fills *view for table `index` (pointers owned by the store).
+ * Returns: US_OK; US_ERANGE for a bad index; US_EUNSUPP for a synthetic
+ * table (no bytes to point to: use us_store_read_row). */
 int us_store_view(const us_store *s, size_t index, us_rows_view *view, us_err *err);
 
-/* Whether row is held by the opened shard(s) (synthetic: always). */
+/* Returns: whether row is held by the opened shard(s) (synthetic: always). */
 bool us_store_has_row(const us_store *s, size_t index, uint64_t row);
 
 /* Copies one row in the table's dtype into out (row_bytes) and, for int8,
  * its scale into *scale. Works for every backend, synthetic included.
- * US_ERANGE for a row beyond the table, US_ENOTFOUND if not local,
- * US_ECORRUPT if its block fails its CRC check. */
+ * Returns: US_OK; US_ERANGE for a row beyond the table, US_ENOTFOUND if not
+ * local, US_ECORRUPT if its block fails its CRC check. */
 int us_store_read_row(const us_store *s, size_t index, uint64_t row, void *out,
                       float *scale, us_err *err);
 
-/* Pointer to a local block's slot (NULL when not local or synthetic).
- * Unchecked: a caller serving its bytes checks it first (contract above). */
+/* Unchecked: a caller serving its bytes checks it first (contract above).
+ * Returns: a pointer to a local block's slot, NULL when not local or
+ * synthetic. */
 const uint8_t *us_store_block(const us_store *s, size_t index, uint64_t block);
 
 /* Makes sure every local block holding one of rows[0..n) of table `index`
@@ -203,7 +209,8 @@ typedef struct us_verify_report {
  * one is also in *err. Returns: US_OK or US_ECORRUPT. */
 int us_store_verify(const us_store *s, bool print_each, us_verify_report *report, us_err *err);
 
-/* Resident bytes of this open store (RAM copies; mmap counts file bytes). */
+/* Returns: the resident bytes of this open store (RAM copies; mmap counts
+ * file bytes). */
 uint64_t us_store_local_bytes(const us_store *s);
 
 #endif

@@ -42,6 +42,8 @@
     "  --transport T          mpirun jobs: mpi (default) or fabric (libfabric RDM)\n" \
     "  --lookup-mode M        mpirun jobs: auto (cost model, default), push, pull\n"
 
+/* Returns: the exit status (coordinator/cli/cli.h: 0 success, 1 failure with
+ * its message printed, 2 usage error). */
 int us_cmd_infer(int argc, char **argv);
 
 #endif

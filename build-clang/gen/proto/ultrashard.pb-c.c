@@ -1274,20 +1274,22 @@ const ProtobufCEnumDescriptor ultrashard__error_code__descriptor =
   ultrashard__error_code__value_ranges,
   NULL,NULL,NULL,NULL   /* reserved[1234] */
 };
-static const ProtobufCEnumValue ultrashard__control_kind__enum_values_by_number[5] =
+static const ProtobufCEnumValue ultrashard__control_kind__enum_values_by_number[6] =
 {
   { "CONTROL_NONE", "ULTRASHARD__CONTROL_KIND__CONTROL_NONE", 0 },
   { "CONTROL_CYCLE", "ULTRASHARD__CONTROL_KIND__CONTROL_CYCLE", 1 },
   { "CONTROL_SESSION_SAVE", "ULTRASHARD__CONTROL_KIND__CONTROL_SESSION_SAVE", 2 },
   { "CONTROL_SESSION_LOAD", "ULTRASHARD__CONTROL_KIND__CONTROL_SESSION_LOAD", 3 },
   { "CONTROL_STOP", "ULTRASHARD__CONTROL_KIND__CONTROL_STOP", 4 },
+  { "CONTROL_IDLE", "ULTRASHARD__CONTROL_KIND__CONTROL_IDLE", 5 },
 };
 static const ProtobufCIntRange ultrashard__control_kind__value_ranges[] = {
-{0, 0},{0, 5}
+{0, 0},{0, 6}
 };
-static const ProtobufCEnumValueIndex ultrashard__control_kind__enum_values_by_name[5] =
+static const ProtobufCEnumValueIndex ultrashard__control_kind__enum_values_by_name[6] =
 {
   { "CONTROL_CYCLE", 1 },
+  { "CONTROL_IDLE", 5 },
   { "CONTROL_NONE", 0 },
   { "CONTROL_SESSION_LOAD", 3 },
   { "CONTROL_SESSION_SAVE", 2 },
@@ -1300,9 +1302,9 @@ const ProtobufCEnumDescriptor ultrashard__control_kind__descriptor =
   "ControlKind",
   "Ultrashard__ControlKind",
   "ultrashard",
-  5,
+  6,
   ultrashard__control_kind__enum_values_by_number,
-  5,
+  6,
   ultrashard__control_kind__enum_values_by_name,
   1,
   ultrashard__control_kind__value_ranges,

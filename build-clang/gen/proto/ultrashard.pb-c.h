@@ -67,8 +67,9 @@ typedef enum _Ultrashard__ErrorCode {
 } Ultrashard__ErrorCode;
 /*
  * Control of a distributed model job (coordinator/model/memory_dist.h).
- * The coordinator broadcasts one ControlMessage at the start of every cycle,
- * framed at a fixed size so every rank posts the same count (proto/control.h);
+ * Every coordinator contributes one ControlMessage at the start of every
+ * cycle and every rank receives them all (an allgather), each framed at a
+ * fixed size so every rank posts the same counts (proto/control.h);
  * a session's owner shard answers SESSION_SAVE / SESSION_LOAD with one
  * ControlReply, point to point. Session states travel as packed SessionState
  * bytes after the message that announces their length.
@@ -91,9 +92,16 @@ typedef enum _Ultrashard__ControlKind {
    */
   ULTRASHARD__CONTROL_KIND__CONTROL_SESSION_LOAD = 3,
   /*
-   * each table's STOP round follows; shards stop serving
+   * this coordinator is done; when all are, each table's
    */
-  ULTRASHARD__CONTROL_KIND__CONTROL_STOP = 4
+  ULTRASHARD__CONTROL_KIND__CONTROL_STOP = 4,
+  /*
+   * STOP round follows and shards stop serving
+   */
+  /*
+   * nothing from this coordinator this cycle; more may come
+   */
+  ULTRASHARD__CONTROL_KIND__CONTROL_IDLE = 5
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(ULTRASHARD__CONTROL_KIND)
 } Ultrashard__ControlKind;
 

@@ -16,6 +16,7 @@ PACKAGES=(
   redis-server libhiredis-dev         # peer in tests/bench/peers.sh (loopback, started/stopped by it)
   gnuplot-nox                         # benchmark plots (tests/bench/plot.py)
   time                                # /usr/bin/time: max RSS in make bench-store
+  clang libomp-dev                    # second compiler (make CC=clang); libomp is clang's -fopenmp runtime
 )
 
 missing=()

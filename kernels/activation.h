@@ -20,6 +20,7 @@
 #include <math.h>
 #include <stddef.h>
 
+/* Returns: sigmoid(x) in [0, 1] (NaN for NaN); cannot fail. */
 static inline float us_sigmoidf(float x)
 {
     if (x >= 0.0f)
@@ -28,11 +29,13 @@ static inline float us_sigmoidf(float x)
     return e / (1.0f + e);
 }
 
+/* Returns: ELU(x) + 1 (> 0 for finite x, NaN for NaN); cannot fail. */
 static inline float us_elu1f(float x)
 {
     return x > 0.0f ? x + 1.0f : expf(x);
 }
 
+/* Returns: nothing; cannot fail (all four; n = 0 or n_rows = 0 is a no-op). */
 void us_softmax_rows(float *out, const float *in, size_t n_rows, size_t n_cols);
 void us_silu(float *out, const float *in, size_t n);
 void us_swiglu(float *out, const float *gate, const float *up, size_t n);

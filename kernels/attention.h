@@ -16,9 +16,8 @@
  * between. scratch holds n_q * n_kv floats. us_causal_attention_ref is the
  * scalar reference (no scratch, three passes over the keys).
  *
- * Returns US_OK, or US_EINVAL when n_q > n_kv or a dimension is 0 and
- * another is not (nothing written). NaN/Inf never crash; a NaN in an attended
- * key/value/query makes that output NaN. In the fast path a NaN value at a
+ * NaN/Inf never crash; a NaN in an attended key/value/query makes that
+ * output NaN. In the fast path a NaN value at a
  * masked (future) key can also reach earlier queries (0 * NaN); the
  * reference does not read masked keys.
  */
@@ -27,10 +26,14 @@
 
 #include <stddef.h>
 
+/* Returns: US_OK (also for n_q = 0); US_EINVAL when n_q > n_kv, or n_heads
+ * or head_dim is 0 while n_q is not (nothing written). No us_err: shapes
+ * are the caller's contract and the code says which check failed. */
 int us_causal_attention_forward(float *out, float *scratch, const float *q,
                                 const float *k, const float *v, size_t n_q,
                                 size_t n_kv, size_t n_heads, size_t head_dim);
 
+/* Returns: as us_causal_attention_forward. */
 int us_causal_attention_ref(float *out, const float *q, const float *k,
                             const float *v, size_t n_q, size_t n_kv,
                             size_t n_heads, size_t head_dim);

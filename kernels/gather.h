@@ -72,26 +72,34 @@ typedef struct us_gather_opts {
     int force_portable;      /* 1 = skip the AVX2 path even if the CPU has it */
 } us_gather_opts;
 
+/* Returns: US_OK; US_ERANGE for a row id >= v->rows;
+ * US_ENOTFOUND for a row (or int8 scales) in a block not present on this
+ * rank; US_EINVAL for a group id >= n_groups, n_groups outside [1, 256],
+ * NULL pointers, n_tokens * k overflowing or a bad view (us_rows_view_check);
+ * out unchanged on error. */
 int us_gather_sum(float *out, const us_rows_view *v, const uint64_t *rows,
                   const float *weights, size_t n_tokens, size_t k,
                   int n_threads, us_err *err);
 
+/* Returns: as us_gather_sum. */
 int us_gather_sum_grouped(float *out, const us_rows_view *v, const uint64_t *rows,
                           const float *weights, const uint8_t *group,
                           size_t n_tokens, size_t k, int n_groups,
                           int n_threads, us_err *err);
 
-/* Same as above with tuning options (group may be NULL with n_groups == 1). */
+/* Same as above with tuning options (group may be NULL with n_groups == 1).
+ * Returns: as us_gather_sum. */
 int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
                        const float *weights, const uint8_t *group,
                        size_t n_tokens, size_t k, int n_groups, int n_threads,
                        const us_gather_opts *opts, us_err *err);
 
 /* Scalar references: single-threaded, no intrinsics, no prefetch; same
- * contract and same errors. Used by the tests. */
+ * contract. Used by the tests. Returns: as us_gather_sum. */
 int us_gather_sum_ref(float *out, const us_rows_view *v, const uint64_t *rows,
                       const float *weights, size_t n_tokens, size_t k, us_err *err);
 
+/* Returns: as us_gather_sum. */
 int us_gather_sum_grouped_ref(float *out, const us_rows_view *v, const uint64_t *rows,
                               const float *weights, const uint8_t *group,
                               size_t n_tokens, size_t k, int n_groups, us_err *err);
@@ -100,13 +108,16 @@ int us_gather_sum_grouped_ref(float *out, const us_rows_view *v, const uint64_t 
  * Plain gather: copies the raw bytes of rows[0..n-1] (dim * dtype size each,
  * no stride padding) into out, packed, and for int8 views their scales into
  * out_scales (may be NULL to skip). The baseline of the gather-sum benchmark
- * and the pull-path row copy. Same validation and errors as us_gather_sum;
- * out unchanged on error.
+ * and the pull-path row copy.
+ * Returns: US_OK; US_ERANGE / US_ENOTFOUND / US_EINVAL as us_gather_sum
+ * (bad row id, absent block, NULL pointers or bad view); out unchanged on
+ * error.
  */
 int us_gather_copy(void *out, float *out_scales, const us_rows_view *v,
                    const uint64_t *rows, size_t n, int n_threads, us_err *err);
 
-/* Checks the view itself (dtype, dim, stride, block table): US_OK or US_EINVAL. */
+/* Checks the view itself (dtype, dim, block_bits <= 40, stride, block count,
+ * block table, int8 scales). Returns: US_OK; US_EINVAL naming the bad field. */
 int us_rows_view_check(const us_rows_view *v, us_err *err);
 
 #endif

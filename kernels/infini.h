@@ -38,21 +38,26 @@ typedef enum us_infini_rule {
     US_INFINI_DELTA  = 1,
 } us_infini_rule;
 
+/* Returns: nothing; cannot fail. */
 void us_infini_retrieve(float *a_mem, float *scratch, const float *q,
                         const float *M, const float *z, size_t T,
                         size_t n_heads, size_t d_key, size_t d_value);
 
+/* Returns: nothing; cannot fail. */
 void us_infini_update(float *M, float *z, float *scratch, const float *k,
                       const float *v, size_t T, size_t n_heads, size_t d_key,
                       size_t d_value, us_infini_rule rule);
 
+/* Returns: nothing; cannot fail. */
 void us_infini_gate(float *out, const float *a_mem, const float *a_dot,
                     const float *beta, size_t T, size_t n_heads, size_t d_value);
 
+/* Returns: nothing; cannot fail. */
 void us_infini_retrieve_ref(float *a_mem, const float *q, const float *M,
                             const float *z, size_t T, size_t n_heads,
                             size_t d_key, size_t d_value);
 
+/* Returns: nothing; cannot fail. */
 void us_infini_update_ref(float *M, float *z, float *scratch, const float *k,
                           const float *v, size_t T, size_t n_heads, size_t d_key,
                           size_t d_value, us_infini_rule rule);

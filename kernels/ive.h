@@ -21,9 +21,11 @@
 
 #include <stddef.h>
 
+/* Returns: nothing; cannot fail (T = 0 or d_out = 0 is a no-op). */
 void us_ive_project(float *out, const float *pooled, const float *W, size_t T,
                     size_t n_groups, size_t v_dim, size_t d_out, int accumulate);
 
+/* Returns: nothing; cannot fail. */
 void us_ive_project_ref(float *out, const float *pooled, const float *W, size_t T,
                         size_t n_groups, size_t v_dim, size_t d_out, int accumulate);
 

@@ -19,9 +19,11 @@
 
 #include <stddef.h>
 
+/* Returns: nothing; cannot fail. */
 void us_rmsnorm_forward(float *out, const float *in, const float *weight,
                         size_t n_rows, size_t dim, float eps);
 
+/* Returns: nothing; cannot fail. */
 void us_layernorm_forward(float *out, const float *in, const float *weight,
                           const float *bias, size_t n_rows, size_t dim, float eps);
 

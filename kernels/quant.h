@@ -25,11 +25,14 @@
 
 #include "kernels/us_status.h"
 
-/* x: [n_rows][dim] f32 -> q: [n_rows][dim] int8, scales: [n_rows]. */
+/* x: [n_rows][dim] f32 -> q: [n_rows][dim] int8, scales: [n_rows].
+ * Returns: US_OK; US_EINVAL for NULL arguments or a NaN/Inf input (names
+ * row and column; nothing written). */
 int us_quant_int8_rows(int8_t *q, float *scales, const float *x,
                        size_t n_rows, size_t dim, us_err *err);
 
-/* q, scales -> x: [n_rows][dim] f32. Fails only on NULL arguments. */
+/* q, scales -> x: [n_rows][dim] f32.
+ * Returns: US_OK; US_EINVAL for NULL arguments (nothing written). */
 int us_dequant_int8_rows(float *x, const int8_t *q, const float *scales,
                          size_t n_rows, size_t dim, us_err *err);
 

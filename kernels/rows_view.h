@@ -30,6 +30,8 @@ typedef struct us_rows_view {
     const float *const *block_scales; /* int8 only: [n_blocks] per-row scales */
 } us_rows_view;
 
+/* Returns: the address of row `row`, or NULL when its block is not present
+ * here. The caller has checked row < v->rows (no bounds check: hot path). */
 static inline const uint8_t *us_rows_view_row(const us_rows_view *v, uint64_t row)
 {
     const uint8_t *base = v->blocks[row >> v->block_bits];
@@ -38,6 +40,8 @@ static inline const uint8_t *us_rows_view_row(const us_rows_view *v, uint64_t ro
     return base + (row & ((1ull << v->block_bits) - 1)) * v->row_stride_bytes;
 }
 
+/* Returns: the int8 scale of row `row`; the caller has checked the row and
+ * that v->block_scales and its block are present. */
 static inline float us_rows_view_scale(const us_rows_view *v, uint64_t row)
 {
     return v->block_scales[row >> v->block_bits][row & ((1ull << v->block_bits) - 1)];

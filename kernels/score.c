@@ -253,105 +253,104 @@ static void softmax_inplace(float *x, size_t n)
         x[i] /= sum;
 }
 
-/* Cloned for AVX2 (ifunc dispatch at load time): the preselection and grid
- * loops vectorise 8 wide. -std=c11 keeps -ffp-contract=off, so both clones
- * round identically. */
-__attribute__((target_clones("avx2", "default")))
-static int combine(const ctx *c, int tok, int h, const scratch *x)
+/* The helpers below are force-inlined into combine so that each of its
+ * target clones gets its own (AVX2 or baseline) copy of their loops; an
+ * out-of-line call would run the baseline code from the AVX2 clone. */
+#define COMBINE_INLINE static inline __attribute__((always_inline))
+
+/* Tucker preselection scores: pre_row[i] = sum_a u[a] S_row[a][i], and the
+ * same with t over the columns. omp simd: the compiler cannot prove pre_row
+ * and sr apart. */
+COMBINE_INLINE void tucker_preselect(float *pre_row, float *pre_col,
+                                     const float *sr, const float *sc, const float *u,
+                                     const float *t, size_t r, size_t nr, size_t nc)
+{
+    if (r == 2) {                        /* the usual rank: straight-line, 8 wide */
+        const float *s1 = sr + nr, *c1 = sc + nc;
+        #pragma omp simd
+        for (size_t i = 0; i < nr; i++)
+            pre_row[i] = u[0] * sr[i] + u[1] * s1[i];
+        #pragma omp simd
+        for (size_t j = 0; j < nc; j++)
+            pre_col[j] = t[0] * sc[j] + t[1] * c1[j];
+        return;
+    }
+    #pragma omp simd
+    for (size_t i = 0; i < nr; i++) {
+        float acc = u[0] * sr[i];
+        for (size_t a = 1; a < r; a++)
+            acc += u[a] * sr[a * nr + i];
+        pre_row[i] = acc;
+    }
+    #pragma omp simd
+    for (size_t j = 0; j < nc; j++) {
+        float acc = t[0] * sc[j];
+        for (size_t b = 1; b < r; b++)
+            acc += t[b] * sc[b * nc + j];
+        pre_col[j] = acc;
+    }
+}
+
+/* PKM grid: g[a][b] = S_row[i_a] + S_col[j_b]. */
+COMBINE_INLINE void grid_sum(const scratch *x, const float *sr, const float *sc, size_t kp)
+{
+    float *col_val = x->col_sel;         /* the k' column scores, gathered once */
+    for (size_t b = 0; b < kp; b++)
+        col_val[b] = sc[x->top_col[b]];
+    for (size_t a = 0; a < kp; a++) {
+        float vr = sr[x->top_row[a]];
+        float *g = x->grid + a * kp;
+        #pragma omp simd
+        for (size_t b = 0; b < kp; b++)
+            g[b] = vr + col_val[b];
+    }
+}
+
+/* Tucker grid with the summed core:
+ * p_row[a'][b] = sum_a S_row[a, i_a'] C[a, b];  col_sel[b][b'] = S_col[b, j_b'];
+ * g[a'][b'] = sum_b p_row[a'][b] col_sel[b][b']. */
+COMBINE_INLINE void grid_tucker(const scratch *x, const float *sr, const float *sc,
+                                const float *csum, size_t r, size_t nr, size_t nc, size_t kp)
+{
+    for (size_t a2 = 0; a2 < kp; a2++)
+        for (size_t b = 0; b < r; b++) {
+            float acc = 0;
+            for (size_t a = 0; a < r; a++)
+                acc += sr[a * nr + x->top_row[a2]] * csum[a * r + b];
+            x->p_row[a2 * r + b] = acc;
+        }
+    for (size_t b = 0; b < r; b++)
+        for (size_t b2 = 0; b2 < kp; b2++)
+            x->col_sel[b * kp + b2] = sc[b * nc + x->top_col[b2]];
+    for (size_t a2 = 0; a2 < kp; a2++) {
+        float *g = x->grid + a2 * kp;
+        const float *p = x->p_row + a2 * r;
+        const float *col_sel = x->col_sel;
+        if (r == 2) {
+            #pragma omp simd
+            for (size_t b2 = 0; b2 < kp; b2++)
+                g[b2] = p[0] * col_sel[b2] + p[1] * col_sel[kp + b2];
+            continue;
+        }
+        #pragma omp simd
+        for (size_t b2 = 0; b2 < kp; b2++) {
+            float acc = p[0] * col_sel[b2];
+            for (size_t b = 1; b < r; b++)
+                acc += p[b] * col_sel[b * kp + b2];
+            g[b2] = acc;
+        }
+    }
+}
+
+/* The k winners' row ids and, per core, their scores (one core: the grid
+ * values; several: each core's exact score), softmaxed if asked. */
+COMBINE_INLINE void write_outputs(const ctx *c, const scratch *x, const float *sr,
+                                  const float *sc, int tok, int h)
 {
     const us_pk_shape *s = c->s;
     size_t T = (size_t)s->n_tokens, H = (size_t)s->n_heads, r = (size_t)s->rank;
     size_t nr = (size_t)s->n_rows, nc = (size_t)s->n_cols, kp = (size_t)s->k_pre;
     size_t k = (size_t)s->k, m = (size_t)s->n_cores;
-    const float *sr = c->s_row + ((size_t)h * T + (size_t)tok) * r * nr;  /* S_row[a][i] */
-    const float *sc = c->s_col + ((size_t)h * T + (size_t)tok) * r * nc;
-    const float *csum = c->heads + (size_t)h * c->head_stride;
-    const float *u = csum + r * r, *t = u + r;
-    int rc;
-
-    const float *pre_r = sr, *pre_c = sc;
-    if (s->mode == US_PK_TUCKER) {
-        /* omp simd: the compiler cannot prove pre_row and sr apart */
-        float *pre_row = x->pre_row, *pre_col = x->pre_col;
-        if (r == 2) {                    /* the usual rank: straight-line, 8 wide */
-            const float *s1 = sr + nr, *c1 = sc + nc;
-            #pragma omp simd
-            for (size_t i = 0; i < nr; i++)
-                pre_row[i] = u[0] * sr[i] + u[1] * s1[i];
-            #pragma omp simd
-            for (size_t j = 0; j < nc; j++)
-                pre_col[j] = t[0] * sc[j] + t[1] * c1[j];
-        } else {
-            #pragma omp simd
-            for (size_t i = 0; i < nr; i++) {
-                float acc = u[0] * sr[i];
-                for (size_t a = 1; a < r; a++)
-                    acc += u[a] * sr[a * nr + i];
-                pre_row[i] = acc;
-            }
-            #pragma omp simd
-            for (size_t j = 0; j < nc; j++) {
-                float acc = t[0] * sc[j];
-                for (size_t b = 1; b < r; b++)
-                    acc += t[b] * sc[b * nc + j];
-                pre_col[j] = acc;
-            }
-        }
-        pre_r = x->pre_row;
-        pre_c = x->pre_col;
-    }
-    if ((rc = c->topk(x->top_row, x->top_val, pre_r, nr, kp, NULL)) != US_OK ||
-        (rc = c->topk(x->top_col, x->top_val, pre_c, nc, kp, NULL)) != US_OK)
-        return rc;
-    /* index order makes grid position order equal row-id order (ties) */
-    sort_by_index(x->top_row, kp, nr);
-    sort_by_index(x->top_col, kp, nc);
-
-    if (s->mode == US_PK_SUM) {
-        float *col_val = x->col_sel;     /* the k' column scores, gathered once */
-        for (size_t b = 0; b < kp; b++)
-            col_val[b] = sc[x->top_col[b]];
-        for (size_t a = 0; a < kp; a++) {
-            float vr = sr[x->top_row[a]];
-            float *g = x->grid + a * kp;
-            #pragma omp simd
-            for (size_t b = 0; b < kp; b++)
-                g[b] = vr + col_val[b];
-        }
-    } else {
-        /* p_row[a'][b] = sum_a S_row[a, i_a'] C[a, b];  col_sel[b][b'] = S_col[b, j_b'] */
-        for (size_t a2 = 0; a2 < kp; a2++)
-            for (size_t b = 0; b < r; b++) {
-                float acc = 0;
-                for (size_t a = 0; a < r; a++)
-                    acc += sr[a * nr + x->top_row[a2]] * csum[a * r + b];
-                x->p_row[a2 * r + b] = acc;
-            }
-        for (size_t b = 0; b < r; b++)
-            for (size_t b2 = 0; b2 < kp; b2++)
-                x->col_sel[b * kp + b2] = sc[b * nc + x->top_col[b2]];
-        for (size_t a2 = 0; a2 < kp; a2++) {
-            float *g = x->grid + a2 * kp;
-            const float *p = x->p_row + a2 * r;
-            const float *col_sel = x->col_sel;
-            if (r == 2) {
-                #pragma omp simd
-                for (size_t b2 = 0; b2 < kp; b2++)
-                    g[b2] = p[0] * col_sel[b2] + p[1] * col_sel[kp + b2];
-                continue;
-            }
-            #pragma omp simd
-            for (size_t b2 = 0; b2 < kp; b2++) {
-                float acc = p[0] * col_sel[b2];
-                for (size_t b = 1; b < r; b++)
-                    acc += p[b] * col_sel[b * kp + b2];
-                g[b2] = acc;
-            }
-        }
-    }
-    if ((rc = c->topk(x->fin_idx, x->fin_val, x->grid, kp * kp, k, NULL)) != US_OK)
-        return rc;
-
     size_t th = (size_t)tok * H + (size_t)h;
     uint64_t *oi = c->out_idx + th * k;
     for (size_t q = 0; q < k; q++) {
@@ -379,6 +378,43 @@ static int combine(const ctx *c, int tok, int h, const scratch *x)
         if (s->activation == US_PK_ACT_SOFTMAX)
             softmax_inplace(os, k);
     }
+}
+
+/* Cloned for AVX2 (ifunc dispatch at load time): the preselection and grid
+ * loops vectorise 8 wide. -std=c11 keeps -ffp-contract=off, so both clones
+ * round identically. */
+__attribute__((target_clones("avx2", "default")))
+static int combine(const ctx *c, int tok, int h, const scratch *x)
+{
+    const us_pk_shape *s = c->s;
+    size_t T = (size_t)s->n_tokens, r = (size_t)s->rank;
+    size_t nr = (size_t)s->n_rows, nc = (size_t)s->n_cols, kp = (size_t)s->k_pre;
+    const float *sr = c->s_row + ((size_t)h * T + (size_t)tok) * r * nr;  /* S_row[a][i] */
+    const float *sc = c->s_col + ((size_t)h * T + (size_t)tok) * r * nc;
+    const float *csum = c->heads + (size_t)h * c->head_stride;
+    const float *u = csum + r * r, *t = u + r;
+    int rc;
+
+    const float *pre_r = sr, *pre_c = sc;
+    if (s->mode == US_PK_TUCKER) {
+        tucker_preselect(x->pre_row, x->pre_col, sr, sc, u, t, r, nr, nc);
+        pre_r = x->pre_row;
+        pre_c = x->pre_col;
+    }
+    if ((rc = c->topk(x->top_row, x->top_val, pre_r, nr, kp, NULL)) != US_OK ||
+        (rc = c->topk(x->top_col, x->top_val, pre_c, nc, kp, NULL)) != US_OK)
+        return rc;
+    /* index order makes grid position order equal row-id order (ties) */
+    sort_by_index(x->top_row, kp, nr);
+    sort_by_index(x->top_col, kp, nc);
+
+    if (s->mode == US_PK_SUM)
+        grid_sum(x, sr, sc, kp);
+    else
+        grid_tucker(x, sr, sc, csum, r, nr, nc, kp);
+    if ((rc = c->topk(x->fin_idx, x->fin_val, x->grid, kp * kp, (size_t)s->k, NULL)) != US_OK)
+        return rc;
+    write_outputs(c, x, sr, sc, tok, h);
     return US_OK;
 }
 

@@ -104,27 +104,33 @@ typedef struct us_pk_shape {
     us_pk_activation activation;
 } us_pk_shape;
 
-/* US_OK if the shape is valid (see Errors above). */
+/* Returns: US_OK if the shape is valid; US_EINVAL naming the bad field (see
+ * Errors above), including a NULL shape. */
 int us_pk_shape_check(const us_pk_shape *shape, us_err *err);
 
-/* Bytes of workspace us_pk_score needs for this shape and thread count
- * (n_threads <= 0: OpenMP default); 0 if the shape is invalid. */
+/* Returns: bytes of workspace us_pk_score needs for this shape and thread
+ * count (n_threads <= 0: OpenMP default); 0 if the shape is invalid. */
 size_t us_pk_workspace_bytes(const us_pk_shape *shape, int n_threads);
 
+/* Returns: US_OK; US_EINVAL for an invalid shape, NULL pointers, a Tucker
+ * shape without a core or a workspace smaller than us_pk_workspace_bytes
+ * (outputs unchanged). */
 int us_pk_score(uint64_t *out_idx, float *out_scores, const float *q,
                 const float *k_row, const float *k_col, const float *core,
                 const us_pk_shape *shape, void *workspace, size_t workspace_bytes,
                 int n_threads, us_err *err);
 
 /* Scalar reference: plain loops instead of BLAS, sort-based top-k, one
- * thread; same algorithm and contract. Allocates (tests only); may return
- * US_ENOMEM. */
+ * thread; same algorithm and contract. Allocates (tests only).
+ * Returns: as us_pk_score, plus US_ENOMEM when its buffer cannot be
+ * allocated. */
 int us_pk_score_ref(uint64_t *out_idx, float *out_scores, const float *q,
                     const float *k_row, const float *k_col, const float *core,
                     const us_pk_shape *shape, us_err *err);
 
 /* Rank-1 factors of an r x r core (row-major): C ~ u t^T as described above.
- * Writes u[r] and t[r] (t has unit norm unless C = 0). */
+ * Writes u[r] and t[r] (t has unit norm unless C = 0).
+ * Returns: nothing; cannot fail. */
 void us_pk_rank1(float *u, float *t, const float *core, int r);
 
 #endif

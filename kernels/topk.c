@@ -141,17 +141,12 @@ AVX2_TARGET static uint32_t kth_largest_key(const uint32_t *keys, size_t n, size
  */
 #define CAND_CAP (4 * US_TOPK_MAX_K + 64)
 
-AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *scores, size_t n)
+/* The bound t0 over nb groups (nb a multiple of 8, k <= nb <= 4k). Group g =
+ * the scores at g, g + nb, g + 2 nb, ... (any nb disjoint groups give the
+ * bound), so the maxima are vertical vector maxes over rows of nb scores,
+ * with no horizontal reduction per group. */
+AVX2_TARGET static inline float group_bound(const float *scores, size_t n, size_t nb, size_t k)
 {
-    size_t nb = 4 * k;
-    if (n / 8 < nb)
-        nb = n / 8;
-    nb = nb / 8 * 8;                     /* whole vectors for kth_largest_key */
-    if (nb < k)
-        return 0;
-    /* Group g = the scores at g, g + nb, g + 2 nb, ... (any nb disjoint groups
-     * give the bound), so the maxima are vertical vector maxes over rows of
-     * nb scores, with no horizontal reduction per group. */
     size_t rows = n / nb;
     const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
     __m256 mx[4 * US_TOPK_MAX_K / 8];
@@ -172,16 +167,18 @@ AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *sco
         for (int l = 0; l < 8; l++)
             maxima[8 * v + (size_t)l] = order_key(lanes[l]);
     }
-    /* -0.0 and +0.0 have different keys but compare equal: the filter below
+    /* -0.0 and +0.0 have different keys but compare equal: the filter
      * uses >= on floats, so a -0.0 bound also admits +0.0 (harmless) */
-    float t0 = key_value(kth_largest_key(maxima, nb, k));
-    if (!(t0 > -__builtin_inff()))       /* -Inf, or NaN from a truncated key */
-        return 0;
-    /* Collect the candidates (index order); too many: the bound was weak,
-     * take the full scan instead. */
-    float cand_val[CAND_CAP + 8];
-    uint32_t cand_idx[CAND_CAP];
-    size_t c = 0, i = 0, cap = 4 * k + 64 < CAND_CAP ? 4 * k + 64 : CAND_CAP;
+    return key_value(kth_largest_key(maxima, nb, k));
+}
+
+/* The scores >= t0 in index order into cand_*. Returns: how many, or 0 when
+ * more than cap would be needed (the bound was weak). */
+AVX2_TARGET static inline size_t collect_candidates(float *cand_val, uint32_t *cand_idx,
+                                                    const float *scores, size_t n, float t0,
+                                                    size_t cap)
+{
+    size_t c = 0, i = 0;
     __m256 tv = _mm256_set1_ps(t0);
     for (; i + 8 <= n; i += 8) {
         unsigned mask = (unsigned)_mm256_movemask_ps(
@@ -204,15 +201,16 @@ AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *sco
             cand_val[c] = scores[i];
             cand_idx[c++] = (uint32_t)i;
         }
-    /* c >= k: at least k scores are >= t0, so the k-th best is >= t0 and
-     * every result element (ties included) is a candidate: exact for ANY
-     * t0. c < k cannot happen with the bound above; if it did, the caller's
-     * full scan would still be exact. Correctness never rests on the bound. */
-    if (c < k)
-        return 0;
-    /* Rank of each candidate = how many candidates come before it (higher
-     * score, or equal score and lower index = earlier position): branch-free
-     * counting, 8 at a time; the ranks are distinct, so rank < k places it. */
+    return c;
+}
+
+/* Rank of each candidate = how many candidates come before it (higher
+ * score, or equal score and lower index = earlier position): branch-free
+ * counting, 8 at a time; the ranks are distinct, so rank < k places it.
+ * cand_val has room for 8 padding entries after c. */
+AVX2_TARGET static inline void place_by_rank(entry *top, size_t k, float *cand_val,
+                                             const uint32_t *cand_idx, size_t c)
+{
     for (size_t p = c; p < c + 8; p++)
         cand_val[p] = __builtin_nanf("");       /* padding never compares true */
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
@@ -234,6 +232,43 @@ AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *sco
             top[rank].idx = cand_idx[a];
         }
     }
+}
+
+/*
+ * Filter then select. Split the scores into nb >= k groups (up to 4k groups
+ * of at least 8) and take the largest number of each group: these are nb
+ * distinct elements, so at least k numbers are >= t0 = the k-th largest
+ * group maximum, i.e. t0 is a lower bound of the k-th best score. Only
+ * scores >= t0 can be in the result; they are offered in index order, which
+ * gives exactly the result of the full scan (ties and all). With 4k groups
+ * typically 1.5k candidates remain (k groups: ~3.5k), so the cost is two
+ * vector passes plus a few insertions. Returns 0 (caller falls back to the
+ * full scan) when the bound is useless (t0 = -Inf, e.g. groups full of NaN)
+ * or too weak (too many candidates), else 1.
+ */
+AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *scores, size_t n)
+{
+    size_t nb = 4 * k;
+    if (n / 8 < nb)
+        nb = n / 8;
+    nb = nb / 8 * 8;                     /* whole vectors for kth_largest_key */
+    if (nb < k)
+        return 0;
+    float t0 = group_bound(scores, n, nb, k);
+    if (!(t0 > -__builtin_inff()))       /* -Inf, or NaN from a truncated key */
+        return 0;
+    float cand_val[CAND_CAP + 8];
+    uint32_t cand_idx[CAND_CAP];
+    size_t cap = 4 * k + 64 < CAND_CAP ? 4 * k + 64 : CAND_CAP;
+    size_t c = collect_candidates(cand_val, cand_idx, scores, n, t0, cap);
+    /* c >= k: at least k scores are >= t0, so the k-th best is >= t0 and
+     * every result element (ties included) is a candidate: exact for ANY
+     * t0. c < k cannot happen with the bound above; if it did (or c = 0:
+     * too many), the caller's full scan would still be exact. Correctness
+     * never rests on the bound. */
+    if (c < k)
+        return 0;
+    place_by_rank(top, k, cand_val, cand_idx, c);
     return 1;
 }
 

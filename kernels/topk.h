@@ -34,22 +34,28 @@
 
 #define US_TOPK_MAX_K 256
 
+/* Returns: US_OK (k = 0: nothing written); US_EINVAL when k > n,
+ * k > US_TOPK_MAX_K, n > UINT32_MAX or a pointer is NULL (outputs unchanged). */
 int us_topk(uint32_t *out_idx, float *out_val, const float *scores, size_t n, size_t k,
             us_err *err);
 
 /* Batched: row r of scores is scores + r*ld (ld >= n), its result goes to
  * out_idx + r*k and out_val + r*k. Parallel over rows: n_threads as given,
- * or (<= 0) the OpenMP default reduced to one thread per 64 Ki scores. */
+ * or (<= 0) the OpenMP default reduced to one thread per 64 Ki scores.
+ * Returns: as us_topk, plus US_EINVAL when ld < n. */
 int us_topk_rows(uint32_t *out_idx, float *out_val, const float *scores, size_t n_rows,
                  size_t n, size_t ld, size_t k, int n_threads, us_err *err);
 
-/* Scalar references (full sort). May return US_ENOMEM. */
+/* Scalar references (full sort).
+ * Returns: as us_topk / us_topk_rows, plus US_ENOMEM when the n sort
+ * entries cannot be allocated. */
 int us_topk_ref(uint32_t *out_idx, float *out_val, const float *scores, size_t n, size_t k,
                 us_err *err);
 int us_topk_rows_ref(uint32_t *out_idx, float *out_val, const float *scores, size_t n_rows,
                      size_t n, size_t ld, size_t k, us_err *err);
 
-/* The order above as a predicate: 1 if (a, ia) ranks strictly before (b, ib). */
+/* The order above as a predicate.
+ * Returns: 1 if (a, ia) ranks strictly before (b, ib), else 0; cannot fail. */
 static inline int us_topk_before(float a, uint32_t ia, float b, uint32_t ib)
 {
     int a_nan = a != a, b_nan = b != b;

@@ -41,20 +41,22 @@ typedef struct us_err {
     char msg[US_ERR_MSG_BYTES];
 } us_err;
 
-/* Records code and a printf-style message in *err (if err is non-NULL) and
- * returns code, so `return us_err_set(err, US_EINVAL, "...")` reads naturally. */
+/* Records code and a printf-style message in *err (if err is non-NULL).
+ * Returns: code, so `return us_err_set(err, US_EINVAL, "...")` reads
+ * naturally. */
 int us_err_set(us_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Prepends "context: " to the message already in *err; returns err->code
- * (or US_OK when err is NULL). */
+/* Prepends "context: " to the message already in *err.
+ * Returns: err->code (US_OK when err is NULL). */
 int us_err_prefix(us_err *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Resets *err to US_OK with an empty message. */
+/* Resets *err (if non-NULL) to US_OK with an empty message.
+ * Returns: nothing; cannot fail. */
 void us_err_clear(us_err *err);
 
-/* Static name of a code, e.g. "EINVAL"; "E?" for unknown codes. */
+/* Returns: the static name of a code, e.g. "EINVAL"; "E?" for unknown codes. */
 const char *us_code_name(int code);
 
 #endif

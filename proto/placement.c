@@ -1,18 +1,13 @@
 /* placement.c — jump consistent hash over a SplitMix64 key (see placement.h). */
 #include "proto/placement.h"
 
-static uint64_t splitmix64_finalise(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+#include "kernels/hash.h"
 
 uint64_t us_mix64(uint32_t table_id, uint64_t block_id, uint64_t seed)
 {
-    uint64_t h = splitmix64_finalise(seed + 0x9e3779b97f4a7c15ull);
-    h = splitmix64_finalise(h ^ ((uint64_t)table_id * 0x9e3779b97f4a7c15ull));
-    return splitmix64_finalise(h ^ block_id);
+    uint64_t h = us_splitmix64_mix(seed + US_SPLITMIX64_GAMMA);
+    h = us_splitmix64_mix(h ^ ((uint64_t)table_id * US_SPLITMIX64_GAMMA));
+    return us_splitmix64_mix(h ^ block_id);
 }
 
 int32_t us_jump_hash(uint64_t key, int32_t n_buckets)

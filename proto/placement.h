@@ -5,7 +5,8 @@
  *
  * Jump consistent hash (Lamping & Veach 2014) moves only ~1/(S+1) of the
  * blocks when S grows to S+1, and needs no directory. mix64 is the
- * SplitMix64 finaliser over the packed key, so nearby blocks spread evenly.
+ * SplitMix64 finaliser (kernels/hash.h) over the packed key, so nearby
+ * blocks spread evenly.
  * Results are fixed forever for a given (table, block, seed, S): stores on
  * disk depend on them, and golden values in tests/unit pin them.
  *

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kernels/hash.h"
 #include "proto/placement.h"
 #include "proto/ultrashard.pb-c.h"
 #include "shard/crc32c.h"
@@ -40,17 +41,9 @@ int us_session_check_id(const char *id, us_err *err)
     return US_OK;
 }
 
-static uint64_t fnv1a64(const char *s)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 0x100000001b3ull;
-    return h;
-}
-
 int us_session_owner(const char *id, uint64_t seed, int n_shards)
 {
-    return us_placement_shard(US_SESSION_TABLE_ID, fnv1a64(id), seed, n_shards);
+    return us_placement_shard(US_SESSION_TABLE_ID, us_fnv1a64_str(id), seed, n_shards);
 }
 
 static size_t memory_count(const us_session_state *s)

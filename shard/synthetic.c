@@ -4,27 +4,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/hash.h"
 #include "shard/rowcodec.h"
-
-#define GOLDEN 0x9e3779b97f4a7c15ull
-
-static inline uint64_t finalise(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
 
 uint64_t us_synth_row_hash(uint64_t seed, uint32_t table_id, uint64_t row)
 {
-    uint64_t h = finalise(seed ^ 0x5ca1ab1e0ddba11ull);
-    h = finalise(h + ((uint64_t)table_id + 1) * GOLDEN);
-    return finalise(h ^ row);
+    uint64_t h = us_splitmix64_mix(seed ^ 0x5ca1ab1e0ddba11ull);
+    h = us_splitmix64_mix(h + ((uint64_t)table_id + 1) * US_SPLITMIX64_GAMMA);
+    return us_splitmix64_mix(h ^ row);
 }
 
 static inline float value_from(uint64_t h, uint32_t col)
 {
-    uint64_t x = finalise(h + ((uint64_t)col + 1) * GOLDEN);
+    uint64_t x = us_splitmix64_mix(h + ((uint64_t)col + 1) * US_SPLITMIX64_GAMMA);
     return (float)(x >> 40) * 0x1p-23f - 1.0f;
 }
 

@@ -5,6 +5,7 @@
  * (seed, table_id, row, col):
  *     h = splitmix64(seed, table_id, row)            one hash per row
  *     x = splitmix64_finalise(h + (col + 1) * 0x9e3779b97f4a7c15)
+ *     (both from kernels/hash.h)
  *     value = (x >> 40) * 2^-23 - 1                  in [-1, 1), exact in f32
  * so any rank, test or numpy reference computes the same numbers, and tables
  * of 1e9..1e11 rows cost nothing. The value is a multiple of 2^-23, so it is

@@ -13,16 +13,6 @@
 
 #include "shard/session.h"
 
-uint64_t us_fnv1a64(uint64_t h, const void *data, size_t n)
-{
-    const uint8_t *p = data;
-    for (size_t i = 0; i < n; i++) {
-        h ^= p[i];
-        h *= 0x100000001b3ull;
-    }
-    return h;
-}
-
 /* Length of the valid UTF-8 sequence at s[0..n), or 0 if invalid. */
 static size_t utf8_seq(const uint8_t *s, size_t n)
 {

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/hash.h"        /* us_fnv1a64: file_hash and id lookups */
 #include "kernels/us_status.h"
 
 #define US_PROMPT_ID_MAX 256
@@ -83,10 +84,5 @@ int us_utf8_valid(const uint8_t *s, size_t n, size_t *bad_offset);
  * out must hold 3 * n + 1 bytes.
  * Returns: the length written (a NUL is added after it). */
 size_t us_utf8_sanitize(char *out, const uint8_t *s, size_t n);
-
-/* Returns: the FNV-1a 64 hash h extended by the n bytes of data (start with
- * US_FNV1A64_INIT). */
-uint64_t us_fnv1a64(uint64_t h, const void *data, size_t n);
-#define US_FNV1A64_INIT 0xcbf29ce484222325ull
 
 #endif

@@ -11,6 +11,8 @@
 #include "coordinator/lookup/job.h"
 #include "coordinator/lookup/lookup.h"
 #include "kernels/gather.h"
+#include "kernels/hash.h"
+#include "kernels/stats.h"
 #include "shard/synth_view.h"
 
 typedef struct bench_result {
@@ -49,10 +51,7 @@ static bool in_list(const char *list, const char *word)
 
 static uint64_t rng(uint64_t *s)
 {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return us_splitmix64_next(s);
 }
 
 /* Zipf(a) rank in [0, n) by inverting the continuous power law on [1, n+1)
@@ -82,12 +81,6 @@ static void make_batch(const us_bench_lookup_opts *o, uint64_t seed, uint64_t *r
             rows[p] = hot ? (y % 1024) * 977 % o->rows : y % o->rows;
         w[p] = (float)((rng(&s) >> 40) * 0x1p-24) - 0.5f;
     }
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
 }
 
 static double now_s(void) { return MPI_Wtime(); }
@@ -131,7 +124,7 @@ static void fill_result(const bench_work *bw, const us_transport_stats *before,
     bench_result *res = bw->res;
     const us_lookup_stats *st = us_lookup_get_stats(bw->L);
     double tokens = (double)o->tokens * o->batches;
-    qsort(lat, o->batches, sizeof *lat, cmp_double);
+    us_sort_doubles(lat, o->batches);
     res->tokens_per_s = tokens / wall;
     res->rows_per_s = tokens * o->k / wall;
     res->sent_per_token = (double)(after->bytes_sent - before->bytes_sent) / tokens;
@@ -140,8 +133,8 @@ static void fill_result(const bench_work *bw, const us_transport_stats *before,
     res->msgs_per_batch = (double)(after->msgs_sent - before->msgs_sent +
                                    after->msgs_recv - before->msgs_recv +
                                    after->rma_reads - before->rma_reads) / o->batches;
-    res->p50_ms = lat[o->batches / 2] * 1e3;
-    res->p99_ms = lat[(size_t)((o->batches - 1) * 0.99)] * 1e3;
+    res->p50_ms = us_percentile_sorted(lat, o->batches, 0.50) * 1e3;
+    res->p99_ms = us_percentile_sorted(lat, o->batches, 0.99) * 1e3;
     res->base_tokens_per_s = base > 0 ? tokens / base : 0;
     res->ratio = base > 0 ? res->tokens_per_s / res->base_tokens_per_s : 0;
     res->max_rel_err = max_rel;

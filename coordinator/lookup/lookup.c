@@ -8,6 +8,7 @@
 
 #include "coordinator/lookup/pull.h"
 #include "kernels/gather.h"
+#include "kernels/matmul.h"
 
 struct us_lookup {
     const us_world *w;
@@ -454,8 +455,7 @@ static int merge_push(us_lookup *L, const us_wire_resp *resp, float *out, us_err
             for (uint32_t g = 0; g < G; g++) {
                 const float *src = sums + ((uint64_t)j * G + g) * cols;
                 float *dst = out + ((uint64_t)tok * G + g) * D + begin;
-                for (uint32_t c = 0; c < cols; c++)
-                    dst[c] += src[c];
+                us_add_inplace(dst, src, cols);
             }
         }
     }
@@ -492,8 +492,7 @@ static int merge_push(us_lookup *L, const us_wire_resp *resp, float *out, us_err
                                 b->n_tokens, b->k, (int)G, L->opts.n_threads, err);
     if (rc != US_OK)
         return rc;
-    for (uint64_t i = 0; i < out_floats; i++)
-        out[i] += L->partial[i];
+    us_add_inplace(out, L->partial, out_floats);
     return US_OK;
 }
 

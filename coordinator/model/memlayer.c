@@ -1,9 +1,8 @@
 /* memlayer.c — UltraMem memory layer: TDQKR scoring, IVE lookup, projection. */
 #include "coordinator/model/memlayer.h"
 
-#include <cblas.h>
-
 #include "kernels/ive.h"
+#include "kernels/matmul.h"
 #include "kernels/norm.h"
 #include "kernels/score.h"
 
@@ -108,8 +107,7 @@ int us_memlayer_begin(const us_model *m, uint32_t layer, us_workspace *ws, size_
     /* Laid out for max_tokens; a smaller step uses the same slices. */
     mem_layout lo = layout(c, ws->max_tokens, ws->mem_ws);
     table_slice ts = slice_at(c, ws->max_tokens, lo.tables + (size_t)table * lo.slice_bytes);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)qdim, (int)d, 1.0f,
-                ws->h, (int)d, w->mem_wq, (int)qdim, 0.0f, lo.q, (int)qdim);
+    us_matmul_forward(lo.q, ws->h, w->mem_wq, T, d, qdim, 0.0f);
     if (mc->query_norm)   /* each head's row and column query: rows of k_dim */
         us_layernorm_forward(lo.q, lo.q, NULL, NULL, T * mc->heads * 2, mc->k_dim,
                              c->norm_eps);

@@ -29,18 +29,22 @@
 
 #include "coordinator/model/model.h"
 
-/* Bytes of memory-layer workspace for steps of up to max_tokens tokens. */
+/* Returns: bytes of memory-layer workspace for steps of up to max_tokens
+ * tokens (0 without memory layers); cannot fail. */
 size_t us_memlayer_workspace_bytes(const us_model_config *cfg, size_t max_tokens);
 
 /* Scores ws->h [T][d_model] of memory layer `layer` and starts its lookup
- * (or does it, for a synchronous backend). Errors from scoring or the backend
- * are passed up naming the table; after an error no lookup is in flight. */
+ * (or does it, for a synchronous backend).
+ * Returns: US_OK; US_EINVAL when no backend is attached; a scoring error
+ * (US_EINVAL) or the backend's US_E* code, prefixed with the table. After
+ * an error no lookup is in flight. */
 int us_memlayer_begin(const us_model *m, uint32_t layer, us_workspace *ws, size_t T,
                       us_err *err);
 
 /* Finishes the lookup begun for `layer` and adds its projected output to
  * out_add [T][d_model] (out_add NULL: only finish, e.g. on an error path).
- * Must be called once after every successful begin. */
+ * Must be called once after every successful begin.
+ * Returns: US_OK; the asynchronous backend's lookup_end code as is. */
 int us_memlayer_end(const us_model *m, uint32_t layer, us_workspace *ws, size_t T,
                     float *out_add, us_err *err);
 

@@ -56,7 +56,10 @@ typedef struct us_memory_local {
     int n_threads;                /* for the gather; <= 0 = OpenMP default */
 } us_memory_local;
 
-/* Fills *backend with the local implementation over *local (borrowed). */
+/* Fills *backend with the local implementation over *local (borrowed); its
+ * lookup and table_info return US_ENOTFOUND for a table id not in *local and
+ * the gather's codes (kernels/gather.h) prefixed with the table.
+ * Returns: nothing; cannot fail. */
 void us_memory_local_backend(us_memory_backend *backend, us_memory_local *local);
 
 #endif

@@ -1,7 +1,6 @@
 /* model.c — parameters, sequence state, workspace and the forward step: see model.h. */
 #include "coordinator/model/model.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +9,9 @@
 #include "coordinator/model/memlayer.h"
 #include "kernels/activation.h"
 #include "kernels/attention.h"
+#include "kernels/ffn.h"
 #include "kernels/infini.h"
+#include "kernels/matmul.h"
 #include "kernels/norm.h"
 #include "kernels/topk.h"
 
@@ -276,23 +277,6 @@ void us_workspace_free(us_workspace *ws)
 
 /* ---- forward ---- */
 
-static void matmul(float *y, const float *x, const float *w, size_t T, size_t in,
-                   size_t out, float beta)
-{
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)out, (int)in, 1.0f,
-                x, (int)in, w, (int)out, beta, y, (int)out);
-}
-
-static void swiglu_ffn(float *y_add, const float *h, const float *w1, const float *w3,
-                       const float *w2, float *hid1, float *hid2, size_t T, size_t d,
-                       size_t f)
-{
-    matmul(hid1, h, w1, T, d, f, 0.0f);
-    matmul(hid2, h, w3, T, d, f, 0.0f);
-    us_swiglu(hid1, hid1, hid2, T * f);
-    matmul(y_add, hid1, w2, T, f, d, 1.0f);
-}
-
 /* Top-k of E experts per token; weights = softmax over the selected logits
  * (renormalised among the chosen experts). Experts run in order 0..E-1, each
  * on the tokens routed to it, and add their weighted outputs to x. */
@@ -301,30 +285,20 @@ static int moe_forward(const us_model *m, const us_layer_weights *w, us_workspac
 {
     const us_model_config *c = &m->cfg;
     const size_t d = c->d_model, E = c->moe_experts, K = c->moe_top_k, f = c->moe_hidden;
-    matmul(ws->router, ws->h, w->router, T, d, E, 0.0f);
+    us_matmul_forward(ws->router, ws->h, w->router, T, d, E, 0.0f);
     int rc = us_topk_rows(ws->moe_e, ws->moe_w, ws->router, T, E, E, K, 1, err);
     if (rc != US_OK)
         return us_err_prefix(err, "moe router");
     us_softmax_rows(ws->moe_w, ws->moe_w, T, K);
     for (size_t e = 0; e < E; e++) {
-        size_t n = 0;
-        for (size_t t = 0; t < T; t++)
-            for (size_t j = 0; j < K; j++)
-                if (ws->moe_e[t * K + j] == e) {
-                    ws->moe_tok[n] = (uint32_t)(t * K + j);
-                    memcpy(ws->moe_in + n * d, ws->h + t * d, d * sizeof(float));
-                    n++;
-                }
+        size_t n = us_moe_dispatch(ws->moe_in, ws->moe_tok, ws->h, ws->moe_e, T, K, d,
+                                   (uint32_t)e);
         if (n == 0)
             continue;
         memset(ws->moe_out, 0, n * d * sizeof(float));
-        swiglu_ffn(ws->moe_out, ws->moe_in, w->w1 + e * d * f, w->w3 + e * d * f,
-                   w->w2 + e * f * d, ws->hid1, ws->hid2, n, d, f);
-        for (size_t i = 0; i < n; i++) {
-            size_t t = ws->moe_tok[i] / K;
-            float g = ws->moe_w[ws->moe_tok[i]];
-            cblas_saxpy((int)d, g, ws->moe_out + i * d, 1, ws->x + t * d, 1);
-        }
+        us_swiglu_ffn_forward(ws->moe_out, ws->moe_in, w->w1 + e * d * f, w->w3 + e * d * f,
+                              w->w2 + e * f * d, ws->hid1, ws->hid2, n, d, f);
+        us_moe_combine(ws->x, ws->moe_out, ws->moe_tok, ws->moe_w, n, K, d);
     }
     return US_OK;
 }
@@ -343,9 +317,9 @@ static void attention_layer(const us_model *m, uint32_t l, us_workspace *ws,
     const size_t d = c->d_model, H = c->n_heads, dh = c->head_dim, hd = H * dh;
     const size_t L = c->segment_len;
     us_rmsnorm_forward(ws->h, ws->x, w->attn_norm, T, d, c->norm_eps);
-    matmul(ws->q, ws->h, w->wq, T, d, hd, 0.0f);
-    matmul(ws->k, ws->h, w->wk, T, d, hd, 0.0f);
-    matmul(ws->v, ws->h, w->wv, T, d, hd, 0.0f);
+    us_matmul_forward(ws->q, ws->h, w->wq, T, d, hd, 0.0f);
+    us_matmul_forward(ws->k, ws->h, w->wk, T, d, hd, 0.0f);
+    us_matmul_forward(ws->v, ws->h, w->wv, T, d, hd, 0.0f);
     size_t t0 = 0;
     for (size_t i = 0; i < n_items; i++) {
         us_seq_state *s = items[i].state;
@@ -365,7 +339,7 @@ static void attention_layer(const us_model *m, uint32_t l, us_workspace *ws,
             us_infini_update(M, z, ws->scratch, kc, vc, L, H, dh, dh, c->infini_rule);
         t0 += n;
     }
-    matmul(ws->x, ws->att, w->wo, T, hd, d, 1.0f);
+    us_matmul_forward(ws->x, ws->att, w->wo, T, hd, d, 1.0f);
 }
 
 int us_model_forward(const us_model *m, us_workspace *ws, us_batch_item *items,
@@ -407,8 +381,8 @@ int us_model_forward(const us_model *m, us_workspace *ws, us_batch_item *items,
         us_rmsnorm_forward(ws->h, ws->x, w->ffn_norm, T, d, c->norm_eps);
         switch (c->layers[l]) {
         case US_LAYER_DENSE:
-            swiglu_ffn(ws->x, ws->h, w->w1, w->w3, w->w2, ws->hid1, ws->hid2, T, d,
-                       c->ffn_hidden);
+            us_swiglu_ffn_forward(ws->x, ws->h, w->w1, w->w3, w->w2, ws->hid1, ws->hid2, T,
+                                  d, c->ffn_hidden);
             break;
         case US_LAYER_MOE:
             rc = moe_forward(m, w, ws, T, err);
@@ -449,6 +423,6 @@ int us_model_forward(const us_model *m, us_workspace *ws, us_batch_item *items,
         rows = n_items;
     }
     us_rmsnorm_forward(ws->h, ws->x, m->norm_f, rows, d, c->norm_eps);
-    matmul(logits, ws->h, m->lm_head, rows, d, V, 0.0f);
+    us_matmul_forward(logits, ws->h, m->lm_head, rows, d, V, 0.0f);
     return US_OK;
 }

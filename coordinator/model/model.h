@@ -73,21 +73,27 @@ typedef struct us_model {
     us_memory_backend backend;     /* set by us_model_set_backend */
 } us_model;
 
-/* Lists the parameters of cfg into out[0..cap) in storage order; returns the
- * count (<= US_MODEL_MAX_PARAMS) and the total elements in *total. */
+/* Lists the parameters of cfg into out[0..cap) in storage order (out may be
+ * NULL with cap 0 to count) and the total elements in *total.
+ * Returns: the number of parameters (<= US_MODEL_MAX_PARAMS); cannot fail. */
 size_t us_model_params(const us_model_config *cfg, us_param_desc *out, size_t cap,
                        uint64_t *total);
 
-/* Allocates the parameter block for cfg (zeroed) and wires the pointers. */
+/* Allocates the parameter block for cfg (zeroed) and wires the pointers.
+ * Returns: US_OK; US_ENOMEM (m left freed and empty). */
 int us_model_alloc(us_model *m, const us_model_config *cfg, us_err *err);
+/* Returns: nothing; cannot fail (a freed model may be freed again). */
 void us_model_free(us_model *m);
 
-/* Pointer to a parameter by name (for loading/init); NULL if unknown. */
+/* Returns: a pointer to a parameter by name (for loading/init); NULL if
+ * unknown. */
 float *us_model_param(us_model *m, const char *name);
 
 /* Attaches the value backend and checks every memory table's shape against
- * the config (rows = n_keys^2 / ive_groups, dim = v_dim): US_EINVAL naming the
- * table on mismatch, US_ENOTFOUND if a table is missing. */
+ * the config (rows = n_keys^2 / ive_groups, dim = v_dim).
+ * Returns: US_OK; US_EINVAL naming the table on a shape mismatch; the
+ * backend's table_info error (US_ENOTFOUND for a missing table) as is. The
+ * model's backend is unchanged on error. */
 int us_model_set_backend(us_model *m, const us_memory_backend *backend, us_err *err);
 
 typedef struct us_seq_state {
@@ -100,10 +106,14 @@ typedef struct us_seq_state {
     float   *block;          /* the one allocation behind the four arrays */
 } us_seq_state;
 
+/* An empty sequence state (zero memory, empty cache) for cfg.
+ * Returns: US_OK; US_ENOMEM (s left empty). */
 int  us_seq_state_init(us_seq_state *s, const us_model_config *cfg, us_err *err);
+/* Back to empty, keeping the allocation. Returns: nothing; cannot fail. */
 void us_seq_state_reset(us_seq_state *s, const us_model_config *cfg);
+/* Returns: nothing; cannot fail. */
 void us_seq_state_free(us_seq_state *s);
-/* Floats held by one state (for memory reports). */
+/* Returns: floats held by one state (for memory reports); cannot fail. */
 size_t us_seq_state_floats(const us_model_config *cfg);
 
 /* Activation buffers for steps of up to max_tokens tokens; one allocation. */
@@ -118,8 +128,10 @@ typedef struct us_workspace {
     size_t mem_ws_bytes;
 } us_workspace;
 
+/* Returns: US_OK; US_ENOMEM naming the bytes and tokens (ws left empty). */
 int  us_workspace_init(us_workspace *ws, const us_model_config *cfg, size_t max_tokens,
                        us_err *err);
+/* Returns: nothing; cannot fail. */
 void us_workspace_free(us_workspace *ws);
 
 typedef struct us_batch_item {
@@ -129,10 +141,12 @@ typedef struct us_batch_item {
 } us_batch_item;
 
 /* One forward step (see the top comment). logits: last_only ? one row per
- * item [n_items][V] : every token [sum n_tokens][V]. Returns US_EINVAL for a
- * bad item (chunk crossing the segment, token out of range, too many tokens
- * for the workspace) before any state changes; a backend error is passed up
- * (states may then be partly advanced: drop them). */
+ * item [n_items][V] : every token [sum n_tokens][V].
+ * Returns: US_OK; US_EINVAL for a bad item (chunk crossing the segment,
+ * token out of range, too many tokens for the workspace) before any state
+ * changes; a memory layer's error (scoring or backend: any US_E* code,
+ * prefixed with the layer) is passed up, and the states may then be partly
+ * advanced: drop them. */
 int us_model_forward(const us_model *m, us_workspace *ws, us_batch_item *items,
                      size_t n_items, float *logits, bool last_only, us_err *err);
 

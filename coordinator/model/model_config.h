@@ -71,30 +71,40 @@ typedef struct us_model_config {
 } us_model_config;
 
 /* Parses JSON text; `what` names the source in messages (a file path).
- * Returns US_OK, or US_EINVAL / US_EVERSION naming what and the field. */
+ * Returns: US_OK; US_EINVAL (bad JSON, missing or out-of-range field) or
+ * US_EVERSION (format or version) naming what and the field. */
 int us_model_config_parse(us_model_config *cfg, const char *json, const char *what,
                           us_err *err);
 
-/* Reads and parses a config file: US_ENOTFOUND / US_EIO / parse errors. */
+/* Reads and parses a config file.
+ * Returns: US_OK; US_ENOTFOUND (no file), US_EIO, US_ECORRUPT (truncated
+ * read), US_EINVAL (over 1 MiB) naming the path; then the parse errors. */
 int us_model_config_load(us_model_config *cfg, const char *path, us_err *err);
 
-/* Checks ranges and consistency (e.g. ive_groups divides n_keys^2). */
+/* Checks ranges and consistency (e.g. ive_groups divides n_keys^2).
+ * Returns: US_OK; US_EINVAL naming what and the field. */
 int us_model_config_validate(const us_model_config *cfg, const char *what, us_err *err);
 
-/* Renders cfg as pretty JSON; caller frees. NULL on allocation failure. */
+/* Renders cfg as pretty JSON.
+ * Returns: the text (caller frees); NULL on allocation failure. */
 char *us_model_config_to_json(const us_model_config *cfg);
 
 /* Named presets: "tiny" (tests: d 64, 4 layers dense/memory/moe/dense,
- * 2 heads, L 16) and "small". US_EINVAL for an unknown name. */
+ * 2 heads, L 16), "small" and the bench-* presets.
+ * Returns: US_OK; US_EINVAL for an unknown name (listing the known ones). */
 int us_model_config_preset(us_model_config *cfg, const char *name, us_err *err);
 
-/* Number of memory layers, and the layer index of memory table `table`. */
+/* Returns: the number of memory layers; cannot fail. */
 uint32_t us_model_config_memory_layers(const us_model_config *cfg);
+/* Returns: the layer index of memory table `table`; -1 if there is no such
+ * table. */
 int us_model_config_memory_layer_index(const us_model_config *cfg, uint32_t table);
 
-/* Physical value rows of each memory table: n_keys^2 / ive_groups. */
+/* Returns: the physical value rows of each memory table, n_keys^2 /
+ * ive_groups; cannot fail (the config was validated). */
 uint64_t us_model_config_table_rows(const us_model_config *cfg);
 
+/* Returns: "dense", "moe" or "memory"; "?" for an unknown kind. */
 const char *us_layer_kind_name(us_layer_kind kind);
 
 #endif

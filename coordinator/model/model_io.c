@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "kernels/hash.h"
 #include "shard/durable.h"
 #include "shard/synthetic.h"
 #include "shard/tensorfile.h"
@@ -140,17 +141,9 @@ done:
 }
 
 /* SplitMix64 stream -> standard normals (Box-Muller). */
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 static double uniform01(uint64_t *s)   /* (0, 1] */
 {
-    return ((splitmix64(s) >> 11) + 1) * (1.0 / 9007199254740992.0);
+    return ((us_splitmix64_next(s) >> 11) + 1) * (1.0 / 9007199254740992.0);
 }
 
 void us_model_init_random(us_model *m, uint64_t seed)

@@ -25,9 +25,14 @@
 #include "shard/store.h"
 
 /* Block size of model stores: small tables get small blocks so that their
- * rows spread over shards (a table of 64 rows would be one block otherwise). */
+ * rows spread over shards (a table of 64 rows would be one block otherwise).
+ * Returns: the block_bits for a table of `rows` rows; cannot fail. */
 uint32_t us_model_store_block_bits(uint64_t rows);
 
+/* Writes the store of cfg's memory tables (see the top comment).
+ * Returns: US_OK; US_EINVAL when cfg has no memory layer or an argument is
+ * out of range; US_EEXIST when store_dir exists; the store writer's US_EIO /
+ * US_ENOMEM (the staged directory is removed on error). */
 int us_model_store_build(const char *store_dir, const us_model_config *cfg, uint64_t seed,
                          uint32_t shard_count, us_dtype dtype, us_err *err);
 
@@ -37,16 +42,21 @@ typedef struct us_model_store {
     us_memory_local local;
 } us_model_store;
 
-/* Opens store_dir and finds every memory table of cfg (by name "table_<t>",
- * else by id t): US_ENOTFOUND naming the store and table if one is missing,
- * US_EUNSUPP for a synthetic table (no rows to serve in-process). */
 /* Index of memory table t in an open store: the table named "table_<t>",
- * else the one whose id is t; US_ENOTFOUND naming the store and table. */
+ * else the one whose id is t.
+ * Returns: US_OK with *index set; US_ENOTFOUND naming the store and table. */
 int us_model_store_find(const us_store *store, uint32_t t, size_t *index, us_err *err);
 
+/* Opens store_dir (all shards, mmap) and finds every memory table of cfg.
+ * Returns: US_OK; the store's open errors (us_store_open: US_ENOTFOUND,
+ * US_EIO, US_ECORRUPT, US_EVERSION, ...); US_ENOTFOUND naming the store and
+ * table if one is missing; US_EUNSUPP for a synthetic table (no rows to
+ * serve in-process); US_ENOMEM. *ms is closed on error. */
 int us_model_store_open(us_model_store *ms, const char *store_dir, const us_model_config *cfg,
                         us_err *err);
+/* Returns: nothing; cannot fail. */
 void us_model_store_close(us_model_store *ms);
+/* The local backend over the open store (borrowed). Returns: nothing; cannot fail. */
 void us_model_store_backend(us_model_store *ms, us_memory_backend *backend);
 
 #endif

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/hash.h"
+
 int relay_queue_init(relay_queue *q, uint32_t capacity_frames, us_err *err)
 {
     if (capacity_frames == 0 || capacity_frames > (1u << 20))
@@ -117,10 +119,7 @@ uint32_t relay_switch_route(relay_switch *sw, int in_port,
 
 static uint64_t splitmix64_next(uint64_t *state)
 {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return us_splitmix64_next(state);
 }
 
 int relay_loss_init(relay_loss *l, double loss_percent, uint64_t seed, us_err *err)

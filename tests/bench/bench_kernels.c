@@ -27,6 +27,7 @@
 #include <omp.h>
 
 #include "kernels/gather.h"
+#include "kernels/hash.h"
 #include "kernels/score.h"
 #include "kernels/topk.h"
 
@@ -59,10 +60,7 @@ static double loadavg(void)
 static uint64_t rng_state = 1;
 static uint64_t rng_next(void)
 {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return us_splitmix64_next(&rng_state);
 }
 
 /* ---- sequential read ------------------------------------------------------ */

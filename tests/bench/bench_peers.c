@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "kernels/gather.h"
+#include "kernels/hash.h"
 #include "shard/synthetic.h"
 
 #define BLOCK_BITS 12
@@ -73,10 +74,7 @@ static long max_rss_bytes(void)
 
 static uint64_t splitmix(uint64_t *s)
 {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return us_splitmix64_next(s);
 }
 
 static double unit(uint64_t *s) { return (double)(splitmix(s) >> 11) * 0x1p-53; }

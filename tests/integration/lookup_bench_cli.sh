@@ -16,6 +16,15 @@ grep -o '"max_rel_err":[^,]*' <<<"$out" | cut -d: -f2 |
   awk '{ if ($1 > 1e-5) { print "error " $1 " > 1e-5"; bad = 1 } } END { exit bad }'
 # push moves 4 messages per batch with 2 shards (2 requests, 2 answers)
 grep '"mode":"push"' <<<"$out" | grep -q '"msgs_per_batch":4.0'
+# percentiles: p50 <= p99 on every line, also for 2 batches (a truncating
+# index once put p99 on the faster of two batches, below p50)
+out2=$($MPIRUN -n 2 "$US_BIN" bench lookup --transports mpi --modes push,pull \
+       --rows 4096 --dim 16 --tokens 16 --k 4 --batches 2)
+for o in "$out" "$out2"; do
+  grep '^{"bench":"lookup"' <<<"$o" | sed 's/.*"p50_ms":\([^,]*\),"p99_ms":\([^,]*\),.*/\1 \2/' |
+    awk '{ n++; if ($1 + 0 > $2 + 0) { print "p50 " $1 " > p99 " $2; bad = 1 } }
+         END { if (n < 4) { print "too few lines: " n; bad = 1 } exit bad }'
+done
 set +e
 "$US_BIN" bench lookup --rows 0 >/dev/null 2>&1; rc1=$?
 "$US_BIN" bench nosuch >/dev/null 2>&1; rc2=$?

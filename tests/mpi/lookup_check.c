@@ -34,6 +34,7 @@
 #include "coordinator/lookup/job.h"
 #include "coordinator/lookup/lookup.h"
 #include "kernels/gather.h"
+#include "kernels/hash.h"
 #include "kernels/score.h"
 #include "proto/placement.h"
 #include "shard/store.h"
@@ -57,10 +58,7 @@ typedef struct check_case {
 
 static uint64_t rng_next(uint64_t *s)
 {
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return us_splitmix64_next(s);
 }
 
 /* rows: half from a hot set of 16 (duplicates within and across tokens) */

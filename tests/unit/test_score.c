@@ -14,14 +14,12 @@
 #include <cmocka.h>
 
 #include "kernels/score.h"
+#include "kernels/hash.h"
 
 static uint64_t rng_state = 7;
 static uint64_t rng_next(void)
 {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return us_splitmix64_next(&rng_state);
 }
 static float rng_unit(void) { return (float)((rng_next() >> 40) * 0x1.0p-24) * 2.0f - 1.0f; }
 

@@ -10,14 +10,12 @@
 #include <cmocka.h>
 
 #include "kernels/topk.h"
+#include "kernels/hash.h"
 
 static uint64_t rng_state = 42;
 static uint64_t rng_next(void)
 {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
+    return us_splitmix64_next(&rng_state);
 }
 
 /* kind 0: continuous; 1: few distinct values (ties); 2: specials mixed in */

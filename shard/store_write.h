@@ -35,10 +35,13 @@
 typedef int (*us_block_fill_fn)(void *ctx, const us_table_layout *t, uint64_t block,
                                 uint8_t *slot, us_err *err);
 
-/* Writes DIR/table-<id>.shard-<shard>.bin with every block placement gives
- * to `shard`, in ascending order, and stores each block's CRC in
- * block_crc[block] (other entries untouched). Crash-safe; on error the
- * file does not exist. *bytes_out (optional) gets the file size. */
+/* Writes DIR/table-<id>.shard-<shard>.bin: the identity header (when
+ * t->file_header_bytes > 0: pass the layout stamped by
+ * us_manifest_set_table, so the file carries that manifest's store id),
+ * then every block placement gives to `shard`, in ascending order, and
+ * stores each block's CRC in block_crc[block] (other entries untouched).
+ * Crash-safe; on error the file does not exist. *bytes_out (optional) gets
+ * the file size. Returns: US_OK, US_ENOMEM, US_EIO, or fill's error. */
 int us_shard_file_write(const char *dir, const us_table_layout *t, uint32_t shard_count,
                         uint32_t shard, us_block_fill_fn fill, void *ctx,
                         uint32_t *block_crc, uint64_t *bytes_out, us_err *err);
@@ -54,9 +57,10 @@ int us_stage_begin_plan(const char *dir, const char *plan, char *stage_out, size
                         bool *resumed, us_err *err);
 
 /* If DIR/table-<id>.shard-<shard>.bin exists with exactly the expected size,
- * computes its blocks' CRCs into block_crc from the file (no input read) and
- * returns US_OK with *bytes_out set; US_ENOTFOUND if it is absent or has
- * another size (then it is removed and must be written). */
+ * computes its blocks' CRCs into block_crc from the file (no input read),
+ * rewrites its header with t's identity (this run's store id) and returns
+ * US_OK with *bytes_out set; US_ENOTFOUND if it is absent or has another
+ * size (then it is removed and must be written); US_EIO, US_ENOMEM. */
 int us_shard_file_resume(const char *dir, const us_table_layout *t, uint32_t shard_count,
                          uint32_t shard, uint32_t *block_crc, uint64_t *bytes_out,
                          us_err *err);

@@ -222,17 +222,14 @@ int us_memory_dist_open(us_memory_dist *d, const us_world *w, const char *store_
     d->ctl_comm = MPI_COMM_NULL;
     /* Local checks first; every rank then learns whether all succeeded, so
      * a shard that cannot open its files does not leave the others waiting
-     * in the collective transport start. */
+     * in the collective transport start, and its message is out first. */
     us_manifest m = {0};
     uint64_t max_msg = 0;
     int rc = open_local(d, w, store_dir, n_tables, opts, &m, &max_msg, err);
     us_manifest_free(&m);
-    int ok = rc == US_OK, all_ok = 0;
-    if (MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, w->comm) != MPI_SUCCESS && rc == US_OK)
-        rc = us_err_set(err, US_EMPI, "rank %d: MPI_Allreduce at memory store open", w->rank);
-    if (rc == US_OK && !all_ok)
-        rc = us_err_set(err, US_EIO, "another rank could not open store %s (see its message)",
-                        store_dir);
+    char what[4200];
+    snprintf(what, sizeof what, "opening store %s", store_dir);
+    rc = us_world_agree(w, rc, what, err);
     if (rc != US_OK)
         goto fail;
     if (MPI_Comm_dup(w->comm, &d->ctl_comm) != MPI_SUCCESS) {
@@ -259,6 +256,8 @@ int us_memory_dist_open(us_memory_dist *d, const us_world *w, const char *store_
             if ((rc = us_store_view(d->store, index, &d->views[t], err)) != US_OK)
                 goto fail;
             local = &d->views[t];
+            lo.store = d->store;        /* requests are CRC-checked per block */
+            lo.store_table = index;
         }
         if ((rc = us_lookup_open(&d->tables[t], w, d->transports[t], &d->info[t], local, &lo,
                                  err)) != US_OK)

@@ -5,7 +5,8 @@
 # shards) greedy, sampled, pull mode over fabric; C=3 on 5 ranks (2 shards);
 # sessions saved and continued from both coordinators. kill -9 of the writer
 # (rank 0) or of the other coordinator (rank 1) mid-run, then the same
-# command completes the output exactly. Bad combinations are refused.
+# command completes the output exactly. Bad combinations are refused, and an
+# output coordinator 0 cannot open stops every coordinator cleanly.
 set -euo pipefail
 fail() { echo "FAIL: $*"; exit 1; }
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
@@ -106,4 +107,8 @@ expect_fail "store .* has 3 shards but this job has 2 shard ranks" $MPIRUN -n 4 
 expect_fail "\-\-coordinators" "$US_BIN" infer "${common[@]}" --coordinators 0 \
   --output "$dir/bad4.jsonl"
 for b in 1 2 3 4; do [ ! -e "$dir/bad$b.jsonl" ] || fail "refused job $b wrote output"; done
+echo '{"keep":1}' >"$dir/foreign.jsonl"   # coordinator 0 refuses it: all coordinators stop
+expect_fail "exists but has no journal" $MPIRUN -n 5 "$US_BIN" infer "${common[@]}" \
+  --coordinators 2 --output "$dir/foreign.jsonl"
+[ "$(cat "$dir/foreign.jsonl")" = '{"keep":1}' ] || fail "refused job changed a foreign output"
 echo "infer_multi ok"

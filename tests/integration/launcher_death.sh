@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# kill -9 of mpirun during an infer: every rank is gone within 2 s (the
-# launcher watchdog in proto/world.c) and the output file stops growing.
+# kill -9 of mpirun during an infer: every rank is gone within a bounded time
+# (the launcher watchdog in proto/world.c polls every 50 ms; typically gone in
+# 0.3-0.4 s, the 5 s bound leaves room for a loaded 2-core box, where 2 of 16
+# runs once took just over 2 s) and the output file stops growing.
 set -euo pipefail
 dir=$(mktemp -d)
 pids=()
@@ -32,10 +34,10 @@ alive() {   # ranks neither gone nor zombies
   echo $n
 }
 waited=0
-while [ "$(alive)" -gt 0 ] && [ $waited -lt 20 ]; do sleep 0.1; waited=$((waited + 1)); done
-[ "$(alive)" -eq 0 ] || { echo "FAIL: $(alive) rank processes still running 2 s after mpirun was killed"; exit 1; }
+while [ "$(alive)" -gt 0 ] && [ $waited -lt 50 ]; do sleep 0.1; waited=$((waited + 1)); done
+[ "$(alive)" -eq 0 ] || { echo "FAIL: $(alive) rank processes still running 5 s after mpirun was killed"; exit 1; }
 echo "ranks gone $((waited * 100)) ms after mpirun was killed"
 size=$(stat -c %s "$out")
 sleep 1
 [ "$(stat -c %s "$out")" -eq "$size" ] || { echo "FAIL: output grew after the ranks should be gone"; exit 1; }
-echo "launcher_death ok: ${#pids[@]} ranks gone within 2 s, output stopped at $size bytes"
+echo "launcher_death ok: ${#pids[@]} ranks gone within 5 s, output stopped at $size bytes"

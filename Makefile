@@ -45,7 +45,7 @@ TEST_BINS   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_SRC))
 TOOL_BINS   := $(patsubst tests/tools/%.c,$(B)/tools/%,$(wildcard tests/tools/*.c))
 LAB_BINS    := $(B)/netrelay $(B)/pingpong
 
-.PHONY: all test demo bench benches plots asan clean tests tools
+.PHONY: all test demo bench benches plots asan clean tests tools fuzz fuzz-bins
 all: $(BIN) tests tools $(LAB_BINS)
 
 tests: $(TEST_BINS)
@@ -143,6 +143,25 @@ asan:
 	$(MAKE) B=build/asan OPT="-O1 -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" tests
 	B=build/asan US_UNIT_ONLY=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 tests/run
+
+# libFuzzer harnesses, tests/fuzz/fuzz_NAME.c -> $(B)/fuzz/fuzz_NAME (clang only,
+# so plain `make` never builds them): the libraries are built again with clang
+# and sanitizer coverage in build/fuzz, then tests/fuzz/run.sh runs each harness
+# for FUZZ_SECONDS on a copy of its corpus and fails on any crash, leak or timeout.
+FUZZ_SECONDS ?= 10
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(B)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+fuzz:
+	$(MAKE) B=build/fuzz CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
+	  fuzz-bins
+	B=build/fuzz FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
+
+fuzz-bins: $(FUZZ_BINS)
+
+$(B)/fuzz/fuzz_%: $(call obj,tests/fuzz/fuzz_%.c) $(LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) -o $@ $^ $(LDLIBS) -fsanitize=fuzzer
 
 clean:
 	rm -rf build

@@ -11,12 +11,13 @@ PACKAGES=(
   libopenblas-dev                     # sgemm for scoring / projections
   libcjson-dev                        # model config + safetensors headers
   libcmocka-dev                       # unit tests
+  clang libclang-rt-14-dev libomp-dev # second compiler (make CC=clang; libomp = its -fopenmp
+                                      # runtime) and libFuzzer for make fuzz / fuzz_smoke
   python3-numpy                       # independent reference checks (/usr/bin/python3)
   iproute2                            # namespace lab (ip netns, tc tbf)
   redis-server libhiredis-dev         # peer in tests/bench/peers.sh (loopback, started/stopped by it)
   gnuplot-nox                         # benchmark plots (tests/bench/plot.py)
   time                                # /usr/bin/time: max RSS in make bench-store
-  clang libomp-dev                    # second compiler (make CC=clang); libomp is clang's -fopenmp runtime
 )
 
 missing=()

@@ -1,9 +1,14 @@
 /* world.c — MPI start-up and role assignment (see world.h). */
 #include "proto/world.h"
 
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 bool us_world_detect_mpirun(void)
 {
@@ -67,6 +72,60 @@ int us_world_assign_roles(us_world *w, int rank, int size,
     return US_OK;
 }
 
+/* Whether pid runs a launcher that forks ranks: only then is its death the
+ * job's end (a rank under a shell or a debugger keeps running). */
+static bool is_launcher(pid_t pid)
+{
+    static const char *const names[] = {
+        "mpirun", "mpiexec", "orterun", "orted", "prterun", "prted", "slurmstepd",
+        "hydra_pmi_proxy",
+    };
+    char path[64], comm[64] = "";
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    if (fgets(comm, sizeof comm, f) == NULL)
+        comm[0] = '\0';
+    fclose(f);
+    comm[strcspn(comm, "\n")] = '\0';
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(comm, names[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Polls rather than PR_SET_PDEATHSIG: that signal fires when the forking
+ * *thread* of the parent exits, which a threaded launcher may do while the
+ * job goes on. */
+static void *launcher_watchdog(void *arg)
+{
+    pid_t launcher = (pid_t)(intptr_t)arg;
+    struct timespec tick = { 0, US_WORLD_WATCHDOG_MS * 1000000L };
+    for (;;) {
+        nanosleep(&tick, NULL);
+        if (getppid() != launcher)
+            kill(getpid(), SIGKILL);    /* no flush, no more output */
+    }
+    return NULL;
+}
+
+static void start_watchdog(void)
+{
+    static bool started;
+    pid_t parent = getppid();
+    if (started || parent <= 1 || !is_launcher(parent))
+        return;
+    pthread_t th;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 64 * 1024);
+    if (pthread_create(&th, &attr, launcher_watchdog, (void *)(intptr_t)parent) == 0)
+        started = true;
+    pthread_attr_destroy(&attr);
+}
+
 int us_world_init(us_world *w, int *argc, char ***argv,
                   const us_world_opts *opts, us_err *err)
 {
@@ -102,6 +161,8 @@ int us_world_init(us_world *w, int *argc, char ***argv,
     rc = us_world_assign_roles(w, rank, size, opts, err);
     if (rc != US_OK)
         goto fail_comm;
+    if (w->under_mpirun)
+        start_watchdog();
     return US_OK;
 
 fail_comm:
@@ -134,6 +195,59 @@ void us_world_finalize(us_world *w)
             MPI_Finalize();
         w->mpi_owned = false;
     }
+}
+
+int us_world_agree(const us_world *w, int rc, const char *what, us_err *err)
+{
+    if (w == NULL || w->comm == MPI_COMM_NULL || w->size <= 1)
+        return rc;
+    return us_comm_agree(w->comm, rc, what, err);
+}
+
+int us_comm_agree(MPI_Comm comm, int rc, const char *what, us_err *err)
+{
+    us_world wv = { .comm = comm };
+    us_world *w = &wv;
+    MPI_Comm_rank(comm, &w->rank);
+    MPI_Comm_size(comm, &w->size);
+    if (w->size <= 1)
+        return rc;
+    int *all = malloc((size_t)w->size * sizeof *all);
+    if (all == NULL) {
+        /* still enter a collective so no rank waits forever */
+        int bad = rc != US_OK, any = 0;
+        MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, w->comm);
+        return rc != US_OK ? rc : any ? us_err_set(err, US_ENOMEM, "%s: rank %d could not "
+                                                   "learn which rank failed", what, w->rank)
+                                      : US_OK;
+    }
+    if (MPI_Allgather(&rc, 1, MPI_INT, all, 1, MPI_INT, w->comm) != MPI_SUCCESS) {
+        free(all);
+        return rc != US_OK ? rc : us_err_set(err, US_EMPI, "%s: rank %d: MPI_Allgather "
+                                             "failed", what, w->rank);
+    }
+    if (rc != US_OK) {
+        fprintf(stderr, "ultrashard: rank %d: %s: %s (%s)\n", w->rank, what,
+                err && err->msg[0] ? err->msg : "unknown error", us_code_name(rc));
+        fflush(stderr);
+    }
+    char list[256] = "";
+    int n_failed = 0, first_code = US_OK;
+    for (int r = 0; r < w->size; r++) {
+        if (all[r] == US_OK)
+            continue;
+        if (n_failed++ == 0)
+            first_code = all[r];
+        size_t len = strlen(list);
+        if (len + 16 < sizeof list)
+            snprintf(list + len, sizeof list - len, "%s%d", n_failed > 1 ? ", " : "", r);
+    }
+    free(all);
+    MPI_Barrier(w->comm);
+    if (n_failed == 0 || rc != US_OK)
+        return rc;
+    return us_err_set(err, first_code, "%s aborted: rank%s %s failed (see %s message above)",
+                      what, n_failed > 1 ? "s" : "", list, n_failed > 1 ? "their" : "its");
 }
 
 void us_world_abort(const us_world *w, const us_err *err)

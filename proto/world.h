@@ -15,6 +15,17 @@
  * block to a shard index, and us_world_shard_rank() maps it to a rank.
  * Not being started by mpirun is detected from the launcher's environment and
  * reported; the process then runs as a one-rank job (MPI singleton).
+ *
+ * Launcher death: when the parent process is the launcher (mpirun, orted,
+ * srun's slurmstepd, ...), a watchdog thread polls the parent pid every
+ * US_WORLD_WATCHDOG_MS and SIGKILLs the rank once the launcher is gone, so
+ * no rank of a killed job goes on writing output files.
+ *
+ * Collective failures: a rank whose local step failed must not leave the
+ * others waiting, and its message must reach the user before the job is
+ * torn down (a rank that exits first makes mpirun kill the rest, which
+ * could lose the one message that says what went wrong): see
+ * us_world_agree.
  */
 #ifndef US_WORLD_H
 #define US_WORLD_H
@@ -73,6 +84,21 @@ const char *us_world_role_name(const us_world *w);
 /* Frees role tables, frees the communicator and finalizes MPI if we started it.
  * Returns: nothing. */
 void us_world_finalize(us_world *w);
+
+/* Collective (every rank calls it with its local result rc). All ranks
+ * learn whether any failed; every failing rank writes its own message
+ * ("ultrashard: rank R: WHAT: MSG (CODE)") to stderr and flushes it, then
+ * all pass a barrier, so those lines are out before any rank returns.
+ * Returns: US_OK when every rank succeeded; a failing rank gets its own rc
+ * (err unchanged); the others get the first failing rank's code with *err
+ * naming WHAT and the failing ranks ("WHAT aborted: ranks 2, 3 failed (see
+ * their messages above)"). US_EMPI if the collective itself failed. */
+int us_world_agree(const us_world *w, int rc, const char *what, us_err *err);
+/* The same over any communicator (import runs on a bare one).
+ * Returns: as us_world_agree. */
+int us_comm_agree(MPI_Comm comm, int rc, const char *what, us_err *err);
+
+#define US_WORLD_WATCHDOG_MS 50
 
 /* Aborts the whole job (all ranks) with an error message: for unrecoverable
  * errors on one rank that would otherwise leave the others waiting forever.

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "proto/world.h"
 #include "shard/durable.h"
 #include "shard/manifest.h"
 #include "shard/rowcodec.h"
@@ -30,17 +31,10 @@ typedef struct import_ctx {
 
 /* Agreement: every rank learns the lowest (most negative) status and the
  * rank that has it; a rank that was fine reports who failed. */
+/* Failing ranks' messages are out before any rank returns (proto/world.h). */
 static int agree(MPI_Comm comm, int rc, us_err *err)
 {
-    int rank;
-    MPI_Comm_rank(comm, &rank);
-    struct { int rc, rank; } in = { rc, rank }, out;
-    if (MPI_Allreduce(&in, &out, 1, MPI_2INT, MPI_MINLOC, comm) != MPI_SUCCESS)
-        return us_err_set(err, US_EMPI, "import: MPI_Allreduce of the status failed");
-    if (out.rc != US_OK && rc == US_OK)
-        return us_err_set(err, out.rc, "import aborted: rank %d failed (see its message)",
-                          out.rank);
-    return out.rc;
+    return us_comm_agree(comm, rc, "import", err);
 }
 
 static int fill_from_tensor(void *vctx, const us_table_layout *t, uint64_t block,
@@ -206,6 +200,9 @@ static int begin_stage(import_run *run, us_err *err)
     if ((rc = agree(run->comm, rc, err)) != US_OK)
         return rc;
     MPI_Bcast(&run->resumed, 1, MPI_INT, 0, run->comm);
+    uint64_t id[2] = { run->m.store_id_hi, run->m.store_id_lo };   /* one store: rank 0's id */
+    MPI_Bcast(id, 2, MPI_UINT64_T, 0, run->comm);
+    us_manifest_set_store_id(&run->m, id[0], id[1]);
     snprintf(run->stage, sizeof run->stage, "%s.partial", o->out_dir);
     return US_OK;
 }
@@ -249,7 +246,7 @@ static int write_table_shards(import_run *run, size_t i, us_err *err)
                 run->opts->after_file_written(run->opts->after_file_ctx, ++run->files_written);
         }
         run->written += bytes;
-        run->blocks += t->block_slot_bytes ? bytes / t->block_slot_bytes : 0;
+        run->blocks += bytes ? us_layout_shard_blocks(t, m->shard_count, s, NULL) : 0;
     }
     free(ctx->in_buf);
     ctx->in_buf = NULL;

@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "proto/placement.h"
@@ -47,6 +49,7 @@ int us_table_layout_init(us_table_layout *t, us_err *err)
         return us_err_set(err, US_EINVAL, "table '%s': rows %llu outside [1, 2^50]", nm,
                           (unsigned long long)t->rows);
     t->rows_per_block = 1ull << t->block_bits;
+    t->file_header_bytes = US_SHARD_HEADER_BYTES;   /* format 1: us_manifest_set_table */
     t->n_blocks = (t->rows + t->rows_per_block - 1) >> t->block_bits;
     t->row_bytes = (size_t)t->dim * us_dtype_size(t->dtype);
     uint64_t data = t->rows_per_block * t->row_bytes;
@@ -99,10 +102,110 @@ void us_shard_file_name(char *buf, size_t cap, uint32_t table_id, uint32_t shard
     snprintf(buf, cap, "table-%u.shard-%u.bin", table_id, shard);
 }
 
+uint64_t us_layout_file_bytes(const us_table_layout *t, uint64_t n_blocks)
+{
+    return t->file_header_bytes + n_blocks * t->block_slot_bytes;
+}
+
+uint64_t us_layout_slot_offset(const us_table_layout *t, uint64_t k)
+{
+    return t->file_header_bytes + k * t->block_slot_bytes;
+}
+
+static const char shard_magic[8] = "USSHARD";
+#define HEADER_CRC_AT 56
+
+static void put32(uint8_t *p, uint32_t v) { for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> 8 * i); }
+static void put64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> 8 * i); }
+static uint32_t get32(const uint8_t *p) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | p[i]; return v; }
+static uint64_t get64(const uint8_t *p) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | p[i]; return v; }
+
+us_shard_header us_shard_header_expected(const us_table_layout *t, uint32_t shard_count,
+                                         uint32_t shard)
+{
+    return (us_shard_header){
+        .format_version = US_STORE_FORMAT_VERSION, .table_id = t->table_id, .shard = shard,
+        .shard_count = shard_count, .store_id_hi = t->store_id_hi,
+        .store_id_lo = t->store_id_lo,
+        .n_blocks = us_layout_shard_blocks(t, shard_count, shard, NULL),
+        .block_slot_bytes = t->block_slot_bytes,
+    };
+}
+
+void us_shard_header_encode(uint8_t *buf, const us_shard_header *h)
+{
+    memset(buf, 0, US_SHARD_HEADER_BYTES);
+    memcpy(buf, shard_magic, 8);
+    put32(buf + 8, h->format_version);
+    put32(buf + 12, h->table_id);
+    put64(buf + 16, h->store_id_hi);
+    put64(buf + 24, h->store_id_lo);
+    put32(buf + 32, h->shard);
+    put32(buf + 36, h->shard_count);
+    put64(buf + 40, h->n_blocks);
+    put64(buf + 48, h->block_slot_bytes);
+    put32(buf + HEADER_CRC_AT, us_crc32c(0, buf, HEADER_CRC_AT));
+}
+
+int us_shard_header_check(const uint8_t *buf, const us_shard_header *want, const char *path,
+                          us_err *err)
+{
+    if (memcmp(buf, shard_magic, 8) != 0)
+        return us_err_set(err, US_ECORRUPT, "shard file '%s' has no UltraShard header "
+                          "(zeroed, overwritten or foreign file)", path);
+    if (us_crc32c(0, buf, HEADER_CRC_AT) != get32(buf + HEADER_CRC_AT))
+        return us_err_set(err, US_ECORRUPT, "shard file '%s': header checksum mismatch "
+                          "(corrupt header)", path);
+    us_shard_header h = {
+        .format_version = get32(buf + 8), .table_id = get32(buf + 12),
+        .store_id_hi = get64(buf + 16), .store_id_lo = get64(buf + 24),
+        .shard = get32(buf + 32), .shard_count = get32(buf + 36),
+        .n_blocks = get64(buf + 40), .block_slot_bytes = get64(buf + 48),
+    };
+    if (h.format_version != want->format_version)
+        return us_err_set(err, US_ECORRUPT, "shard file '%s': format %u, the manifest says "
+                          "%u", path, h.format_version, want->format_version);
+    if (h.store_id_hi != want->store_id_hi || h.store_id_lo != want->store_id_lo)
+        return us_err_set(err, US_ECORRUPT, "shard file '%s' belongs to another store (store "
+                          "id %016llx%016llx, the manifest says %016llx%016llx)", path,
+                          (unsigned long long)h.store_id_hi, (unsigned long long)h.store_id_lo,
+                          (unsigned long long)want->store_id_hi,
+                          (unsigned long long)want->store_id_lo);
+    if (h.table_id != want->table_id || h.shard != want->shard ||
+        h.shard_count != want->shard_count)
+        return us_err_set(err, US_ECORRUPT, "shard file '%s' holds table %u shard %u of %u, "
+                          "expected table %u shard %u of %u (swapped or renamed file)", path,
+                          h.table_id, h.shard, h.shard_count, want->table_id, want->shard,
+                          want->shard_count);
+    if (h.n_blocks != want->n_blocks || h.block_slot_bytes != want->block_slot_bytes)
+        return us_err_set(err, US_ECORRUPT, "shard file '%s': %llu blocks of %llu bytes, the "
+                          "manifest says %llu of %llu", path, (unsigned long long)h.n_blocks,
+                          (unsigned long long)h.block_slot_bytes,
+                          (unsigned long long)want->n_blocks,
+                          (unsigned long long)want->block_slot_bytes);
+    return US_OK;
+}
+
+/* 128 random bits: two stores made in the same second on two hosts must
+ * still differ, so the kernel's entropy, with a clock/pid fallback. */
+static void new_store_id(uint64_t *hi, uint64_t *lo)
+{
+    uint64_t id[2];
+    if (getrandom(id, sizeof id, GRND_NONBLOCK) != (ssize_t)sizeof id) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        id[0] = us_mix64((uint32_t)ts.tv_nsec, (uint64_t)ts.tv_sec, (uint64_t)clock());
+        id[1] = us_mix64((uint32_t)getpid(), id[0], (uint64_t)ts.tv_nsec);
+    }
+    *hi = id[0];
+    *lo = id[1];
+}
+
 int us_manifest_alloc(us_manifest *m, uint32_t shard_count, size_t n_tables, us_err *err)
 {
     memset(m, 0, sizeof *m);
     m->format_version = US_STORE_FORMAT_VERSION;
+    new_store_id(&m->store_id_hi, &m->store_id_lo);
     m->shard_count = shard_count;
     m->n_tables = n_tables;
     m->tables = calloc(n_tables ? n_tables : 1, sizeof *m->tables);
@@ -121,6 +224,10 @@ int us_manifest_set_table(us_manifest *m, size_t i, const us_table_layout *t, us
     free(m->block_crc[i]);
     m->block_crc[i] = NULL;
     m->tables[i] = *t;
+    m->tables[i].store_id_hi = m->store_id_hi;
+    m->tables[i].store_id_lo = m->store_id_lo;
+    m->tables[i].file_header_bytes =
+        m->format_version == US_STORE_FORMAT_NO_HEADER ? 0 : US_SHARD_HEADER_BYTES;
     m->names[i] = strdup(t->name);
     m->tables[i].name = m->names[i];
     if (m->names[i] == NULL)
@@ -132,6 +239,16 @@ int us_manifest_set_table(us_manifest *m, size_t i, const us_table_layout *t, us
                               "of table '%s'", (unsigned long long)t->n_blocks, t->name);
     }
     return US_OK;
+}
+
+void us_manifest_set_store_id(us_manifest *m, uint64_t hi, uint64_t lo)
+{
+    m->store_id_hi = hi;
+    m->store_id_lo = lo;
+    for (size_t i = 0; i < m->n_tables; i++) {
+        m->tables[i].store_id_hi = hi;
+        m->tables[i].store_id_lo = lo;
+    }
 }
 
 void us_manifest_free(us_manifest *m)
@@ -245,7 +362,7 @@ static int fill_shard_files(manifest_msg *msg, const us_manifest *m, size_t i,
         sf->shard = s;
         us_shard_file_name(msg->names + 64 * k, 64, t->table_id, s);
         sf->file_name = msg->names + 64 * k;
-        sf->file_bytes = n * t->block_slot_bytes;
+        sf->file_bytes = us_layout_file_bytes(t, n);
         sf->n_block_ids = n;
         sf->block_ids = msg->ids[k];
     }
@@ -294,6 +411,8 @@ int us_manifest_write(const char *dir, const us_manifest *m, us_err *err)
     msg.sm.n_tables = m->n_tables;
     msg.sm.tables = msg.tptr;
     msg.sm.created_by = (char *)"ultrashard";
+    msg.sm.store_id_hi = m->store_id_hi;
+    msg.sm.store_id_lo = m->store_id_lo;
     for (size_t i = 0; i < m->n_tables; i++) {
         fill_table_msg(&msg.tms[i], m, i);
         msg.tptr[i] = &msg.tms[i];
@@ -328,10 +447,6 @@ static int check_table(const char *path, const us_manifest *m, size_t i,
                           path, t->name);
     if (t->synthetic)
         return US_OK;
-    if (tm->n_block_crc32c != t->n_blocks)
-        return us_err_set(err, US_ECORRUPT, "%s: table '%s': %zu block checksums for %llu "
-                          "blocks", path, t->name, tm->n_block_crc32c,
-                          (unsigned long long)t->n_blocks);
     if (tm->n_shard_files != m->shard_count)
         return us_err_set(err, US_ECORRUPT, "%s: table '%s': %zu shard files for %u shards",
                           path, t->name, tm->n_shard_files, m->shard_count);
@@ -357,7 +472,7 @@ static int check_table(const char *path, const us_manifest *m, size_t i,
         if (strcmp(sf->file_name, want) != 0)
             rc = us_err_set(err, US_ECORRUPT, "%s: table '%s': shard %u file is '%s', "
                             "expected '%s'", path, t->name, sf->shard, sf->file_name, want);
-        else if (sf->file_bytes != sf->n_block_ids * t->block_slot_bytes)
+        else if (sf->file_bytes != us_layout_file_bytes(t, sf->n_block_ids))
             rc = us_err_set(err, US_ECORRUPT, "%s: table '%s': shard %u: file_bytes %llu for "
                             "%zu blocks", path, t->name, sf->shard,
                             (unsigned long long)sf->file_bytes, sf->n_block_ids);
@@ -449,6 +564,13 @@ static int load_table(const char *path, const Ultrashard__TableManifest *tm, us_
         if (m->tables[j].table_id == t.table_id || strcmp(m->tables[j].name, t.name) == 0)
             return us_err_set(err, US_ECORRUPT, "'%s': table '%s' (id %u) appears twice",
                               path, t.name, t.table_id);
+    /* Checked before us_manifest_set_table allocates n_blocks CRCs: rows and
+     * block_bits come from the file, and a few corrupt bytes must not ask for
+     * terabytes (found by tests/fuzz/fuzz_manifest.c). */
+    if (!t.synthetic && tm->n_block_crc32c != t.n_blocks)
+        return us_err_set(err, US_ECORRUPT, "%s: table '%s': %zu block checksums for %llu "
+                          "blocks", path, t.name, tm->n_block_crc32c,
+                          (unsigned long long)t.n_blocks);
     int rc = us_manifest_set_table(m, i, &t, err);
     if (rc == US_OK)
         rc = check_table(path, m, i, tm, err);
@@ -471,10 +593,11 @@ int us_manifest_read(const char *dir, us_manifest *m, us_err *err)
     free(buf);
     if (sm == NULL)
         return us_err_set(err, US_ECORRUPT, "'%s': not a valid StoreManifest protobuf", path);
-    if (sm->version > 1 || sm->format_version != US_STORE_FORMAT_VERSION) {
+    if (sm->version > 1 || (sm->format_version != US_STORE_FORMAT_VERSION &&
+                            sm->format_version != US_STORE_FORMAT_NO_HEADER)) {
         rc = us_err_set(err, US_EVERSION, "'%s': manifest version %u / store format %u; "
-                        "this build reads version 1 / format %d", path, sm->version,
-                        sm->format_version, US_STORE_FORMAT_VERSION);
+                        "this build reads version 1 / formats %d and %d", path, sm->version,
+                        sm->format_version, US_STORE_FORMAT_NO_HEADER, US_STORE_FORMAT_VERSION);
         goto free_message;
     }
     if (sm->shard_count == 0 || sm->shard_count > US_MAX_SHARDS) {
@@ -484,6 +607,9 @@ int us_manifest_read(const char *dir, us_manifest *m, us_err *err)
     }
     if ((rc = us_manifest_alloc(m, sm->shard_count, sm->n_tables, err)) != US_OK)
         goto free_message;
+    m->format_version = sm->format_version;    /* before set_table stamps the layouts */
+    m->store_id_hi = sm->store_id_hi;
+    m->store_id_lo = sm->store_id_lo;
     for (size_t i = 0; i < sm->n_tables && rc == US_OK; i++)
         rc = load_table(path, sm->tables[i], m, i, err);
     if (rc != US_OK)

@@ -100,7 +100,8 @@ int us_reshard(const char *src, const char *dst, uint32_t new_shards, us_reshard
         copy_ctx ctx = { old, i };
         for (uint32_t s = 0; s < new_shards && rc == US_OK; s++) {
             uint64_t bytes = 0;
-            rc = us_shard_file_write(stage, t, new_shards, s, copy_block, &ctx,
+            /* the new manifest's layout: the files carry the new store's id */
+            rc = us_shard_file_write(stage, &nm.tables[i], new_shards, s, copy_block, &ctx,
                                      nm.block_crc[i], &bytes, err);
             st.bytes_written += bytes;
         }

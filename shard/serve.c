@@ -26,6 +26,12 @@ int us_server_init(us_server *s, uint32_t table_id, int shard_index,
     return US_OK;
 }
 
+void us_server_attach_store(us_server *s, const us_store *store, size_t index)
+{
+    s->store = store;
+    s->store_table = index;
+}
+
 void us_server_free(us_server *s)
 {
     free(s->pad_rows);
@@ -54,6 +60,10 @@ static int check_rows(const us_server *s, const us_wire_req *r, us_err *err)
                               s->shard_index, s->table_id, r->hdr->batch_id, row,
                               row >> v->block_bits);
     }
+    if (s->store != NULL && us_store_check_rows(s->store, s->store_table, r->rows,
+                                                r->hdr->n_rows, err) != US_OK)
+        return us_err_prefix(err, "shard %d batch %" PRIu64, s->shard_index,
+                             r->hdr->batch_id);
     return US_OK;
 }
 

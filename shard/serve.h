@@ -18,6 +18,11 @@
  *
  * Column placement: the view holds this shard's column slice of every row;
  * answers then carry dim = view->dim columns.
+ *
+ * Integrity: a server over a store's view (us_server_attach_store) passes
+ * every request's rows through us_store_check_rows before computing, so no
+ * row is served from a block whose CRC-32C has not been checked; a bad
+ * block gets an error answer naming table, block and file (US_ECORRUPT).
  */
 #ifndef US_SERVE_H
 #define US_SERVE_H
@@ -28,6 +33,7 @@
 #include "kernels/rows_view.h"
 #include "kernels/us_status.h"
 #include "proto/wire.h"
+#include "shard/store.h"
 
 typedef struct us_server_stats {
     uint64_t requests, rejected;
@@ -42,6 +48,8 @@ typedef struct us_server {
     int      n_threads;            /* passed to the gather kernel */
     us_server_stats stats;
     us_err   last_error;           /* why the last rejected request was rejected */
+    const us_store *store;         /* NULL, or the store the view came from */
+    size_t   store_table;          /* the view's table index in store */
     /* scratch, grown on demand: padded per-token pair arrays */
     uint64_t *pad_rows;
     float    *pad_weights;
@@ -65,6 +73,12 @@ int us_server_init(us_server *s, uint32_t table_id, int shard_index,
  */
 int us_serve_request(us_server *s, const void *req, uint64_t len, uint8_t resp_flags,
                      us_wire_buf *out, bool *rejected, uint8_t *req_flags, us_err *err);
+
+/* Declares that the server's view is table `index` of store, so requests
+ * are checked block by block (see Integrity above).
+ * Returns: nothing; cannot fail.
+ */
+void us_server_attach_store(us_server *s, const us_store *store, size_t index);
 
 /* Returns: nothing; the server may be initialised again. */
 void us_server_free(us_server *s);

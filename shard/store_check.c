@@ -33,8 +33,10 @@ static int compare_against(us_store *st, uint32_t shard, const us_store_check_op
 static int check_shard(const us_manifest *m, uint32_t shard, const us_store_check_opts *o,
                        us_store_check_report *local)
 {
+    /* open unchecked: us_store_verify checks and counts every block */
     us_store_opts so = { .backend = US_BACKEND_MMAP, .shard_index = (int)shard,
-                         .expect_shards = (int)o->expect_shards };
+                         .expect_shards = (int)o->expect_shards,
+                         .check = US_STORE_CHECK_FIRST_USE };
     us_store *st;
     us_err e = {0};
     if (us_store_open(o->dir, &so, &st, &e) != US_OK) {
@@ -116,8 +118,8 @@ int us_store_summarize(const us_manifest *m, us_store_summary *s, us_err *err)
         for (uint32_t sh = 0; sh < m->shard_count; sh++) {
             uint64_t k = us_layout_shard_blocks(t, m->shard_count, sh, NULL);
             s->shard_blocks[sh] += k;
-            s->shard_bytes[sh] += k * t->block_slot_bytes;
-            s->table_bytes[i] += k * t->block_slot_bytes;
+            s->shard_bytes[sh] += us_layout_file_bytes(t, k);
+            s->table_bytes[i] += us_layout_file_bytes(t, k);
         }
         s->total_blocks += t->n_blocks;
     }

@@ -29,6 +29,11 @@ int us_shard_file_write(const char *dir, const us_table_layout *t, uint32_t shar
     us_layout_shard_blocks(t, shard_count, shard, ids);
     us_durable_file f;
     int rc = us_durable_open(&f, path, false, err);
+    if (rc == US_OK && t->file_header_bytes > 0) {
+        us_shard_header h = us_shard_header_expected(t, shard_count, shard);
+        us_shard_header_encode(slot, &h);
+        rc = us_durable_write(&f, slot, US_SHARD_HEADER_BYTES, err);
+    }
     for (uint64_t k = 0; k < n && rc == US_OK; k++) {
         if ((rc = fill(ctx, t, ids[k], slot, err)) != US_OK)
             break;
@@ -51,7 +56,7 @@ int us_shard_file_write(const char *dir, const us_table_layout *t, uint32_t shar
     else if (f.tmp_path != NULL || f.fd >= 0)
         us_durable_abort(&f);
     if (rc == US_OK && bytes_out)
-        *bytes_out = n * t->block_slot_bytes;
+        *bytes_out = us_layout_file_bytes(t, n);
     free(slot);
     free(ids);
     if (rc != US_OK)
@@ -60,6 +65,22 @@ int us_shard_file_write(const char *dir, const us_table_layout *t, uint32_t shar
 }
 
 #define PLAN_FILE "import.plan"
+
+/* A resumed file was written by the crashed run, whose manifest (and so
+ * store id) never became durable: stamp this run's identity into it. */
+static int resume_header(int fd, const us_table_layout *t, uint32_t shard_count,
+                         uint32_t shard, const char *path, us_err *err)
+{
+    if (t->file_header_bytes == 0)
+        return US_OK;
+    uint8_t buf[US_SHARD_HEADER_BYTES];
+    us_shard_header h = us_shard_header_expected(t, shard_count, shard);
+    us_shard_header_encode(buf, &h);
+    if (pwrite(fd, buf, sizeof buf, 0) != (ssize_t)sizeof buf || fsync(fd) != 0)
+        return us_err_set(err, US_EIO, "rewriting the header of '%s': %s", path,
+                          strerror(errno));
+    return US_OK;
+}
 
 int us_shard_file_resume(const char *dir, const us_table_layout *t, uint32_t shard_count,
                          uint32_t shard, uint32_t *block_crc, uint64_t *bytes_out,
@@ -72,11 +93,12 @@ int us_shard_file_resume(const char *dir, const us_table_layout *t, uint32_t sha
     struct stat st;
     if (stat(path, &st) != 0)
         return us_err_set(err, US_ENOTFOUND, "'%s' not written yet", path);
-    if ((uint64_t)st.st_size != n * t->block_slot_bytes) {
+    if ((uint64_t)st.st_size != us_layout_file_bytes(t, n)) {
         unlink(path);
         return us_err_set(err, US_ENOTFOUND, "'%s' has the wrong size; rewriting", path);
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* read-write: the header is rewritten below (see resume_header) */
+    int fd = open(path, O_RDWR | O_CLOEXEC);
     uint64_t *ids = malloc((n ? n : 1) * sizeof *ids);
     void *slot = NULL;
     int rc = US_OK;
@@ -87,16 +109,19 @@ int us_shard_file_resume(const char *dir, const us_table_layout *t, uint32_t sha
     if (rc == US_OK)
         us_layout_shard_blocks(t, shard_count, shard, ids);
     for (uint64_t k = 0; k < n && rc == US_OK; k++) {
-        rc = us_pread_all(fd, slot, t->block_slot_bytes, k * t->block_slot_bytes, path, err);
+        rc = us_pread_all(fd, slot, t->block_slot_bytes, us_layout_slot_offset(t, k), path,
+                          err);
         if (rc == US_OK)
             block_crc[ids[k]] = us_layout_block_crc(t, slot, ids[k]);
     }
+    if (rc == US_OK)
+        rc = resume_header(fd, t, shard_count, shard, path, err);
     if (fd >= 0)
         close(fd);
     free(slot);
     free(ids);
     if (rc == US_OK && bytes_out)
-        *bytes_out = n * t->block_slot_bytes;
+        *bytes_out = us_layout_file_bytes(t, n);
     return rc;
 }
 

@@ -28,6 +28,8 @@
     "                      also sets how far apart rows may be to share one read\n" \
     "  --coordinators C, --all-roles   roles as for `ultrashard roles`\n"
 
+/* Returns: the exit status (coordinator/cli/cli.h: 0 success, 1 failure with
+ * its message printed, 2 usage error). */
 int us_cmd_bench(int argc, char **argv);
 
 #endif

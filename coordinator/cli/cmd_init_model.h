@@ -27,6 +27,8 @@
     "  --shards S      shard count of that store (default 1)\n" \
     "  --store-dtype D f32 (default, exactly the .npy values), bf16, f16, int8\n"
 
+/* Returns: the exit status (coordinator/cli/cli.h: 0 success, 1 failure with
+ * its message printed, 2 usage error). */
 int us_cmd_init_model(int argc, char **argv);
 
 #endif

@@ -40,6 +40,8 @@
     "  --shards S              predict at S shards instead of planning\n" \
     "  --json                  one JSON line per placement and mode\n"
 
+/* Returns: the exit status (coordinator/cli/cli.h: 0 success, 1 failure with
+ * its message printed, 2 usage error). */
 int us_cmd_plan(int argc, char **argv);
 
 #endif

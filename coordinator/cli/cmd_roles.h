@@ -12,6 +12,8 @@
     "  --coordinators C   ranks 0..C-1 are coordinators (default 1)\n" \
     "  --all-roles        every rank is coordinator and shard\n"
 
+/* Returns: the exit status (coordinator/cli/cli.h: 0 success, 1 failure with
+ * its message printed, 2 usage error). */
 int us_cmd_roles(int argc, char **argv);
 
 #endif

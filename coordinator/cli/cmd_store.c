@@ -209,13 +209,24 @@ int us_cmd_import(int argc, char **argv)
     return status;
 }
 
+static void print_identity(const char *dir, const us_manifest *m)
+{
+    printf("store %s: format %u, %u shards, %zu tables\n", dir, m->format_version,
+           m->shard_count, m->n_tables);
+    if (m->format_version == US_STORE_FORMAT_NO_HEADER)
+        printf("  identity: unchecked (format 1: shard files carry no header; a swapped "
+               "file is caught only by block checksums)\n");
+    else
+        printf("  identity: store id %016llx%016llx in every shard file header\n",
+               (unsigned long long)m->store_id_hi, (unsigned long long)m->store_id_lo);
+}
+
 /* `inspect`'s report of the manifest m and its summary s, as text or JSON lines. */
 static void print_inspect(const char *dir, const us_manifest *m, const us_store_summary *s,
                           bool json)
 {
     if (!json)
-        printf("store %s: format %u, %u shards, %zu tables\n", dir, m->format_version,
-               m->shard_count, m->n_tables);
+        print_identity(dir, m);
     for (size_t i = 0; i < m->n_tables; i++) {
         const us_table_layout *t = &m->tables[i];
         if (json)

@@ -54,6 +54,8 @@
     "of the new store is compared with the old one by its CRC-32C before DST\n" \
     "appears. Prints moved blocks and the row proof.\n"
 
+/* Each returns the exit status (coordinator/cli/cli.h: 0 success, 1 failure
+ * with its message printed, 2 usage error). */
 int us_cmd_import(int argc, char **argv);
 int us_cmd_inspect(int argc, char **argv);
 int us_cmd_verify(int argc, char **argv);

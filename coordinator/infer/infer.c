@@ -28,7 +28,7 @@ typedef struct slot {
 typedef struct infer_run {
     const us_model *m;
     const us_prompt_set *set;
-    us_journal *j;
+    const us_infer_sink *sink;
     const us_infer_opts *o;
     us_infer_stats *st;
     size_t B, V, L;
@@ -114,7 +114,7 @@ static int finish_slot(infer_run *r, slot *s, const char *finish, us_err *err)
         rc = us_infer_session_save(o->sessions, &r->m->cfg, &u, err);
     }
     if (rc == US_OK)
-        rc = us_journal_finish(r->j, (size_t)s->index, line, err);
+        rc = r->sink->finish(r->sink->ctx, (size_t)s->index, line, err);
     cJSON_free(line);
     if (rc != US_OK)
         return us_err_prefix(err, "sequence \"%s\" (line %zu)", p->id, p->line);
@@ -262,6 +262,12 @@ static void run_free(infer_run *r)
     free(r->scratch);
 }
 
+/* Whether sequence idx belongs to this coordinator's part of the input. */
+static bool is_mine(const infer_run *r, size_t idx)
+{
+    return r->o->part_count == 0 || idx % r->o->part_count == r->o->part_index;
+}
+
 /* Admits waiting sequences into free slots (input order). A sequence that
  * needs no step (nothing to generate, or already applied to its session)
  * finishes at once and the slot takes the next one. */
@@ -271,7 +277,7 @@ static int admit_waiting(infer_run *r, us_err *err)
         slot *s = &r->slots[i];
         while (s->index < 0 && r->next < r->set->count) {
             size_t idx = r->next++;
-            if (us_journal_is_done(r->j, idx))
+            if (!is_mine(r, idx) || r->sink->is_done(r->sink->ctx, idx))
                 continue;
             const us_prompt *p = &r->set->items[idx];
             r->wait_prompt -= p->n_bytes + 1;   /* the slot counts it from here */
@@ -281,7 +287,7 @@ static int admit_waiting(infer_run *r, us_err *err)
             if (rc != US_OK)
                 return rc;
             if (done_line != NULL) {   /* applied to its session before a crash */
-                rc = us_journal_finish(r->j, idx, done_line, err);
+                rc = r->sink->finish(r->sink->ctx, idx, done_line, err);
                 free(done_line);
                 if (rc != US_OK)
                     return rc;
@@ -399,6 +405,32 @@ static void pace(const us_infer_opts *o)
     }
 }
 
+static int journal_is_done(void *ctx, size_t index)
+{
+    return us_journal_is_done(ctx, index);
+}
+
+static int journal_finish(void *ctx, size_t index, const char *line, us_err *err)
+{
+    return us_journal_finish(ctx, index, line, err);
+}
+
+void us_infer_journal_sink(us_journal *j, us_infer_sink *sink)
+{
+    *sink = (us_infer_sink){ .ctx = j, .is_done = journal_is_done, .finish = journal_finish };
+}
+
+/* Sequences finished elsewhere (other coordinators) count as finished here. */
+static int poll_sink(infer_run *r, us_err *err)
+{
+    size_t taken = 0;
+    if (r->sink->poll == NULL)
+        return US_OK;
+    int rc = r->sink->poll(r->sink->ctx, &taken, err);
+    r->st->finished += taken;
+    return rc;
+}
+
 /* One forward step over the composed batch, then each item's result. */
 static int run_step(infer_run *r, us_err *err)
 {
@@ -425,27 +457,32 @@ static int run_step(infer_run *r, us_err *err)
     return rc;
 }
 
-/* Work of the sequences still waiting for a slot (for the ETA). */
+/* Work of this coordinator's sequences still waiting for a slot (for the
+ * ETA; with several coordinators each predicts its own part). */
 static void count_waiting(infer_run *r)
 {
     for (size_t i = 0; i < r->set->count; i++)
-        if (!us_journal_is_done(r->j, i)) {
+        if (is_mine(r, i) && !r->sink->is_done(r->sink->ctx, i)) {
             r->wait_prompt += r->set->items[i].n_bytes + 1;
             r->wait_gen += r->set->items[i].max_tokens;
         }
 }
 
-int us_infer_run(const us_model *m, const us_prompt_set *set, us_journal *j,
+int us_infer_run(const us_model *m, const us_prompt_set *set, const us_infer_sink *sink,
                  const us_infer_opts *o, us_infer_stats *st, us_err *err)
 {
-    infer_run r = { .m = m, .set = set, .j = j, .o = o, .st = st, .B = o->batch_size,
+    infer_run r = { .m = m, .set = set, .sink = sink, .o = o, .st = st, .B = o->batch_size,
                     .V = m->cfg.vocab_size, .L = m->cfg.segment_len };
     memset(st, 0, sizeof *st);
     st->sequences = set->count;
-    st->resumed = j->n_resumed;
+    for (size_t i = 0; i < set->count; i++)
+        st->resumed += sink->is_done(sink->ctx, i) != 0;
     if (r.B == 0 || o->batch_tokens < r.B)
         return us_err_set(err, US_EINVAL, "infer: need batch_size >= 1 and batch_tokens >= "
                           "batch_size (got %zu, %zu)", r.B, o->batch_tokens);
+    if (o->part_count > 0 && o->part_index >= o->part_count)
+        return us_err_set(err, US_EINVAL, "infer: part %zu of %zu does not exist",
+                          o->part_index, o->part_count);
     int rc = run_init(&r, err);
     count_waiting(&r);
     double t0 = now_s(), last_report = t0;
@@ -454,6 +491,8 @@ int us_infer_run(const us_model *m, const us_prompt_set *set, us_journal *j,
         if ((rc = admit_waiting(&r, err)) != US_OK || r.active == 0)
             break;
         rc = run_step(&r, err);
+        if (rc == US_OK)
+            rc = poll_sink(&r, err);
         if (rc == US_OK && o->progress && now_s() - last_report >= 1.0) {
             progress(&r, t0, false);
             last_report = now_s();

@@ -92,6 +92,22 @@ static int check_local_view(const us_lookup *L, const us_rows_view *v, us_err *e
     return US_OK;
 }
 
+/* One-sided reads bypass the shard's code, so no read can be checked:
+ * every local block is checked before the view is exposed. Collective
+ * (the expose is): all ranks skip the exposure together when one fails,
+ * and the failing shard's message comes out first (us_world_agree). The
+ * mpi transport exposes nothing, so it checks nothing here. */
+static int check_before_expose(const us_world *world, us_transport *t,
+                               const us_lookup_opts *opts, us_err *err)
+{
+    if (strcmp(t->ops->name, "mpi") == 0)
+        return US_OK;
+    int rc = US_OK;
+    if (world->is_shard && opts->store != NULL)
+        rc = us_store_check_table(opts->store, opts->store_table, err);
+    return us_world_agree(world, rc, "checking blocks before one-sided exposure", err);
+}
+
 static int check_open_args(const us_world *world, const us_table_info *table,
                            const us_lookup_opts *opts, us_err *err)
 {
@@ -128,6 +144,8 @@ static int open_roles(us_lookup *L, const us_rows_view *local, us_err *err)
                                  &lim, opts->n_threads, err)) != US_OK)
             return rc;
         L->has_server = true;
+        if (opts->store != NULL)
+            us_server_attach_store(&L->server, opts->store, opts->store_table);
     }
     if (world->is_coordinator && opts->cache_bytes > 0) {
         if ((rc = us_rowcache_init(&L->cache, opts->cache_bytes, L->row_bytes, err)) != US_OK)
@@ -147,8 +165,11 @@ static int expose_rma(us_lookup *L, const us_rows_view *local, us_err *err)
     us_transport *t = L->t;
     if (t->rma_owner != NULL)
         return US_OK;
+    int rc = check_before_expose(L->w, t, &L->opts, err);
+    if (rc != US_OK)
+        return rc;
     us_err rma_err = {0};
-    int rc = us_transport_rma_expose(t, L->w->is_shard ? local : NULL, &rma_err);
+    rc = us_transport_rma_expose(t, L->w->is_shard ? local : NULL, &rma_err);
     if (rc != US_OK && rc != US_EUNSUPP) {
         if (err)
             *err = rma_err;

@@ -29,8 +29,9 @@
  * (mpi, or opts.pull_by_messages). Coordinators that are not shards
  * pass batch NULL on idle rounds; shard-only ranks call us_lookup_serve,
  * which runs rounds until every coordinator has called us_lookup_finish.
- * A shard's error answer (malformed or out-of-range request) makes end()
- * return that error for this batch (naming the shard); the job goes on.
+ * A shard's error answer (malformed or out-of-range request, or a block that
+ * failed its CRC check: US_ECORRUPT naming table, block and file) makes
+ * end() return that error for this batch (naming the shard).
  */
 #ifndef US_LOOKUP_H
 #define US_LOOKUP_H
@@ -62,6 +63,12 @@ typedef struct us_lookup_opts {
     bool     pull_by_messages;   /* pull with ROWS messages even when the
                                   * transport can read one-sided (one read per
                                   * row is slow on software providers) */
+    /* Shard ranks whose `local` view is table store_table of a store: every
+     * request's rows are CRC-checked before they are served, and every
+     * local block before it is exposed to one-sided reads (shard/store.h).
+     * NULL for views not backed by a store (synthetic, tests). */
+    const us_store *store;
+    size_t   store_table;
 } us_lookup_opts;
 
 typedef struct us_lookup_batch {

@@ -13,9 +13,14 @@ static int local_lookup(void *ctx, int table_id, const uint64_t *rows, const flo
     if (table_id < 0 || table_id >= local->n_tables)
         return us_err_set(err, US_ENOTFOUND, "memory table %d: not loaded (%d tables)",
                           table_id, local->n_tables);
+    int rc;
+    if (local->store != NULL &&
+        (rc = us_store_check_rows(local->store, local->store_tables[table_id], rows,
+                                  n_tokens * k, err)) != US_OK)
+        return us_err_prefix(err, "memory table %d", table_id);
     /* Small batches stay on the calling thread: thread wake-up costs more. */
     int threads = n_tokens * k < 4096 ? 1 : local->n_threads;
-    int rc = us_gather_sum_grouped(out_grouped, &local->tables[table_id], rows, weights,
+    rc = us_gather_sum_grouped(out_grouped, &local->tables[table_id], rows, weights,
                                    ive_group, n_tokens, k, n_groups, threads, err);
     if (rc != US_OK)
         us_err_prefix(err, "memory table %d", table_id);

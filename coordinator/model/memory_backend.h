@@ -36,6 +36,7 @@
 
 #include "kernels/rows_view.h"
 #include "kernels/us_status.h"
+#include "shard/store.h"
 
 typedef struct us_memory_backend {
     void *ctx;
@@ -49,11 +50,16 @@ typedef struct us_memory_backend {
     int (*lookup_end)(void *ctx, int table_id, float *out_grouped, us_err *err);
 } us_memory_backend;
 
-/* In-process backend over borrowed row views (one per table id). */
+/* In-process backend over borrowed row views (one per table id). When the
+ * views come from a store, every lookup's rows are CRC-checked per block
+ * first (us_store_check_rows): a bad block fails the lookup with
+ * US_ECORRUPT naming table, block and file. */
 typedef struct us_memory_local {
     const us_rows_view *tables;   /* [n_tables], borrowed */
     int n_tables;
     int n_threads;                /* for the gather; <= 0 = OpenMP default */
+    const us_store *store;        /* NULL, or the store the views are from */
+    const size_t *store_tables;   /* [n_tables]: each view's table index in store */
 } us_memory_local;
 
 /* Fills *backend with the local implementation over *local (borrowed); its

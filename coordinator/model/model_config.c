@@ -77,7 +77,10 @@ static int parse_dims(const cJSON *root, us_model_config *c, const char *what, u
     U32(root, "segment_len", 1, 1 << 20, &c->segment_len);
     U32(root, "ffn_hidden", 1, 1 << 20, &c->ffn_hidden);
     const cJSON *eps = cJSON_GetObjectItemCaseSensitive(root, "norm_eps");
-    if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0) || eps->valuedouble > 1)
+    /* Checked again as the float the model uses: a double such as 1e-60 is
+     * > 0 but rounds to 0.0f (found by tests/fuzz/fuzz_model_config.c). */
+    if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0) || eps->valuedouble > 1 ||
+        !((float)eps->valuedouble > 0))
         return us_err_set(err, US_EINVAL, "%s: field 'norm_eps' must be a number in (0, 1]",
                           what);
     c->norm_eps = (float)eps->valuedouble;

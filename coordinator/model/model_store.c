@@ -101,7 +101,8 @@ int us_model_store_open(us_model_store *ms, const char *store_dir, const us_mode
     if (rc != US_OK)
         return rc;
     ms->views = calloc(n ? n : 1, sizeof *ms->views);
-    if (ms->views == NULL) {
+    ms->indices = calloc(n ? n : 1, sizeof *ms->indices);
+    if (ms->views == NULL || ms->indices == NULL) {
         us_model_store_close(ms);
         return us_err_set(err, US_ENOMEM, "%s: out of memory", store_dir);
     }
@@ -116,8 +117,10 @@ int us_model_store_open(us_model_store *ms, const char *store_dir, const us_mode
             us_model_store_close(ms);
             return us_err_prefix(err, "store %s", store_dir);
         }
+        ms->indices[t] = index;
     }
-    ms->local = (us_memory_local){ .tables = ms->views, .n_tables = (int)n, .n_threads = 0 };
+    ms->local = (us_memory_local){ .tables = ms->views, .n_tables = (int)n, .n_threads = 0,
+                                   .store = ms->store, .store_tables = ms->indices };
     return US_OK;
 }
 
@@ -126,6 +129,7 @@ void us_model_store_close(us_model_store *ms)
     if (ms->store != NULL)
         us_store_close(ms->store);
     free(ms->views);
+    free(ms->indices);
     memset(ms, 0, sizeof *ms);
 }
 

@@ -39,6 +39,7 @@ int us_model_store_build(const char *store_dir, const us_model_config *cfg, uint
 typedef struct us_model_store {
     us_store      *store;
     us_rows_view  *views;     /* [n_tables] */
+    size_t        *indices;   /* [n_tables]: store table index of each view */
     us_memory_local local;
 } us_model_store;
 

@@ -34,7 +34,8 @@ out=$($MPIRUN -n 4 "$US_BIN" verify "$T/store" --against values="$T/v.npy")
 echo "$out"
 grep -q ": ok: 4 files, 245 blocks, 1024.0 MB checked, 0 bad blocks, 0 failures, 1000000 rows compared, 4 ranks" <<<"$out" \
   || fail "read back"
-# the shard files together hold exactly the table's blocks (4 KiB slots)
+# the shard files together hold exactly the table's blocks (4 KiB slots) and one
+# 4 KiB identity header each
 total=$(cat "$T"/store/table-0.shard-*.bin | wc -c)
-[ "$total" -eq $((245 * 4096 * 1024)) ] || fail "shard bytes $total"
+[ "$total" -eq $((245 * 4096 * 1024 + 4 * 4096)) ] || fail "shard bytes $total"
 echo "store_1m_mpi ok in $(( $(date +%s) - start )) s"

@@ -70,7 +70,7 @@ $PY $REF "$T/bf2f" 0 2 0 12 f32 "$T/bf.npy"
 # one rank, one shard: rank 0 holds every block
 "$US_BIN" import --quiet --out "$T/one" --table a="$T/a.npy" >/dev/null 2>&1
 $PY $REF "$T/one" 0 1 0 12 f32 "$T/a.npy"
-"$US_BIN" inspect "$T/one" | grep "format 1, 1 shards" >/dev/null || fail "one shard"
+"$US_BIN" inspect "$T/one" | grep "format 2, 1 shards" >/dev/null || fail "one shard"
 # more ranks than shards: rank 2 builds and checks nothing, and says so by its silence
 $MPIRUN -n 3 "$US_BIN" import --quiet --out "$T/few" --shards 2 --table a="$T/a.npy" >"$T/out" 2>&1 \
   || { cat "$T/out"; fail "import with ranks > shards"; }

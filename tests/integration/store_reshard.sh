@@ -35,7 +35,7 @@ out=$("$US_BIN" reshard --shards 1 "$T/s2" "$T/s1"); echo "$out"; check_moved "$
 grep -q "proof: 49000 rows compared, 0 differ" <<<"$out" || fail "proof 2 -> 1"
 
 for s in 4 2 1; do
-  "$US_BIN" inspect "$T/s$s" | grep "format 1, $s shards, 3 tables" >/dev/null || fail "inspect s$s"
+  "$US_BIN" inspect "$T/s$s" | grep "format 2, $s shards, 3 tables" >/dev/null || fail "inspect s$s"
   $PY tests/ref/store_read.py "$T/s$s" 0 $s 21 4 int8 "$T/a.npy"
   $PY tests/ref/store_read.py "$T/s$s" 1 $s 21 4 int8 "$T/b.npy"
 done

@@ -13,6 +13,7 @@ usage: store_read.py DIR TABLE_ID SHARDS SEED BLOCK_BITS DTYPE INPUT.npy
   with INPUT converted to DTYPE (f32|bf16|f16|int8). Exit 0 and "ok ..." or 1.
 """
 import os
+import struct
 import sys
 import numpy as np
 
@@ -101,11 +102,22 @@ def main():
         path = os.path.join(d, "table-%d.shard-%d.bin" % (table, s))
         data = np.fromfile(path, dtype=np.uint8)
         mine = [b for b in range(n_blocks) if owner[b] == s]
-        if data.size != len(mine) * slot:
-            raise SystemExit("%s: %d bytes, expected %d" % (path, data.size, len(mine) * slot))
+        # format 2: a 4096-byte identity header, then the slots
+        header = 4096
+        if data.size != header + len(mine) * slot:
+            raise SystemExit("%s: %d bytes, expected %d" % (path, data.size,
+                                                            header + len(mine) * slot))
+        h = data[:64].tobytes()
+        fields = struct.unpack_from("<8sII", h, 0) + struct.unpack_from("<II", h, 32) + \
+            struct.unpack_from("<QQ", h, 40)
+        magic, fmt, tid, shard, nshards, nblk, slot_bytes = fields
+        if (magic, fmt, tid, shard, nshards, nblk, slot_bytes) != \
+                (b"USSHARD\0", 2, table, s, shards, len(mine), slot):
+            raise SystemExit("%s: header %r does not name table %d shard %d of %d"
+                             % (path, fields, table, s, shards))
         for k, b in enumerate(mine):
             r0, r1 = b * rpb, min(rows, (b + 1) * rpb)
-            base = k * slot
+            base = header + k * slot
             got = data[base:base + (r1 - r0) * row_bytes].reshape(r1 - r0, row_bytes)
             if not np.array_equal(got, want[r0:r1]):
                 bad = r0 + int(np.nonzero((got != want[r0:r1]).any(axis=1))[0][0])

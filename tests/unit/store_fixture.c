@@ -45,7 +45,7 @@ int us_fixture_build(const char *dir, us_table_layout *tables, size_t n, uint32_
             (rc = us_manifest_set_table(&m, i, &tables[i], &err)) != US_OK)
             break;
         for (uint32_t s = 0; s < shards && rc == US_OK && !tables[i].synthetic; s++)
-            rc = us_shard_file_write(stage, &tables[i], shards, s, fill_synth, NULL,
+            rc = us_shard_file_write(stage, &m.tables[i], shards, s, fill_synth, NULL,
                                      m.block_crc[i], NULL, &err);
     }
     if (rc == US_OK)

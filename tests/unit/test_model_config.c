@@ -63,6 +63,42 @@ static void test_config_roundtrip(void **state)
     free(json);
 }
 
+/* norm_eps is range-checked as the float the model uses (fuzz finding). */
+static void test_config_norm_eps_float_range(void **state)
+{
+    (void)state;
+    us_model_config a, b;
+    us_err err = {0};
+    assert_int_equal(us_model_config_preset(&a, "tiny", &err), US_OK);
+    char *json = us_model_config_to_json(&a);
+    assert_non_null(json);
+    char *key = strstr(json, "\"norm_eps\":");
+    assert_non_null(key);
+    char *value = key + strlen("\"norm_eps\":");
+    char *end = strchr(value, ',');
+    assert_non_null(end);
+    const struct { const char *eps; int code; float want; } cases[] = {
+        { "1e-60", US_EINVAL, 0 },     /* rounds to 0.0f */
+        { "1e-46", US_EINVAL, 0 },     /* below half the smallest subnormal */
+        { "1e-30", US_OK, 1e-30f },
+        { "1", US_OK, 1.0f },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t cap = strlen(json) + 32;
+        char *edited = malloc(cap);
+        assert_non_null(edited);
+        snprintf(edited, cap, "%.*s %s%s", (int)(value - json), json, cases[i].eps, end);
+        us_err_clear(&err);
+        assert_int_equal(us_model_config_parse(&b, edited, "m/config.json", &err), cases[i].code);
+        if (cases[i].code != US_OK)
+            assert_non_null(strstr(err.msg, "norm_eps"));
+        else
+            assert_true(b.norm_eps == cases[i].want);
+        free(edited);
+    }
+    free(json);
+}
+
 static void test_config_mutations(void **state)
 {
     (void)state;
@@ -94,6 +130,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_roundtrip),
         cmocka_unit_test(test_config_mutations),
+        cmocka_unit_test(test_config_norm_eps_float_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

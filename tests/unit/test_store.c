@@ -18,6 +18,8 @@
 #include "tests/unit/tmpdir.h"
 
 #include "proto/placement.h"
+#include "proto/ultrashard.pb-c.h"
+#include "shard/crc32c.h"
 #include "shard/rowcodec.h"
 #include "shard/store.h"
 #include "shard/store_write.h"
@@ -157,6 +159,11 @@ static void test_write_open_read_all_backends(void **state)
             FILE *f = fopen(path, "rb");
             assert_non_null(f);
             uint8_t *slot = malloc(t->block_slot_bytes);
+            /* the identity header comes first */
+            assert_int_equal(fread(slot, 1, US_SHARD_HEADER_BYTES, f), US_SHARD_HEADER_BYTES);
+            assert_memory_equal(slot, "USSHARD", 8);
+            assert_int_equal(slot[12], t->table_id);
+            assert_int_equal(slot[32], s);
             for (uint64_t k = 0; k < n; k++) {
                 assert_int_equal(fread(slot, 1, t->block_slot_bytes, f), t->block_slot_bytes);
                 uint64_t rows = us_layout_block_rows(t, ids[k]);
@@ -260,7 +267,7 @@ static void test_corruption_detected(void **state)
     uint64_t ids[64];
     uint64_t n = us_layout_shard_blocks(&tables[0], 2, 1, ids);
     assert_true(n >= 3);
-    flip_byte(path, 2 * 4096 + 17);
+    flip_byte(path, US_SHARD_HEADER_BYTES + 2 * 4096 + 17);
     char needle[64];
     snprintf(needle, sizeof needle, "block %llu in file", (unsigned long long)ids[2]);
     assert_int_equal(us_store_open(bad, &ram, &st, &err), US_ECORRUPT);   /* never served */
@@ -269,8 +276,31 @@ static void test_corruption_detected(void **state)
     assert_non_null(strstr(err.msg, "table-0.shard-1.bin"));
     assert_int_equal(us_store_open(bad, &mmv, &st, &err), US_ECORRUPT);
     assert_non_null(strstr(err.msg, needle));
-    /* mmap without verify opens (no scan), and verify finds exactly one bad block */
-    assert_int_equal(us_store_open(bad, &mm, &st, &err), US_OK);
+    /* a small store is checked at open by default (AUTO) */
+    assert_int_equal(us_store_open(bad, &mm, &st, &err), US_ECORRUPT);
+    assert_non_null(strstr(err.msg, needle));
+    /* check on first use: opens without a scan; the bad block is refused on
+     * use (and stays refused), the others serve; verify finds exactly one */
+    us_store_opts mmf = mm;
+    mmf.check = US_STORE_CHECK_FIRST_USE;
+    assert_int_equal(us_store_open(bad, &mmf, &st, &err), US_OK);
+    float row[8], scale;
+    uint64_t bad_row = ids[2] << 4, good_row = ids[1] << 4;
+    for (int again = 0; again < 2; again++) {
+        err.msg[0] = '\0';
+        assert_int_equal(us_store_read_row(st, 0, bad_row, row, &scale, &err), US_ECORRUPT);
+        assert_non_null(strstr(err.msg, needle));
+        assert_non_null(strstr(err.msg, "table-0.shard-1.bin"));
+    }
+    assert_int_equal(us_store_read_row(st, 0, good_row, row, &scale, &err), US_OK);
+    uint64_t mixed[3] = { good_row, bad_row + 3, good_row + 1 };
+    assert_int_equal(us_store_check_rows(st, 0, mixed, 3, &err), US_ECORRUPT);
+    assert_non_null(strstr(err.msg, needle));
+    assert_int_equal(us_store_check_rows(st, 0, mixed, 1, &err), US_OK);
+    assert_int_equal(us_store_check_table(st, 0, &err), US_ECORRUPT);
+    assert_int_equal(us_store_check_table(st, 1, &err), US_OK);
+    us_store_close(st);
+    assert_int_equal(us_store_open(bad, &mmf, &st, &err), US_OK);
     us_verify_report rep;
     assert_int_equal(us_store_verify(st, false, &rep, &err), US_ECORRUPT);
     assert_int_equal(rep.blocks_bad, 1);
@@ -279,20 +309,20 @@ static void test_corruption_detected(void **state)
     /* a flipped int8 scale is caught too */
     copy_dir(good, bad);
     snprintf(path, sizeof path, "%s/table-1.shard-0.bin", bad);
-    flip_byte(path, (long)tables[1].scales_offset_bytes + 2);
+    flip_byte(path, (long)(US_SHARD_HEADER_BYTES + tables[1].scales_offset_bytes + 2));
     assert_int_equal(us_store_open(bad, &ram, &st, &err), US_ECORRUPT);
     assert_non_null(strstr(err.msg, "'q'"));
     /* padding bytes beyond the valid rows are not part of the block */
     copy_dir(good, bad);
     snprintf(path, sizeof path, "%s/table-0.shard-0.bin", bad);
-    flip_byte(path, 4096 - 1);
+    flip_byte(path, US_SHARD_HEADER_BYTES + 4096 - 1);
     assert_int_equal(us_store_open(bad, &ram, &st, &err), US_OK);
     us_store_close(st);
 
     /* truncated shard file: refused on every backend, naming block and file */
     copy_dir(good, bad);
     snprintf(path, sizeof path, "%s/table-0.shard-1.bin", bad);
-    assert_int_equal(truncate(path, 4096 * 2 + 100), 0);
+    assert_int_equal(truncate(path, US_SHARD_HEADER_BYTES + 4096 * 2 + 100), 0);
     snprintf(needle, sizeof needle, "block %llu in file", (unsigned long long)ids[2]);
     assert_int_equal(us_store_open(bad, &mm, &st, &err), US_ECORRUPT);
     assert_non_null(strstr(err.msg, "truncated"));
@@ -362,10 +392,10 @@ static void test_manifest_semantics(void **state)
     assert_int_equal(back.block_crc[0][3], 0xabcdef01u);
     us_manifest_free(&back);
     /* a newer format version is refused */
-    m.format_version = 2;
+    m.format_version = US_STORE_FORMAT_VERSION + 1;
     assert_int_equal(us_manifest_write(dir, &m, &err), US_OK);
     assert_int_equal(us_manifest_read(dir, &back, &err), US_EVERSION);
-    m.format_version = 1;
+    m.format_version = US_STORE_FORMAT_VERSION;
     /* duplicate table names */
     us_manifest two;
     assert_int_equal(us_manifest_alloc(&two, 2, 2, &err), US_OK);
@@ -377,6 +407,53 @@ static void test_manifest_semantics(void **state)
     assert_non_null(strstr(err.msg, "twice"));
     us_manifest_free(&two);
     us_manifest_free(&m);
+}
+
+/* A corrupt manifest whose rows / block_bits claim 2^40 blocks but that
+ * lists one block CRC: refused as corrupt before anything is sized by the
+ * claim (it used to calloc 4 TiB first; found by tests/fuzz/fuzz_manifest.c). */
+static void test_manifest_block_count_lie(void **state)
+{
+    (void)state;
+    Ultrashard__TableManifest tm = ULTRASHARD__TABLE_MANIFEST__INIT;
+    tm.version = 1;
+    tm.name = (char *)"big";
+    tm.rows = 1ull << 40;
+    tm.dim = 1;
+    tm.dtype = ULTRASHARD__DTYPE__DTYPE_F32;
+    tm.block_bits = 0;
+    tm.shard_count = 1;
+    uint32_t one_crc = 0;
+    tm.n_block_crc32c = 1;
+    tm.block_crc32c = &one_crc;
+    Ultrashard__TableManifest *tables[1] = { &tm };
+    Ultrashard__StoreManifest sm = ULTRASHARD__STORE_MANIFEST__INIT;
+    sm.version = 1;
+    sm.format_version = US_STORE_FORMAT_VERSION;
+    sm.shard_count = 1;
+    sm.n_tables = 1;
+    sm.tables = tables;
+    size_t n = ultrashard__store_manifest__get_packed_size(&sm);
+    uint8_t *buf = malloc(n + 5);
+    assert_non_null(buf);
+    ultrashard__store_manifest__pack(&sm, buf);
+    uint32_t crc = us_crc32c(0, buf, n);
+    buf[n] = 0x35;   /* field 6, fixed32: the manifest's checksum, written last */
+    for (int i = 0; i < 4; i++)
+        buf[n + 1 + i] = (uint8_t)(crc >> (8 * i));
+    const char *dir = sub("lie");
+    mkdir(dir, 0755);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, US_MANIFEST_FILE);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, n + 5, f), n + 5);
+    assert_int_equal(fclose(f), 0);
+    free(buf);
+    us_manifest m;
+    us_err err = {0};
+    assert_int_equal(us_manifest_read(dir, &m, &err), US_ECORRUPT);
+    assert_non_null(strstr(err.msg, "1 block checksums for 1099511627776 blocks"));
 }
 
 /* A table far larger than this machine's RAM (64 GiB, sparse shard files):
@@ -411,9 +488,13 @@ static void test_mmap_table_larger_than_ram(void **state)
         snprintf(path, sizeof path, "%s/%s", dir, name);
         FILE *f = fopen(path, "w");
         assert_non_null(f);
+        uint8_t header[US_SHARD_HEADER_BYTES];
+        us_shard_header h = us_shard_header_expected(&m.tables[0], 2, s);
+        us_shard_header_encode(header, &h);
+        assert_int_equal(fwrite(header, 1, sizeof header, f), sizeof header);
         fclose(f);
         uint64_t n = us_layout_shard_blocks(&t, 2, s, NULL);
-        if (truncate(path, (off_t)(n * t.block_slot_bytes)) != 0) {
+        if (truncate(path, (off_t)us_layout_file_bytes(&m.tables[0], n)) != 0) {
             us_manifest_free(&m);
             skip();        /* file system without sparse files of this size */
         }
@@ -424,7 +505,7 @@ static void test_mmap_table_larger_than_ram(void **state)
     us_store_opts o = { .backend = US_BACKEND_MMAP, .shard_index = US_STORE_ALL_SHARDS };
     us_store *st;
     assert_int_equal(us_store_open(dir, &o, &st, &err), US_OK);
-    assert_int_equal(us_store_local_bytes(st), 64ull << 30);
+    assert_int_equal(us_store_local_bytes(st), (64ull << 30) + 2 * US_SHARD_HEADER_BYTES);
     us_rows_view v;
     assert_int_equal(us_store_view(st, 0, &v, &err), US_OK);
     float sum = 0;
@@ -437,6 +518,152 @@ static void test_mmap_table_larger_than_ram(void **state)
     us_store_close(st);
 }
 
+/* Rewrites path without its first `cut` bytes (a format 1 file). */
+static void strip_head(const char *path, long cut)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static uint8_t buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_true(n >= (size_t)cut && n < sizeof buf);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf + cut, 1, n - (size_t)cut, f), n - (size_t)cut);
+    fclose(f);
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    char cmd[2200];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Swapped, foreign and zeroed shard files are refused at open naming the
+ * file; a format 1 store (no headers) still opens and serves the same rows. */
+static void test_identity_header(void **state)
+{
+    (void)state;
+    us_err err;
+    us_table_layout tables[1] = { tbl(0, "vals", 600, 8, US_DTYPE_F32, 4) };
+    const char *a = sub("idA"), *b = sub("idB"), *bad = sub("idBad");
+    build(a, tables, 1, 3);
+    build(b, tables, 1, 3);
+    us_store *st;
+    us_store_opts mm = { .backend = US_BACKEND_MMAP, .shard_index = US_STORE_ALL_SHARDS,
+                         .check = US_STORE_CHECK_FIRST_USE };
+    char p1[1024], p2[1024], tmp[1024];
+    /* swap shard files 1 and 2 */
+    copy_dir(a, bad);
+    snprintf(p1, sizeof p1, "%s/table-0.shard-1.bin", bad);
+    snprintf(p2, sizeof p2, "%s/table-0.shard-2.bin", bad);
+    snprintf(tmp, sizeof tmp, "%s/x", bad);
+    assert_int_equal(rename(p1, tmp), 0);
+    assert_int_equal(rename(p2, p1), 0);
+    assert_int_equal(rename(tmp, p2), 0);
+    assert_int_equal(us_store_open(bad, &mm, &st, &err), US_ECORRUPT);
+    assert_non_null(strstr(err.msg, "table-0.shard-1.bin"));
+    /* the same file from another store with the same layout */
+    copy_dir(a, bad);
+    snprintf(tmp, sizeof tmp, "%s/table-0.shard-1.bin", b);
+    copy_file(tmp, p1);
+    assert_int_equal(us_store_open(bad, &mm, &st, &err), US_ECORRUPT);
+    assert_non_null(strstr(err.msg, "belongs to another store"));
+    assert_non_null(strstr(err.msg, "table-0.shard-1.bin"));
+    /* zeroed header */
+    copy_dir(a, bad);
+    FILE *f = fopen(p2, "r+b");
+    assert_non_null(f);
+    static const uint8_t zeros[US_SHARD_HEADER_BYTES];
+    assert_int_equal(fwrite(zeros, 1, sizeof zeros, f), sizeof zeros);
+    fclose(f);
+    assert_int_equal(us_store_open(bad, &mm, &st, &err), US_ECORRUPT);
+    assert_non_null(strstr(err.msg, "no UltraShard header"));
+    assert_non_null(strstr(err.msg, "table-0.shard-2.bin"));
+    /* format 1: manifest says 1, files have no header: opens, same rows */
+    copy_dir(a, bad);
+    us_manifest m;
+    assert_int_equal(us_manifest_read(bad, &m, &err), US_OK);
+    m.format_version = US_STORE_FORMAT_NO_HEADER;
+    m.store_id_hi = m.store_id_lo = 0;
+    m.tables[0].file_header_bytes = 0;      /* what set_table stamps for format 1 */
+    assert_int_equal(us_manifest_write(bad, &m, &err), US_OK);
+    us_manifest_free(&m);
+    for (int s = 0; s < 3; s++) {
+        snprintf(tmp, sizeof tmp, "%s/table-0.shard-%d.bin", bad, s);
+        strip_head(tmp, US_SHARD_HEADER_BYTES);
+    }
+    us_store *v1, *v2;
+    assert_int_equal(us_store_open(bad, &mm, &v1, &err), US_OK);
+    assert_int_equal(us_store_manifest(v1)->format_version, 1);
+    assert_int_equal(us_store_open(a, &mm, &v2, &err), US_OK);
+    assert_int_equal(us_store_verify(v1, false, NULL, &err), US_OK);
+    for (uint64_t r = 0; r < 600; r += 7) {
+        float x[8], y[8], sc;
+        assert_int_equal(us_store_read_row(v1, 0, r, x, &sc, &err), US_OK);
+        assert_int_equal(us_store_read_row(v2, 0, r, y, &sc, &err), US_OK);
+        assert_memory_equal(x, y, sizeof x);
+    }
+    us_store_close(v1);
+    us_store_close(v2);
+}
+
+/* Scrub: a block damaged after open is found by bounded steps, reported,
+ * and refused on use from then on; the others still serve. */
+static void test_scrub(void **state)
+{
+    (void)state;
+    us_err err;
+    us_table_layout tables[2] = {
+        tbl(0, "vals", 600, 8, US_DTYPE_F32, 4),
+        tbl(1, "q", 300, 16, US_DTYPE_INT8, 4),
+    };
+    const char *dir = sub("scrub");
+    build(dir, tables, 2, 2);
+    us_store *st;
+    us_store_opts o = { .backend = US_BACKEND_MMAP, .shard_index = US_STORE_ALL_SHARDS };
+    assert_int_equal(us_store_open(dir, &o, &st, &err), US_OK);   /* small: checked at open */
+    us_scrub_report rep;
+    assert_int_equal(us_store_scrub_step(st, UINT64_MAX, &rep, &err), US_OK);
+    uint64_t blocks = tables[0].n_blocks + tables[1].n_blocks;
+    assert_int_equal(rep.blocks_checked, blocks);
+    assert_int_equal(rep.blocks_bad, 0);
+    assert_true(rep.wrapped);
+    /* damage block ids[1] of table 0 in shard 1's file under the open map */
+    uint64_t ids[64];
+    assert_true(us_layout_shard_blocks(&tables[0], 2, 1, ids) >= 2);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/table-0.shard-1.bin", dir);
+    flip_byte(path, (long)(US_SHARD_HEADER_BYTES + 4096 + 5));
+    uint64_t bad_row = ids[1] << 4, good_row = ids[0] << 4;
+    uint64_t checked = 0, bad = 0, steps = 0;
+    bool wrapped = false;
+    while (!wrapped) {      /* two blocks (8 KiB of slots) per step */
+        int rc = us_store_scrub_step(st, 2 * 4096, &rep, &err);
+        assert_true(rep.blocks_checked <= 2 || rep.bytes_checked <= 2 * 4096 + 8192);
+        checked += rep.blocks_checked;
+        bad += rep.blocks_bad;
+        if (rc != US_OK) {
+            assert_int_equal(rc, US_ECORRUPT);
+            char needle[64];
+            snprintf(needle, sizeof needle, "block %llu in file", (unsigned long long)ids[1]);
+            assert_non_null(strstr(err.msg, needle));
+            assert_non_null(strstr(err.msg, "table-0.shard-1.bin"));
+        }
+        wrapped = rep.wrapped;
+        assert_true(++steps < 1000);
+    }
+    assert_int_equal(checked, blocks);
+    assert_int_equal(bad, 1);
+    float row[8], sc;
+    assert_int_equal(us_store_read_row(st, 0, bad_row, row, &sc, &err), US_ECORRUPT);
+    assert_int_equal(us_store_check_rows(st, 0, &bad_row, 1, &err), US_ECORRUPT);
+    assert_int_equal(us_store_read_row(st, 0, good_row, row, &sc, &err), US_OK);
+    assert_int_equal(us_store_check_table(st, 1, &err), US_OK);
+    us_store_close(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -444,7 +671,10 @@ int main(void)
         cmocka_unit_test(test_write_open_read_all_backends),
         cmocka_unit_test(test_corruption_detected),
         cmocka_unit_test(test_manifest_semantics),
+        cmocka_unit_test(test_manifest_block_count_lie),
         cmocka_unit_test(test_mmap_table_larger_than_ram),
+        cmocka_unit_test(test_identity_header),
+        cmocka_unit_test(test_scrub),
     };
     return cmocka_run_group_tests(tests, us_test_tmpdir_setup, us_test_tmpdir_teardown);
 }

@@ -26,6 +26,7 @@ static const struct option long_opts[] = {
     { "transport", required_argument, 0, 'R' },
     { "lookup-mode", required_argument, 0, 'L' },
     { "coordinators", required_argument, 0, 'C' },
+    { "scrub-mb-per-s", required_argument, 0, 'X' },
     { "quiet", no_argument, 0, 'q' },
     { "help", no_argument, 0, 'h' },
     { 0, 0, 0, 0 },
@@ -71,6 +72,8 @@ static int parse_number(int ch, const char *arg, us_infer_job_opts *jo, us_err *
         rc = us_cli_parse_long("--coordinators", arg, 1, 1 << 20, &v, err);
         jo->coordinators = (int)v;
         return rc;
+    case 'X':
+        return us_cli_parse_double("--scrub-mb-per-s", arg, 0.0, 1e6, &jo->scrub_mb_per_s, err);
     default:   /* 'd' */
         rc = us_cli_parse_long("--step-delay-ms", arg, 0, 60000, &v, err);
         o->step_delay_ms = (uint32_t)v;
@@ -107,7 +110,7 @@ static int parse_opts(int argc, char **argv, const us_command *cmd, us_infer_job
         case 'q': jo->infer.progress = false; break;
         case 'h': fputs(cmd->usage, stdout); return 0;
         case 'b': case 'B': case 'n': case 't': case 'p': case 's': case 'P': case 'd':
-        case 'C':
+        case 'C': case 'X':
             if (parse_number(ch, optarg, jo, &err) != US_OK)
                 return us_cli_usage_error(cmd, "%s", err.msg);
             break;

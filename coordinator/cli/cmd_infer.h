@@ -43,7 +43,10 @@
     "  --quiet                no progress lines on stderr\n" \
     "  --transport T          mpirun jobs: mpi (default) or fabric (libfabric RDM)\n" \
     "  --lookup-mode M        mpirun jobs: auto (cost model, default), push, pull\n" \
-    "  --coordinators C       mpirun jobs: decoding ranks, 1 <= C < N (default 1)\n"
+    "  --coordinators C       mpirun jobs: decoding ranks, 1 <= C < N (default 1)\n" \
+    "  --scrub-mb-per-s R     mpirun jobs: shard ranks re-check their blocks' CRC-32C\n" \
+    "                         while idle, at most R MB/s, and report what they find\n" \
+    "                         (default 0: off; blocks are always checked before use)\n"
 
 /* Returns: the exit status (coordinator/cli/cli.h: 0 success, 1 failure with
  * its message printed, 2 usage error). */

@@ -35,6 +35,7 @@ typedef struct us_infer_job_opts {
     const char *transport;       /* mpirun jobs: "mpi" or "fabric" */
     us_lookup_mode lookup_mode;  /* mpirun jobs: AUTO, PUSH or PULL */
     int coordinators;            /* mpirun jobs: decoding ranks (infer_multi.h); 0 = 1 */
+    double scrub_mb_per_s;       /* mpirun jobs: shards' idle-time CRC re-check rate; 0 = off */
     uint32_t max_tokens;         /* default per-line max_tokens */
     size_t max_prompt_bytes;     /* longer prompts are refused */
     us_infer_opts infer;         /* batching, sampling, sessions, progress */

@@ -19,6 +19,27 @@ _Static_assert(US_CONTROL_ID_MAX == US_SESSION_ID_MAX,
 #define TAG_SESSION_DATA  101
 #define TAG_SESSION_REPLY 102
 
+/* Idle shard time between cycles re-checks blocks (shard/store.h scrub): as
+ * many bytes as the budget since the open allows, at most 4 MiB a step so a
+ * control message is never kept waiting long. A bad block was reported by
+ * the store and is refused from now on; serving goes on. */
+static void scrub_idle(us_memory_dist *d)
+{
+    double budget = (MPI_Wtime() - d->scrub_start_s) * d->scrub_bytes_per_s -
+                    (double)d->scrub.bytes_checked;
+    if (budget < 65536.0)
+        return;
+    uint64_t max_bytes = budget > 4194304.0 ? 4194304u : (uint64_t)budget;
+    us_scrub_report r = {0};
+    us_err err = {0};
+    (void)us_store_scrub_step(d->store, max_bytes, &r, &err);
+    d->scrub.blocks_checked += r.blocks_checked;
+    d->scrub.blocks_bad += r.blocks_bad;
+    d->scrub.bytes_checked += r.bytes_checked > 0 ? r.bytes_checked : max_bytes;
+    if (r.wrapped && r.blocks_checked > 0)
+        d->scrub_passes++;
+}
+
 /* The control exchange that opens every cycle: each coordinator's message
  * (mine; NULL on shard-only ranks) reaches every rank, into d->ctl_msgs.
  * Non-blocking on every rank: blocking and non-blocking collectives do not
@@ -44,6 +65,8 @@ static int ctl_exchange(us_memory_dist *d, const us_control_msg *mine, us_err *e
         for (uint32_t t = 0; !done && w->is_shard && t < d->n_tables; t++)
             if ((rc = us_transport_poll(d->transports[t], err)) != US_OK)
                 return rc;
+        if (!done && w->is_shard && d->store != NULL && d->scrub_bytes_per_s > 0)
+            scrub_idle(d);
         if (!done)
             sched_yield();
     }
@@ -242,6 +265,8 @@ int us_memory_dist_open(us_memory_dist *d, const us_world *w, const char *store_
         goto fail;
     d->sessions_dir = opts->sessions_dir;
     d->session_seed = n_tables > 0 ? d->info[0].placement_seed : 0;
+    d->scrub_bytes_per_s = opts->scrub_mb_per_s > 0 ? opts->scrub_mb_per_s * 1e6 : 0;
+    d->scrub_start_s = MPI_Wtime();
     us_lookup_opts lo = lookup_opts(opts);
     us_transport_opts to = { .max_msg_bytes = max_msg };
     for (uint32_t t = 0; t < n_tables; t++) {
@@ -610,6 +635,12 @@ us_round_engine us_memory_dist_engine(us_memory_dist *d)
 
 void us_memory_dist_close(us_memory_dist *d)
 {
+    if (d->scrub_bytes_per_s > 0 && d->store != NULL)
+        fprintf(stderr, "ultrashard: shard %d: scrub checked %llu blocks (%.1f MiB, %llu full "
+                "passes), %llu bad\n", d->world->shard_index,
+                (unsigned long long)d->scrub.blocks_checked,
+                (double)d->scrub.bytes_checked / 1048576.0,
+                (unsigned long long)d->scrub_passes, (unsigned long long)d->scrub.blocks_bad);
     for (uint32_t t = 0; d->tables && t < d->n_tables; t++)
         if (d->tables[t] != NULL)
             us_lookup_close(d->tables[t]);

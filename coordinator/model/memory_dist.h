@@ -65,6 +65,8 @@ typedef struct us_memory_dist_opts {
     uint64_t cache_bytes;       /* coordinator hot-row cache; 0 = off */
     int      n_threads;         /* gather threads on shards */
     const char *sessions_dir;   /* shard ranks keep owned sessions here; NULL = none */
+    double   scrub_mb_per_s;    /* shard ranks re-check their blocks' CRCs while idle
+                                 * between cycles, at most this many MB/s; 0 = off */
 } us_memory_dist_opts;
 
 typedef struct us_memory_dist {
@@ -84,6 +86,10 @@ typedef struct us_memory_dist {
     int            *ctl_counts, *ctl_displs;   /* [world size]: the exchange's layout */
     const char     *sessions_dir;
     uint64_t        session_seed;
+    double          scrub_bytes_per_s;   /* 0 = no scrub */
+    double          scrub_start_s;       /* MPI_Wtime of the open */
+    us_scrub_report scrub;               /* summed over every scrub step */
+    uint64_t        scrub_passes;        /* full passes over the local blocks */
 } us_memory_dist;
 
 /* Collective over world. Opens the transport, the store (shard ranks) and

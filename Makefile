@@ -45,7 +45,7 @@ TEST_BINS   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_SRC))
 TOOL_BINS   := $(patsubst tests/tools/%.c,$(B)/tools/%,$(wildcard tests/tools/*.c))
 LAB_BINS    := $(B)/netrelay $(B)/pingpong
 
-.PHONY: all test demo bench benches plots asan clean tests tools fuzz fuzz-bins
+.PHONY: all test demo demo-scale bench benches plots asan clean tests tools fuzz fuzz-bins
 all: $(BIN) tests tools $(LAB_BINS)
 
 tests: $(TEST_BINS)
@@ -109,6 +109,11 @@ test: all
 
 demo: all
 	B=$(B) deploy/demo.sh
+
+# The billion-value run (deploy/demo_scale.sh): ~6.5 GB of scratch under
+# US_DEMO_SCALE_DIR (default $(B)/demo-scale), removed at the end unless KEEP=1.
+demo-scale: all
+	B=$(B) deploy/demo_scale.sh
 
 # Benchmarks: tests/bench/NAME.sh is `make bench-NAME`; `make bench` runs them all,
 # kernels first (the machine's limits), then draws the plots; a failing script is

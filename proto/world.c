@@ -48,7 +48,8 @@ int us_world_assign_roles(us_world *w, int rank, int size,
         if (coords >= size)
             return us_err_set(err, US_EINVAL,
                               "--coordinators %d leaves no shard rank in a job of %d ranks "
-                              "(use --all-roles or more ranks)", coords, size);
+                              "(start more ranks, or use --all-roles where the command "
+                              "offers it)", coords, size);
         w->n_coordinators = coords;
         w->n_shards = size - coords;
     }

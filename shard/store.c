@@ -589,6 +589,10 @@ int us_store_scrub_step(us_store *s, uint64_t max_bytes, us_scrub_report *report
     while (rep.bytes_checked < max_bytes && scrub_next(s, &ti, &f, &k)) {
         const us_table_layout *t = &s->m.tables[ti];
         us_err e;
+        /* a block found bad is refused already and was reported once */
+        if (atomic_load_explicit(&s->tables[ti].state[f->block_ids[k]],
+                                 memory_order_acquire) == BLOCK_BAD)
+            continue;
         rep.blocks_checked++;
         rep.bytes_checked += t->block_slot_bytes;
         if (check_block(s, ti, f, k, &e) == US_OK)

@@ -193,7 +193,7 @@ typedef struct us_scrub_report {
  * tables and files, good blocks included: a page may have changed on disk
  * since) until about max_bytes of slots were read. Each bad block is
  * reported on stderr naming table, block and file and is refused on use
- * from then on. Returns: US_OK, or US_ECORRUPT (first bad block in *err). */
+ * from then on; later passes skip it (reported once). Returns: US_OK, or US_ECORRUPT (first bad block in *err). */
 int us_store_scrub_step(us_store *s, uint64_t max_bytes, us_scrub_report *report,
                         us_err *err);
 

@@ -25,6 +25,8 @@ static const struct option long_opts[] = {
     { "store", required_argument, 0, 'T' },
     { "transport", required_argument, 0, 'R' },
     { "lookup-mode", required_argument, 0, 'L' },
+    { "coordinators", required_argument, 0, 'C' },
+    { "scrub-mb-per-s", required_argument, 0, 'X' },
     { "quiet", no_argument, 0, 'q' },
     { "help", no_argument, 0, 'h' },
     { 0, 0, 0, 0 },
@@ -66,6 +68,12 @@ static int parse_number(int ch, const char *arg, us_infer_job_opts *jo, us_err *
         rc = us_cli_parse_long("--max-prompt-bytes", arg, 0, 1L << 30, &v, err);
         jo->max_prompt_bytes = (size_t)v;
         return rc;
+    case 'C':
+        rc = us_cli_parse_long("--coordinators", arg, 1, 1 << 20, &v, err);
+        jo->coordinators = (int)v;
+        return rc;
+    case 'X':
+        return us_cli_parse_double("--scrub-mb-per-s", arg, 0.0, 1e6, &jo->scrub_mb_per_s, err);
     default:   /* 'd' */
         rc = us_cli_parse_long("--step-delay-ms", arg, 0, 60000, &v, err);
         o->step_delay_ms = (uint32_t)v;
@@ -102,6 +110,7 @@ static int parse_opts(int argc, char **argv, const us_command *cmd, us_infer_job
         case 'q': jo->infer.progress = false; break;
         case 'h': fputs(cmd->usage, stdout); return 0;
         case 'b': case 'B': case 'n': case 't': case 'p': case 's': case 'P': case 'd':
+        case 'C': case 'X':
             if (parse_number(ch, optarg, jo, &err) != US_OK)
                 return us_cli_usage_error(cmd, "%s", err.msg);
             break;

@@ -9,7 +9,7 @@
     "                        [--max-prompt-bytes N] [--sessions DIR] [--store STORE]\n" \
     "                        [--step-delay-ms N] [--quiet]\n" \
     "       mpirun -n N ultrashard infer ... --store STORE [--transport mpi|fabric]\n" \
-    "                        [--lookup-mode auto|push|pull]\n" \
+    "                        [--lookup-mode auto|push|pull] [--coordinators C]\n" \
     "\n" \
     "Decodes every prompt of PROMPTS.jsonl (lines {\"id\": .., \"prompt\": .., \"max_tokens\": ..})\n" \
     "with continuous batching and writes one JSON line per sequence to OUT.jsonl,\n" \
@@ -22,6 +22,8 @@
     "this process, all shards, mmap); table shapes are checked against the model.\n" \
     "Under mpirun with N > 1 ranks, rank 0 decodes and ranks 1..N-1 are shards that\n" \
     "serve the store's memory tables (the store's shard count must be N-1).\n" \
+    "With --coordinators C, ranks 0..C-1 each decode every C-th prompt and ranks\n" \
+    "C..N-1 are the shards (N-C of them); rank 0 writes OUT.jsonl, the same bytes.\n" \
     "\n" \
     "  --model DIR            model directory (init-model)\n" \
     "  --input FILE           prompts, JSONL\n" \
@@ -40,7 +42,11 @@
     "  --step-delay-ms N      sleep between steps (tests/demos; default 0)\n" \
     "  --quiet                no progress lines on stderr\n" \
     "  --transport T          mpirun jobs: mpi (default) or fabric (libfabric RDM)\n" \
-    "  --lookup-mode M        mpirun jobs: auto (cost model, default), push, pull\n"
+    "  --lookup-mode M        mpirun jobs: auto (cost model, default), push, pull\n" \
+    "  --coordinators C       mpirun jobs: decoding ranks, 1 <= C < N (default 1)\n" \
+    "  --scrub-mb-per-s R     mpirun jobs: shard ranks re-check their blocks' CRC-32C\n" \
+    "                         while idle, at most R MB/s, and report what they find\n" \
+    "                         (default 0: off; blocks are always checked before use)\n"
 
 /* Returns: the exit status (coordinator/cli/cli.h: 0 success, 1 failure with
  * its message printed, 2 usage error). */

@@ -28,7 +28,7 @@ typedef struct slot {
 typedef struct infer_run {
     const us_model *m;
     const us_prompt_set *set;
-    us_journal *j;
+    const us_infer_sink *sink;
     const us_infer_opts *o;
     us_infer_stats *st;
     size_t B, V, L;
@@ -109,7 +109,7 @@ static int finish_slot(infer_run *r, slot *s, const char *finish, us_err *err)
         rc = us_infer_session_save(o->sessions, &r->m->cfg, &u, err);
     }
     if (rc == US_OK)
-        rc = us_journal_finish(r->j, (size_t)s->index, line, err);
+        rc = r->sink->finish(r->sink->ctx, (size_t)s->index, line, err);
     cJSON_free(line);
     if (rc != US_OK)
         return us_err_prefix(err, "sequence \"%s\" (line %zu)", p->id, p->line);
@@ -235,7 +235,8 @@ static int admit_waiting(infer_run *r, us_err *err)
         slot *s = &r->slots[i];
         while (s->index < 0 && r->next < r->set->count) {
             size_t idx = r->next++;
-            if (us_journal_is_done(r->j, idx))
+            if ((r->o->part_count > 0 && idx % r->o->part_count != r->o->part_index) ||
+                r->sink->is_done(r->sink->ctx, idx))
                 continue;
             const us_prompt *p = &r->set->items[idx];
             char *done_line = NULL;
@@ -243,7 +244,7 @@ static int admit_waiting(infer_run *r, us_err *err)
             if (rc != US_OK)
                 return rc;
             if (done_line != NULL) {   /* applied to its session before a crash */
-                rc = us_journal_finish(r->j, idx, done_line, err);
+                rc = r->sink->finish(r->sink->ctx, idx, done_line, err);
                 free(done_line);
                 if (rc != US_OK)
                     return rc;
@@ -360,17 +361,47 @@ static void pace(const us_infer_opts *o)
     }
 }
 
-int us_infer_run(const us_model *m, const us_prompt_set *set, us_journal *j,
+static int journal_is_done(void *ctx, size_t index)
+{
+    return us_journal_is_done(ctx, index);
+}
+
+static int journal_finish(void *ctx, size_t index, const char *line, us_err *err)
+{
+    return us_journal_finish(ctx, index, line, err);
+}
+
+void us_infer_journal_sink(us_journal *j, us_infer_sink *sink)
+{
+    *sink = (us_infer_sink){ .ctx = j, .is_done = journal_is_done, .finish = journal_finish };
+}
+
+/* Sequences finished elsewhere (other coordinators) count as finished here. */
+static int poll_sink(infer_run *r, us_err *err)
+{
+    size_t taken = 0;
+    if (r->sink->poll == NULL)
+        return US_OK;
+    int rc = r->sink->poll(r->sink->ctx, &taken, err);
+    r->st->finished += taken;
+    return rc;
+}
+
+int us_infer_run(const us_model *m, const us_prompt_set *set, const us_infer_sink *sink,
                  const us_infer_opts *o, us_infer_stats *st, us_err *err)
 {
-    infer_run r = { .m = m, .set = set, .j = j, .o = o, .st = st, .B = o->batch_size,
+    infer_run r = { .m = m, .set = set, .sink = sink, .o = o, .st = st, .B = o->batch_size,
                     .V = m->cfg.vocab_size, .L = m->cfg.segment_len };
     memset(st, 0, sizeof *st);
     st->sequences = set->count;
-    st->resumed = j->n_resumed;
+    for (size_t i = 0; i < set->count; i++)
+        st->resumed += sink->is_done(sink->ctx, i) != 0;
     if (r.B == 0 || o->batch_tokens < r.B)
         return us_err_set(err, US_EINVAL, "infer: need batch_size >= 1 and batch_tokens >= "
                           "batch_size (got %zu, %zu)", r.B, o->batch_tokens);
+    if (o->part_count > 0 && o->part_index >= o->part_count)
+        return us_err_set(err, US_EINVAL, "infer: part %zu of %zu does not exist",
+                          o->part_index, o->part_count);
     int rc = run_init(&r, err);
     double t0 = now_s(), last_report = t0;
     while (rc == US_OK) {
@@ -383,6 +414,8 @@ int us_infer_run(const us_model *m, const us_prompt_set *set, us_journal *j,
         st->steps++;
         for (size_t k = 0; k < r.n_items && rc == US_OK; k++)
             rc = retire_item(&r, k, err);
+        if (rc == US_OK)
+            rc = poll_sink(&r, err);
         if (rc == US_OK && o->progress && now_s() - last_report >= 1.0) {
             progress(st, t0, false);
             last_report = now_s();

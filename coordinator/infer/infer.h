@@ -15,6 +15,10 @@
  * per sequence (sampler.h): greedy at temperature 0, else temperature +
  * top-p with a stream seeded by (seed, id).
  *
+ * Several coordinators (infer_multi.h) each run this loop over their part of
+ * the prompts (index % part_count == part_index); finished lines go through
+ * a sink, which is the journal itself on one coordinator.
+ *
  * Output, one JSON line per sequence (via journal.h, input order):
  *   {"id":..,"text":..,"tokens":[..],"prompt_tokens":N,"finish":"eos"|"length"}
  * ("nan_logits" if the model produced no usable logit), plus "session" and
@@ -42,6 +46,19 @@
 #include "coordinator/infer/sampler.h"
 #include "shard/session.h"
 
+/* Where finished sequences go: the journal (us_infer_journal_sink), or on
+ * several coordinators the one writer (infer_multi.h). */
+typedef struct us_infer_sink {
+    void *ctx;
+    /* nonzero when sequence `index` is already finished: it is skipped */
+    int (*is_done)(void *ctx, size_t index);
+    /* records sequence `index` as finished with its output line (copied) */
+    int (*finish)(void *ctx, size_t index, const char *line, us_err *err);
+    /* between steps; *taken = sequences finished elsewhere since the last
+     * call (counted in the stats); NULL = nothing to do */
+    int (*poll)(void *ctx, size_t *taken, us_err *err);
+} us_infer_sink;
+
 typedef struct us_infer_opts {
     size_t batch_size;        /* active sequences, >= 1 */
     size_t batch_tokens;      /* tokens per step, >= batch_size */
@@ -52,6 +69,8 @@ typedef struct us_infer_opts {
     const us_session_store *sessions; /* where they are kept (set with sessions_dir) */
     uint64_t job_fingerprint; /* the journal's; keys session updates */
     bool progress;            /* progress lines on stderr */
+    size_t part_index, part_count; /* decode prompts with index % part_count ==
+                                      part_index; part_count 0 = all */
 } us_infer_opts;
 
 typedef struct us_infer_stats {
@@ -61,13 +80,16 @@ typedef struct us_infer_stats {
     size_t   state_bytes, workspace_bytes;   /* memory of slots + activations */
 } us_infer_stats;
 
-/* Runs every sequence of `set` not yet done in `j`; what was journaled
- * stays on error, so a rerun resumes.
- * Returns: US_OK; US_EINVAL for batch_size 0 or batch_tokens < batch_size;
- * US_ENOMEM; else the first error of the model, its backend, a session or
- * the journal (US_EIO, US_ECORRUPT, US_EINVAL, ...) with *err naming the
- * sequence. */
-int us_infer_run(const us_model *m, const us_prompt_set *set, us_journal *j,
+/* The journal as a sink (borrows j). Returns: nothing (cannot fail). */
+void us_infer_journal_sink(us_journal *j, us_infer_sink *sink);
+
+/* Runs every sequence of `set` in this part that the sink does not call
+ * done; what the sink recorded stays on error, so a rerun resumes.
+ * Returns: US_OK; US_EINVAL for batch_size 0, batch_tokens < batch_size or
+ * part_index >= part_count > 0; US_ENOMEM; else the first error of the
+ * model, its backend, a session or the sink (US_EIO, US_ECORRUPT, US_EINVAL,
+ * US_EMPI, ...) with *err naming the sequence. */
+int us_infer_run(const us_model *m, const us_prompt_set *set, const us_infer_sink *sink,
                  const us_infer_opts *o, us_infer_stats *st, us_err *err);
 
 #endif

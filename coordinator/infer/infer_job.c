@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "coordinator/infer/infer_multi.h"
 #include "coordinator/infer/journal.h"
 #include "coordinator/infer/prompts.h"
 #include "coordinator/lookup/job.h"
@@ -51,8 +52,21 @@ static int fingerprint(uint64_t *out, const char *model_dir, const char *store_d
  * (dist: the shard ranks; NULL: this process). */
 typedef struct infer_work {
     const us_infer_job_opts *o;
+    const us_world *world;     /* NULL for a single process */
     us_memory_dist *dist;
 } infer_work;
+
+/* What one coordinator holds for the job. */
+typedef struct job_state {
+    us_infer_opts o;
+    us_session_store sessions;
+    us_prompt_set set;
+    us_model m;
+    us_value_tables vt;
+    us_model_store ms;
+    us_journal j;
+    uint64_t fp;
+} job_state;
 
 static void print_done(const us_infer_stats *st, const us_model *m)
 {
@@ -76,59 +90,120 @@ static int check_sessions(const us_prompt_set *set, const us_infer_job_opts *jo,
     return US_OK;
 }
 
+/* Prompts, model, its memory backend and the job's fingerprint. */
+static int load_job(const infer_work *iw, job_state *js, us_err *err)
+{
+    const us_infer_job_opts *jo = iw->o;
+    js->o = jo->infer;
+    if (js->o.sessions_dir != NULL) {
+        if (iw->dist != NULL)
+            us_memory_dist_session_store(iw->dist, &js->sessions);
+        else
+            us_session_store_dir(&js->sessions, js->o.sessions_dir);
+        js->o.sessions = &js->sessions;
+    }
+    us_memory_backend be;
+    int rc;
+    if ((rc = us_prompts_load(&js->set, jo->input, jo->max_tokens, jo->max_prompt_bytes,
+                              err)) != US_OK ||
+        (rc = check_sessions(&js->set, jo, err)) != US_OK ||
+        (rc = us_model_load(&js->m, jo->model_dir, err)) != US_OK)
+        return rc;
+    if (iw->dist != NULL) {
+        us_memory_dist_backend(iw->dist, &be);
+    } else if (jo->store_dir != NULL) {
+        if ((rc = us_model_store_open(&js->ms, jo->store_dir, &js->m.cfg, err)) != US_OK)
+            return rc;
+        us_model_store_backend(&js->ms, &be);
+    } else {
+        if ((rc = us_value_tables_load(&js->vt, jo->model_dir, &js->m.cfg, err)) != US_OK)
+            return rc;
+        us_value_tables_backend(&js->vt, &be);
+    }
+    if ((rc = us_model_set_backend(&js->m, &be, err)) != US_OK ||
+        (rc = fingerprint(&js->fp, jo->model_dir, jo->store_dir, &js->set, &js->m, &js->o,
+                          jo->max_tokens, err)) != US_OK)
+        return rc;
+    js->o.job_fingerprint = js->fp;
+    return US_OK;
+}
+
+static void free_job(job_state *js)
+{
+    us_value_tables_free(&js->vt);
+    us_model_store_close(&js->ms);
+    us_model_free(&js->m);
+    us_prompts_free(&js->set);
+}
+
+/* One coordinator: it writes the journal and decodes everything. */
+static int run_single(const infer_work *iw, job_state *js, us_err *err)
+{
+    us_infer_stats st;
+    us_infer_sink sink;
+    int rc = us_journal_open(&js->j, iw->o->output, &js->set, js->fp, err);
+    if (rc != US_OK)
+        return rc;
+    us_infer_journal_sink(&js->j, &sink);
+    if ((rc = us_infer_run(&js->m, &js->set, &sink, &js->o, &st, err)) == US_OK)
+        print_done(&st, &js->m);
+    us_journal_close(&js->j);
+    return rc;
+}
+
+/* One of several coordinators (infer_multi.h): its part of the prompts;
+ * coordinator 0 writes. start_rc is load_job's result (all must agree). */
+static int run_multi(const infer_work *iw, job_state *js, int start_rc, us_err *err)
+{
+    const us_world *w = iw->world;
+    bool writer = w->coordinator_index == 0, journal_open = false;
+    if (start_rc == US_OK && writer) {
+        start_rc = us_journal_open(&js->j, iw->o->output, &js->set, js->fp, err);
+        journal_open = start_rc == US_OK;
+    }
+    us_infer_multi mc;
+    int rc = us_infer_multi_open(&mc, w, journal_open ? &js->j : NULL, js->set.count, start_rc,
+                                 err);
+    if (rc == US_OK) {
+        us_infer_sink sink;
+        us_infer_stats st;
+        us_err run_err = {0};
+        us_infer_multi_sink(&mc, &sink);
+        js->o.part_index = (size_t)w->coordinator_index;
+        js->o.part_count = (size_t)w->n_coordinators;
+        js->o.progress = js->o.progress && writer;
+        int run_rc = us_infer_run(&js->m, &js->set, &sink, &js->o, &st, &run_err);
+        rc = us_infer_multi_end(&mc, iw->dist, run_rc, &run_err, &st, err);
+        if (rc == US_OK && writer)
+            print_done(&st, &js->m);
+    }
+    /* Lines still in flight to coordinator 0 complete while it takes them:
+     * finish first (coordinator 0 finishes only once it has them all). */
+    us_err fin_err = {0};
+    int fin_rc = rc == US_EMPI || rc == US_EFABRIC ? US_OK
+                                                   : us_memory_dist_finish(iw->dist, &fin_err);
+    us_infer_multi_close(&mc);
+    if (journal_open)
+        us_journal_close(&js->j);
+    if (fin_rc != US_OK) {
+        if (err != NULL)
+            *err = fin_err;
+        return fin_rc;
+    }
+    return rc;
+}
+
 /* The coordinator's job: prompts, model, journal, decoding. */
 static int infer_coordinate(void *arg, us_err *err)
 {
     const infer_work *iw = arg;
-    const us_infer_job_opts *jo = iw->o;
-    us_infer_opts o = jo->infer;
-    us_session_store sessions;
-    if (o.sessions_dir != NULL) {
-        if (iw->dist != NULL)
-            us_memory_dist_session_store(iw->dist, &sessions);
-        else
-            us_session_store_dir(&sessions, o.sessions_dir);
-        o.sessions = &sessions;
-    }
-    us_prompt_set set = {0};
-    us_model m = {0};
-    us_value_tables vt = {0};
-    us_model_store ms = {0};
-    us_memory_backend be;
-    us_journal j = {0};
-    us_infer_stats st;
-    uint64_t fp = 0;
-    int rc;
-    if ((rc = us_prompts_load(&set, jo->input, jo->max_tokens, jo->max_prompt_bytes, err)) !=
-            US_OK ||
-        (rc = check_sessions(&set, jo, err)) != US_OK ||
-        (rc = us_model_load(&m, jo->model_dir, err)) != US_OK)
-        goto fail;
-    if (iw->dist != NULL) {
-        us_memory_dist_backend(iw->dist, &be);
-    } else if (jo->store_dir != NULL) {
-        if ((rc = us_model_store_open(&ms, jo->store_dir, &m.cfg, err)) != US_OK)
-            goto fail;
-        us_model_store_backend(&ms, &be);
-    } else {
-        if ((rc = us_value_tables_load(&vt, jo->model_dir, &m.cfg, err)) != US_OK)
-            goto fail;
-        us_value_tables_backend(&vt, &be);
-    }
-    if ((rc = us_model_set_backend(&m, &be, err)) != US_OK ||
-        (rc = fingerprint(&fp, jo->model_dir, jo->store_dir, &set, &m, &o, jo->max_tokens,
-                          err)) != US_OK ||
-        (rc = us_journal_open(&j, jo->output, &set, fp, err)) != US_OK)
-        goto fail;
-    o.job_fingerprint = fp;
-    if ((rc = us_infer_run(&m, &set, &j, &o, &st, err)) == US_OK)
-        print_done(&st, &m);
-    us_journal_close(&j);
-fail:
-    us_value_tables_free(&vt);
-    us_model_store_close(&ms);
-    us_model_free(&m);
-    us_prompts_free(&set);
+    job_state js = {0};
+    int rc = load_job(iw, &js, err);
+    if (iw->world != NULL && iw->world->n_coordinators > 1)
+        rc = run_multi(iw, &js, rc, err);
+    else if (rc == US_OK)
+        rc = run_single(iw, &js, err);
+    free_job(&js);
     return rc;
 }
 
@@ -150,18 +225,25 @@ static int open_distributed(const us_world *w, us_memory_dist *dist,
         .transport = jo->transport, .mode = jo->lookup_mode,
         .max_tokens = (uint32_t)jo->infer.batch_tokens,
         .k = cfg.memory.heads * cfg.memory.knn, .n_groups = cfg.memory.ive_groups,
-        .n_threads = 1, .sessions_dir = jo->infer.sessions_dir };
+        .n_threads = 1, .sessions_dir = jo->infer.sessions_dir,
+        .scrub_mb_per_s = jo->scrub_mb_per_s };
     return us_memory_dist_open(dist, w, jo->store_dir, us_model_config_memory_layers(&cfg),
                                &dopts, err);
 }
 
 int us_infer_job_run(const us_infer_job_opts *o, int *argc, char ***argv, us_err *err)
 {
-    infer_work iw = { .o = o, .dist = NULL };
-    if (!us_world_detect_mpirun())
+    infer_work iw = { .o = o, .world = NULL, .dist = NULL };
+    if (!us_world_detect_mpirun()) {
+        if (o->coordinators > 1)
+            return us_err_set(err, US_EINVAL, "--coordinators %d needs an mpirun job of more "
+                              "than %d ranks (the rest serve the store)", o->coordinators,
+                              o->coordinators);
         return infer_coordinate(&iw, err);
+    }
     us_world w;
-    int rc = us_world_init(&w, argc, argv, NULL, err);
+    us_world_opts wo = { .coordinators = o->coordinators };
+    int rc = us_world_init(&w, argc, argv, &wo, err);
     if (rc != US_OK)
         return rc;
     if (w.size == 1) {
@@ -169,6 +251,7 @@ int us_infer_job_run(const us_infer_job_opts *o, int *argc, char ***argv, us_err
     } else {
         us_memory_dist dist;
         if ((rc = open_distributed(&w, &dist, o, err)) == US_OK) {
+            iw.world = &w;
             iw.dist = &dist;
             rc = us_job_run(&w, us_memory_dist_engine(&dist), infer_coordinate, &iw, err);
         }

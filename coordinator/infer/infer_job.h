@@ -8,7 +8,9 @@
  * tables live on shard ranks: every rank opens its part of the store
  * (coordinator/model/memory_dist.h, collective) and the job runs through
  * us_job_run (coordinator/lookup/job.h): the coordinator decodes, shard-only
- * ranks serve its lookups until it finishes.
+ * ranks serve its lookups until it finishes. With coordinators = C > 1,
+ * ranks 0..C-1 each decode their part of the prompts and rank 0 writes the
+ * output (infer_multi.h), byte-identical to one process.
  *
  * The journal's fingerprint says what "the same command" means: the input
  * bytes, the model's config, the weights file's size and mtime (hashing a
@@ -32,6 +34,8 @@ typedef struct us_infer_job_opts {
     const char *store_dir;       /* memory tables from a store; NULL = model_dir/values */
     const char *transport;       /* mpirun jobs: "mpi" or "fabric" */
     us_lookup_mode lookup_mode;  /* mpirun jobs: AUTO, PUSH or PULL */
+    int coordinators;            /* mpirun jobs: decoding ranks (infer_multi.h); 0 = 1 */
+    double scrub_mb_per_s;       /* mpirun jobs: shards' idle-time CRC re-check rate; 0 = off */
     uint32_t max_tokens;         /* default per-line max_tokens */
     size_t max_prompt_bytes;     /* longer prompts are refused */
     us_infer_opts infer;         /* batching, sampling, sessions, progress */
@@ -41,7 +45,8 @@ typedef struct us_infer_job_opts {
  * coordinator prints one {"event":"infer_done",...} JSON line on stdout.
  * Returns: US_OK; on the coordinator the first error of the job with its
  * message: US_EINVAL (bad prompt line, session line without sessions_dir,
- * several ranks without store_dir), US_EIO / US_ENOTFOUND / US_ECORRUPT
+ * several ranks without store_dir, coordinators that leave no shard rank or
+ * more than one coordinator without mpirun), US_EIO / US_ENOTFOUND / US_ECORRUPT
  * (model, store, prompt or journal files), US_EVERSION, US_ENOMEM; US_EMPI
  * when MPI cannot start. Every rank returns the error of a failed
  * distributed open. Aborts the job when the shards' serving or the

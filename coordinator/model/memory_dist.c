@@ -19,56 +19,117 @@ _Static_assert(US_CONTROL_ID_MAX == US_SESSION_ID_MAX,
 #define TAG_SESSION_DATA  101
 #define TAG_SESSION_REPLY 102
 
-static int coordinator_rank(const us_memory_dist *d)
+/* Idle shard time between cycles re-checks blocks (shard/store.h scrub): as
+ * many bytes as the budget since the open allows, at most 4 MiB a step so a
+ * control message is never kept waiting long. A bad block was reported by
+ * the store and is refused from now on; serving goes on. */
+static void scrub_idle(us_memory_dist *d)
 {
-    return d->world->coordinator_ranks[0];
+    double budget = (MPI_Wtime() - d->scrub_start_s) * d->scrub_bytes_per_s -
+                    (double)d->scrub.bytes_checked;
+    if (budget < 65536.0)
+        return;
+    uint64_t max_bytes = budget > 4194304.0 ? 4194304u : (uint64_t)budget;
+    us_scrub_report r = {0};
+    us_err err = {0};
+    (void)us_store_scrub_step(d->store, max_bytes, &r, &err);
+    d->scrub.blocks_checked += r.blocks_checked;
+    d->scrub.blocks_bad += r.blocks_bad;
+    d->scrub.bytes_checked += r.bytes_checked > 0 ? r.bytes_checked : max_bytes;
+    if (r.wrapped && r.blocks_checked > 0)
+        d->scrub_passes++;
 }
 
-/* Coordinator: send the next control message. A non-blocking broadcast on
- * every rank: blocking and non-blocking collectives do not match in MPI. */
-static int ctl_bcast(us_memory_dist *d, const us_control_msg *c, us_err *err)
+/* The control exchange that opens every cycle: each coordinator's message
+ * (mine; NULL on shard-only ranks) reaches every rank, into d->ctl_msgs.
+ * Non-blocking on every rank: blocking and non-blocking collectives do not
+ * match in MPI. While it has not completed, a coordinator may still be
+ * reading rows one-sided from a shard (fabric pull), which on
+ * manual-progress providers completes only if the shard polls: so shards
+ * wait by polling the transports, yielding the CPU in between (2-core boxes). */
+static int ctl_exchange(us_memory_dist *d, const us_control_msg *mine, us_err *err)
 {
+    const us_world *w = d->world;
     uint8_t frame[US_CONTROL_FRAME_BYTES];
-    int rc = us_control_encode(c, frame, err);
-    if (rc != US_OK)
+    int rc;
+    if (mine != NULL && (rc = us_control_encode(mine, frame, err)) != US_OK)
         return rc;
     MPI_Request req;
-    if (MPI_Ibcast(frame, (int)sizeof frame, MPI_BYTE, coordinator_rank(d), d->ctl_comm, &req)
-            != MPI_SUCCESS ||
-        MPI_Wait(&req, MPI_STATUS_IGNORE) != MPI_SUCCESS)
-        return us_err_set(err, US_EMPI, "rank %d: control broadcast failed", d->world->rank);
+    if (MPI_Iallgatherv(frame, mine != NULL ? (int)sizeof frame : 0, MPI_BYTE, d->ctl_frames,
+                        d->ctl_counts, d->ctl_displs, MPI_BYTE, d->ctl_comm, &req)
+            != MPI_SUCCESS)
+        return us_err_set(err, US_EMPI, "rank %d: control exchange failed", w->rank);
+    for (int done = 0; !done;) {
+        if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+            return us_err_set(err, US_EMPI, "rank %d: control exchange failed", w->rank);
+        for (uint32_t t = 0; !done && w->is_shard && t < d->n_tables; t++)
+            if ((rc = us_transport_poll(d->transports[t], err)) != US_OK)
+                return rc;
+        if (!done && w->is_shard && d->store != NULL && d->scrub_bytes_per_s > 0)
+            scrub_idle(d);
+        if (!done)
+            sched_yield();
+    }
+    for (int c = 0; c < w->n_coordinators; c++)
+        if (us_control_decode(d->ctl_frames + (size_t)c * US_CONTROL_FRAME_BYTES,
+                              US_CONTROL_FRAME_BYTES, &d->ctl_msgs[c], err) != US_OK)
+            return us_err_prefix(err, "rank %d: from coordinator %d (rank %d)", w->rank, c,
+                                 w->coordinator_ranks[c]);
     return US_OK;
 }
 
-/* Shards: the next control message. While it has not come, the coordinator
- * may still be reading rows one-sided from this rank (fabric pull), which
- * on manual-progress providers completes only if this rank polls: so wait
- * by polling the transports, yielding the CPU in between (2-core boxes). */
-static int ctl_wait(us_memory_dist *d, us_control_msg *c, us_err *err)
+/* Returns: how many coordinators sent `kind` in the last exchange. */
+static int count_kind(const us_memory_dist *d, us_control_kind kind)
 {
-    uint8_t frame[US_CONTROL_FRAME_BYTES];
-    MPI_Request req;
-    if (MPI_Ibcast(frame, (int)sizeof frame, MPI_BYTE, coordinator_rank(d), d->ctl_comm, &req)
-            != MPI_SUCCESS)
-        return us_err_set(err, US_EMPI, "rank %d: control broadcast failed", d->world->rank);
-    for (;;) {
-        int done = 0;
-        if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
-            return us_err_set(err, US_EMPI, "rank %d: control broadcast failed",
-                              d->world->rank);
-        if (done)
-            break;
-        for (uint32_t t = 0; t < d->n_tables; t++) {
-            int rc = us_transport_poll(d->transports[t], err);
-            if (rc != US_OK)
-                return rc;
-        }
-        sched_yield();
+    int n = 0;
+    for (int c = 0; c < d->world->n_coordinators; c++)
+        n += d->ctl_msgs[c].kind == kind;
+    return n;
+}
+
+/* This rank's empty rounds of a cycle that some coordinator's forward pass
+ * runs (shard-only ranks serve in them). */
+static int empty_cycle(us_memory_dist *d, us_err *err)
+{
+    for (uint32_t t = 0; t < d->n_tables; t++) {
+        int rc = us_lookup_run(d->tables[t], NULL, NULL, err);
+        if (rc != US_OK)
+            return us_err_prefix(err, "rank %d in an empty round of table %u", d->world->rank,
+                                 t);
     }
-    if (us_control_decode(frame, sizeof frame, c, err) != US_OK)
-        return us_err_prefix(err, "shard %d: from rank %d", d->world->shard_index,
-                             coordinator_rank(d));
     return US_OK;
+}
+
+/* Owner shard: one session operation asked by coordinator rank `peer`. */
+static int serve_session(us_memory_dist *d, const us_control_msg *c, int peer, us_err *err);
+
+/* The session operations of coordinators [from, to) of the last exchange
+ * that this rank owns. Every rank walks them in coordinator order, so each
+ * transfer's two ends meet without waiting on a third rank. */
+static int serve_ops(us_memory_dist *d, int from, int to, us_err *err)
+{
+    const us_world *w = d->world;
+    for (int c = from; c < to; c++) {
+        const us_control_msg *m = &d->ctl_msgs[c];
+        bool op = m->kind == US_CONTROL_SESSION_SAVE || m->kind == US_CONTROL_SESSION_LOAD;
+        int peer = w->coordinator_ranks[c];
+        if (!op || peer == w->rank || m->owner != w->shard_index)
+            continue;
+        int rc = serve_session(d, m, peer, err);
+        if (rc != US_OK)
+            return rc;
+    }
+    return US_OK;
+}
+
+/* The rest of a cycle from coordinator `from` on: the session operations
+ * this rank owns, then empty rounds if some coordinator runs a forward pass. */
+static int cycle_rest(us_memory_dist *d, int from, us_err *err)
+{
+    int rc = serve_ops(d, from, d->world->n_coordinators, err);
+    if (rc == US_OK && count_kind(d, US_CONTROL_CYCLE) > 0)
+        rc = empty_cycle(d, err);
+    return rc;
 }
 
 /* Coordinator: the owner's reply to a session operation. */
@@ -157,15 +218,31 @@ static int open_local(us_memory_dist *d, const us_world *w, const char *store_di
     return US_OK;
 }
 
+/* The control exchange's buffers: a frame from each coordinator rank,
+ * nothing from shard-only ranks. */
+static int ctl_alloc(us_memory_dist *d, us_err *err)
+{
+    const us_world *w = d->world;
+    size_t nc = (size_t)w->n_coordinators;
+    d->ctl_frames = malloc(nc * US_CONTROL_FRAME_BYTES);
+    d->ctl_msgs = calloc(nc, sizeof *d->ctl_msgs);
+    d->ctl_counts = calloc((size_t)w->size, sizeof *d->ctl_counts);
+    d->ctl_displs = calloc((size_t)w->size, sizeof *d->ctl_displs);
+    if (!d->ctl_frames || !d->ctl_msgs || !d->ctl_counts || !d->ctl_displs)
+        return us_err_set(err, US_ENOMEM, "rank %d: control buffers", w->rank);
+    for (int c = 0; c < w->n_coordinators; c++) {
+        d->ctl_counts[w->coordinator_ranks[c]] = US_CONTROL_FRAME_BYTES;
+        d->ctl_displs[w->coordinator_ranks[c]] = c * US_CONTROL_FRAME_BYTES;
+    }
+    return US_OK;
+}
+
 int us_memory_dist_open(us_memory_dist *d, const us_world *w, const char *store_dir,
                         uint32_t n_tables, const us_memory_dist_opts *opts, us_err *err)
 {
     memset(d, 0, sizeof *d);
     d->world = w;
     d->ctl_comm = MPI_COMM_NULL;
-    if (w->n_coordinators != 1)
-        return us_err_set(err, US_EINVAL, "distributed inference runs with one coordinator; "
-                          "this job has %d", w->n_coordinators);
     /* Local checks first; every rank then learns whether all succeeded, so
      * a shard that cannot open its files does not leave the others waiting
      * in the collective transport start, and its message is out first. */
@@ -184,8 +261,12 @@ int us_memory_dist_open(us_memory_dist *d, const us_world *w, const char *store_
         goto fail;
     }
     MPI_Comm_set_errhandler(d->ctl_comm, MPI_ERRORS_RETURN);
+    if ((rc = ctl_alloc(d, err)) != US_OK)
+        goto fail;
     d->sessions_dir = opts->sessions_dir;
     d->session_seed = n_tables > 0 ? d->info[0].placement_seed : 0;
+    d->scrub_bytes_per_s = opts->scrub_mb_per_s > 0 ? opts->scrub_mb_per_s * 1e6 : 0;
+    d->scrub_start_s = MPI_Wtime();
     us_lookup_opts lo = lookup_opts(opts);
     us_transport_opts to = { .max_msg_bytes = max_msg };
     for (uint32_t t = 0; t < n_tables; t++) {
@@ -222,7 +303,9 @@ static int cycle_round(us_memory_dist *d, const us_lookup_batch *batch, float *o
 {
     if (d->next_table == 0) {
         us_control_msg c = { .kind = US_CONTROL_CYCLE };
-        int rc = ctl_bcast(d, &c, err);
+        int rc = ctl_exchange(d, &c, err);
+        if (rc == US_OK)   /* others' session operations come before the rounds */
+            rc = serve_ops(d, 0, d->world->n_coordinators, err);
         if (rc != US_OK)
             return rc;
     }
@@ -281,20 +364,37 @@ int us_memory_dist_sync(us_memory_dist *d, us_err *err)
     return US_OK;
 }
 
-int us_memory_dist_finish(us_memory_dist *d, us_err *err)
+int us_memory_dist_idle(us_memory_dist *d, us_err *err)
 {
     int rc = us_memory_dist_sync(d, err);
-    us_control_msg c = { .kind = US_CONTROL_STOP };
+    us_control_msg c = { .kind = US_CONTROL_IDLE };
     if (rc == US_OK)
-        rc = ctl_bcast(d, &c, err);
+        rc = ctl_exchange(d, &c, err);
+    if (rc == US_OK)
+        rc = cycle_rest(d, 0, err);
+    return rc;
+}
+
+int us_memory_dist_finish(us_memory_dist *d, us_err *err)
+{
+    if (d->finished)
+        return US_OK;
+    int rc = us_memory_dist_sync(d, err);
+    us_control_msg c = { .kind = US_CONTROL_STOP };
+    /* Other coordinators may still decode: take part in their cycles until
+     * every coordinator has said STOP in the same exchange. */
+    while (rc == US_OK) {
+        if ((rc = ctl_exchange(d, &c, err)) != US_OK)
+            break;
+        if (count_kind(d, US_CONTROL_STOP) == d->world->n_coordinators)
+            break;
+        rc = cycle_rest(d, 0, err);
+    }
     for (uint32_t t = 0; rc == US_OK && t < d->n_tables; t++)
         rc = us_lookup_finish(d->tables[t], err);
     d->finished = true;
     return rc;
 }
-
-/* Owner shard: one session operation announced by c. */
-static int serve_session(us_memory_dist *d, const us_control_msg *c, us_err *err);
 
 int us_memory_dist_serve(us_memory_dist *d, us_err *err)
 {
@@ -302,28 +402,17 @@ int us_memory_dist_serve(us_memory_dist *d, us_err *err)
         return us_err_set(err, US_EINVAL, "rank %d is a coordinator: it runs the model",
                           d->world->rank);
     for (;;) {
-        us_control_msg c;
-        int rc = ctl_wait(d, &c, err);
+        int rc = ctl_exchange(d, NULL, err);
         if (rc != US_OK)
             return rc;
-        switch (c.kind) {
-        case US_CONTROL_CYCLE:
-            for (uint32_t t = 0; t < d->n_tables; t++)
-                if ((rc = us_lookup_run(d->tables[t], NULL, NULL, err)) != US_OK)
-                    return us_err_prefix(err, "shard %d serving table %u",
-                                         d->world->shard_index, t);
-            break;
-        case US_CONTROL_SESSION_SAVE:
-        case US_CONTROL_SESSION_LOAD:
-            if (c.owner == d->world->shard_index && (rc = serve_session(d, &c, err)) != US_OK)
-                return rc;
-            break;
-        case US_CONTROL_STOP:
+        if (count_kind(d, US_CONTROL_STOP) == d->world->n_coordinators) {
             for (uint32_t t = 0; t < d->n_tables; t++)
                 if ((rc = us_lookup_serve(d->tables[t], err)) != US_OK)
                     return rc;
             return US_OK;
         }
+        if ((rc = cycle_rest(d, 0, err)) != US_OK)
+            return us_err_prefix(err, "shard %d", d->world->shard_index);
     }
 }
 
@@ -346,10 +435,9 @@ static int local_load(const us_memory_dist *d, const char *id, us_session_state 
     return us_session_load(d->sessions_dir, id, out, note, note_bytes, err);
 }
 
-static int send_reply(us_memory_dist *d, const us_control_reply *r, const uint8_t *data,
-                      us_err *err)
+static int send_reply(us_memory_dist *d, int coord, const us_control_reply *r,
+                      const uint8_t *data, us_err *err)
 {
-    int coord = coordinator_rank(d);
     uint8_t buf[US_CONTROL_REPLY_MAX_BYTES];
     size_t len = 0;
     int rc = us_control_reply_encode(r, buf, sizeof buf, &len, err);
@@ -364,7 +452,7 @@ static int send_reply(us_memory_dist *d, const us_control_reply *r, const uint8_
     return US_OK;
 }
 
-static int serve_session(us_memory_dist *d, const us_control_msg *c, us_err *err)
+static int serve_session(us_memory_dist *d, const us_control_msg *c, int peer, us_err *err)
 {
     us_control_reply r = {0};
     us_err op_err = {0};
@@ -377,14 +465,14 @@ static int serve_session(us_memory_dist *d, const us_control_msg *c, us_err *err
         data = malloc(c->state_bytes ? c->state_bytes : 1);
         if (data == NULL)
             return us_err_set(err, US_ENOMEM, "session '%s': receive buffer", c->session_id);
-        if (MPI_Recv(data, (int)c->state_bytes, MPI_BYTE, coordinator_rank(d), TAG_SESSION_DATA,
+        if (MPI_Recv(data, (int)c->state_bytes, MPI_BYTE, peer, TAG_SESSION_DATA,
                      d->ctl_comm, MPI_STATUS_IGNORE) != MPI_SUCCESS) {
             free(data);
             return us_err_set(err, US_EMPI, "shard %d: receiving session '%s'",
                               d->world->shard_index, c->session_id);
         }
         char what[64];
-        snprintf(what, sizeof what, "session from rank %d", coordinator_rank(d));
+        snprintf(what, sizeof what, "session from rank %d", peer);
         r.code = us_session_unpack(data, c->state_bytes, c->session_id, what, &s, &op_err);
         free(data);
         data = NULL;
@@ -402,71 +490,90 @@ static int serve_session(us_memory_dist *d, const us_control_msg *c, us_err *err
     }
     if (r.code != US_OK)
         snprintf(r.msg, sizeof r.msg, "shard %d: %.480s", d->world->shard_index, op_err.msg);
-    int rc = send_reply(d, &r, data, err);
+    int rc = send_reply(d, peer, &r, data, err);
     free(data);
     return rc;
+}
+
+/* The rest of a cycle in which this coordinator made a session operation
+ * with result op_rc (*err holds its message): later coordinators' operations
+ * this rank owns and the cycle's rounds. A failed rest (the transport) wins. */
+static int end_op_cycle(us_memory_dist *d, int op_rc, us_err *err)
+{
+    if (op_rc == US_EMPI)
+        return op_rc;   /* the job is aborted: lockstep no longer matters */
+    us_err rest = {0};
+    int rc = cycle_rest(d, d->world->coordinator_index + 1, &rest);
+    if (rc != US_OK) {
+        if (err != NULL)
+            *err = rest;
+        return rc;
+    }
+    return op_rc;
+}
+
+/* Exchanges this coordinator's session operation c, then serves the
+ * earlier coordinators' operations this rank owns: its own transfer is next. */
+static int start_op_cycle(us_memory_dist *d, const us_control_msg *c, us_err *err)
+{
+    int rc = us_memory_dist_sync(d, err);
+    if (rc == US_OK)
+        rc = ctl_exchange(d, c, err);
+    if (rc == US_OK)
+        rc = serve_ops(d, 0, d->world->coordinator_index, err);
+    return rc;
+}
+
+/* This coordinator's part of a SESSION_SAVE: the packed state to the owner. */
+static int save_transfer(us_memory_dist *d, us_session_state *s, const uint8_t *buf,
+                         size_t bytes, int owner, us_err *err)
+{
+    if (owner == d->world->shard_index)          /* this coordinator is the owner */
+        return local_save(d, s, err);
+    int owner_rank = us_world_shard_rank(d->world, owner);
+    us_control_reply r;
+    if (MPI_Send(buf, (int)bytes, MPI_BYTE, owner_rank, TAG_SESSION_DATA, d->ctl_comm)
+            != MPI_SUCCESS)
+        return us_err_set(err, US_EMPI, "saving session '%s' on shard %d (rank %d)", s->id,
+                          owner, owner_rank);
+    int rc = recv_reply(d, owner_rank, &r, err);
+    if (rc != US_OK)
+        return rc;
+    if (r.code != US_OK)
+        return us_err_set(err, r.code, "%s", r.msg);
+    s->generation = r.generation;
+    return US_OK;
 }
 
 static int dist_session_save(void *ctx, us_session_state *s, us_err *err)
 {
     us_memory_dist *d = ctx;
     int owner = us_session_owner(s->id, d->session_seed, d->world->n_shards);
-    int rc = us_memory_dist_sync(d, err);
-    if (rc != US_OK)
-        return rc;
     uint8_t *buf = NULL;
     size_t bytes = 0;
     /* the owner assigns the generation; pack with the current one */
-    if ((rc = us_session_pack(s, s->generation, &buf, &bytes, err)) != US_OK)
+    int rc = us_session_pack(s, s->generation, &buf, &bytes, err);
+    if (rc != US_OK)
         return rc;
     us_control_msg c = { .kind = US_CONTROL_SESSION_SAVE, .owner = owner,
                          .state_bytes = bytes };
     snprintf(c.session_id, sizeof c.session_id, "%s", s->id);
-    if ((rc = ctl_bcast(d, &c, err)) != US_OK)
-        goto done;
-    if (owner == d->world->shard_index) {        /* this coordinator is the owner */
-        rc = local_save(d, s, err);
-        goto done;
-    }
-    int owner_rank = us_world_shard_rank(d->world, owner);
-    us_control_reply r;
-    if (MPI_Send(buf, (int)bytes, MPI_BYTE, owner_rank, TAG_SESSION_DATA, d->ctl_comm)
-            != MPI_SUCCESS) {
-        rc = us_err_set(err, US_EMPI, "saving session '%s' on shard %d (rank %d)", s->id,
-                        owner, owner_rank);
-        goto done;
-    }
-    if ((rc = recv_reply(d, owner_rank, &r, err)) != US_OK)
-        goto done;
-    if (r.code != US_OK) {
-        rc = us_err_set(err, r.code, "%s", r.msg);
-        goto done;
-    }
-    s->generation = r.generation;
-done:
+    if ((rc = start_op_cycle(d, &c, err)) == US_OK)
+        rc = end_op_cycle(d, save_transfer(d, s, buf, bytes, owner, err), err);
     free(buf);
     return rc;
 }
 
-static int dist_session_load(void *ctx, const char *id, us_session_state *out, char *note,
-                             size_t note_bytes, us_err *err)
+/* This coordinator's part of a SESSION_LOAD: the owner's reply and state. */
+static int load_transfer(us_memory_dist *d, const char *id, int owner, us_session_state *out,
+                         char *note, size_t note_bytes, us_err *err)
 {
-    us_memory_dist *d = ctx;
-    int rc = us_session_check_id(id, err);
-    if (rc != US_OK)
-        return rc;
-    int owner = us_session_owner(id, d->session_seed, d->world->n_shards);
-    if ((rc = us_memory_dist_sync(d, err)) != US_OK)
-        return rc;
-    us_control_msg c = { .kind = US_CONTROL_SESSION_LOAD, .owner = owner };
-    snprintf(c.session_id, sizeof c.session_id, "%s", id);
-    if ((rc = ctl_bcast(d, &c, err)) != US_OK)
-        return rc;
     if (owner == d->world->shard_index)
         return local_load(d, id, out, note, note_bytes, err);
     int owner_rank = us_world_shard_rank(d->world, owner);
     us_control_reply r;
-    if ((rc = recv_reply(d, owner_rank, &r, err)) != US_OK)
+    int rc = recv_reply(d, owner_rank, &r, err);
+    if (rc != US_OK)
         return us_err_prefix(err, "loading session '%s' from shard %d", id, owner);
     if (r.code != US_OK)
         return us_err_set(err, r.code, "%s", r.msg);
@@ -491,6 +598,21 @@ static int dist_session_load(void *ctx, const char *id, us_session_state *out, c
     return rc;
 }
 
+static int dist_session_load(void *ctx, const char *id, us_session_state *out, char *note,
+                             size_t note_bytes, us_err *err)
+{
+    us_memory_dist *d = ctx;
+    int rc = us_session_check_id(id, err);
+    if (rc != US_OK)
+        return rc;
+    int owner = us_session_owner(id, d->session_seed, d->world->n_shards);
+    us_control_msg c = { .kind = US_CONTROL_SESSION_LOAD, .owner = owner };
+    snprintf(c.session_id, sizeof c.session_id, "%s", id);
+    if ((rc = start_op_cycle(d, &c, err)) != US_OK)
+        return rc;
+    return end_op_cycle(d, load_transfer(d, id, owner, out, note, note_bytes, err), err);
+}
+
 void us_memory_dist_session_store(us_memory_dist *d, us_session_store *store)
 {
     store->ctx = d;
@@ -513,6 +635,12 @@ us_round_engine us_memory_dist_engine(us_memory_dist *d)
 
 void us_memory_dist_close(us_memory_dist *d)
 {
+    if (d->scrub_bytes_per_s > 0 && d->store != NULL)
+        fprintf(stderr, "ultrashard: shard %d: scrub checked %llu blocks (%.1f MiB, %llu full "
+                "passes), %llu bad\n", d->world->shard_index,
+                (unsigned long long)d->scrub.blocks_checked,
+                (double)d->scrub.bytes_checked / 1048576.0,
+                (unsigned long long)d->scrub_passes, (unsigned long long)d->scrub.blocks_bad);
     for (uint32_t t = 0; d->tables && t < d->n_tables; t++)
         if (d->tables[t] != NULL)
             us_lookup_close(d->tables[t]);
@@ -525,6 +653,10 @@ void us_memory_dist_close(us_memory_dist *d)
     free(d->transports);
     if (d->ctl_comm != MPI_COMM_NULL)
         MPI_Comm_free(&d->ctl_comm);
+    free(d->ctl_frames);
+    free(d->ctl_msgs);
+    free(d->ctl_counts);
+    free(d->ctl_displs);
     if (d->store != NULL)
         us_store_close(d->store);
     memset(d, 0, sizeof *d);

@@ -17,19 +17,28 @@
  *   - when a forward pass stops early (an error in a layer), the coordinator
  *     completes the cycle with empty rounds (us_memory_dist_sync) before
  *     anything else, so the next round is again table 0 on every rank;
- *   - every cycle starts with a control broadcast from the coordinator
- *     (on a communicator of its own; ControlMessage in ultrashard.proto,
- *     framed by proto/control.h): CYCLE (a forward pass follows),
- *     SESSION_SAVE / SESSION_LOAD (a session state goes to or comes from its
- *     owner shard, point to point), or STOP (each table's STOP round in
- *     table order follows, which ends the shards' serve loop).
+ *   - every cycle starts with a control exchange on a communicator of its
+ *     own (an allgather of one ControlMessage per coordinator, ultrashard.proto,
+ *     framed by proto/control.h), so every rank knows what each coordinator
+ *     does in the cycle: CYCLE (it runs a forward pass), SESSION_SAVE /
+ *     SESSION_LOAD (a session state goes to or comes from its owner shard,
+ *     point to point), IDLE (nothing, more later) or STOP (it is done);
+ *   - then, on every rank: the session operations, in coordinator order
+ *     (each transfer involves its coordinator and the owner only, and every
+ *     rank walks them in the same order, so none waits on a third rank);
+ *     then, if any coordinator sent CYCLE, one round per table in table
+ *     order, in which the others pass empty batches; when all sent STOP,
+ *     each table's STOP round follows instead, which ends the shards' serve
+ *     loop. A coordinator with nothing left to do finishes
+ *     (us_memory_dist_finish): it says STOP and joins the others' cycles
+ *     with empty rounds until every coordinator has said STOP.
  *
  * Sessions (shard/session.h) live on their owner shard: owner =
  * us_session_owner(id, placement seed of table 0, shards); that rank keeps
  * them as versioned files in its sessions directory, so a session survives
  * the job and is found again by any later job with the same shard count.
- * This job supports one coordinator (the default role layout, or
- * --all-roles with one coordinator); more are refused at open.
+ * Any coordinator may save and load sessions; the owner answers the
+ * coordinator that asked.
  */
 #ifndef US_MEMORY_DIST_H
 #define US_MEMORY_DIST_H
@@ -41,6 +50,7 @@
 #include "coordinator/lookup/lookup.h"
 #include "coordinator/model/memory_backend.h"
 #include "kernels/us_status.h"
+#include "proto/control.h"
 #include "proto/transport.h"
 #include "proto/world.h"
 #include "shard/session.h"
@@ -55,6 +65,8 @@ typedef struct us_memory_dist_opts {
     uint64_t cache_bytes;       /* coordinator hot-row cache; 0 = off */
     int      n_threads;         /* gather threads on shards */
     const char *sessions_dir;   /* shard ranks keep owned sessions here; NULL = none */
+    double   scrub_mb_per_s;    /* shard ranks re-check their blocks' CRCs while idle
+                                 * between cycles, at most this many MB/s; 0 = off */
 } us_memory_dist_opts;
 
 typedef struct us_memory_dist {
@@ -68,16 +80,23 @@ typedef struct us_memory_dist {
     uint32_t        n_tables;
     uint32_t        next_table; /* table of the next round in the cycle */
     bool            finished;
-    MPI_Comm        ctl_comm;   /* control broadcasts and session transfers */
+    MPI_Comm        ctl_comm;   /* control exchanges and session transfers */
+    uint8_t        *ctl_frames; /* [n_coordinators][US_CONTROL_FRAME_BYTES] */
+    us_control_msg *ctl_msgs;   /* [n_coordinators]: the last exchange, decoded */
+    int            *ctl_counts, *ctl_displs;   /* [world size]: the exchange's layout */
     const char     *sessions_dir;
     uint64_t        session_seed;
+    double          scrub_bytes_per_s;   /* 0 = no scrub */
+    double          scrub_start_s;       /* MPI_Wtime of the open */
+    us_scrub_report scrub;               /* summed over every scrub step */
+    uint64_t        scrub_passes;        /* full passes over the local blocks */
 } us_memory_dist;
 
 /* Collective over world. Opens the transport, the store (shard ranks) and
  * one lookup per memory table. Every rank learns whether all opened their
  * part, so one rank's failure does not leave the others waiting.
  * Returns: US_OK; US_EINVAL when the store's shard count is not the job's
- * shard count (naming both) or the job has more than one coordinator;
+ * shard count (naming both);
  * US_ENOTFOUND for a missing table; US_EUNSUPP for a synthetic table;
  * US_EIO / US_ECORRUPT / US_EVERSION from the manifest or this shard's files
  * (and US_EIO on the other ranks, "another rank could not open"); US_EMPI /
@@ -98,20 +117,30 @@ void us_memory_dist_session_store(us_memory_dist *d, us_session_store *store);
 
 /* Coordinator: empty rounds up to the end of the current cycle.
  * Returns: US_OK; as us_lookup_run for a failed round; US_EMPI when the
- * control broadcast fails. */
+ * control exchange fails. */
 int us_memory_dist_sync(us_memory_dist *d, us_err *err);
 
-/* Coordinator: sync, then STOP every table (collective with the shards).
- * Returns: US_OK; US_EMPI / US_EFABRIC / US_ENOMEM from a round or the
- * control broadcast (abort the job: shards may be waiting). */
+/* Coordinator with nothing to look up now but more to do later (e.g. waiting
+ * for other coordinators' results): sync, then one cycle saying IDLE, taking
+ * part in the others' session operations (as owner) and rounds.
+ * Returns: US_OK; US_EMPI / US_EFABRIC / US_ENOMEM / US_EPROTO from a round,
+ * a session transfer or the control exchange (abort the job). */
+int us_memory_dist_idle(us_memory_dist *d, us_err *err);
+
+/* Coordinator: sync, then say STOP and take part in the other coordinators'
+ * cycles until all have said STOP, then STOP every table (collective with
+ * the shards). A second call does nothing.
+ * Returns: US_OK; US_EMPI / US_EFABRIC / US_ENOMEM / US_EPROTO from a round,
+ * a session transfer or the control exchange (abort the job: shards may be
+ * waiting). */
 int us_memory_dist_finish(us_memory_dist *d, us_err *err);
 
-/* Shard-only ranks: serve cycles until the coordinator finishes.
+/* Shard-only ranks: serve cycles until every coordinator has finished.
  * Returns: US_OK after STOP; US_EINVAL on a coordinator rank; US_EPROTO /
  * US_EVERSION for a control message that does not decode (proto/control.h);
  * US_EMPI / US_EFABRIC / US_ENOMEM from a round or a session transfer (the
  * job cannot go on). A session operation that fails on this owner is answered
- * to the coordinator with its error, and serving goes on. */
+ * to the coordinator that asked with its error, and serving goes on. */
 int us_memory_dist_serve(us_memory_dist *d, us_err *err);
 
 /* d as the round engine of a job (coordinator/lookup/job.h): serve, finish

@@ -17,7 +17,8 @@ static void test_message_roundtrip_each_kind(void **state)
 {
     (void)state;
     static const us_control_kind kinds[] = { US_CONTROL_CYCLE, US_CONTROL_SESSION_SAVE,
-                                             US_CONTROL_SESSION_LOAD, US_CONTROL_STOP };
+                                             US_CONTROL_SESSION_LOAD, US_CONTROL_STOP,
+                                             US_CONTROL_IDLE };
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         us_control_msg m = { .kind = kinds[i] }, got;
         bool session = kinds[i] == US_CONTROL_SESSION_SAVE ||

@@ -80,7 +80,9 @@ static size_t run_job(const char *id, const char *prompt, int max_tokens, uint64
     us_infer_opts o = { .batch_size = 2, .batch_tokens = 8, .sampling = { 0.0f, 1.0f },
                         .sessions_dir = sessions, .sessions = &store,
                         .job_fingerprint = fp };
-    assert_int_equal(us_infer_run(&model, &set, &j, &o, &st, &err), US_OK);
+    us_infer_sink sink;
+    us_infer_journal_sink(&j, &sink);
+    assert_int_equal(us_infer_run(&model, &set, &sink, &o, &st, &err), US_OK);
     us_journal_close(&j);
     us_prompts_free(&set);
     FILE *f = fopen(out_path, "rb");

@@ -5,7 +5,8 @@
  *   1. deduplicated: every distinct row gets one unique index (first-seen
  *      order), so a row wanted by several tokens is sent/read once;
  *   2. assigned: each unique row goes to its owner shard by placement
- *      (row placement: block = row >> block_bits, owner = us_placement_shard)
+ *      (row placement: block = row >> block_bits, owner = us_placement_shard,
+ *      remembered per block in a direct-mapped cache)
  *      or, for column placement, to every shard (each holds a column slice
  *      of every row); rows already held locally (coordinator cache) go
  *      nowhere;

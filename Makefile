@@ -142,7 +142,9 @@ bench-%: all benches
 asan:
 	$(MAKE) B=build/asan OPT="-O1 -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined" tests
-	B=build/asan US_UNIT_ONLY=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 tests/run
+	B=build/asan US_UNIT_ONLY=1 \
+	  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:fast_unwind_on_malloc=0 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 tests/run
 
 # libFuzzer harnesses, tests/fuzz/fuzz_NAME.c -> $(B)/fuzz/fuzz_NAME (clang only,
 # so plain `make` never builds them): the libraries are built again with clang

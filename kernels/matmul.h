@@ -35,5 +35,8 @@ void us_axpy_ref(float *y, float a, const float *x, size_t n);
 /* y[0..n) += x[0..n), element by element (exact same sums as the plain
  * loop at any vector width). Returns: nothing; cannot fail. */
 void us_add_inplace(float *y, const float *x, size_t n);
+/* Scalar reference of us_add_inplace (the fast path must match it bit for
+ * bit). Returns: nothing; cannot fail. */
+void us_add_inplace_ref(float *y, const float *x, size_t n);
 
 #endif

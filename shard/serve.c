@@ -87,21 +87,47 @@ static int grow_pad(us_server *s, uint64_t n, us_err *err)
     return US_OK;
 }
 
-/* PUSH: lays the pairs out as n_tokens x kmax (tokens have different pair
- * counts here; padding pairs have weight 0, which the kernel skips without
- * touching the accumulator), then one gather call. */
+/* Longest run of pairs of one token (pair_token is non-decreasing: parse
+ * checked it). */
+static uint32_t max_pairs_per_token(const us_wire_req *r)
+{
+    uint32_t kmax = 0, run = 0;
+    for (uint32_t p = 0; p < r->hdr->n_pairs; p++) {
+        run = (p > 0 && r->pair_token[p] == r->pair_token[p - 1]) ? run + 1 : 1;
+        kmax = run > kmax ? run : kmax;
+    }
+    return kmax;
+}
+
+/* Lays the pairs out as n_tokens x kmax in one pass (tokens have different
+ * pair counts here): each token's pairs, then padding pairs of weight 0,
+ * which the kernel skips without touching the accumulator. */
+static void pad_pairs(us_server *s, const us_wire_req *r, uint32_t kmax)
+{
+    const us_wire_req_hdr *h = r->hdr;
+    uint64_t filler = r->rows[0];   /* any held row: its weight is 0 */
+    bool groups = r->pair_group != NULL;
+    uint32_t p = 0;
+    for (uint32_t t = 0; t < h->n_tokens; t++) {
+        uint64_t at = (uint64_t)t * kmax, end = at + kmax;
+        for (; p < h->n_pairs && r->pair_token[p] == t; p++, at++) {
+            s->pad_rows[at] = r->rows[r->pair_ref[p]];
+            s->pad_weights[at] = r->pair_weight[p];
+            s->pad_groups[at] = groups ? r->pair_group[p] : 0;
+        }
+        for (; at < end; at++) {
+            s->pad_rows[at] = filler;
+            s->pad_weights[at] = 0.0f;
+            s->pad_groups[at] = 0;
+        }
+    }
+}
+
+/* PUSH: padded pairs, then one gather call. */
 static int serve_push(us_server *s, const us_wire_req *r, float *sums, us_err *err)
 {
     const us_wire_req_hdr *h = r->hdr;
-    uint32_t kmax = 0;
-    for (uint32_t p = 0; p < h->n_pairs;) {
-        uint32_t q = p;
-        while (q < h->n_pairs && r->pair_token[q] == r->pair_token[p])
-            q++;
-        if (q - p > kmax)
-            kmax = q - p;
-        p = q;
-    }
+    uint32_t kmax = max_pairs_per_token(r);
     size_t out_floats = (size_t)h->n_tokens * h->n_groups * s->view->dim;
     if (kmax == 0) {
         memset(sums, 0, out_floats * sizeof *sums);
@@ -111,20 +137,7 @@ static int serve_push(us_server *s, const us_wire_req *r, float *sums, us_err *e
     int rc = grow_pad(s, n, err);
     if (rc != US_OK)
         return rc;
-    uint64_t filler = r->rows[0];   /* any held row: its weight is 0 */
-    for (uint64_t i = 0; i < n; i++) {
-        s->pad_rows[i] = filler;
-        s->pad_weights[i] = 0.0f;
-        s->pad_groups[i] = 0;
-    }
-    for (uint32_t p = 0, fill = 0; p < h->n_pairs; p++) {
-        if (p > 0 && r->pair_token[p] != r->pair_token[p - 1])
-            fill = 0;
-        uint64_t at = (uint64_t)r->pair_token[p] * kmax + fill++;
-        s->pad_rows[at] = r->rows[r->pair_ref[p]];
-        s->pad_weights[at] = r->pair_weight[p];
-        s->pad_groups[at] = r->pair_group ? r->pair_group[p] : 0;
-    }
+    pad_pairs(s, r, kmax);
     if (h->n_groups == 1)
         return us_gather_sum(sums, s->view, s->pad_rows, s->pad_weights, h->n_tokens,
                              kmax, s->n_threads, err);

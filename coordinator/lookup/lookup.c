@@ -44,6 +44,7 @@ struct us_lookup {
     uint64_t *send_off, *send_len, *resp_off, *resp_len;  /* [world size] */
     uint64_t *shard_off, *shard_len;                       /* [n_shards] scratch */
     bool *coord_stopped;                                   /* [n_coordinators] */
+    us_wire_resp *answers;                                 /* [n_shards] scratch */
     /* merge scratch, grown on demand */
     uint64_t uniq_cap, pair_cap;
     bool *local;
@@ -212,7 +213,8 @@ int us_lookup_open(us_lookup **out, const us_world *world, us_transport *t,
     L->send_off = calloc(4 * size, sizeof(uint64_t));
     L->shard_off = calloc(2 * (size_t)world->n_shards, sizeof(uint64_t));
     L->coord_stopped = calloc((size_t)world->n_coordinators, sizeof(bool));
-    if (!L->send_off || !L->shard_off || !L->coord_stopped) {
+    L->answers = calloc((size_t)world->n_shards, sizeof *L->answers);
+    if (!L->send_off || !L->shard_off || !L->coord_stopped || !L->answers) {
         rc = us_err_set(err, US_ENOMEM, "lookup: round tables for %zu ranks", size);
         goto fail;
     }
@@ -281,14 +283,14 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
         (rc = us_route_dedupe(r, &L->table, b->rows, b->n_tokens, b->k, err)) != US_OK ||
         (rc = grow_scratch(L, r->n_unique, (uint64_t)b->n_tokens * b->k, err)) != US_OK)
         return rc;
-    for (uint32_t u = 0; u < r->n_unique; u++) {
-        L->row_ptr[u] = NULL;
-        L->scale_ptr[u] = NULL;
-        L->local[u] = false;
-        if (L->has_cache) {
-            L->row_ptr[u] = us_rowcache_get(&L->cache, r->uniq_rows[u], &L->scale_ptr[u]);
+    if (L->has_cache) {
+        us_rowcache_get_many(&L->cache, r->uniq_rows, r->n_unique, L->row_ptr, L->scale_ptr);
+        for (uint32_t u = 0; u < r->n_unique; u++)
             L->local[u] = L->row_ptr[u] != NULL;
-        }
+    } else {
+        memset(L->row_ptr, 0, r->n_unique * sizeof *L->row_ptr);
+        memset(L->scale_ptr, 0, r->n_unique * sizeof *L->scale_ptr);
+        memset(L->local, 0, r->n_unique * sizeof *L->local);
     }
     if ((rc = us_route_assign(r, &L->table, L->w->n_shards, L->local, err)) != US_OK)
         return rc;
@@ -522,9 +524,7 @@ static int collect(us_lookup *L, float *out, us_err *err)
 {
     const us_world *w = L->w;
     int S = w->n_shards, first_rc = US_OK;
-    us_wire_resp *resp = calloc((size_t)S, sizeof *resp);
-    if (resp == NULL)
-        return us_err_set(err, US_ENOMEM, "lookup: %d answers", S);
+    us_wire_resp *resp = L->answers;
     bool all_stopped = true;
     const us_table_info *t = &L->table;
     for (int s = 0; s < S; s++) {
@@ -575,14 +575,14 @@ static int collect(us_lookup *L, float *out, us_err *err)
                 rc = us_pull_place_rows(&pc, resp, err);
             if (rc == US_OK)
                 rc = merge_pull(L, out, err);
-            /* remember what was fetched (pointers are still valid here) */
+            /* offer what was fetched (pointers are still valid here); the
+             * cache admits only rows seen in earlier batches */
             for (uint32_t u = 0; rc == US_OK && L->has_cache && u < L->route.n_unique; u++)
                 if (!L->local[u])
-                    us_rowcache_put(&L->cache, L->route.uniq_rows[u], L->row_ptr[u],
-                                    L->int8 ? *L->scale_ptr[u] : 0.0f);
+                    us_rowcache_offer(&L->cache, L->route.uniq_rows[u], L->row_ptr[u],
+                                      L->int8 ? *L->scale_ptr[u] : 0.0f);
         }
     }
-    free(resp);
     return rc;
 }
 
@@ -762,6 +762,7 @@ void us_lookup_close(us_lookup *L)
     free(L->send_off);
     free(L->shard_off);
     free(L->coord_stopped);
+    free(L->answers);
     free(L->local);
     free(L->row_ptr);
     free(L->scale_ptr);

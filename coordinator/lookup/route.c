@@ -26,6 +26,27 @@ static inline uint64_t hash_row(uint64_t x)
     return x;
 }
 
+/* Clears the dedupe table for a new batch by moving to a fresh stamp (a
+ * full memset only on growth and every 2^32 batches). */
+static int dedupe_table(us_route *r, uint64_t n_pairs, us_err *err)
+{
+    uint64_t hcap = 16;
+    while (hcap < 2 * n_pairs)
+        hcap *= 2;
+    if (hcap > r->hash_cap) {
+        int rc = grow(&r->hash_slots, hcap, sizeof *r->hash_slots, err, "hash");
+        if (rc != US_OK)
+            return rc;
+        r->hash_cap = hcap;
+        r->hash_stamp = 0;
+    }
+    if (++r->hash_stamp == 0 || r->hash_stamp == 1) {
+        memset(r->hash_slots, 0, r->hash_cap * sizeof *r->hash_slots);
+        r->hash_stamp = 1;
+    }
+    return US_OK;
+}
+
 int us_route_dedupe(us_route *r, const us_table_info *t, const uint64_t *rows,
                     uint32_t n_tokens, uint32_t k, us_err *err)
 {
@@ -33,11 +54,6 @@ int us_route_dedupe(us_route *r, const us_table_info *t, const uint64_t *rows,
     if (n_pairs > UINT32_MAX / 2)
         return us_err_set(err, US_ERANGE, "route: batch of %" PRIu64 " pairs is too big",
                           n_pairs);
-    for (uint64_t p = 0; p < n_pairs; p++)
-        if (rows[p] >= t->rows)
-            return us_err_set(err, US_ERANGE, "table %u: token %" PRIu64 " pair %" PRIu64
-                              ": row %" PRIu64 " out of range (table has %" PRIu64 " rows)",
-                              t->table_id, p / k, p % k, rows[p], t->rows);
     int rc;
     if (n_pairs > r->pair_cap) {
         if ((rc = grow(&r->pair_uidx, n_pairs, sizeof *r->pair_uidx, err, "pairs")) ||
@@ -47,30 +63,30 @@ int us_route_dedupe(us_route *r, const us_table_info *t, const uint64_t *rows,
             return rc;
         r->pair_cap = r->uniq_cap = n_pairs;
     }
-    uint64_t hcap = 16;
-    while (hcap < 2 * n_pairs)
-        hcap *= 2;
-    if (hcap > r->hash_cap) {
-        if ((rc = grow(&r->hash_slots, hcap, sizeof *r->hash_slots, err, "hash")))
-            return rc;
-        r->hash_cap = hcap;
-    }
-    /* open addressing, linear probing; load <= 1/2 */
-    memset(r->hash_slots, 0, hcap * sizeof *r->hash_slots);
-    uint64_t mask = hcap - 1;
+    if ((rc = dedupe_table(r, n_pairs, err)) != US_OK)
+        return rc;
+    /* open addressing, linear probing, load <= 1/2; only the table's
+     * capacity is a power of two, so a row maps to a slot by mask */
+    uint64_t mask = r->hash_cap - 1, stamp = (uint64_t)r->hash_stamp << 32;
+    uint64_t *slots = r->hash_slots, *uniq = r->uniq_rows, n_rows = t->rows;
     uint32_t n_unique = 0;
     for (uint64_t p = 0; p < n_pairs; p++) {
-        uint64_t h = hash_row(rows[p]) & mask;
+        uint64_t row = rows[p];
+        if (row >= n_rows)
+            return us_err_set(err, US_ERANGE, "table %u: token %" PRIu64 " pair %" PRIu64
+                              ": row %" PRIu64 " out of range (table has %" PRIu64 " rows)",
+                              t->table_id, p / k, p % k, row, n_rows);
+        uint64_t h = hash_row(row) & mask;
         for (;;) {
-            uint32_t slot = r->hash_slots[h];
-            if (slot == 0) {
-                r->hash_slots[h] = n_unique + 1;
-                r->uniq_rows[n_unique] = rows[p];
+            uint64_t slot = slots[h];
+            if ((slot & ~0xffffffffull) != stamp) {
+                slots[h] = stamp | n_unique;
+                uniq[n_unique] = row;
                 r->pair_uidx[p] = n_unique++;
                 break;
             }
-            if (r->uniq_rows[slot - 1] == rows[p]) {
-                r->pair_uidx[p] = slot - 1;
+            if (uniq[(uint32_t)slot] == row) {
+                r->pair_uidx[p] = (uint32_t)slot;
                 break;
             }
             h = (h + 1) & mask;
@@ -83,22 +99,101 @@ int us_route_dedupe(us_route *r, const us_table_info *t, const uint64_t *rows,
     return US_OK;
 }
 
+/* Owner of a block under row placement, through the direct-mapped cache
+ * (the scalar reference is us_placement_shard itself). */
+static inline int block_owner(us_route *r, const us_table_info *t, uint64_t block,
+                              int n_shards)
+{
+    uint32_t i = (uint32_t)(block & (US_ROUTE_OWNER_SLOTS - 1));
+    if (r->owner_tag[i] == block + 1)
+        return r->owner_val[i];
+    int s = us_placement_shard(t->table_id, block, t->placement_seed, n_shards);
+    r->owner_tag[i] = block + 1;
+    r->owner_val[i] = s;
+    return s;
+}
+
+static int grow_shards(us_route *r, int n_shards, us_err *err)
+{
+    int rc;
+    uint64_t n = (uint64_t)n_shards;
+    if (n_shards <= r->shard_cap)
+        return US_OK;
+    if ((rc = grow(&r->shard_rows, n, sizeof(uint32_t), err, "shards")) ||
+        (rc = grow(&r->shard_pairs, n, sizeof(uint32_t), err, "shards")) ||
+        (rc = grow(&r->shard_tokens, n, sizeof(uint32_t), err, "shards")) ||
+        (rc = grow(&r->shard_last, n, sizeof(uint32_t), err, "shards")) ||
+        (rc = grow(&r->shard_cursor, n, sizeof(uint32_t), err, "shards")) ||
+        (rc = grow(&r->shard_ntok, n, sizeof(uint32_t), err, "shards")) ||
+        (rc = grow(&r->enc_req, n, sizeof(us_wire_req), err, "shards")) ||
+        (rc = grow(&r->tok_off, n + 1, sizeof(uint64_t), err, "shards")))
+        return rc;
+    r->shard_cap = n_shards;
+    return US_OK;
+}
+
+/* The owner cache belongs to one (table, seed, shard count): start afresh
+ * when the route is used for another. */
+static int owner_cache_for(us_route *r, const us_table_info *t, int n_shards, us_err *err)
+{
+    uint64_t key[3] = { t->table_id, t->placement_seed, (uint64_t)n_shards };
+    if (r->owner_tag == NULL) {
+        int rc;
+        if ((rc = grow(&r->owner_tag, US_ROUTE_OWNER_SLOTS, sizeof(uint64_t), err, "owners")) ||
+            (rc = grow(&r->owner_val, US_ROUTE_OWNER_SLOTS, sizeof(int32_t), err, "owners")))
+            return rc;
+    } else if (memcmp(key, r->owner_key, sizeof key) == 0) {
+        return US_OK;
+    }
+    memset(r->owner_tag, 0, US_ROUTE_OWNER_SLOTS * sizeof(uint64_t));
+    memcpy(r->owner_key, key, sizeof key);
+    return US_OK;
+}
+
+/* Tokens and pairs per shard: a token counts once for each shard it asks.
+ * The token maps themselves are written by us_route_encode. */
+static int count_tokens(us_route *r, int n_shards, us_err *err)
+{
+    for (int s = 0; s < n_shards; s++)
+        r->shard_last[s] = UINT32_MAX;
+    const uint32_t *uidx = r->pair_uidx;
+    const int32_t *owner = r->uniq_owner;
+    uint32_t *last = r->shard_last, *tokens = r->shard_tokens, *pairs = r->shard_pairs;
+    for (uint32_t tok = 0; tok < r->n_tokens; tok++) {
+        for (uint32_t i = 0; i < r->k; i++) {
+            int32_t o = owner[uidx[(uint64_t)tok * r->k + i]];
+            if (o == -1)
+                continue;
+            int lo = o >= 0 ? o : 0, hi = o >= 0 ? o + 1 : n_shards;
+            for (int s = lo; s < hi; s++) {
+                tokens[s] += last[s] != tok;
+                last[s] = tok;
+                pairs[s]++;
+            }
+        }
+    }
+    r->tok_off[0] = 0;
+    for (int s = 0; s < n_shards; s++)
+        r->tok_off[s + 1] = r->tok_off[s] + tokens[s];
+    uint64_t tok_total = r->tok_off[n_shards];
+    if (tok_total > r->tok_cap) {
+        int rc = grow(&r->tok_map, tok_total, sizeof *r->tok_map, err, "tokens");
+        if (rc != US_OK)
+            return rc;
+        r->tok_cap = tok_total;
+    }
+    return US_OK;
+}
+
 int us_route_assign(us_route *r, const us_table_info *t, int n_shards,
                     const bool *local, us_err *err)
 {
     int rc;
     if (n_shards < 1)
         return us_err_set(err, US_EINVAL, "route: %d shards", n_shards);
-    if (n_shards > r->shard_cap) {
-        if ((rc = grow(&r->shard_rows, (uint64_t)n_shards, sizeof(uint32_t), err, "shards")) ||
-            (rc = grow(&r->shard_pairs, (uint64_t)n_shards, sizeof(uint32_t), err, "shards")) ||
-            (rc = grow(&r->shard_tokens, (uint64_t)n_shards, sizeof(uint32_t), err, "shards")) ||
-            (rc = grow(&r->shard_last, (uint64_t)n_shards, sizeof(uint32_t), err, "shards")) ||
-            (rc = grow(&r->shard_cursor, (uint64_t)n_shards, sizeof(uint32_t), err, "shards")) ||
-            (rc = grow(&r->tok_off, (uint64_t)n_shards + 1, sizeof(uint64_t), err, "shards")))
-            return rc;
-        r->shard_cap = n_shards;
-    }
+    if ((rc = grow_shards(r, n_shards, err)) != US_OK ||
+        (rc = owner_cache_for(r, t, n_shards, err)) != US_OK)
+        return rc;
     r->n_shards = n_shards;
     memset(r->shard_rows, 0, (size_t)n_shards * sizeof(uint32_t));
     memset(r->shard_pairs, 0, (size_t)n_shards * sizeof(uint32_t));
@@ -116,8 +211,7 @@ int us_route_assign(us_route *r, const us_table_info *t, int n_shards,
             r->uniq_owner[u] = -2;
             r->uniq_ref[u] = n_remote++;
         } else {
-            int s = us_placement_shard(t->table_id, r->uniq_rows[u] >> t->block_bits,
-                                       t->placement_seed, n_shards);
+            int s = block_owner(r, t, r->uniq_rows[u] >> t->block_bits, n_shards);
             r->uniq_owner[u] = s;
             r->uniq_ref[u] = r->shard_rows[s]++;
         }
@@ -125,44 +219,7 @@ int us_route_assign(us_route *r, const us_table_info *t, int n_shards,
     if (column)
         for (int s = 0; s < n_shards; s++)
             r->shard_rows[s] = n_remote;
-
-    /* tokens per shard: a token counts once for each shard it asks; pass 0
-     * counts, pass 1 fills the token maps */
-    for (int pass = 0; pass < 2; pass++) {
-        for (int s = 0; s < n_shards; s++)
-            r->shard_last[s] = UINT32_MAX;
-        if (pass == 1) {
-            r->tok_off[0] = 0;
-            for (int s = 0; s < n_shards; s++)
-                r->tok_off[s + 1] = r->tok_off[s] + r->shard_tokens[s];
-            uint64_t tok_total = r->tok_off[n_shards];
-            if (tok_total > r->tok_cap) {
-                if ((rc = grow(&r->tok_map, tok_total, sizeof *r->tok_map, err, "tokens")))
-                    return rc;
-                r->tok_cap = tok_total;
-            }
-            memset(r->shard_tokens, 0, (size_t)n_shards * sizeof(uint32_t));
-            memset(r->shard_pairs, 0, (size_t)n_shards * sizeof(uint32_t));
-        }
-        for (uint32_t tok = 0; tok < r->n_tokens; tok++) {
-            for (uint32_t i = 0; i < r->k; i++) {
-                int32_t o = r->uniq_owner[r->pair_uidx[(uint64_t)tok * r->k + i]];
-                if (o == -1)
-                    continue;
-                int lo = o >= 0 ? o : 0, hi = o >= 0 ? o + 1 : n_shards;
-                for (int s = lo; s < hi; s++) {
-                    if (r->shard_last[s] != tok) {
-                        r->shard_last[s] = tok;
-                        if (pass == 1)
-                            r->tok_map[r->tok_off[s] + r->shard_tokens[s]] = tok;
-                        r->shard_tokens[s]++;
-                    }
-                    r->shard_pairs[s]++;
-                }
-            }
-        }
-    }
-    return US_OK;
+    return count_tokens(r, n_shards, err);
 }
 
 /* Pass 1: lays out every shard's request in out (the buffer may move while
@@ -198,45 +255,54 @@ static int layout_requests(const us_route *r, const us_table_info *t,
     return US_OK;
 }
 
-/* Shards that receive unique row u: its owner, or all of them (-2, column
- * placement); none for a row the coordinator holds (-1). */
-static void row_targets(const us_route *r, uint32_t u, int *lo, int *hi)
+/* Appends pair p (unique row u, token tok) to shard s's request, opening
+ * a new shard-local token (and its token-map entry) when tok is new there. */
+static inline void put_pair(const us_route *r, const us_route_request *q, us_wire_req *req,
+                            int s, uint32_t tok, uint64_t p, uint32_t u)
 {
-    int32_t o = r->uniq_owner[u];
-    *lo = o >= 0 ? o : 0;
-    *hi = o == -1 ? 0 : o >= 0 ? o + 1 : r->n_shards;
+    uint32_t *n_tok = r->shard_ntok;
+    if (r->shard_last[s] != tok) {
+        r->shard_last[s] = tok;
+        r->tok_map[r->tok_off[s] + n_tok[s]] = tok;
+        n_tok[s]++;
+    }
+    uint32_t c = r->shard_cursor[s]++;
+    ((uint32_t *)req[s].pair_token)[c] = n_tok[s] - 1;
+    ((uint32_t *)req[s].pair_ref)[c] = r->uniq_ref[u];
+    ((float *)req[s].pair_weight)[c] = q->weights[p];
+    if (req[s].pair_group)
+        ((uint8_t *)req[s].pair_group)[c] = q->groups[p];
 }
 
 /* Pass 2: the unique rows of every request, then (PUSH) its pairs in token
- * order with shard-local token numbers. req[s] views the laid-out requests. */
-static void fill_requests(const us_route *r, const us_route_request *q, us_wire_req *req,
-                          uint32_t *n_tok)
+ * order with shard-local token numbers, and the token maps. req[s] views
+ * the laid-out requests. */
+static void fill_requests(const us_route *r, const us_route_request *q, us_wire_req *req)
 {
-    for (uint32_t u = 0; u < r->n_unique; u++) {
-        int lo, hi;
-        row_targets(r, u, &lo, &hi);
-        for (int s = lo; s < hi; s++)
+    for (uint32_t u = 0; q->mode != US_WIRE_NOP && u < r->n_unique; u++) {
+        int32_t o = r->uniq_owner[u];
+        if (o >= 0) {
+            ((uint64_t *)req[o].rows)[r->uniq_ref[u]] = r->uniq_rows[u];
+            continue;
+        }
+        for (int s = 0; o == -2 && s < r->n_shards; s++)
             if (req[s].hdr->n_rows > 0)
                 ((uint64_t *)req[s].rows)[r->uniq_ref[u]] = r->uniq_rows[u];
     }
-    for (uint32_t tok = 0; q->mode == US_WIRE_PUSH && tok < r->n_tokens; tok++) {
-        for (uint32_t i = 0; i < r->k; i++) {
-            uint64_t p = (uint64_t)tok * r->k + i;
-            uint32_t u = r->pair_uidx[p];
-            int lo, hi;
-            row_targets(r, u, &lo, &hi);
-            for (int s = lo; s < hi; s++) {
-                if (r->shard_last[s] != tok) {
-                    r->shard_last[s] = tok;
-                    n_tok[s]++;
-                }
-                uint32_t c = r->shard_cursor[s]++;
-                ((uint32_t *)req[s].pair_token)[c] = n_tok[s] - 1;
-                ((uint32_t *)req[s].pair_ref)[c] = r->uniq_ref[u];
-                ((float *)req[s].pair_weight)[c] = q->weights[p];
-                if (req[s].pair_group)
-                    ((uint8_t *)req[s].pair_group)[c] = q->groups[p];
-            }
+    if (q->mode != US_WIRE_PUSH)
+        return;
+    const uint32_t *uidx = r->pair_uidx;
+    const int32_t *owner = r->uniq_owner;
+    for (uint32_t tok = 0; tok < r->n_tokens; tok++) {
+        uint64_t p = (uint64_t)tok * r->k, end = p + r->k;
+        for (; p < end; p++) {
+            uint32_t u = uidx[p];
+            int32_t o = owner[u];
+            if (o >= 0)
+                put_pair(r, q, req, o, tok, p, u);
+            else
+                for (int s = 0; o == -2 && s < r->n_shards; s++)
+                    put_pair(r, q, req, s, tok, p, u);
         }
     }
 }
@@ -252,13 +318,7 @@ int us_route_encode(const us_route *r, const us_table_info *t, const us_route_re
         flags |= US_WIRE_F_GROUPS;
     if ((rc = layout_requests(r, t, q, flags, out, off, len, err)) != US_OK)
         return rc;
-    us_wire_req *req = calloc((size_t)(unsigned)S, sizeof *req);
-    uint32_t *n_tok = calloc((size_t)(unsigned)S, sizeof *n_tok);   /* local token count */
-    if (req == NULL || n_tok == NULL) {
-        free(req);
-        free(n_tok);
-        return us_err_set(err, US_ENOMEM, "route: encode cursors for %d shards", S);
-    }
+    us_wire_req *req = r->enc_req;
     for (int s = 0; s < S; s++) {
         us_wire_req_hdr *h = (us_wire_req_hdr *)(out->data + off[s]);
         us_wire_req_desc d = { .mode = h->mode, .flags = h->flags, .table_id = h->table_id,
@@ -268,10 +328,9 @@ int us_route_encode(const us_route *r, const us_table_info *t, const us_route_re
         us_wire_req_init(h, len[s], &d, &req[s], NULL);
         r->shard_last[s] = UINT32_MAX;
         r->shard_cursor[s] = 0;
+        r->shard_ntok[s] = 0;
     }
-    fill_requests(r, q, req, n_tok);
-    free(req);
-    free(n_tok);
+    fill_requests(r, q, req);
     return US_OK;
 }
 
@@ -289,6 +348,10 @@ void us_route_free(us_route *r)
     free(r->hash_slots);
     free(r->shard_last);
     free(r->shard_cursor);
+    free(r->shard_ntok);
+    free(r->enc_req);
+    free(r->owner_tag);
+    free(r->owner_val);
     memset(r, 0, sizeof *r);
 }
 

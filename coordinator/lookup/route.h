@@ -5,7 +5,8 @@
  *   1. deduplicated: every distinct row gets one unique index (first-seen
  *      order), so a row wanted by several tokens is sent/read once;
  *   2. assigned: each unique row goes to its owner shard by placement
- *      (row placement: block = row >> block_bits, owner = us_placement_shard)
+ *      (row placement: block = row >> block_bits, owner = us_placement_shard,
+ *      remembered per block in a direct-mapped cache)
  *      or, for column placement, to every shard (each holds a column slice
  *      of every row); rows already held locally (coordinator cache) go
  *      nowhere;
@@ -72,10 +73,25 @@ typedef struct us_route {
     /* capacities and hash scratch */
     uint64_t  pair_cap, uniq_cap, hash_cap, tok_cap;
     int       shard_cap;
-    uint32_t *hash_slots;    /* 0 = empty, else unique index + 1 */
+    uint64_t *hash_slots;    /* [hash_cap]: (stamp << 32) | unique index; a slot
+                              * whose stamp is not hash_stamp is empty, so the
+                              * table is cleared by bumping the stamp */
+    uint32_t  hash_stamp;
     uint32_t *shard_last;    /* [n_shards] scratch: last token seen per shard */
     uint32_t *shard_cursor;  /* [n_shards] scratch: pairs written per shard */
+    uint32_t *shard_ntok;    /* [n_shards] scratch: tokens written per shard */
+    void     *enc_req;       /* [n_shards] scratch: us_wire_req views (encode) */
+    /* block -> owner, direct-mapped (rows of one block share their owner,
+     * and jump hash costs ~60 instructions); valid for owner_key's table,
+     * seed and shard count */
+    uint64_t *owner_tag;     /* [US_ROUTE_OWNER_SLOTS]: block + 1, 0 = empty */
+    int32_t  *owner_val;     /* [US_ROUTE_OWNER_SLOTS] */
+    uint64_t  owner_key[3];  /* table_id, placement_seed, n_shards */
 } us_route;
+
+/* Slots of the block -> owner cache (a power of two): every block of a
+ * table of up to this many blocks stays cached. */
+#define US_ROUTE_OWNER_SLOTS 8192u
 
 /* Deduplicates rows[n_tokens * k] (each < t->rows).
  * Returns: US_OK; US_ERANGE naming the token and pair of a row beyond the

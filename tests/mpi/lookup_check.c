@@ -157,10 +157,11 @@ static int case_batches(case_work *cw, const us_rows_view *whole, double *worst,
         make_batch((uint64_t)cw->case_no * 1000 + (uint64_t)b * 10 +
                    (uint64_t)w->coordinator_index, rows, wts, grp, cc->n_groups);
         us_lookup_batch batch = { TOKENS, K, rows, wts, cc->n_groups > 1 ? grp : NULL };
-        /* with a cache: the first batch pulls (filling the cache), later
-         * batches use the case's mode and find hot rows cached */
+        /* with a cache: the first two batches pull (the cache admits a hot
+         * row once it is seen again), later batches use the case's mode and
+         * find hot rows cached */
         if (cc->cache_bytes > 0)
-            us_lookup_set_mode(L, b == 0 ? US_LOOKUP_PULL : cc->mode);
+            us_lookup_set_mode(L, b < 2 ? US_LOOKUP_PULL : cc->mode);
         uint64_t local_before = us_lookup_get_stats(L)->local_rows;
         rc = us_lookup_run(L, &batch, out, err);
         if (rc != US_OK)

@@ -95,6 +95,26 @@ static void test_axpy_and_add(void **state)
     free(x), free(y), free(r);
 }
 
+/* The vector add against the scalar loop, bit for bit, at every tail length
+ * and with NaN/Inf/-0 lanes. */
+static void test_add_inplace_fast_vs_ref(void **state)
+{
+    (void)state;
+    for (size_t n = 0; n < 41; n++) {
+        float *x = rand_array(n + 1), *y = rand_array(n + 1), *r = malloc((n + 1) * sizeof *r);
+        if (n > 3) {
+            x[1] = -0.0f, y[1] = 0.0f;
+            x[2] = INFINITY, y[2] = -INFINITY;
+            x[3] = NAN;
+        }
+        memcpy(r, y, (n + 1) * sizeof *r);
+        us_add_inplace(y, x, n);
+        us_add_inplace_ref(r, x, n);
+        assert_memory_equal(y, r, (n + 1) * sizeof *r);
+        free(x), free(y), free(r);
+    }
+}
+
 static void test_swiglu_ffn_fast_vs_ref(void **state)
 {
     (void)state;
@@ -161,6 +181,7 @@ int main(void)
         cmocka_unit_test(test_matmul_known),
         cmocka_unit_test(test_matmul_fast_vs_ref),
         cmocka_unit_test(test_axpy_and_add),
+        cmocka_unit_test(test_add_inplace_fast_vs_ref),
         cmocka_unit_test(test_swiglu_ffn_fast_vs_ref),
         cmocka_unit_test(test_moe_dispatch_combine),
     };

@@ -59,19 +59,17 @@ int us_infer_multi_open(us_infer_multi *mc, const us_world *w, us_journal *j, si
     mc->done = calloc(n ? n : 1, 1);
     if (mc->done == NULL && start_rc == US_OK)
         start_rc = us_err_set(err, US_ENOMEM, "coordinator %d: %zu sequences", mc->index, n);
-    /* Everyone learns whether all started: a coordinator that could not
-     * must not leave the others waiting in a collective. */
-    long long mine[3] = { start_rc == US_OK, (long long)n, -(long long)n }, all[3];
-    if (MPI_Allreduce(mine, all, 3, MPI_LONG_LONG, MPI_MIN, mc->comm) != MPI_SUCCESS)
+    /* Everyone learns whether all started, and a coordinator that could not
+     * has printed why before any returns (us_comm_agree): none is left
+     * waiting in a collective, and the job's teardown cannot hide the cause. */
+    if ((rc = us_comm_agree(mc->comm, start_rc, "starting the job", err)) != US_OK)
+        return rc;
+    long long mine[2] = { (long long)n, -(long long)n }, all[2];
+    if (MPI_Allreduce(mine, all, 2, MPI_LONG_LONG, MPI_MIN, mc->comm) != MPI_SUCCESS)
         return mpi_fail(err, mc, "MPI_Allreduce at start");
-    if (start_rc != US_OK)
-        return start_rc;
-    if (!all[0])
-        return us_err_set(err, US_EIO, "coordinator %d: another coordinator could not start "
-                          "the job (see its message)", mc->index);
-    if (all[1] != -all[2])
+    if (all[0] != -all[1])
         return us_err_set(err, US_EINVAL, "coordinators read inputs of different sizes (%lld "
-                          "and %lld prompts)", all[1], -all[2]);
+                          "and %lld prompts)", all[0], -all[1]);
     for (size_t i = 0; mc->index == 0 && i < n; i++)
         mc->done[i] = (uint8_t)us_journal_is_done(j, i);
     if (n > 0 && MPI_Bcast(mc->done, (int)n, MPI_BYTE, 0, mc->comm) != MPI_SUCCESS)

@@ -244,6 +244,13 @@ int us_comm_agree(MPI_Comm comm, int rc, const char *what, us_err *err)
             snprintf(list + len, sizeof list - len, "%s%d", n_failed > 1 ? ", " : "", r);
     }
     free(all);
+    /* Rank 0 names the failing ranks before the barrier too: once a failing
+     * rank exits, the launcher may kill rank 0 before its caller prints. */
+    if (w->rank == 0 && rc == US_OK && n_failed > 0) {
+        fprintf(stderr, "ultrashard: rank 0: %s aborted: rank%s %s failed\n", what,
+                n_failed > 1 ? "s" : "", list);
+        fflush(stderr);
+    }
     MPI_Barrier(w->comm);
     if (n_failed == 0 || rc != US_OK)
         return rc;

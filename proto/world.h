@@ -87,8 +87,10 @@ void us_world_finalize(us_world *w);
 
 /* Collective (every rank calls it with its local result rc). All ranks
  * learn whether any failed; every failing rank writes its own message
- * ("ultrashard: rank R: WHAT: MSG (CODE)") to stderr and flushes it, then
- * all pass a barrier, so those lines are out before any rank returns.
+ * ("ultrashard: rank R: WHAT: MSG (CODE)") to stderr and flushes it, and
+ * rank 0 (when it did not fail) names the failing ranks ("ultrashard: rank 0:
+ * WHAT aborted: rank 2 failed"); then all pass a barrier, so those lines are
+ * out before any rank returns.
  * Returns: US_OK when every rank succeeded; a failing rank gets its own rc
  * (err unchanged); the others get the first failing rank's code with *err
  * naming WHAT and the failing ranks ("WHAT aborted: ranks 2, 3 failed (see

@@ -64,7 +64,9 @@ $MPIRUN -n 3 "$US_BIN" import --quiet --dtype int8 --shards 3 --block-bits 2 --o
   --table v="$T/nan.npy" >"$T/out" 2>"$T/err" && fail "mpirun import of a NaN into int8 succeeded"
 # the failing rank's own line comes out first (us_comm_agree), from one rank only
 [ "$(grep -c 'ultrashard: rank [0-2]: import: .*row 3 column 2 is NaN' "$T/err")" -eq 1 ] || { cat "$T/err"; fail "NaN reported by one rank"; }
-[ "$(grep -c 'import aborted: rank [0-2] failed' "$T/err")" -eq 2 ] || { cat "$T/err"; fail "agreement"; }
+# and the failing rank is named by the others (rank 0 prints it before the
+# barrier; the other ranks' own lines may be cut off by the job's teardown)
+[ "$(grep -c 'import aborted: rank [0-2] failed' "$T/err")" -ge 1 ] || { cat "$T/err"; fail "agreement"; }
 [ ! -e "$T/new" ] && [ ! -e "$T/new.partial" ] || fail "mpirun NaN left a store"
 "$US_BIN" import --dtype f64 --out "$T/new" --table v="$T/good.npy" >/dev/null 2>&1; [ $? -eq 2 ] || fail "bad --dtype exit"
 echo "store_bad_input ok"

@@ -93,17 +93,27 @@ long us_prompts_find(const us_prompt_set *set, const char *id)
     return -1;
 }
 
+/* An empty open-addressing table (-1 = free) for count keys: a power of two
+ * at least twice count, so probes stay short. Returns: the table, or NULL. */
+static long *new_slots(size_t count, size_t *cap_out)
+{
+    size_t cap = 16;
+    while (cap < 2 * count)
+        cap *= 2;
+    long *slots = malloc(cap * sizeof *slots);
+    for (size_t i = 0; slots != NULL && i < cap; i++)
+        slots[i] = -1;
+    *cap_out = cap;
+    return slots;
+}
+
 /* One line per session: two lines of a file would race for its state. */
 static int check_sessions(const us_prompt_set *set, const char *what, us_err *err)
 {
-    size_t cap = 16;
-    while (cap < 2 * set->count)
-        cap *= 2;
-    long *slots = malloc(cap * sizeof *slots);
+    size_t cap;
+    long *slots = new_slots(set->count, &cap);
     if (slots == NULL)
         return us_err_set(err, US_ENOMEM, "%s: out of memory", what);
-    for (size_t i = 0; i < cap; i++)
-        slots[i] = -1;
     int rc = US_OK;
     for (size_t i = 0; i < set->count && rc == US_OK; i++) {
         const char *sid = set->items[i].session;
@@ -124,14 +134,10 @@ static int check_sessions(const us_prompt_set *set, const char *what, us_err *er
 /* Builds the id index and refuses duplicate ids (naming both lines). */
 static int index_ids(us_prompt_set *set, const char *what, us_err *err)
 {
-    size_t cap = 16;
-    while (cap < 2 * set->count)
-        cap *= 2;
-    long *slots = malloc(cap * sizeof *slots);
+    size_t cap;
+    long *slots = new_slots(set->count, &cap);
     if (slots == NULL)
         return us_err_set(err, US_ENOMEM, "%s: out of memory", what);
-    for (size_t i = 0; i < cap; i++)
-        slots[i] = -1;
     for (size_t i = 0; i < set->count; i++) {
         const char *id = set->items[i].id;
         size_t h = us_fnv1a64(US_FNV1A64_INIT, id, strlen(id)) & (cap - 1);

@@ -14,6 +14,9 @@ PACKAGES=(
   clang libclang-rt-14-dev libomp-dev # second compiler (make CC=clang; libomp = its -fopenmp
                                       # runtime) and libFuzzer for make fuzz / fuzz_smoke
   python3-numpy                       # independent reference checks (/usr/bin/python3)
+  python3-torch                       # PyTorch twin of the model (python/), equivalence tests, training
+  python3-protobuf                    # Python client of the serve API (python/)
+  fortunes                            # English text (/usr/share/games/fortunes) for the demo model's training/eval
   iproute2                            # namespace lab (ip netns, tc tbf)
   redis-server libhiredis-dev         # peer in tests/bench/peers.sh (loopback, started/stopped by it)
   gnuplot-nox                         # benchmark plots (tests/bench/plot.py)

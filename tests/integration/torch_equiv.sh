@@ -73,6 +73,29 @@ check py_tiny prefill
 $eq save "$dir/all.json" "$dir/py_all" 11
 check py_all prefill
 
+# the twin is differentiable: autograd gradients = finite differences (f64)
+echo -n "gradients: "; $eq grad "$dir/all"
+
+# PKM converter: a PKM layer built in torch (XLM and Memory+ layouts,
+# tests/tools/pkm_check.py) converted into layer 1 of the tiny model; C's
+# logits of the result = the twin running the PKM module itself there
+pk="/usr/bin/python3 tests/tools/pkm_check.py"
+for kind in xlm memplus; do
+  $pk make "$dir/$kind.pt" $kind 1
+  PYTHONPATH=python /usr/bin/python3 -m ultrashard.convert --pkm "$dir/$kind.pt" --prefix mem. \
+    --model-dir "$dir/tiny" --layer 1 --knn 4 --skip 0 --out "$dir/conv_$kind"
+  "$tool" "$dir/conv_$kind" "$dir/tok.i32" "$dir/conv_$kind.f32" prefill
+  $pk check "$dir/conv_$kind" "$dir/$kind.pt" $kind 1 "$dir/tok.i32" "$dir/conv_$kind.f32" 4
+  $pk check "$dir/conv_$kind" "$dir/$kind.pt" $kind 1 "$dir/tok.i32" "$dir/conv_$kind.f32" 4 --swap
+done
+$pk make "$dir/xb.pt" xlm-bias 1
+if PYTHONPATH=python /usr/bin/python3 -m ultrashard.convert --pkm "$dir/xb.pt" --prefix mem. \
+     --model-dir "$dir/tiny" --layer 1 --knn 4 --out "$dir/conv_xb" 2>"$dir/xb.err"; then
+  echo "FAIL: a query with a bias was converted"; exit 1
+fi
+grep -q "non-zero bias" "$dir/xb.err" || { echo "FAIL: unclear refusal: $(cat "$dir/xb.err")"; exit 1; }
+echo "refused: $(cat "$dir/xb.err")"
+
 # each variant must reach the logits: the twin with it switched off must fail
 check rope prefill --mutate rope_theta=0
 check pkm prefill --mutate memory.score=tdqkr

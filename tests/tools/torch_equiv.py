@@ -13,6 +13,13 @@
   torch_equiv.py save CONFIG.json OUT_DIR SEED
       a twin with random weights (UltraShardModel.init_random) written by
       ultrashard.io.save_model, for C to load.
+  torch_equiv.py grad MODEL_DIR
+      the twin in float64: a loss over 40 tokens is backpropagated; every
+      parameter and value table must get a finite gradient, and the
+      gradients of a few entries (a value, every weight of the first memory
+      layer, attention weights) must equal central finite differences
+      within 1e-5 relative (the memory selection does not move for such
+      small steps).
   torch_equiv.py tokens OUT.i32 N SEED
       BOS then N - 1 random bytes.
 """
@@ -105,6 +112,48 @@ def cmd_save(a):
     return 0
 
 
+def cmd_grad(a):
+    model = load_model(a.model_dir, dtype=torch.float64)
+    x = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 40)))
+
+    def loss():
+        logits = model(x)[0]
+        return torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]),
+                                                 x[:, 1:].reshape(-1))
+    model.zero_grad()
+    loss().backward()
+    dead = [n for n, p in model.named_parameters()
+            if p.grad is None or not torch.isfinite(p.grad).all() or p.grad.abs().max() == 0]
+    if dead:
+        print(f"FAIL: no gradient for {dead}")
+        return 1
+    first = usconfig.memory_layers(model.cfg)[0]
+    probes = ["values.0", "layers.0.attn.wq", "layers.0.attn.beta"] + \
+        [n for n, _ in model.named_weights() if n.startswith(f"layers.{first}.mem.")]
+    worst = 0.0
+    for name in probes:
+        p = dict(model.named_parameters())[name]
+        i = int(p.grad.abs().argmax())        # the entry with the largest gradient
+        g = float(p.grad.view(-1)[i])
+        with torch.no_grad():
+            old = float(p.view(-1)[i])
+            h = 1e-6 * max(1.0, abs(old))
+            p.view(-1)[i] = old + h
+            up = float(loss())
+            p.view(-1)[i] = old - h
+            down = float(loss())
+            p.view(-1)[i] = old
+        fd = (up - down) / (2 * h)
+        rel = abs(fd - g) / max(abs(g), 1e-12)
+        worst = max(worst, rel)
+        if not rel <= 1e-5:
+            print(f"FAIL: {name}[{i}]: autograd {g:.6e}, finite difference {fd:.6e}")
+            return 1
+    print(f"all {len(list(model.parameters()))} parameters get gradients; {len(probes)} probes "
+          f"match finite differences (worst rel {worst:.1e})")
+    return 0
+
+
 def cmd_tokens(a):
     rng = np.random.default_rng(a.seed)
     np.concatenate([[usconfig.TOKEN_BOS], rng.integers(0, 256, a.n - 1)]) \
@@ -125,13 +174,16 @@ def main():
     s.add_argument("config")
     s.add_argument("out_dir")
     s.add_argument("seed", type=int)
+    g = sub.add_parser("grad")
+    g.add_argument("model_dir")
     t = sub.add_parser("tokens")
     t.add_argument("out")
     t.add_argument("n", type=int)
     t.add_argument("seed", type=int)
     a = p.parse_args()
     torch.set_num_threads(1)
-    return {"check": cmd_check, "save": cmd_save, "tokens": cmd_tokens}[a.cmd](a)
+    return {"check": cmd_check, "save": cmd_save, "grad": cmd_grad,
+            "tokens": cmd_tokens}[a.cmd](a)
 
 
 if __name__ == "__main__":

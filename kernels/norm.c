@@ -50,3 +50,18 @@ void us_layernorm_forward(float *out, const float *in, const float *weight,
         }
     }
 }
+
+void us_l2norm_forward(float *out, const float *in, size_t n_rows, size_t dim, float eps)
+{
+    for (size_t r = 0; r < n_rows; r++) {
+        const float *x = in + r * dim;
+        float *y = out + r * dim;
+        double ss = 0.0;
+        for (size_t i = 0; i < dim; i++)
+            ss += (double)x[i] * x[i];
+        double norm = sqrt(ss);
+        float inv = (float)(1.0 / (norm > (double)eps ? norm : (double)eps));
+        for (size_t i = 0; i < dim; i++)
+            y[i] = x[i] * inv;
+    }
+}

@@ -8,6 +8,8 @@
  *   LayerNorm: out = (in - mean) / sqrt(var + eps) * weight + bias
  *              (biased variance, as torch.nn.LayerNorm; bias may be NULL,
  *               weight may be NULL for no scale)
+ *   L2:        out = in / max(||in||_2, eps)
+ *              (torch.nn.functional.normalize; a zero row stays zero)
  *
  * Sums are accumulated in double, so results do not depend on the order
  * a vectoriser picks and match the numpy reference to ~1e-6 relative.
@@ -26,5 +28,8 @@ void us_rmsnorm_forward(float *out, const float *in, const float *weight,
 /* Returns: nothing; cannot fail. */
 void us_layernorm_forward(float *out, const float *in, const float *weight,
                           const float *bias, size_t n_rows, size_t dim, float eps);
+
+/* Returns: nothing; cannot fail. */
+void us_l2norm_forward(float *out, const float *in, size_t n_rows, size_t dim, float eps);
 
 #endif

@@ -224,7 +224,8 @@ static int open_distributed(const us_world *w, us_memory_dist *dist,
     us_memory_dist_opts dopts = {
         .transport = jo->transport, .mode = jo->lookup_mode,
         .max_tokens = (uint32_t)jo->infer.batch_tokens,
-        .k = cfg.memory.heads * cfg.memory.knn, .n_groups = cfg.memory.ive_groups,
+        .k = us_model_config_lookup_pairs(&cfg),
+        .n_groups = us_model_config_lookup_groups(&cfg),
         .n_threads = 1, .sessions_dir = jo->infer.sessions_dir,
         .scrub_mb_per_s = jo->scrub_mb_per_s };
     return us_memory_dist_open(dist, w, jo->store_dir, us_model_config_memory_layers(&cfg),

@@ -3,16 +3,24 @@
  *
  * For the T tokens of a step, with h = RMSNorm(x) of layer l:
  *   1. q = h Wq: per memory head a row query and a column query (k_dim each),
- *      each LayerNorm-ed without affine when memory.query_norm (UltraMem);
- *   2. TDQKR scoring (kernels/score.h, US_PK_TUCKER, no MCS): per head the
- *      knn best virtual addresses a in [0, n_keys^2) and their scores
+ *      each normalised per memory.query_norm (none, LayerNorm without affine
+ *      as UltraMem, or L2);
+ *   2. scoring (kernels/score.h): TDQKR (US_PK_TUCKER, m = tucker_cores
+ *      cores, MCS when m > 1) or PKM (US_PK_SUM): per head the knn best
+ *      virtual addresses a in [0, n_keys^2) and, per core, their scores
  *      (softmax over the knn scores when memory.weights = "softmax");
  *   3. IVE addressing: physical row = a / G, projector group = a % G
- *      (G = ive_groups; the table has n_keys^2 / G physical rows);
+ *      (G = ive_groups; the table has n_keys^2 / G physical rows); with m
+ *      cores each selection becomes m pairs, core c's into lookup group
+ *      g*m + c with core c's weight;
  *   4. one backend lookup for all tokens and heads: grouped weighted sums
  *      P_g [T][G][v_dim] (heads are pooled together, as PKM sums its heads);
- *   5. out_add += sum_g P_g W_g (kernels/ive.h), which the model adds to the
- *      residual stream `skip` layers later.
+ *      with m cores P_g is the concatenation over c of slice c (v_dim/m
+ *      columns) of lookup group g*m + c;
+ *   5. y = sum_g P_g W_g (kernels/ive.h); out_add += y, or with
+ *      memory.output_gate out_add += (y * silu(h Wg)) Wout (h Wg is computed
+ *      in step 1's call and kept with the table's lookup buffers), which the
+ *      model adds to the residual stream `skip` layers later.
  * Steps 1-4 are us_memlayer_begin, called at layer l; step 5 (after waiting
  * for an asynchronous backend) is us_memlayer_end, called at the layer the
  * output is added to: a distributed lookup overlaps the layers in between,

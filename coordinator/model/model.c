@@ -13,6 +13,7 @@
 #include "kernels/infini.h"
 #include "kernels/matmul.h"
 #include "kernels/norm.h"
+#include "kernels/rope.h"
 #include "kernels/topk.h"
 
 /* ---- parameter table ---- */
@@ -23,10 +24,9 @@ typedef struct param_list {
     uint64_t total;
 } param_list;
 
-static void add_param(param_list *pl, float init_std, int ndim, uint64_t d0, uint64_t d1,
-                      uint64_t d2, const char *fmt, int layer)
+static void add_param_shape(param_list *pl, float init_std, int ndim, const uint64_t *shape,
+                            const char *fmt, int layer)
 {
-    uint64_t shape[3] = { d0, d1, d2 };
     uint64_t count = 1;
     for (int i = 0; i < ndim; i++)
         count *= shape[i];
@@ -34,13 +34,45 @@ static void add_param(param_list *pl, float init_std, int ndim, uint64_t d0, uin
         us_param_desc *p = &pl->out[pl->n];
         snprintf(p->name, sizeof p->name, fmt, layer);
         p->ndim = ndim;
-        memcpy(p->shape, shape, sizeof shape);
+        memset(p->shape, 0, sizeof p->shape);
+        memcpy(p->shape, shape, (size_t)ndim * sizeof *shape);
         p->count = count;
         p->offset = pl->total;
         p->init_std = init_std;
     }
     pl->n++;
     pl->total += count;
+}
+
+static void add_param(param_list *pl, float init_std, int ndim, uint64_t d0, uint64_t d1,
+                      uint64_t d2, const char *fmt, int layer)
+{
+    const uint64_t shape[3] = { d0, d1, d2 };
+    add_param_shape(pl, init_std, ndim, shape, fmt, layer);
+}
+
+/* A memory layer's weights (model.h): no core for pkm; the core is
+ * [Hm][m][r][r] with m = tucker_cores; the output gate adds .gate, .out. */
+static void add_memory_params(param_list *pl, const us_model_config *c, int L)
+{
+    const us_memory_config *m = &c->memory;
+    const uint64_t d = c->d_model, Hm = m->heads, r = m->tucker_rank;
+    const float s_d = 1.0f / sqrtf((float)d);
+    add_param(pl, s_d, 2, d, Hm * 2 * m->k_dim, 0, "layers.%d.mem.wq", L);
+    add_param(pl, 1.0f / sqrtf((float)m->k_dim), 3, Hm * r, m->n_keys, m->k_dim,
+              "layers.%d.mem.keys_row", L);
+    add_param(pl, 1.0f / sqrtf((float)m->k_dim), 3, Hm * r, m->n_keys, m->k_dim,
+              "layers.%d.mem.keys_col", L);
+    if (m->score == US_MEM_SCORE_TDQKR) {
+        const uint64_t core[4] = { Hm, m->tucker_cores, r, r };
+        add_param_shape(pl, 1.0f, 4, core, "layers.%d.mem.core", L);
+    }
+    add_param(pl, 1.0f / sqrtf((float)m->v_dim), 3, m->ive_groups, m->v_dim, d,
+              "layers.%d.mem.ive", L);
+    if (m->output_gate) {
+        add_param(pl, s_d, 2, d, d, 0, "layers.%d.mem.gate", L);
+        add_param(pl, s_d, 2, d, d, 0, "layers.%d.mem.out", L);
+    }
 }
 
 size_t us_model_params(const us_model_config *c, us_param_desc *out, size_t cap,
@@ -76,19 +108,9 @@ size_t us_model_params(const us_model_config *c, us_param_desc *out, size_t cap,
             add_param(&pl, 1.0f / sqrtf((float)f), 3, E, f, d, "layers.%d.moe.w2", L);
             break;
         }
-        case US_LAYER_MEMORY: {
-            const us_memory_config *m = &c->memory;
-            const uint64_t Hm = m->heads, r = m->tucker_rank;
-            add_param(&pl, s_d, 2, d, Hm * 2 * m->k_dim, 0, "layers.%d.mem.wq", L);
-            add_param(&pl, 1.0f / sqrtf((float)m->k_dim), 3, Hm * r, m->n_keys, m->k_dim,
-                      "layers.%d.mem.keys_row", L);
-            add_param(&pl, 1.0f / sqrtf((float)m->k_dim), 3, Hm * r, m->n_keys, m->k_dim,
-                      "layers.%d.mem.keys_col", L);
-            add_param(&pl, 1.0f, 3, Hm, r, r, "layers.%d.mem.core", L);
-            add_param(&pl, 1.0f / sqrtf((float)m->v_dim), 3, m->ive_groups, m->v_dim, d,
-                      "layers.%d.mem.ive", L);
+        case US_LAYER_MEMORY:
+            add_memory_params(&pl, c, L);
             break;
-        }
         }
     }
     add_param(&pl, one, 1, d, 0, 0, "norm_f", 0);
@@ -155,6 +177,8 @@ int us_model_alloc(us_model *m, const us_model_config *cfg, us_err *err)
             w->mem_keys_col = param_at(m, "layers.%d.mem.keys_col", l);
             w->mem_core = param_at(m, "layers.%d.mem.core", l);
             w->mem_ive = param_at(m, "layers.%d.mem.ive", l);
+            w->mem_gate = param_at(m, "layers.%d.mem.gate", l);   /* NULL without gate */
+            w->mem_out = param_at(m, "layers.%d.mem.out", l);
             m->table_of_layer[l] = table++;
         }
     }
@@ -192,10 +216,17 @@ int us_model_set_backend(us_model *m, const us_memory_backend *backend, us_err *
 
 /* ---- sequence state ---- */
 
+/* Rows of rotated keys kept per layer: the segment's, with RoPE only. */
+static size_t rope_cache_rows(const us_model_config *c)
+{
+    return c->rope_theta > 0.0f ? c->segment_len : 0;
+}
+
 size_t us_seq_state_floats(const us_model_config *c)
 {
     size_t hd = (size_t)c->n_heads * c->head_dim;
-    return c->n_layers * (2 * (size_t)c->segment_len * hd + hd * c->head_dim + hd);
+    return c->n_layers * ((2 * (size_t)c->segment_len + rope_cache_rows(c)) * hd +
+                          hd * c->head_dim + hd);
 }
 
 int us_seq_state_init(us_seq_state *s, const us_model_config *c, us_err *err)
@@ -210,6 +241,7 @@ int us_seq_state_init(us_seq_state *s, const us_model_config *c, us_err *err)
     s->v_cache = s->k_cache + c->n_layers * (size_t)c->segment_len * hd;
     s->mem = s->v_cache + c->n_layers * (size_t)c->segment_len * hd;
     s->mem_norm = s->mem + c->n_layers * hd * c->head_dim;
+    s->kr_cache = rope_cache_rows(c) ? s->mem_norm + c->n_layers * hd : NULL;
     us_seq_state_reset(s, c);
     return US_OK;
 }
@@ -218,7 +250,7 @@ void us_seq_state_reset(us_seq_state *s, const us_model_config *c)
 {
     s->tokens_seen = 0;
     s->seg_fill = 0;
-    /* The cache is written before it is read; only M and z must start at 0. */
+    /* The caches are written before they are read; only M and z must start at 0. */
     size_t hd = (size_t)c->n_heads * c->head_dim;
     memset(s->mem, 0, c->n_layers * (hd * c->head_dim + hd) * sizeof(float));
 }
@@ -242,9 +274,10 @@ int us_workspace_init(us_workspace *ws, const us_model_config *c, size_t max_tok
     size_t mem_bytes = us_memlayer_workspace_bytes(c, T);
     float **f[] = { &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->a_dot, &ws->a_mem, &ws->att,
                     &ws->hid1, &ws->hid2, &ws->moe_in, &ws->moe_out, &ws->router, &ws->moe_w,
-                    &ws->scratch };
+                    &ws->scratch, &ws->q_rot };
     size_t n[] = { T * d, T * d, T * hd, T * hd, T * hd, T * hd, T * hd, T * hd,
-                   T * hid, T * hid, T * d, T * d, T * E, T * K, scratch };
+                   T * hid, T * hid, T * d, T * d, T * E, T * K, scratch,
+                   c->rope_theta > 0.0f ? T * hd : 0 };
     size_t total = 0;
     for (size_t i = 0; i < sizeof n / sizeof n[0]; i++)
         total += (n[i] + 15) & ~(size_t)15;   /* 64-byte aligned slices */
@@ -313,7 +346,12 @@ static uint32_t memory_target(const us_model_config *c, uint32_t l)
  * segment piece by segment piece: each piece attends to its segment's cache
  * and retrieves from M, z as they were before its segment; a piece that
  * fills the segment then folds it into M, z. This walk is the only
- * sequential part of a long chunk (the paper's order per segment). */
+ * sequential part of a long chunk (the paper's order per segment).
+ * With RoPE the local attention reads rotated copies (queries in q_rot, keys
+ * in the state's kr_cache, positions = index in the segment), while the
+ * memory retrieves with the unrotated q and is updated from the unrotated
+ * k_cache: a token's rotation depends only on its position, so prefill in
+ * any chunks and decoding cache the same rotated keys. */
 static void attention_item(const us_model *m, uint32_t l, us_workspace *ws, us_seq_state *s,
                            size_t t0, size_t n_tokens)
 {
@@ -322,15 +360,22 @@ static void attention_item(const us_model *m, uint32_t l, us_workspace *ws, us_s
     const size_t H = c->n_heads, dh = c->head_dim, hd = H * dh, L = c->segment_len;
     float *kc = s->k_cache + l * L * hd, *vc = s->v_cache + l * L * hd;
     float *M = s->mem + l * hd * dh, *z = s->mem_norm + l * hd;
+    const bool rope = c->rope_theta > 0.0f;
+    float *kc_dot = rope ? s->kr_cache + l * L * hd : kc;
+    const float *q_dot = rope ? ws->q_rot : ws->q;
     size_t fill = s->seg_fill;
     for (size_t end = t0 + n_tokens; t0 < end;) {
         const size_t n = end - t0 < L - fill ? end - t0 : L - fill;
         const size_t off = t0 * hd;
         memcpy(kc + fill * hd, ws->k + off, n * hd * sizeof(float));
         memcpy(vc + fill * hd, ws->v + off, n * hd * sizeof(float));
+        if (rope) {
+            us_rope_forward(kc_dot + fill * hd, ws->k + off, n, H, dh, fill, c->rope_theta);
+            us_rope_forward(ws->q_rot + off, ws->q + off, n, H, dh, fill, c->rope_theta);
+        }
         /* Shapes hold by construction (n <= L - fill): cannot fail. */
-        (void)us_causal_attention_forward(ws->a_dot + off, ws->scratch, ws->q + off, kc, vc,
-                                          n, fill + n, H, dh);
+        (void)us_causal_attention_forward(ws->a_dot + off, ws->scratch, q_dot + off, kc_dot,
+                                          vc, n, fill + n, H, dh);
         us_infini_retrieve(ws->a_mem + off, ws->scratch, ws->q + off, M, z, n, H, dh, dh);
         us_infini_gate(ws->att + off, ws->a_mem + off, ws->a_dot + off, w->beta, n, H, dh);
         if (fill + n == L)   /* segment complete: fold it into the memory */

@@ -11,12 +11,18 @@
  *   dense:  layers.L.ffn.w1|w3 [d][f]  .w2 [f][d]
  *   moe:    layers.L.moe.router [d][E] .w1|w3 [E][d][fm] .w2 [E][fm][d]
  *   memory: layers.L.mem.wq [d][Hm*2*kd]  (per head: row query, column query)
- *           .keys_row|keys_col [Hm][r][n_keys][kd]  .core [Hm][r][r]
+ *           .keys_row|keys_col [Hm][r][n_keys][kd]
+ *           .core [Hm][m][r][r]  (tdqkr only; m = tucker_cores; a file from
+ *                 before MCS holds [Hm][r][r], the same bytes for m = 1,
+ *                 and still loads)
  *           .ive [G][v_dim][d]
+ *           .gate, .out [d][d]   (only with memory.output_gate)
  * Memory value tables are not weights: they are served by a
  * us_memory_backend (memory_backend.h), table id = order of the memory layer.
  *
- * Sequence state (us_seq_state): the KV cache of the current segment only,
+ * Sequence state (us_seq_state): the KV cache of the current segment only
+ * (plus the segment's RoPE-rotated keys when rope_theta > 0: local attention
+ * uses rotated q, k at in-segment positions, the memory the unrotated ones),
  * and the Infini-attention memory M, z of every layer and head, which carry
  * across segments. Its size is fixed whatever the sequence length.
  *
@@ -52,7 +58,7 @@
 typedef struct us_param_desc {
     char     name[US_PARAM_NAME_BYTES];
     int      ndim;
-    uint64_t shape[3];
+    uint64_t shape[4];
     uint64_t count;          /* elements */
     uint64_t offset;         /* elements from the start of the parameter block */
     float    init_std;       /* random init: N(0, init_std); < 0 = constant -init_std */
@@ -62,7 +68,8 @@ typedef struct us_layer_weights {
     const float *attn_norm, *wq, *wk, *wv, *wo, *beta, *ffn_norm;
     const float *w1, *w3, *w2, *router;                    /* dense / moe */
     const float *mem_wq, *mem_keys_row, *mem_keys_col;
-    const float *mem_core, *mem_ive;                       /* memory */
+    const float *mem_core, *mem_ive;                       /* memory (core NULL: pkm) */
+    const float *mem_gate, *mem_out;                       /* NULL without output_gate */
 } us_layer_weights;
 
 typedef struct us_model {
@@ -107,6 +114,8 @@ typedef struct us_seq_state {
     float   *v_cache;        /* [n_layers][L][H*dh] */
     float   *mem;            /* [n_layers][H][dh][dh] */
     float   *mem_norm;       /* [n_layers][H][dh] */
+    float   *kr_cache;       /* [n_layers][L][H*dh] RoPE-rotated keys; NULL without
+                              * rope_theta (k_cache stays unrotated for the memory) */
     float   *block;          /* the one allocation behind the four arrays */
 } us_seq_state;
 
@@ -127,6 +136,7 @@ typedef struct us_workspace {
     void  *block;
     float *x, *h, *q, *k, *v, *a_dot, *a_mem, *att, *hid1, *hid2, *moe_in, *moe_out;
     float *router, *moe_w, *scratch;
+    float *q_rot;             /* [T][H*dh] RoPE-rotated queries (rope_theta > 0) */
     uint32_t *moe_e, *moe_tok;
     void  *mem_ws;            /* memory layer buffers (memlayer.h), 64-byte aligned */
     size_t mem_ws_bytes;

@@ -107,6 +107,65 @@ static int parse_moe(const cJSON *root, us_model_config *c, const char *what, us
     return US_OK;
 }
 
+/* Finds `name` in a NULL-terminated list; -1 if absent. */
+static int name_index(const char *const *names, const char *name)
+{
+    for (int i = 0; names[i] != NULL; i++)
+        if (strcmp(names[i], name) == 0)
+            return i;
+    return -1;
+}
+
+static const char *const qnorm_names[] = { "none", "layernorm", "l2", NULL };
+static const char *const score_names[] = { "tdqkr", "pkm", NULL };
+
+/* Optional memory keys of the variants (model_config.h); absent = the
+ * behaviour before they existed. */
+static int parse_memory_variants(const cJSON *mem, us_memory_config *m, const char *what,
+                                 us_err *err)
+{
+    int rc;
+    const cJSON *qn = cJSON_GetObjectItemCaseSensitive(mem, "query_norm");
+    int q = qn == NULL ? US_QNORM_NONE : cJSON_IsBool(qn) ? (cJSON_IsTrue(qn) ? 1 : 0)
+          : cJSON_IsString(qn) ? name_index(qnorm_names, qn->valuestring) : -1;
+    if (q < 0)
+        return us_err_set(err, US_EINVAL, "%s: field 'memory.query_norm' must be \"none\", "
+                          "\"layernorm\", \"l2\", true or false", what);
+    m->query_norm = (uint32_t)q;
+    const cJSON *sc = cJSON_GetObjectItemCaseSensitive(mem, "score");
+    int k = sc == NULL ? US_MEM_SCORE_TDQKR
+          : cJSON_IsString(sc) ? name_index(score_names, sc->valuestring) : -1;
+    if (k < 0)
+        return us_err_set(err, US_EINVAL, "%s: field 'memory.score' must be \"tdqkr\" or "
+                          "\"pkm\"", what);
+    m->score = (uint32_t)k;
+    m->tucker_cores = 1;
+    if (cJSON_GetObjectItemCaseSensitive(mem, "tucker_cores") != NULL)
+        U32(mem, "tucker_cores", 1, 16, &m->tucker_cores);
+    const cJSON *gate = cJSON_GetObjectItemCaseSensitive(mem, "output_gate");
+    if (gate != NULL && !cJSON_IsBool(gate))
+        return us_err_set(err, US_EINVAL, "%s: field 'memory.output_gate' must be true or "
+                          "false", what);
+    m->output_gate = cJSON_IsTrue(gate);
+    return US_OK;
+}
+
+/* Optional "rope_theta" (default 0 = no positional encoding), checked as the
+ * float the model uses. */
+static int parse_rope(const cJSON *root, us_model_config *c, const char *what, us_err *err)
+{
+    const cJSON *it = cJSON_GetObjectItemCaseSensitive(root, "rope_theta");
+    c->rope_theta = 0.0f;
+    if (it == NULL)
+        return US_OK;
+    if (!cJSON_IsNumber(it) || !(it->valuedouble >= 0) || !(it->valuedouble <= 1e30) ||
+        (it->valuedouble > 0 && !((float)it->valuedouble > 0.0f)))
+        return us_err_set(err, US_EINVAL, "%s: field 'rope_theta' must be 0 (no RoPE) or a "
+                          "number in (0, 1e30]", what);
+    c->rope_theta = (float)it->valuedouble;
+    return US_OK;
+}
+
 static int parse_memory(const cJSON *root, us_memory_config *m, const char *what, us_err *err)
 {
     int rc;
@@ -128,13 +187,7 @@ static int parse_memory(const cJSON *root, us_memory_config *m, const char *what
     else if (!(cJSON_IsString(act) && strcmp(act->valuestring, "raw") == 0))
         return us_err_set(err, US_EINVAL, "%s: field 'memory.weights' must be \"softmax\" or "
                           "\"raw\"", what);
-    /* Optional (default false): UltraMem's LayerNorm on the queries. */
-    const cJSON *qn = cJSON_GetObjectItemCaseSensitive(mem, "query_norm");
-    if (qn != NULL && !cJSON_IsBool(qn))
-        return us_err_set(err, US_EINVAL, "%s: field 'memory.query_norm' must be true or "
-                          "false", what);
-    m->query_norm = cJSON_IsTrue(qn);
-    return US_OK;
+    return parse_memory_variants(mem, m, what, err);
 }
 
 /* "layers" (the kind of each layer), checked against "n_layers". */
@@ -181,6 +234,8 @@ int us_model_config_parse(us_model_config *cfg, const char *json, const char *wh
     if (rc == US_OK)
         rc = parse_dims(root, &c, what, err);
     if (rc == US_OK)
+        rc = parse_rope(root, &c, what, err);
+    if (rc == US_OK)
         rc = parse_moe(root, &c, what, err);
     if (rc == US_OK)
         rc = parse_memory(root, &c.memory, what, err);
@@ -192,6 +247,37 @@ int us_model_config_parse(us_model_config *cfg, const char *json, const char *wh
         *cfg = c;
     cJSON_Delete(root);
     return rc;
+}
+
+/* The variant keys (model_config.h): ranges and what each needs. */
+static int validate_variants(const us_model_config *c, const char *what, us_err *err)
+{
+    const us_memory_config *m = &c->memory;
+    if (!(c->rope_theta >= 0.0f && c->rope_theta <= 1e30f))
+        return us_err_set(err, US_EINVAL, "%s: field 'rope_theta' must be 0 or in (0, 1e30]",
+                          what);
+    if (c->rope_theta > 0.0f && c->head_dim % 2 != 0)
+        return us_err_set(err, US_EINVAL, "%s: field 'rope_theta' needs an even head_dim "
+                          "(head_dim %u)", what, c->head_dim);
+    if (m->query_norm > US_QNORM_L2 || m->score > US_MEM_SCORE_PKM || m->output_gate > 1)
+        return us_err_set(err, US_EINVAL, "%s: field 'memory.query_norm', 'memory.score' or "
+                          "'memory.output_gate' out of range", what);
+    if (m->tucker_cores < 1 || m->tucker_cores > 16)
+        return us_err_set(err, US_EINVAL, "%s: field 'memory.tucker_cores' = %u is outside "
+                          "[1, 16]", what, m->tucker_cores);
+    if (m->score == US_MEM_SCORE_PKM && (m->tucker_rank != 1 || m->tucker_cores != 1))
+        return us_err_set(err, US_EINVAL, "%s: field 'memory.score' \"pkm\" needs "
+                          "tucker_rank 1 and tucker_cores 1 (got %u and %u)", what,
+                          m->tucker_rank, m->tucker_cores);
+    if (m->v_dim % m->tucker_cores != 0)
+        return us_err_set(err, US_EINVAL, "%s: field 'memory.tucker_cores' = %u must divide "
+                          "v_dim %u (core c weights slice c of each value row)", what,
+                          m->tucker_cores, m->v_dim);
+    if (m->ive_groups * m->tucker_cores > 255)
+        return us_err_set(err, US_EINVAL, "%s: field 'memory.tucker_cores' = %u times "
+                          "ive_groups %u exceeds 255 lookup groups", what, m->tucker_cores,
+                          m->ive_groups);
+    return US_OK;
 }
 
 int us_model_config_validate(const us_model_config *c, const char *what, us_err *err)
@@ -215,7 +301,7 @@ int us_model_config_validate(const us_model_config *c, const char *what, us_err 
         return us_err_set(err, US_EINVAL, "%s: memory needs knn <= candidates^2 and "
                           "candidates <= n_keys (knn %u, candidates %u, n_keys %u)", what,
                           m->knn, m->candidates, m->n_keys);
-    return US_OK;
+    return validate_variants(c, what, err);
 }
 
 int us_model_config_load(us_model_config *cfg, const char *path, us_err *err)
@@ -248,6 +334,8 @@ char *us_model_config_to_json(const us_model_config *c)
     char eps[32];   /* shortest text that reads back as the same float */
     snprintf(eps, sizeof eps, "%.9g", (double)c->norm_eps);
     cJSON_AddNumberToObject(root, "norm_eps", strtod(eps, NULL));
+    snprintf(eps, sizeof eps, "%.9g", (double)c->rope_theta);
+    cJSON_AddNumberToObject(root, "rope_theta", strtod(eps, NULL));
     cJSON_AddNumberToObject(root, "ffn_hidden", c->ffn_hidden);
     cJSON *moe = cJSON_AddObjectToObject(root, "moe");
     cJSON_AddNumberToObject(moe, "experts", c->moe_experts);
@@ -264,7 +352,12 @@ char *us_model_config_to_json(const us_model_config *c)
     cJSON_AddNumberToObject(mem, "ive_groups", c->memory.ive_groups);
     cJSON_AddNumberToObject(mem, "skip", c->memory.skip);
     cJSON_AddStringToObject(mem, "weights", c->memory.softmax ? "softmax" : "raw");
-    cJSON_AddBoolToObject(mem, "query_norm", c->memory.query_norm != 0);
+    cJSON_AddStringToObject(mem, "query_norm", c->memory.query_norm <= US_QNORM_L2
+                            ? qnorm_names[c->memory.query_norm] : "?");
+    cJSON_AddStringToObject(mem, "score", c->memory.score <= US_MEM_SCORE_PKM
+                            ? score_names[c->memory.score] : "?");
+    cJSON_AddNumberToObject(mem, "tucker_cores", c->memory.tucker_cores);
+    cJSON_AddBoolToObject(mem, "output_gate", c->memory.output_gate != 0);
     cJSON *layers = cJSON_AddArrayToObject(root, "layers");
     for (uint32_t l = 0; l < c->n_layers; l++)
         cJSON_AddItemToArray(layers, cJSON_CreateString(us_layer_kind_name(c->layers[l])));
@@ -286,7 +379,8 @@ int us_model_config_preset(us_model_config *c, const char *name, us_err *err)
         c->ffn_hidden = 128; c->moe_experts = 4; c->moe_hidden = 64;
         c->memory = (us_memory_config){ .heads = 2, .n_keys = 16, .k_dim = 16,
             .tucker_rank = 2, .knn = 4, .candidates = 4, .v_dim = 32, .ive_groups = 4,
-            .skip = 1, .softmax = 1, .query_norm = 1 };
+            .skip = 1, .softmax = 1, .query_norm = US_QNORM_LAYERNORM,
+            .tucker_cores = 1 };
         c->n_layers = 4;
         us_layer_kind kinds[4] = { US_LAYER_DENSE, US_LAYER_MEMORY, US_LAYER_MOE,
                                    US_LAYER_DENSE };
@@ -296,7 +390,8 @@ int us_model_config_preset(us_model_config *c, const char *name, us_err *err)
         c->ffn_hidden = 768; c->moe_experts = 8; c->moe_hidden = 384;
         c->memory = (us_memory_config){ .heads = 2, .n_keys = 256, .k_dim = 64,
             .tucker_rank = 2, .knn = 16, .candidates = 8, .v_dim = 128, .ive_groups = 4,
-            .skip = 1, .softmax = 1, .query_norm = 1 };
+            .skip = 1, .softmax = 1, .query_norm = US_QNORM_LAYERNORM,
+            .tucker_cores = 1 };
         c->n_layers = 8;
         us_layer_kind kinds[8] = { US_LAYER_DENSE, US_LAYER_MEMORY, US_LAYER_DENSE,
                                    US_LAYER_MOE, US_LAYER_DENSE, US_LAYER_MEMORY,
@@ -313,7 +408,8 @@ int us_model_config_preset(us_model_config *c, const char *name, us_err *err)
         c->moe_hidden = 512;
         c->memory = (us_memory_config){ .heads = 2, .n_keys = 606, .k_dim = 64,
             .tucker_rank = 2, .knn = 32, .candidates = 32, .v_dim = 256, .ive_groups = 4,
-            .skip = 1, .softmax = 1, .query_norm = 1 };
+            .skip = 1, .softmax = 1, .query_norm = US_QNORM_LAYERNORM,
+            .tucker_cores = 1 };
         bool dense = strcmp(kind, "dense") == 0, moe = strcmp(kind, "moe") == 0;
         bool ultramem = strcmp(kind, "ultramem") == 0;
         if (!dense && !moe && !ultramem)
@@ -346,6 +442,16 @@ int us_model_config_memory_layer_index(const us_model_config *c, uint32_t table)
         if (c->layers[l] == US_LAYER_MEMORY && n++ == table)
             return (int)l;
     return -1;
+}
+
+uint32_t us_model_config_lookup_pairs(const us_model_config *c)
+{
+    return c->memory.heads * c->memory.knn * c->memory.tucker_cores;
+}
+
+uint32_t us_model_config_lookup_groups(const us_model_config *c)
+{
+    return c->memory.ive_groups * c->memory.tucker_cores;
 }
 
 uint64_t us_model_config_table_rows(const us_model_config *c)

@@ -45,6 +45,21 @@ static void shape_text(char *out, size_t cap, int ndim, const uint64_t *shape)
         snprintf(out + len, cap - len, "]");
 }
 
+/* Whether tensor t can be read as parameter p: f32 and the same shape, or a
+ * core stored before MCS ([Hm][r][r], the bytes of [Hm][1][r][r]). */
+static bool shape_matches(const us_tensor_info *t, const us_param_desc *p)
+{
+    if (t->dtype != US_DTYPE_F32)
+        return false;
+    if (p->ndim == 4 && p->shape[1] == 1 && t->ndim == 3 && strstr(p->name, ".mem.core"))
+        return t->shape[0] == p->shape[0] && t->shape[1] == p->shape[2] &&
+               t->shape[2] == p->shape[3];
+    bool same = t->ndim == p->ndim;
+    for (int k = 0; same && k < p->ndim; k++)
+        same = t->shape[k] == p->shape[k];
+    return same;
+}
+
 int us_model_load(us_model *m, const char *dir, us_err *err)
 {
     char path[4096];
@@ -65,10 +80,7 @@ int us_model_load(us_model *m, const char *dir, us_err *err)
         const us_tensor_info *t;
         if ((rc = us_tf_find(tf, p->name, &t, err)) != US_OK)
             goto fail;
-        bool same = t->dtype == US_DTYPE_F32 && t->ndim == p->ndim;
-        for (int k = 0; same && k < p->ndim; k++)
-            same = t->shape[k] == p->shape[k];
-        if (!same) {
+        if (!shape_matches(t, p)) {
             char got[128], want[128];
             shape_text(got, sizeof got, t->ndim, t->shape);
             shape_text(want, sizeof want, p->ndim, p->shape);

@@ -101,6 +101,9 @@ static void copy_state(us_seq_state *dst, const us_seq_state *src, const us_mode
     for (uint32_t l = 0; l < c->n_layers; l++) {
         memcpy(dst->k_cache + l * L * hd, src->k_cache + l * L * hd, src->seg_fill * hd * 4);
         memcpy(dst->v_cache + l * L * hd, src->v_cache + l * L * hd, src->seg_fill * hd * 4);
+        if (src->kr_cache != NULL)   /* RoPE models: the rotated keys too */
+            memcpy(dst->kr_cache + l * L * hd, src->kr_cache + l * L * hd,
+                   src->seg_fill * hd * 4);
     }
     memcpy(dst->mem, src->mem, c->n_layers * (hd * c->head_dim + hd) * sizeof(float));
     dst->tokens_seen = src->tokens_seen;

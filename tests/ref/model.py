@@ -15,20 +15,33 @@ memlayer.h and kernels/score.h, written again from the papers' formulas:
   block l: x += Wo . gate(A_mem, A_dot); h = rmsnorm(x); dense | moe | memory;
            x += pending[l]; memory output goes to pending[min(l+skip, n-1)]
   Infini-attention per segment of L tokens: A_dot causal softmax attention in
-  the segment (no positional encoding), A_mem = s(Q) M / (s(Q) z) with 0 where
+  the segment (with rope_theta > 0 on q, k rotated by RoPE, half-split pairs,
+  position = index in the segment; else no positional encoding),
+  A_mem = s(Q) M / (s(Q) z) with 0 where
   the denominator is 0 (first segment), s = ELU + 1; after a full segment
-  M, z are updated (linear or delta rule) with its K, V.
+  M, z are updated (linear or delta rule) with its K, V (memory: unrotated).
   MoE: top-k experts by router logit (ties: lower index), weights = softmax of
   the selected logits, SwiGLU experts.
-  Memory (TDQKR): query LayerNorm (no affine) if memory.query_norm; per head
+  Memory: queries normalised per memory.query_norm (none | layernorm without
+  affine | l2; booleans = layernorm/none); per head
   S_row[a,i] = q_row.K_row[a,i], S_col likewise;
-  C ~ u t^T from the SVD of the core (sign: sum(u) >= 0); top-k' rows by
-  u.S_row and columns by t.S_col; exact grid scores S_row^T C S_col on the
-  k' x k' candidates; top-knn (ties: lower address); softmax weights;
-  physical row = address // G, group = address % G; out = sum_g P_g W_g.
+  TDQKR (m = tucker_cores cores C_c, selection by C = sum_c C_c):
+  C ~ u t^T from the SVD of C (sign: sum(u) >= 0); top-k' rows by
+  u.S_row and columns by t.S_col; grid scores S_row^T C S_col on the
+  k' x k' candidates; top-knn (ties: lower address); then per core c the
+  scores S_row^T C_c S_col of the selected, softmax per core;
+  PKM (score = "pkm", r = 1, no core): top-k' of s_row and of s_col, grid
+  s_row[i] + s_col[j];
+  physical row = address // G, group = address % G; core c's weights pool
+  value columns [c v/m, (c+1) v/m) (v = v_dim); y = sum_g P_g W_g;
+  memory.output_gate: out = (y * silu(h Wg)) Wout, else out = y.
 
-US_REF_ABLATE=memory|infini|moe drops that component from the reference (the
-integration test uses it to show each component moves the logits beyond TOL).
+US_REF_ABLATE=memory|infini|moe|rope|score|cores|gate drops that component from the
+reference (the integration test uses it to show each component moves the
+logits beyond TOL; score = score with the other rule: a pkm model as TDQKR
+with a unit core (products instead of sums), a TDQKR model as PKM on its first
+key set, without cores; cores = weight every core's value slice with the
+summed core's scores).
 """
 import json
 import os
@@ -38,7 +51,8 @@ import sys
 import numpy as np
 
 # Mutation switch for the test that proves the check can fail: with
-# US_REF_ABLATE=memory|infini|moe the reference drops that component.
+# US_REF_ABLATE=memory|infini|moe|rope|score|cores|gate the reference drops that
+# component.
 ABLATE = os.environ.get("US_REF_ABLATE", "")
 
 
@@ -76,6 +90,27 @@ def elu1(x):
     return np.where(x > 0, x + 1.0, np.exp(np.minimum(x, 0.0)))
 
 
+def rope(x, theta):
+    """RoPE of rows x [n][D] at positions 0..n-1 (half-split pairing)."""
+    n, D = x.shape
+    half = D // 2
+    inv_freq = theta ** (-2.0 * np.arange(half) / D)
+    a = np.arange(n)[:, None] * inv_freq[None, :]
+    c, s = np.cos(a), np.sin(a)
+    x1, x2 = x[:, :half], x[:, half:]
+    return np.concatenate([x1 * c - x2 * s, x2 * c + x1 * s], axis=1)
+
+
+def query_norm(q, mode, eps):
+    if mode is True or mode == "layernorm":
+        mu = q.mean(axis=-1, keepdims=True)
+        var = ((q - mu) ** 2).mean(axis=-1, keepdims=True)
+        return (q - mu) / np.sqrt(var + eps)
+    if mode == "l2":
+        return q / np.maximum(np.sqrt((q * q).sum(axis=-1, keepdims=True)), 1e-12)
+    return q
+
+
 def topk(scores, k):
     """Indices of the k best: higher score first, ties to the lower index."""
     order = np.lexsort((np.arange(scores.size), -scores))
@@ -108,7 +143,11 @@ class Model:
             for hh in range(H):
                 sl = slice(hh * dh, (hh + 1) * dh)
                 qs, ks, vs = q[s0:s1, sl], k[s0:s1, sl], v[s0:s1, sl]
-                sc = qs @ ks.T / np.sqrt(dh)
+                qd, kd = qs, ks
+                theta = c.get("rope_theta", 0)
+                if theta > 0 and ABLATE != "rope":
+                    qd, kd = rope(qs, theta), rope(ks, theta)
+                sc = qd @ kd.T / np.sqrt(dh)
                 sc = np.where(np.tril(np.ones((n, n), bool)), sc, -np.inf)
                 a_dot = softmax(sc) @ vs
                 sq = elu1(qs)
@@ -145,42 +184,68 @@ class Model:
                 out[t] += ge * ((silu(a) * b) @ w[f"layers.{l}.moe.w2"][e])
         return out
 
-    def memory(self, l, h, table):
-        c, w = self.cfg, self.w
-        mc = c["memory"]
-        Hm, kd, n, r = mc["heads"], mc["k_dim"], mc["n_keys"], mc["tucker_rank"]
-        kp, knn, G = mc["candidates"], mc["knn"], mc["ive_groups"]
-        V = self.tables[table]
-        q = (h @ w[f"layers.{l}.mem.wq"]).reshape(h.shape[0], Hm, 2, kd)
-        if mc.get("query_norm", False):
-            mu = q.mean(axis=-1, keepdims=True)
-            var = ((q - mu) ** 2).mean(axis=-1, keepdims=True)
-            q = (q - mu) / np.sqrt(var + c["norm_eps"])
-        krow = w[f"layers.{l}.mem.keys_row"].reshape(Hm, r, n, kd)
-        kcol = w[f"layers.{l}.mem.keys_col"].reshape(Hm, r, n, kd)
-        core = w[f"layers.{l}.mem.core"].reshape(Hm, r, r)
-        pooled = np.zeros((h.shape[0], G, V.shape[1]))
-        for hh in range(Hm):
-            C = core[hh]
+    def select(self, mc, s_row, s_col, cores):
+        """Addresses [knn] and per-core weights [m][knn] of one token and head."""
+        n, kp, knn = mc["n_keys"], mc["candidates"], mc["knn"]
+        pkm = mc.get("score", "tdqkr") == "pkm"
+        if ABLATE == "score":   # score with the other rule
+            pkm = not pkm
+            if pkm:
+                s_row, s_col = s_row[:1], s_col[:1]
+            cores = np.ones((1, 1, 1)) if cores is None else cores
+        if pkm:
+            rows = np.sort(topk(s_row[0], kp))
+            cols = np.sort(topk(s_col[0], kp))
+            grids = [s_row[0, rows][:, None] + s_col[0, cols][None, :]]
+        else:
+            C = cores.sum(axis=0)
             _, _, vt = np.linalg.svd(C)
             t1 = vt[0]
             u1 = C @ t1
             if u1.sum() < 0:
                 u1, t1 = -u1, -t1
+            rows = np.sort(topk(u1 @ s_row, kp))
+            cols = np.sort(topk(t1 @ s_col, kp))
+            grids = [s_row[:, rows].T @ C @ s_col[:, cols]]
+            grids += [s_row[:, rows].T @ Cc @ s_col[:, cols] for Cc in cores]
+        addr = (rows[:, None] * n + cols[None, :]).reshape(-1)
+        order = np.lexsort((addr, -grids[0].reshape(-1)))[:knn]
+        per_core = grids[1:] if len(grids) > 1 else grids
+        if ABLATE == "cores":   # every core's slice weighted by the summed core
+            per_core = [grids[0]] * len(per_core)
+        wts = [g.reshape(-1)[order] for g in per_core]
+        if mc["weights"] == "softmax":
+            wts = [softmax(w) for w in wts]
+        return addr[order], wts
+
+    def memory(self, l, h, table):
+        c, w = self.cfg, self.w
+        mc = c["memory"]
+        Hm, kd, n, r = mc["heads"], mc["k_dim"], mc["n_keys"], mc["tucker_rank"]
+        G, m = mc["ive_groups"], mc.get("tucker_cores", 1)
+        V = self.tables[table]
+        vs = V.shape[1] // m
+        q = (h @ w[f"layers.{l}.mem.wq"]).reshape(h.shape[0], Hm, 2, kd)
+        q = query_norm(q, mc.get("query_norm", False), c["norm_eps"])
+        krow = w[f"layers.{l}.mem.keys_row"].reshape(Hm, r, n, kd)
+        kcol = w[f"layers.{l}.mem.keys_col"].reshape(Hm, r, n, kd)
+        core = w.get(f"layers.{l}.mem.core")
+        core = None if core is None else core.reshape(Hm, m, r, r)
+        pooled = np.zeros((h.shape[0], G, V.shape[1]))
+        for hh in range(Hm):
             for t in range(h.shape[0]):
                 s_row = krow[hh] @ q[t, hh, 0]     # [r][n]
                 s_col = kcol[hh] @ q[t, hh, 1]
-                rows = np.sort(topk(u1 @ s_row, kp))
-                cols = np.sort(topk(t1 @ s_col, kp))
-                grid = s_row[:, rows].T @ C @ s_col[:, cols]      # [k'][k']
-                addr = (rows[:, None] * n + cols[None, :]).reshape(-1)
-                sc = grid.reshape(-1)
-                order = np.lexsort((addr, -sc))[:knn]
-                wts = softmax(sc[order]) if mc["weights"] == "softmax" else sc[order]
-                for a, wt in zip(addr[order], wts):
-                    pooled[t, a % G] += wt * V[a // G]
-        ive = w[f"layers.{l}.mem.ive"]
-        return np.einsum("tgi,gio->to", pooled, ive)
+                addr, wts = self.select(mc, s_row, s_col,
+                                        None if core is None else core[hh])
+                for ci, wc in enumerate(wts):
+                    cs = slice(ci * vs, (ci + 1) * vs)
+                    for a, wt in zip(addr, wc):
+                        pooled[t, a % G, cs] += wt * V[a // G, cs]
+        y = np.einsum("tgi,gio->to", pooled, w[f"layers.{l}.mem.ive"])
+        if mc.get("output_gate", False) and ABLATE != "gate":
+            y = (y * silu(h @ w[f"layers.{l}.mem.gate"])) @ w[f"layers.{l}.mem.out"]
+        return y
 
     def forward(self, tokens):
         c, w = self.cfg, self.w

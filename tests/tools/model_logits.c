@@ -161,8 +161,8 @@ int main(int argc, char **argv)
         .mode = strcmp(argv[7], "push") == 0 ? US_LOOKUP_PUSH :
                 strcmp(argv[7], "pull") == 0 ? US_LOOKUP_PULL : US_LOOKUP_AUTO,
         .max_tokens = (uint32_t)max_step_tokens(MAX_TOKENS, m.cfg.segment_len),
-        .k = m.cfg.memory.heads * m.cfg.memory.knn,
-        .n_groups = m.cfg.memory.ive_groups, .n_threads = 1 };
+        .k = us_model_config_lookup_pairs(&m.cfg),
+        .n_groups = us_model_config_lookup_groups(&m.cfg), .n_threads = 1 };
     if (us_memory_dist_open(&dist, &w, argv[5], us_model_config_memory_layers(&m.cfg), &o,
                             &err) != US_OK)
         us_world_abort(&w, &err);

@@ -1,0 +1,1 @@
+"""UltraShard Python package: the PyTorch twin of the model (see README.md)."""

@@ -136,6 +136,7 @@ def passkey_window(rng, window):
 
 
 def finetune(a):
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # see train.py
     import torch
     import torch.nn.functional as F
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -143,6 +144,7 @@ def finetune(a):
     from ultrashard.io import load_model, save_model
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    T.keep_heap()
     log = T.make_logger(a.log)
     model = load_model(a.init)
     model.train()

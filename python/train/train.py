@@ -19,14 +19,20 @@ byte (BOS + the whole of DATA/heldout.txt as one sequence, state carried
 chunk by chunk) at the end. DIR/train.json records the arguments and results.
 """
 import argparse
+import ctypes
 import json
 import math
 import os
 import sys
 import time
 
-import numpy as np
-import torch
+# On a shared, oversubscribed box OpenMP threads that spin while waiting
+# starve each other (a run at the default policy was ~5x slower): sleep
+# instead. Must be set before torch starts its OpenMP runtime.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 import torch.nn.functional as F
 
 from ultrashard.io import save_model
@@ -67,23 +73,12 @@ class Windows:
         return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def init_values(cfg, seed):
-    """One value table per memory layer, N(0, v_dim^-1/2): a pooled row of
-    unit-ish norm before the IVE projection."""
-    mc = cfg["memory"]
-    rows = mc["n_keys"] ** 2 // mc["ive_groups"]
-    g = torch.Generator().manual_seed(seed)
-    n = sum(1 for k in cfg["layers"] if k == "memory")
-    return [torch.randn(rows, mc["v_dim"], generator=g) / math.sqrt(mc["v_dim"])
-            for _ in range(n)]
-
-
-def param_groups(model, values, lr, value_lr_mult, wd):
+def param_groups(model, lr, value_lr_mult, wd):
     """Matrices decay, vectors (norms, gates) do not; value tables: own lr."""
-    vptr = {v.data_ptr() for v in values}
+    vids = {id(v) for v in model.values}
     decay, no_decay, vals = [], [], []
     for p in model.parameters():
-        if p.data_ptr() in vptr:
+        if id(p) in vids:
             vals.append(p)
         elif p.dim() >= 2:
             decay.append(p)
@@ -97,11 +92,13 @@ def param_groups(model, values, lr, value_lr_mult, wd):
     return groups
 
 
-def lr_factor(step, steps, warmup):
+def lr_factor(step, steps, warmup, progress=None):
+    """Linear warm-up over `warmup` steps, then cosine from 1 to 0.1 over
+    `progress` (default step / steps) in [0, 1]."""
     if step < warmup:
         return (step + 1) / warmup
-    t = (step - warmup) / max(1, steps - warmup)
-    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * t))
+    t = (step - warmup) / max(1, steps - warmup) if progress is None else progress
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
 @torch.no_grad()
@@ -120,13 +117,21 @@ def bits_per_byte(model, data, chunk=1024):
     return nll / len(data) / LN2
 
 
-def train_loop(model, batches, opt, steps, log, log_every=25, warmup=30, clip=1.0,
+def train_loop(model, batches, opt, steps, log, log_every=10, warmup=30, clip=1.0,
                max_seconds=None):
-    """Runs `steps` AdamW steps on batches.batch(); returns a summary dict."""
+    """Runs up to `steps` AdamW steps on batches(). With max_seconds the
+    schedule runs on the larger of the step and the time fraction and
+    training stops when either is used up, so a run on a busy machine still
+    ends annealed (fewer steps). Returns: a summary dict."""
     t0 = time.time()
     ema, done, tokens = None, 0, 0
     for step in range(steps):
-        f = lr_factor(step, steps, warmup)
+        el = time.time() - t0
+        frac = step / steps if max_seconds is None else max(step / steps, el / max_seconds)
+        if frac >= 1.0:
+            log(f"stopping at step {step}: time budget {max_seconds:.0f}s used")
+            break
+        f = lr_factor(step, steps, warmup, max(0.0, frac - warmup / steps) / (1 - warmup / steps))
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * f
         x, y = batches()
@@ -143,11 +148,20 @@ def train_loop(model, batches, opt, steps, log, log_every=25, warmup=30, clip=1.
             log(f"step {done}/{steps} loss {loss.item():.4f} bpb {loss.item() / LN2:.3f} "
                 f"(ema {ema / LN2:.3f}) lr {opt.param_groups[0]['lr']:.2e} "
                 f"{tokens / el:.0f} tok/s elapsed {el:.0f}s")
-        if max_seconds is not None and el > max_seconds:
-            log(f"stopping at step {done}: time budget {max_seconds:.0f}s reached")
-            break
     return {"steps_done": done, "tokens": tokens, "seconds": time.time() - t0,
             "train_bpb_ema": ema / LN2}
+
+
+def keep_heap():
+    """Keeps freed activation buffers in the heap (glibc mallopt: no mmap
+    below 32 MiB, no trimming): each step reuses them instead of paying a
+    page fault per 4 KiB, slow in this VM. Returns: nothing; best effort."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)     # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1 << 30)      # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass
 
 
 def make_logger(path):
@@ -176,13 +190,15 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-minutes", type=float, default=None,
-                    help="stop early (and say so) after this long")
+                    help="wall-clock budget: the LR schedule follows the larger of the "
+                    "step and time fractions and training stops when one reaches 1")
     ap.add_argument("--heldout-bytes", type=int, default=0,
                     help="score only the first N held-out bytes (0: all)")
     ap.add_argument("--log", default=None)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
+    keep_heap()
     log = make_logger(a.log)
     with open(a.config) as f:
         cfg = json.load(f)
@@ -194,13 +210,13 @@ def main():
         log(f"--window {a.window}: must be a multiple of segment_len "
             f"{cfg['segment_len']} and span >= 2 segments")
         return 2
-    values = init_values(cfg, a.seed)
-    model = UltraShardModel(cfg, values)
+    # twin's init: N(0, init_std) weights as C's init-model, values U[-1, 1)
+    model = UltraShardModel(cfg).init_random(a.seed)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"config {a.config}: {n_params} parameters ({n_params * 4 / 2**20:.1f} MiB f32), "
         f"train {len(train)} B, held-out {len(held)} B, batch {a.batch} x {a.window}, "
         f"{a.steps} steps, {torch.get_num_threads()} threads")
-    opt = torch.optim.AdamW(param_groups(model, values, a.lr, a.value_lr_mult, a.wd),
+    opt = torch.optim.AdamW(param_groups(model, a.lr, a.value_lr_mult, a.wd),
                             betas=(0.9, 0.95))
     win = Windows(train, a.window, a.seed)
     res = train_loop(model, lambda: win.batch(a.batch), opt, a.steps, log,

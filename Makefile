@@ -45,7 +45,7 @@ TEST_BINS   := $(patsubst tests/unit/%.c,$(B)/tests/%,$(TEST_SRC))
 TOOL_BINS   := $(patsubst tests/tools/%.c,$(B)/tools/%,$(wildcard tests/tools/*.c))
 LAB_BINS    := $(B)/netrelay $(B)/pingpong
 
-.PHONY: all test demo demo-scale bench benches plots asan clean tests tools fuzz fuzz-bins
+.PHONY: all test demo demo-scale demo-model ablation passkey bench benches plots asan clean tests tools fuzz fuzz-bins
 all: $(BIN) tests tools $(LAB_BINS)
 
 tests: $(TEST_BINS)
@@ -109,6 +109,19 @@ test: all
 
 demo: all
 	B=$(B) deploy/demo.sh
+
+# The trained models (python/train/, PyTorch twin python/ultrashard; CPU-heavy):
+# demo-model retrains deploy/demo-model (~18 min), ablation trains and scores
+# dense / MoE / UltraMem (~25 min), passkey evaluates (and fine-tunes) the demo
+# model on passkey retrieval. deploy/demo-model/README.md has the numbers.
+demo-model: all
+	B=$(B) bash python/train/demo_model.sh
+
+ablation: all
+	B=$(B) bash python/train/ablation.sh
+
+passkey: all
+	B=$(B) bash python/train/passkey.sh
 
 # The billion-value run (deploy/demo_scale.sh): ~6.5 GB of scratch under
 # US_DEMO_SCALE_DIR (default $(B)/demo-scale), removed at the end unless KEEP=1.

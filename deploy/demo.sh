@@ -18,7 +18,9 @@ rm -rf "$work"
 mkdir -p "$work"
 
 echo "== demo 1/3: import $MODEL/values/table_0.npy into a store with 3 shards ($work/store)"
-"$US" import --out "$work/store" --table table_0="$MODEL/values/table_0.npy" --shards 3 >/dev/null
+"$US" import --out "$work/store" --table table_0="$MODEL/values/table_0.npy" --shards 3 \
+  --block-bits 8 >/dev/null 2>"$work/import.log" \
+  || { cat "$work/import.log" >&2; exit 1; }   # 16 blocks of 256 rows over the 3 shards
 "$US" inspect "$work/store" | head -12
 
 cat >"$work/prompts.jsonl" <<'JSONL'

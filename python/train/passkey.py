@@ -138,7 +138,6 @@ def passkey_window(rng, window):
 def finetune(a):
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")   # see train.py
     import torch
-    import torch.nn.functional as F
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import train as T
     from ultrashard.io import load_model, save_model
@@ -151,9 +150,7 @@ def finetune(a):
     data = T.load_bytes(os.path.join(a.data, "train.txt"))
     win = T.Windows(data, a.window, a.seed)
     rng = np.random.default_rng(a.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.0)
-    for g in opt.param_groups:
-        g["base_lr"] = a.lr
+    opt = torch.optim.AdamW(T.param_groups(model, a.lr, 4.0, 0.0), betas=(0.9, 0.95))
 
     def batch():
         x, y = win.batch(a.batch)
@@ -166,30 +163,15 @@ def finetune(a):
             w[i, ans] = 8.0
         return x, y, w
 
-    t0, step = time.time(), 0
-    while step < a.steps and time.time() - t0 < a.seconds:
-        for g in opt.param_groups:
-            g["lr"] = a.lr * T.lr_factor(step, a.steps, 5)
-        x, y, w = batch()
-        logits, _ = model(x)
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
-        loss = (nll * w.reshape(-1)).sum() / w.sum()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        ans = nll.reshape(y.shape)[w > 1].mean().item()
-        if step % 5 == 0 or step == a.steps:
-            log(f"finetune step {step}/{a.steps} loss {loss.item():.4f} answer-digit nll "
-                f"{ans:.3f} nats (uniform over 10 digits: 2.303) elapsed {time.time() - t0:.0f}s")
+    res = T.train_loop(model, batch, opt, a.steps, log, log_every=5, warmup=5,
+                       max_seconds=a.seconds)
     save_model(model, a.out)
-    info = {"init": a.init, "steps_done": step, "seconds": round(time.time() - t0, 1),
-            "args": vars(a)}
+    info = {"init": a.init, "steps_done": res["steps_done"], "seconds": round(res["seconds"], 1),
+            "train_bpb_ema": res["train_bpb_ema"], "args": vars(a)}
     with open(os.path.join(a.out, "finetune.json"), "w") as f:
         json.dump(info, f, indent=1)
         f.write("\n")
-    log(f"saved {a.out}: {step} steps in {info['seconds']} s")
+    log(f"saved {a.out}: {info['steps_done']} steps in {info['seconds']} s")
     return 0
 
 

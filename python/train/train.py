@@ -119,7 +119,8 @@ def bits_per_byte(model, data, chunk=1024):
 
 def train_loop(model, batches, opt, steps, log, log_every=10, warmup=30, clip=1.0,
                max_seconds=None):
-    """Runs up to `steps` AdamW steps on batches(). With max_seconds the
+    """Runs up to `steps` AdamW steps on batches() -> (x, y) or (x, y,
+    per-byte loss weights). With max_seconds the
     schedule runs on the larger of the step and the time fraction and
     training stops when either is used up, so a run on a busy machine still
     ends annealed (fewer steps). Returns: a summary dict."""
@@ -134,9 +135,12 @@ def train_loop(model, batches, opt, steps, log, log_every=10, warmup=30, clip=1.
         f = lr_factor(step, steps, warmup, max(0.0, frac - warmup / steps) / (1 - warmup / steps))
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * f
-        x, y = batches()
+        x, y, *w = batches()
         logits, _ = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                              reduction="none")
+        # optional per-byte weights (passkey fine-tuning weights the answer)
+        loss = (nll * w[0].reshape(-1)).sum() / w[0].sum() if w else nll.mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)

@@ -36,7 +36,7 @@ echo "ok  make demo output is plain text"; head -12 "$dir/shown.txt"
 /usr/bin/python3 -c "
 import numpy as np, sys
 v = np.load('$M/values/table_0.npy'); np.save('$dir/zero.npy', np.zeros_like(v))"
-"$US_BIN" import --out "$dir/zstore" --table table_0="$dir/zero.npy" --shards 3 >/dev/null 2>&1 \
+"$US_BIN" import --out "$dir/zstore" --table table_0="$dir/zero.npy" --shards 3 --block-bits 8 >/dev/null 2>&1 \
   || fail "import of zeroed table"
 $MPIRUN -n 4 "$US_BIN" infer --model "$M" --store "$dir/zstore" --quiet --batch 6 \
   --input "$dir/demo/prompts.jsonl" --output "$dir/zero.jsonl" --temperature 0.8 --top-p 0.9 \

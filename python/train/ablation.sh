@@ -7,13 +7,13 @@
 # decode speed (`ultrashard infer`, 16 prompts x 64 tokens at batch 16, the
 # three models alternated ROUNDS times, best of the rounds). Results: one JSON
 # line per run in $OUT/results.jsonl and the README table on stdout.
-# Env: STEPS (120), BATCH (8), WINDOW (256), SEEDS ("1 2"), ROUNDS (2),
+# Env: STEPS (240), BATCH (8), WINDOW (256), SEEDS ("1 2"), ROUNDS (2),
 # OUT (build/ablation), MODELS ("dense moe ultramem").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${B:-build}
 US="$B/ultrashard"
-STEPS=${STEPS:-120} BATCH=${BATCH:-8} WINDOW=${WINDOW:-256} SEEDS=${SEEDS:-1 2}
+STEPS=${STEPS:-240} BATCH=${BATCH:-8} WINDOW=${WINDOW:-256} SEEDS=${SEEDS:-1 2}
 ROUNDS=${ROUNDS:-2} OUT=${OUT:-build/ablation} MODELS=${MODELS:-dense moe ultramem}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OPENBLAS_NUM_THREADS=1
 PY="/usr/bin/python3"

@@ -2,7 +2,7 @@
 """passkey.py — passkey retrieval (Infini-attention paper, sec. 4.2) with the C engine.
 
   passkey.py prompts --out FILE.jsonl [--lengths 1024,4096,16384,65536] [--n 10] [--seed 1]
-  passkey.py score --prompts FILE.jsonl --output OUT.jsonl
+  passkey.py score --output OUT.jsonl [--lengths ..] [--n ..] [--seed ..]
   passkey.py run --model DIR [--us build/ultrashard] [--work DIR] [--lengths ..] [--n ..]
   passkey.py finetune --init DIR --out DIR [--steps N] [--batch B] [--window W]
                       [--data build/data] [--seconds S]
@@ -182,16 +182,12 @@ def main():
     pp = sub.add_parser("prompts")
     sp = sub.add_parser("score")
     rp = sub.add_parser("run")
-    for p in (pp, rp):
+    for p in (pp, rp, sp):   # the prompt set: score regenerates it
         p.add_argument("--lengths", type=lens, default=[1024, 4096, 16384, 65536])
         p.add_argument("--n", type=int, default=10)
         p.add_argument("--seed", type=int, default=1)
     pp.add_argument("--out", required=True)
-    sp.add_argument("--prompts", required=True)
     sp.add_argument("--output", required=True)
-    sp.add_argument("--lengths", type=lens, default=[1024, 4096, 16384, 65536])
-    sp.add_argument("--n", type=int, default=10)
-    sp.add_argument("--seed", type=int, default=1)
     rp.add_argument("--model", required=True)
     rp.add_argument("--us", default="build/ultrashard")
     rp.add_argument("--work", default="build/passkey")

@@ -18,8 +18,9 @@ first 5 digits after optional spaces equal the key) and per-digit accuracy
 current segment's K/V cache of every layer). `finetune` continues training a
 model directory (python/ultrashard load_model) on passkey-style samples of
 the training window's length (key in the first half, loss on every byte,
-answer digits weighted x8) mixed 1:1 with fortune windows, for a fixed number
-of steps, and saves it.
+answer digits weighted --answer-weight, default 8) mixed with fortune windows
+(--passkey-share of the batch, default half), for a number of steps or
+seconds, and saves it.
 """
 import argparse
 import json
@@ -155,12 +156,12 @@ def finetune(a):
     def batch():
         x, y = win.batch(a.batch)
         w = torch.ones_like(y, dtype=torch.float32)
-        for i in range(a.batch // 2):
+        for i in range(int(round(a.batch * a.passkey_share))):
             b, ans = passkey_window(rng, a.window)
             yi = torch.tensor(list(b), dtype=torch.int64)
             y[i] = yi
             x[i, 1:] = yi[:-1]
-            w[i, ans] = 8.0
+            w[i, ans] = a.answer_weight
         return x, y, w
 
     res = T.train_loop(model, batch, opt, a.steps, log, log_every=5, warmup=5,
@@ -201,6 +202,10 @@ def main():
     fp.add_argument("--batch", type=int, default=8)
     fp.add_argument("--window", type=int, default=512)
     fp.add_argument("--lr", type=float, default=1e-3)
+    fp.add_argument("--passkey-share", type=float, default=0.5,
+                    help="fraction of each batch that is passkey windows (rest: fortunes)")
+    fp.add_argument("--answer-weight", type=float, default=8.0,
+                    help="loss weight of each answer digit (other bytes: 1)")
     fp.add_argument("--seed", type=int, default=7)
     fp.add_argument("--threads", type=int, default=2)
     fp.add_argument("--log", default=None)

@@ -6,7 +6,9 @@
 # same evaluation of the fine-tuned model. Results: $OUT/before.json,
 # $OUT/after.json and a table on stdout. The fine-tuned model stays in
 # $OUT/model-ft (not committed). Env: MODEL (deploy/demo-model), OUT
-# (build/passkey), N (10), STEPS (400), FT_SECONDS (300), WINDOW (512).
+# (build/passkey), N (10), STEPS (400), FT_SECONDS (300), WINDOW (512),
+# FT_ARGS (more passkey.py finetune options, e.g. "--answer-weight 32
+# --passkey-share 0.75 --lr 2e-3").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${B:-build}
@@ -23,7 +25,7 @@ fi
 if [ ! -f "$OUT/model-ft/finetune.json" ]; then
   PYTHONPATH=python OMP_NUM_THREADS=2 $PY python/train/passkey.py finetune --init "$MODEL" \
     --out "$OUT/model-ft" --data "$B/data" --steps "$STEPS" --seconds "$FT_SECONDS" \
-    --window "$WINDOW" --log "$OUT/finetune.log"
+    --window "$WINDOW" --log "$OUT/finetune.log" ${FT_ARGS:-}
 fi
 $PY python/train/passkey.py run --model "$OUT/model-ft" --us "$B/ultrashard" --work "$OUT/run-after" \
   --n "$N" >"$OUT/after.json"

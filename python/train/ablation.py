@@ -80,19 +80,19 @@ def table(path):
     for r in rows:
         by.setdefault(r["model"], []).append(r)
     print("| model | total params | activated params / token | held-out bits/byte (C eval), "
-          "per seed | mean | train s per run | infer tokens/s (batch 16, C) |")
+          "per seed | mean | train s per run | infer tokens/s, batch 16 (median, range) |")
     print("|---|---|---|---|---|---|---|")
     for name in ("dense", "moe", "ultramem"):
         rs = sorted(by.get(name, []), key=lambda r: r["seed"])
         if not rs:
             continue
         bpb = [r["heldout_bpb_c"] for r in rs]
-        tps = [r["infer_tokens_per_s"] for r in rs if r.get("infer_tokens_per_s")]
+        tps = rs[0].get("infer_tokens_per_s_all") or [0]
         print(f"| {name} | {rs[0]['total_params'] / 1e6:.2f} M | "
               f"{rs[0]['activated_params'] / 1e6:.3f} M | "
               + ", ".join(f"{b:.3f}" for b in bpb) + f" | {sum(bpb) / len(bpb):.3f} | "
               + ", ".join(f"{r['train_seconds']:.0f}" for r in rs) + " | "
-              + ", ".join(f"{t:.0f}" for t in tps) + " |")
+              + f"{rs[0]['infer_tokens_per_s_median']:.0f} ({min(tps):.0f}-{max(tps):.0f}) |")
     return 0
 
 

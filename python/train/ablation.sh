@@ -4,17 +4,19 @@
 # (STEPS steps of BATCH x WINDOW bytes, the same data order per seed), SEEDS
 # seeds each, trained one at a time with the PyTorch twin; then, with the C
 # engine, held-out bits per byte (`ultrashard eval`, whole held-out split) and
-# decode speed (`ultrashard infer`, 16 prompts x 64 tokens at batch 16, the
-# three models alternated ROUNDS times, best of the rounds). Results: one JSON
+# decode speed (`ultrashard infer`, 32 prompts x 128 tokens at batch 16,
+# greedy, 1 thread, all models alternated ROUNDS times, the median of a
+# model's runs over rounds and seeds). Results: one JSON
 # line per run in $OUT/results.jsonl and the README table on stdout.
-# Env: STEPS (240), BATCH (8), WINDOW (256), SEEDS ("1 2"), ROUNDS (2),
+# Finished steps are kept (a rerun skips trained models and done evals).
+# Env: STEPS (240), BATCH (8), WINDOW (256), SEEDS ("1 2"), ROUNDS (3),
 # OUT (build/ablation), MODELS ("dense moe ultramem").
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${B:-build}
 US="$B/ultrashard"
 STEPS=${STEPS:-240} BATCH=${BATCH:-8} WINDOW=${WINDOW:-256} SEEDS=${SEEDS:-1 2}
-ROUNDS=${ROUNDS:-2} OUT=${OUT:-build/ablation} MODELS=${MODELS:-dense moe ultramem}
+ROUNDS=${ROUNDS:-3} OUT=${OUT:-build/ablation} MODELS=${MODELS:-dense moe ultramem}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2} OPENBLAS_NUM_THREADS=1
 PY="/usr/bin/python3"
 mkdir -p "$OUT"
@@ -33,8 +35,8 @@ for seed in $SEEDS; do
 done
 
 # decode speed of the exact models, alternated
-for i in $(seq 16); do
-  printf '{"id":"p%d","prompt":"A computer is %d","max_tokens":64}\n' "$i" "$i"
+for i in $(seq 32); do
+  printf '{"id":"p%d","prompt":"A computer is %d","max_tokens":128}\n' "$i" "$i"
 done >"$OUT/prompts.jsonl"
 rm -f "$OUT/speed.jsonl"
 for r in $(seq "$ROUNDS"); do
@@ -52,18 +54,21 @@ done
 rm -f "$OUT/results.jsonl"
 for seed in $SEEDS; do
   for m in $MODELS; do
-    "$US" eval --model "$OUT/$m-s$seed" --text "$B/data/heldout.txt" --json >"$OUT/$m-s$seed.eval.json"
+    [ -s "$OUT/$m-s$seed.eval.json" ] ||
+      "$US" eval --model "$OUT/$m-s$seed" --text "$B/data/heldout.txt" --json --quiet \
+        >"$OUT/$m-s$seed.eval.json"
     $PY - "$OUT" "$m" "$seed" <<'PY' >>"$OUT/results.jsonl"
 import json, sys
 out, m, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
 tr = json.load(open(f"{out}/{m}-s{seed}/train.json"))
 ev = json.loads(open(f"{out}/{m}-s{seed}.eval.json").read().strip().splitlines()[-1])
 counts = {r["model"]: r for r in map(json.loads, open(f"{out}/counts.jsonl"))}
-tps = [r["tps"] for r in map(json.loads, open(f"{out}/speed.jsonl")) if r["model"] == m and r["seed"] == seed]
+tps = sorted(r["tps"] for r in map(json.loads, open(f"{out}/speed.jsonl")) if r["model"] == m)
 print(json.dumps({"model": m, "seed": seed, "steps": tr["steps_done"], "tokens": tr["tokens"],
                   "train_seconds": tr["seconds"], "train_bpb_ema": tr["train_bpb_ema"],
                   "heldout_bpb_twin_16k": tr["heldout_bpb"], "heldout_bpb_c": ev["bits_per_byte"],
-                  "infer_tokens_per_s": max(tps) if tps else None,
+                  "infer_tokens_per_s_median": tps[len(tps) // 2] if tps else None,
+                  "infer_tokens_per_s_all": tps,
                   "total_params": counts[m]["total_params"],
                   "activated_params": counts[m]["activated_params"]}))
 PY

@@ -81,8 +81,8 @@ def memory_param_specs(cfg, prefix):
     out = [(prefix + "wq", (d, Hm * 2 * kd), 1.0 / math.sqrt(d)),
            (prefix + "keys_row", (Hm * r, n, kd), 1.0 / math.sqrt(kd)),
            (prefix + "keys_col", (Hm * r, n, kd), 1.0 / math.sqrt(kd))]
-    if m["score"] == "tdqkr":   # [Hm][r][r] is the same bytes as [Hm][1][r][r]
-        out.append((prefix + "core", (Hm, r, r) if nc == 1 else (Hm, nc, r, r), 1.0))
+    if m["score"] == "tdqkr":   # files from before MCS hold [Hm][r][r]: same bytes
+        out.append((prefix + "core", (Hm, nc, r, r), 1.0))
     out.append((prefix + "ive", (m["ive_groups"], m["v_dim"], d), 1.0 / math.sqrt(m["v_dim"])))
     if m["output_gate"]:
         out += [(prefix + "gate", (d, d), 1.0 / math.sqrt(d)),
@@ -135,7 +135,7 @@ def rope(x, theta):
     (angles in float64, then cast). Returns: the rotated tensor."""
     L, D = x.shape[-2], x.shape[-1]
     half = D // 2
-    inv = theta ** (-2.0 * np.arange(half) / D)
+    inv = float(np.float32(theta)) ** (-2.0 * np.arange(half) / D)   # C keeps theta f32
     ang = np.arange(L)[:, None] * inv[None, :]
     cos = torch.from_numpy(np.cos(ang)).to(x.dtype)
     sin = torch.from_numpy(np.sin(ang)).to(x.dtype)

@@ -52,6 +52,8 @@ variant rope 'c["rope_theta"] = 10000.0'
 check rope prefill
 check rope decode
 variant gate 'm["output_gate"] = True'
+variant r1 'm["tucker_rank"] = 1'
+check r1 prefill
 check gate prefill
 ALL='c["rope_theta"] = 500.0; m["tucker_cores"] = 2; m["query_norm"] = "l2"
 m["output_gate"] = True; m["skip"] = 2; c["layers"] = ["memory", "dense", "memory", "moe", "dense"]
@@ -99,7 +101,50 @@ echo "refused: $(cat "$dir/xb.err")"
 # each variant must reach the logits: the twin with it switched off must fail
 check rope prefill --mutate rope_theta=0
 check pkm prefill --mutate memory.score=tdqkr
+check r1 prefill --mutate memory.score=pkm
 check tdqkr2 prefill --mutate memory.tucker_cores=1
 check gate prefill --mutate memory.output_gate=false
 check qn_l2 prefill --mutate memory.query_norm=layernorm
+
+# the twin's config reader accepts and refuses what C's does
+n_cfg=0; n_bad=0
+while IFS= read -r edit; do
+  /usr/bin/python3 - "$dir/tiny/config.json" "$dir/cfg.json" "$edit" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); m = c["memory"]
+exec(sys.argv[3])
+json.dump(c, open(sys.argv[2], "w"))
+PY
+  c_ok=0; py_ok=0
+  "$US_BIN" init-model --config "$dir/cfg.json" --out "$dir/cfg_m" --seed 1 >/dev/null 2>&1 || c_ok=1
+  $eq config "$dir/cfg.json" >"$dir/cfg.err" || py_ok=1
+  [ $c_ok = $py_ok ] || { echo "FAIL: C and twin disagree on: $edit ($(cat "$dir/cfg.err"))"; exit 1; }
+  rm -rf "$dir/cfg_m"; n_cfg=$((n_cfg + 1)); n_bad=$((n_bad + c_ok))
+done <<'EDITS'
+c["rope_theta"] = -1.0
+c["rope_theta"] = 100.0; c["head_dim"] = 31
+c["rope_theta"] = 1e31
+m["score"] = "pkm"
+m["score"] = "pkm"; m["tucker_rank"] = 1; m["tucker_cores"] = 2
+m["score"] = "sum"
+m["tucker_cores"] = 3
+m["tucker_cores"] = 17
+m["tucker_cores"] = 2; m["v_dim"] = 64; m["ive_groups"] = 128; m["n_keys"] = 32; m["candidates"] = 4
+m["query_norm"] = "l3"
+m["query_norm"] = 1
+m["query_norm"] = False
+del m["query_norm"]
+m["output_gate"] = 1
+m["output_gate"] = False
+m["candidates"] = 17
+m["knn"] = 17
+m["ive_groups"] = 3
+c["moe"]["top_k"] = 5
+c["norm_eps"] = 1e-60
+c["n_layers"] = 3
+c["layers"][0] = "ffn"
+c["version"] = 2
+del c["segment_len"]
+EDITS
+echo "config reader agrees with C on $n_cfg edited configs ($n_bad refused by both)"
 echo "torch twin equivalence ok"

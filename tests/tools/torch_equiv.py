@@ -20,6 +20,9 @@
       layer, attention weights) must equal central finite differences
       within 1e-5 relative (the memory selection does not move for such
       small steps).
+  torch_equiv.py config CONFIG.json
+      exit 0 if ultrashard.config accepts the file, 1 (printing the error)
+      if it refuses it: the test compares this with C's init-model.
   torch_equiv.py tokens OUT.i32 N SEED
       BOS then N - 1 random bytes.
 """
@@ -154,6 +157,15 @@ def cmd_grad(a):
     return 0
 
 
+def cmd_config(a):
+    try:
+        usconfig.load_config(a.config)
+    except usconfig.ConfigError as e:
+        print(e)
+        return 1
+    return 0
+
+
 def cmd_tokens(a):
     rng = np.random.default_rng(a.seed)
     np.concatenate([[usconfig.TOKEN_BOS], rng.integers(0, 256, a.n - 1)]) \
@@ -176,6 +188,7 @@ def main():
     s.add_argument("seed", type=int)
     g = sub.add_parser("grad")
     g.add_argument("model_dir")
+    sub.add_parser("config").add_argument("config")
     t = sub.add_parser("tokens")
     t.add_argument("out")
     t.add_argument("n", type=int)
@@ -183,7 +196,7 @@ def main():
     a = p.parse_args()
     torch.set_num_threads(1)
     return {"check": cmd_check, "save": cmd_save, "grad": cmd_grad,
-            "tokens": cmd_tokens}[a.cmd](a)
+            "config": cmd_config, "tokens": cmd_tokens}[a.cmd](a)
 
 
 if __name__ == "__main__":

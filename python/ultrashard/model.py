@@ -182,6 +182,9 @@ class UltraShardModel(nn.Module):
     def __init__(self, cfg, values=None, dtype=torch.float32, sparse_values=False):
         super().__init__()
         self.cfg = usconfig.parse_config(cfg, "model config")
+        if sparse_values and self.cfg["memory"]["tucker_cores"] > 1:
+            raise ValueError("sparse_values needs tucker_cores 1 (core slices are views of "
+                             "the table, and torch has no sparse gradient through a view)")
         self.sparse_values = sparse_values
         self.layers = nn.ModuleList()
         for l, kind in enumerate(self.cfg["layers"]):
@@ -267,6 +270,8 @@ class UltraShardModel(nn.Module):
             raise ValueError(f"token ids must be in [0, {c['vocab_size']})")
         if state is None:
             state = self.initial_state(B)
+        if T == 0:
+            return self.lm_head.new_zeros(B, 0, c["vocab_size"]), state
         eps, n = c["norm_eps"], c["n_layers"]
         x = self.tok_emb[tokens]
         pending, new_layers, table = {}, [], 0
@@ -437,6 +442,7 @@ class UltraShardModel(nn.Module):
             offsets = counts.cumsum(0) - counts
             idx = idx.expand(N, Hm, mc, knn).reshape(-1)[order]
         wts = weights.reshape(-1)[order]
-        pooled = F.embedding_bag(idx, table.view(-1, vd // mc), offsets, mode="sum",
+        rows = table if mc == 1 else table.view(-1, vd // mc)   # sparse grads: no view
+        pooled = F.embedding_bag(idx, rows, offsets, mode="sum",
                                  per_sample_weights=wts, sparse=self.sparse_values)
         return pooled.view(N, G, vd)

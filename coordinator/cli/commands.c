@@ -1,6 +1,7 @@
 /* commands.c — the subcommand table of `ultrashard`. Add one line per command. */
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/cmd_bench.h"
+#include "coordinator/cli/cmd_eval.h"
 #include "coordinator/cli/cmd_infer.h"
 #include "coordinator/cli/cmd_init_model.h"
 #include "coordinator/cli/cmd_plan.h"
@@ -24,6 +25,8 @@ const us_command us_commands[] = {
       US_CMD_INIT_MODEL_USAGE, us_cmd_init_model },
     { "infer", "batch inference over a JSONL file of prompts (resumable)",
       US_CMD_INFER_USAGE, us_cmd_infer },
+    { "eval", "bits per byte of a model on a text file (streams; mpirun with --store)",
+      US_CMD_EVAL_USAGE, us_cmd_eval },
     { "plan", "capacity planner: shards, memory per rank, bytes and latency per token",
       US_CMD_PLAN_USAGE, us_cmd_plan },
     { 0 },

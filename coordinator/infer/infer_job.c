@@ -9,11 +9,8 @@
 
 #include "coordinator/infer/infer_multi.h"
 #include "coordinator/infer/journal.h"
+#include "coordinator/infer/model_job.h"
 #include "coordinator/infer/prompts.h"
-#include "coordinator/lookup/job.h"
-#include "coordinator/model/memory_dist.h"
-#include "coordinator/model/model_io.h"
-#include "coordinator/model/model_store.h"
 
 /* What "the same command" means for the journal: input bytes, model files,
  * decoding options. Weights are identified by size and mtime (hashing a
@@ -52,6 +49,7 @@ static int fingerprint(uint64_t *out, const char *model_dir, const char *store_d
  * (dist: the shard ranks; NULL: this process). */
 typedef struct infer_work {
     const us_infer_job_opts *o;
+    const us_model_job_ctx *ctx;
     const us_world *world;     /* NULL for a single process */
     us_memory_dist *dist;
 } infer_work;
@@ -62,8 +60,7 @@ typedef struct job_state {
     us_session_store sessions;
     us_prompt_set set;
     us_model m;
-    us_value_tables vt;
-    us_model_store ms;
+    us_model_values values;
     us_journal j;
     uint64_t fp;
 } job_state;
@@ -102,25 +99,12 @@ static int load_job(const infer_work *iw, job_state *js, us_err *err)
             us_session_store_dir(&js->sessions, js->o.sessions_dir);
         js->o.sessions = &js->sessions;
     }
-    us_memory_backend be;
     int rc;
     if ((rc = us_prompts_load(&js->set, jo->input, jo->max_tokens, jo->max_prompt_bytes,
                               err)) != US_OK ||
         (rc = check_sessions(&js->set, jo, err)) != US_OK ||
-        (rc = us_model_load(&js->m, jo->model_dir, err)) != US_OK)
-        return rc;
-    if (iw->dist != NULL) {
-        us_memory_dist_backend(iw->dist, &be);
-    } else if (jo->store_dir != NULL) {
-        if ((rc = us_model_store_open(&js->ms, jo->store_dir, &js->m.cfg, err)) != US_OK)
-            return rc;
-        us_model_store_backend(&js->ms, &be);
-    } else {
-        if ((rc = us_value_tables_load(&js->vt, jo->model_dir, &js->m.cfg, err)) != US_OK)
-            return rc;
-        us_value_tables_backend(&js->vt, &be);
-    }
-    if ((rc = us_model_set_backend(&js->m, &be, err)) != US_OK ||
+        (rc = us_model_load(&js->m, jo->model_dir, err)) != US_OK ||
+        (rc = us_model_values_attach(&js->values, &js->m, iw->ctx, err)) != US_OK ||
         (rc = fingerprint(&js->fp, jo->model_dir, jo->store_dir, &js->set, &js->m, &js->o,
                           jo->max_tokens, err)) != US_OK)
         return rc;
@@ -130,8 +114,7 @@ static int load_job(const infer_work *iw, job_state *js, us_err *err)
 
 static void free_job(job_state *js)
 {
-    us_value_tables_free(&js->vt);
-    us_model_store_close(&js->ms);
+    us_model_values_free(&js->values);
     us_model_free(&js->m);
     us_prompts_free(&js->set);
 }
@@ -194,69 +177,25 @@ static int run_multi(const infer_work *iw, job_state *js, int start_rc, us_err *
 }
 
 /* The coordinator's job: prompts, model, journal, decoding. */
-static int infer_coordinate(void *arg, us_err *err)
+static int infer_coordinate(const us_model_job_ctx *ctx, void *arg, us_err *err)
 {
-    const infer_work *iw = arg;
+    const infer_work iw = { .o = arg, .ctx = ctx, .world = ctx->world, .dist = ctx->dist };
     job_state js = {0};
-    int rc = load_job(iw, &js, err);
-    if (iw->world != NULL && iw->world->n_coordinators > 1)
-        rc = run_multi(iw, &js, rc, err);
+    int rc = load_job(&iw, &js, err);
+    if (iw.world != NULL && iw.world->n_coordinators > 1)
+        rc = run_multi(&iw, &js, rc, err);
     else if (rc == US_OK)
-        rc = run_single(iw, &js, err);
+        rc = run_single(&iw, &js, err);
     free_job(&js);
     return rc;
 }
 
-/* Collective: every rank reads the model config (for the table count and
- * lookup sizes) and opens its part of the store. */
-static int open_distributed(const us_world *w, us_memory_dist *dist,
-                            const us_infer_job_opts *jo, us_err *err)
-{
-    if (jo->store_dir == NULL)
-        return us_err_set(err, US_EINVAL, "running under mpirun with %d ranks needs --store "
-                          "(the shard ranks serve its memory tables)", w->size);
-    char path[4096];
-    us_model_config cfg;
-    snprintf(path, sizeof path, "%s/config.json", jo->model_dir);
-    int rc = us_model_config_load(&cfg, path, err);
-    if (rc != US_OK)
-        return rc;
-    us_memory_dist_opts dopts = {
-        .transport = jo->transport, .mode = jo->lookup_mode,
-        .max_tokens = (uint32_t)jo->infer.batch_tokens,
-        .k = us_model_config_lookup_pairs(&cfg),
-        .n_groups = us_model_config_lookup_groups(&cfg),
-        .n_threads = 1, .sessions_dir = jo->infer.sessions_dir,
-        .scrub_mb_per_s = jo->scrub_mb_per_s };
-    return us_memory_dist_open(dist, w, jo->store_dir, us_model_config_memory_layers(&cfg),
-                               &dopts, err);
-}
-
 int us_infer_job_run(const us_infer_job_opts *o, int *argc, char ***argv, us_err *err)
 {
-    infer_work iw = { .o = o, .world = NULL, .dist = NULL };
-    if (!us_world_detect_mpirun()) {
-        if (o->coordinators > 1)
-            return us_err_set(err, US_EINVAL, "--coordinators %d needs an mpirun job of more "
-                              "than %d ranks (the rest serve the store)", o->coordinators,
-                              o->coordinators);
-        return infer_coordinate(&iw, err);
-    }
-    us_world w;
-    us_world_opts wo = { .coordinators = o->coordinators };
-    int rc = us_world_init(&w, argc, argv, &wo, err);
-    if (rc != US_OK)
-        return rc;
-    if (w.size == 1) {
-        rc = infer_coordinate(&iw, err);
-    } else {
-        us_memory_dist dist;
-        if ((rc = open_distributed(&w, &dist, o, err)) == US_OK) {
-            iw.world = &w;
-            iw.dist = &dist;
-            rc = us_job_run(&w, us_memory_dist_engine(&dist), infer_coordinate, &iw, err);
-        }
-    }
-    us_world_finalize(&w);
-    return rc;
+    const us_model_job_opts mo = {
+        .model_dir = o->model_dir, .store_dir = o->store_dir, .transport = o->transport,
+        .lookup_mode = o->lookup_mode, .coordinators = o->coordinators,
+        .scrub_mb_per_s = o->scrub_mb_per_s, .max_tokens = (uint32_t)o->infer.batch_tokens,
+        .sessions_dir = o->infer.sessions_dir };
+    return us_model_job_run(&mo, argc, argv, infer_coordinate, (void *)o, err);
 }

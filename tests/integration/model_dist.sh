@@ -4,7 +4,8 @@
 # tiny preset in 4 ranks (1 coordinator + 3 shards) over both transports and
 # both gather modes, and with chunks crossing segment boundaries (bigger
 # lookup rounds, model_logits "span"); a two-memory-layer model (skip 2, two tables served in
-# cyclic table order) fed token by token in 3 ranks (2 shards); a store
+# cyclic table order) fed token by token in 3 ranks (2 shards), and with the
+# model variants combined (rope, 2 cores, l2 query norm, output gate); a store
 # whose shard count does not match the job is refused, naming both counts.
 set -euo pipefail
 [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import numpy' 2>/dev/null \
@@ -38,6 +39,19 @@ PY
   --shards 2 --store-dtype f32 >/dev/null
 $MPIRUN -n 3 "$tool" "$dir/two" "$dir/tok.i32" "$dir/c2.f32" decode "$dir/two_s2" mpi auto
 echo -n "two memory tables, decode, 3 ranks: "; check "$dir/two" "$dir/c2.f32"
+
+# the model variants combined (RoPE, 2 Tucker cores = twice the lookup pairs
+# and groups, L2 query norm, output gate), two memory tables, in 3 ranks
+/usr/bin/python3 - "$dir/two.json" "$dir/var.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["rope_theta"] = 500.0
+c["memory"].update(tucker_cores=2, query_norm="l2", output_gate=True)
+json.dump(c, open(sys.argv[2], "w"), indent=1)
+PY
+"$US_BIN" init-model --config "$dir/var.json" --out "$dir/var" --seed 5 --store "$dir/var_s2" \
+  --shards 2 --store-dtype f32 >/dev/null
+$MPIRUN -n 3 "$tool" "$dir/var" "$dir/tok.i32" "$dir/cv.f32" span "$dir/var_s2" mpi auto
+echo -n "variants combined, span, 3 ranks: "; check "$dir/var" "$dir/cv.f32"
 
 # 3-shard store in a 3-rank job (2 shard ranks): refused, naming both counts
 set +e

@@ -6,6 +6,10 @@
   model.py check MODEL_DIR TOKENS.i32 C_LOGITS.f32 [TOL]
       compare logits written by build/tools/model_logits (default TOL 1e-4,
       absolute, on every logit)
+  model.py bpb MODEL_DIR TEXT_FILE
+      bits per byte of the text as `ultrashard eval` defines it: inputs BOS,
+      b_0..b_{n-2}; sum of -log2 softmax(logits)[b_i] over the 259 tokens / n;
+      prints {"bits_per_byte": .., "nll_nats": .., "bytes": n}
 
 Reads MODEL_DIR/config.json, MODEL_DIR/weights.safetensors (parsed here by
 hand: 8-byte header length, JSON header, raw little-endian data) and the value
@@ -272,7 +276,21 @@ class Model:
         return rmsnorm(x, w["norm_f"], eps) @ w["lm_head"]
 
 
+def bits_per_byte(model, path):
+    data = np.frombuffer(open(path, "rb").read(), np.uint8).astype(np.int64)
+    tokens = np.concatenate([[256], data[:-1]])
+    logits = model.forward(tokens)
+    mx = logits.max(axis=1, keepdims=True)
+    logp = logits - mx - np.log(np.exp(logits - mx).sum(axis=1, keepdims=True))
+    nll = float(-logp[np.arange(data.size), data].sum())
+    print(json.dumps({"bits_per_byte": nll / (data.size * np.log(2)), "nll_nats": nll,
+                      "bytes": int(data.size)}))
+    return 0
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "bpb":
+        return bits_per_byte(Model(sys.argv[2]), sys.argv[3])
     if len(sys.argv) < 5 or sys.argv[1] not in ("logits", "check"):
         print(__doc__, file=sys.stderr)
         return 2

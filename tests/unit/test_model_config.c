@@ -125,12 +125,105 @@ static void test_config_mutations(void **state)
     free(json);
 }
 
+/* Replaces the first `from` in json with `to` (a new string; json freed). */
+static char *edit(char *json, const char *from, const char *to)
+{
+    char *p = strstr(json, from);
+    if (p == NULL)
+        fail_msg("'%s' not in the config", from);
+    size_t cap = strlen(json) + strlen(to) + 1;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    snprintf(out, cap, "%.*s%s%s", (int)(p - json), json, to, p + strlen(from));
+    free(json);
+    return out;
+}
+
+/* The variant keys: defaults when absent, both query_norm spellings, the
+ * string form written back, and each bad value refused naming its field. */
+static void test_config_variants(void **state)
+{
+    (void)state;
+    us_model_config a, b;
+    us_err err = {0};
+    assert_int_equal(us_model_config_preset(&a, "tiny", &err), US_OK);
+    assert_true(a.rope_theta == 0.0f && a.memory.score == US_MEM_SCORE_TDQKR &&
+                a.memory.tucker_cores == 1 && a.memory.query_norm == US_QNORM_LAYERNORM &&
+                !a.memory.output_gate);
+    char *json = us_model_config_to_json(&a);
+    assert_non_null(strstr(json, "\"query_norm\":\t\"layernorm\""));
+    /* a config from before the variants: no new keys, boolean query_norm */
+    char *old = edit(strdup(json), "\"query_norm\":\t\"layernorm\",", "\"query_norm\": true,");
+    old = edit(old, "\"score\":\t\"tdqkr\",", "");
+    old = edit(old, "\"tucker_cores\":\t1,", "");
+    old = edit(old, "\"output_gate\":\tfalse", "\"weights\": \"softmax\"");
+    old = edit(old, "\"rope_theta\":\t0,", "");
+    assert_int_equal(us_model_config_parse(&b, old, "old", &err), US_OK);
+    assert_true(memcmp(&a, &b, sizeof a) == 0);
+    old = edit(old, "\"query_norm\": true", "\"query_norm\": false");
+    assert_int_equal(us_model_config_parse(&b, old, "old", &err), US_OK);
+    assert_int_equal(b.memory.query_norm, US_QNORM_NONE);
+    old = edit(old, "\"query_norm\": false,", "");   /* absent: none, as before */
+    assert_int_equal(us_model_config_parse(&b, old, "old", &err), US_OK);
+    assert_int_equal(b.memory.query_norm, US_QNORM_NONE);
+    free(old);
+    /* every variant on: parsed, and written back to the same config */
+    char *v = edit(strdup(json), "\"rope_theta\":\t0", "\"rope_theta\": 10000");
+    v = edit(v, "\"query_norm\":\t\"layernorm\"", "\"query_norm\": \"l2\"");
+    v = edit(v, "\"tucker_cores\":\t1", "\"tucker_cores\": 2");
+    v = edit(v, "\"output_gate\":\tfalse", "\"output_gate\": true");
+    assert_int_equal(us_model_config_parse(&a, v, "v", &err), US_OK);
+    assert_true(a.rope_theta == 10000.0f && a.memory.tucker_cores == 2 &&
+                a.memory.query_norm == US_QNORM_L2 && a.memory.output_gate == 1);
+    assert_int_equal(us_model_config_lookup_pairs(&a), 2 * 4 * 2);
+    assert_int_equal(us_model_config_lookup_groups(&a), 4 * 2);
+    char *back = us_model_config_to_json(&a);
+    assert_int_equal(us_model_config_parse(&b, back, "back", &err), US_OK);
+    assert_true(memcmp(&a, &b, sizeof a) == 0);
+    free(back);
+    char *pkm = edit(strdup(json), "\"score\":\t\"tdqkr\"", "\"score\": \"pkm\"");
+    pkm = edit(pkm, "\"tucker_rank\":\t2", "\"tucker_rank\": 1");
+    assert_int_equal(us_model_config_parse(&b, pkm, "pkm", &err), US_OK);
+    assert_int_equal(b.memory.score, US_MEM_SCORE_PKM);
+    free(pkm);
+    struct { const char *from, *to, *want, *from2, *to2; } bad[] = {
+        { "\"score\":\t\"tdqkr\"", "\"score\": \"pkm\"", "'memory.score' \"pkm\" needs "
+          "tucker_rank 1 and tucker_cores 1 (got 2 and 1)", NULL, NULL },
+        { "\"score\":\t\"tdqkr\"", "\"score\": \"sum\"", "'memory.score' must be", NULL, NULL },
+        { "\"query_norm\":\t\"layernorm\"", "\"query_norm\": \"rms\"",
+          "'memory.query_norm' must be", NULL, NULL },
+        { "\"tucker_cores\":\t1", "\"tucker_cores\": 3", "'memory.tucker_cores' = 3 must "
+          "divide v_dim 32", NULL, NULL },
+        { "\"tucker_cores\":\t1", "\"tucker_cores\": 0", "'tucker_cores' = 0 is outside", NULL, NULL },
+        { "\"tucker_cores\":\t1", "\"tucker_cores\": 4", "'memory.tucker_cores' = 4 times "
+          "ive_groups 64 exceeds 255 lookup groups", "\"ive_groups\":\t4", "\"ive_groups\": 64" },
+        { "\"output_gate\":\tfalse", "\"output_gate\": 1", "'memory.output_gate' must be", NULL, NULL },
+        { "\"rope_theta\":\t0", "\"rope_theta\": -1", "'rope_theta' must be", NULL, NULL },
+        { "\"rope_theta\":\t0", "\"rope_theta\": \"big\"", "'rope_theta' must be", NULL, NULL },
+        { "\"head_dim\":\t32", "\"head_dim\": 33", "'rope_theta' needs an even head_dim "
+          "(head_dim 33)", "\"rope_theta\":\t0", "\"rope_theta\": 10000.5" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *t = edit(strdup(json), bad[i].from, bad[i].to);
+        if (bad[i].from2 != NULL)
+            t = edit(t, bad[i].from2, bad[i].to2);
+        us_err_clear(&err);
+        assert_int_equal(us_model_config_parse(&b, t, "m/config.json", &err), US_EINVAL);
+        if (strstr(err.msg, bad[i].want) == NULL || strstr(err.msg, "m/config.json") == NULL)
+            fail_msg("case %zu: message '%s' lacks '%s'", i, err.msg, bad[i].want);
+        free(t);
+    }
+    free(v);
+    free(json);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_config_roundtrip),
         cmocka_unit_test(test_config_mutations),
         cmocka_unit_test(test_config_norm_eps_float_range),
+        cmocka_unit_test(test_config_variants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

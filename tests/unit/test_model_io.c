@@ -18,6 +18,7 @@
 #include "coordinator/model/model_store.h"
 #include "shard/session.h"
 #include "shard/synthetic.h"
+#include "shard/tensorfile.h"
 
 #define tmpdir us_test_tmpdir
 
@@ -82,6 +83,76 @@ static void test_model_dir_roundtrip(void **state)
     us_model_free(&a);
     us_model_free(&b);
     us_model_free(&d);
+}
+
+/* Rewrites dir/weights.safetensors of m with the memory core declared as
+ * [Hm][r][r], as files written before tucker_cores existed. */
+static void write_legacy_core(const us_model *m, const char *dir)
+{
+    us_tensor_desc *descs = calloc(m->n_descs, sizeof *descs);
+    assert_non_null(descs);
+    for (size_t i = 0; i < m->n_descs; i++) {
+        const us_param_desc *p = &m->descs[i];
+        descs[i] = (us_tensor_desc){ .name = p->name, .dtype = US_DTYPE_F32, .ndim = p->ndim,
+                                     .data = m->params + p->offset };
+        memcpy(descs[i].shape, p->shape, sizeof p->shape);
+        if (strstr(p->name, ".mem.core") != NULL) {
+            descs[i].ndim = 3;
+            descs[i].shape[1] = p->shape[2];
+            descs[i].shape[2] = p->shape[3];
+        }
+    }
+    char path[512];
+    snprintf(path, sizeof path, "%s/weights.safetensors", dir);
+    us_err err = {0};
+    assert_int_equal(us_tf_write(path, US_TF_SAFETENSORS, descs, m->n_descs, true, &err), US_OK);
+    free(descs);
+}
+
+/* A core stored as [Hm][r][r] (before MCS) loads when tucker_cores = 1 and
+ * is refused, naming the tensor, when the config asks for 2 cores. */
+static void test_model_legacy_core(void **state)
+{
+    (void)state;
+    us_model_config c;
+    tiny(&c);
+    us_model a, b;
+    us_err err = {0};
+    assert_int_equal(us_model_alloc(&a, &c, &err), US_OK);
+    us_model_init_random(&a, 9);
+    const us_param_desc *core = NULL;
+    for (size_t i = 0; i < a.n_descs; i++)
+        if (strcmp(a.descs[i].name, "layers.1.mem.core") == 0)
+            core = &a.descs[i];
+    assert_non_null(core);
+    assert_int_equal(core->ndim, 4);
+    assert_int_equal(core->shape[1], 1);
+    assert_int_equal(us_model_save(&a, sub("legacy"), false, &err), US_OK);
+    write_legacy_core(&a, sub("legacy"));
+    assert_int_equal(us_model_load(&b, sub("legacy"), &err), US_OK);
+    assert_memory_equal(a.params, b.params, a.n_params * 4);
+    us_model_free(&b);
+    us_model_free(&a);
+    c.memory.tucker_cores = 2;
+    assert_int_equal(us_model_alloc(&a, &c, &err), US_OK);
+    assert_int_equal(us_model_save(&a, sub("legacy2"), false, &err), US_OK);
+    write_legacy_core(&a, sub("legacy2"));
+    assert_int_equal(us_model_load(&b, sub("legacy2"), &err), US_EINVAL);
+    assert_non_null(strstr(err.msg, "tensor 'layers.1.mem.core'"));
+    us_model_free(&a);
+    /* pkm stores no core; the output gate adds .gate and .out [d][d] */
+    c.memory.tucker_cores = 1;
+    c.memory.tucker_rank = 1;
+    c.memory.score = US_MEM_SCORE_PKM;
+    c.memory.output_gate = 1;
+    assert_int_equal(us_model_config_validate(&c, "pkm", &err), US_OK);
+    assert_int_equal(us_model_alloc(&a, &c, &err), US_OK);
+    assert_null(us_model_param(&a, "layers.1.mem.core"));
+    assert_non_null(us_model_param(&a, "layers.1.mem.gate"));
+    assert_non_null(us_model_param(&a, "layers.1.mem.out"));
+    assert_null(a.layers[1].mem_core);
+    assert_ptr_equal(a.layers[1].mem_out, us_model_param(&a, "layers.1.mem.out"));
+    us_model_free(&a);
 }
 
 static void test_value_tables(void **state)
@@ -218,6 +289,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_dir_roundtrip),
+        cmocka_unit_test(test_model_legacy_core),
         cmocka_unit_test(test_value_tables),
         cmocka_unit_test(test_model_store),
         cmocka_unit_test(test_session_glue),

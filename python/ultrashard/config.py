@@ -5,8 +5,8 @@ consistency) plus the variant keys of the model-variants spec (issue #13):
 rope_theta, memory.score, memory.tucker_cores, memory.query_norm (string or
 the older boolean), memory.output_gate. load_config/parse_config return a
 *normalized* dict: every optional key present with its default,
-memory.query_norm always a string. to_json_text
-writes every key, query_norm as a string, as C's us_model_config_to_json.
+memory.query_norm always a string. to_json_text writes every key,
+query_norm as a string, as C's us_model_config_to_json does.
 
 Errors raise ConfigError naming the source and the field, like C's messages.
 """

@@ -224,7 +224,8 @@ class UltraShardModel(nn.Module):
         return [(name, self.weight(name)) for name, _, _ in param_specs(self.cfg)]
 
     def weight(self, name):
-        """Returns: the parameter with the C name `name`. Raises KeyError."""
+        """Returns: the parameter with the C name `name`. Raises AttributeError
+        or IndexError for a name the model does not have."""
         obj = self
         for part in name.split("."):
             obj = obj[int(part)] if part.isdigit() else getattr(obj, part)

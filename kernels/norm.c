@@ -3,6 +3,15 @@
 
 #include <math.h>
 
+/* Sum of squares of a row, in double (see norm.h). */
+static double sum_squares(const float *x, size_t dim)
+{
+    double ss = 0.0;
+    for (size_t i = 0; i < dim; i++)
+        ss += (double)x[i] * x[i];
+    return ss;
+}
+
 void us_rmsnorm_forward(float *out, const float *in, const float *weight,
                         size_t n_rows, size_t dim, float eps)
 {
@@ -11,10 +20,7 @@ void us_rmsnorm_forward(float *out, const float *in, const float *weight,
     for (size_t r = 0; r < n_rows; r++) {
         const float *x = in + r * dim;
         float *y = out + r * dim;
-        double ss = 0.0;
-        for (size_t i = 0; i < dim; i++)
-            ss += (double)x[i] * x[i];
-        float inv = (float)(1.0 / sqrt(ss / (double)dim + (double)eps));
+        float inv = (float)(1.0 / sqrt(sum_squares(x, dim) / (double)dim + (double)eps));
         for (size_t i = 0; i < dim; i++)
             y[i] = x[i] * inv * (weight ? weight[i] : 1.0f);
     }
@@ -56,10 +62,7 @@ void us_l2norm_forward(float *out, const float *in, size_t n_rows, size_t dim, f
     for (size_t r = 0; r < n_rows; r++) {
         const float *x = in + r * dim;
         float *y = out + r * dim;
-        double ss = 0.0;
-        for (size_t i = 0; i < dim; i++)
-            ss += (double)x[i] * x[i];
-        double norm = sqrt(ss);
+        double norm = sqrt(sum_squares(x, dim));
         float inv = (float)(1.0 / (norm > (double)eps ? norm : (double)eps));
         for (size_t i = 0; i < dim; i++)
             y[i] = x[i] * inv;

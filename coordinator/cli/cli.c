@@ -73,3 +73,23 @@ int us_cli_parse_double(const char *option, const char *text, double min, double
     *out = v;
     return US_OK;
 }
+
+int us_cli_parse_transport(const char *text, const char **transport, us_err *err)
+{
+    if (strcmp(text, "mpi") != 0 && strcmp(text, "fabric") != 0)
+        return us_err_set(err, US_EINVAL, "--transport: '%s' is not mpi or fabric", text);
+    *transport = text;
+    return US_OK;
+}
+
+int us_cli_parse_lookup_mode(const char *text, us_lookup_mode *mode, us_err *err)
+{
+    static const char *const names[] = { "auto", "push", "pull" };
+    static const us_lookup_mode modes[] = { US_LOOKUP_AUTO, US_LOOKUP_PUSH, US_LOOKUP_PULL };
+    for (int i = 0; i < 3; i++)
+        if (strcmp(text, names[i]) == 0) {
+            *mode = modes[i];
+            return US_OK;
+        }
+    return us_err_set(err, US_EINVAL, "--lookup-mode: '%s' is not auto, push or pull", text);
+}

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 
+#include "coordinator/lookup/lookup.h"
 #include "kernels/us_status.h"
 
 #define US_VERSION "0.1.0"
@@ -47,5 +48,12 @@ int us_cli_parse_long(const char *option, const char *text, long min, long max,
                       long *out, us_err *err);
 int us_cli_parse_double(const char *option, const char *text, double min, double max,
                         double *out, us_err *err);
+
+/* The options of jobs whose memory may live on shard ranks (infer, eval):
+ * --transport mpi|fabric sets *transport to the option text, --lookup-mode
+ * auto|push|pull sets *mode.
+ * Returns: US_OK; US_EINVAL naming the option and the value. */
+int us_cli_parse_transport(const char *text, const char **transport, us_err *err);
+int us_cli_parse_lookup_mode(const char *text, us_lookup_mode *mode, us_err *err);
 
 #endif

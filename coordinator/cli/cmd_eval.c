@@ -48,16 +48,12 @@ static int parse_opts(int argc, char **argv, const us_command *cmd, eval_cli *ec
             ec->eval.batch_tokens = (size_t)v;
             break;
         case 'R':
-            if (strcmp(optarg, "mpi") != 0 && strcmp(optarg, "fabric") != 0)
-                return us_cli_usage_error(cmd, "--transport: '%s' is not mpi or fabric", optarg);
-            ec->job.transport = optarg;
+            if (us_cli_parse_transport(optarg, &ec->job.transport, &err) != US_OK)
+                return us_cli_usage_error(cmd, "%s", err.msg);
             break;
         case 'L':
-            if (strcmp(optarg, "auto") == 0)      ec->job.lookup_mode = US_LOOKUP_AUTO;
-            else if (strcmp(optarg, "push") == 0) ec->job.lookup_mode = US_LOOKUP_PUSH;
-            else if (strcmp(optarg, "pull") == 0) ec->job.lookup_mode = US_LOOKUP_PULL;
-            else return us_cli_usage_error(cmd, "--lookup-mode: '%s' is not auto, push or pull",
-                                           optarg);
+            if (us_cli_parse_lookup_mode(optarg, &ec->job.lookup_mode, &err) != US_OK)
+                return us_cli_usage_error(cmd, "%s", err.msg);
             break;
         case 'h': fputs(cmd->usage, stdout); return 0;
         default:  return us_cli_usage_error(cmd, "unknown option");

@@ -96,16 +96,12 @@ static int parse_opts(int argc, char **argv, const us_command *cmd, us_infer_job
         case 'S': jo->infer.sessions_dir = optarg; break;
         case 'T': jo->store_dir = optarg; break;
         case 'R':
-            if (strcmp(optarg, "mpi") != 0 && strcmp(optarg, "fabric") != 0)
-                return us_cli_usage_error(cmd, "--transport: '%s' is not mpi or fabric", optarg);
-            jo->transport = optarg;
+            if (us_cli_parse_transport(optarg, &jo->transport, &err) != US_OK)
+                return us_cli_usage_error(cmd, "%s", err.msg);
             break;
         case 'L':
-            if (strcmp(optarg, "auto") == 0)      jo->lookup_mode = US_LOOKUP_AUTO;
-            else if (strcmp(optarg, "push") == 0) jo->lookup_mode = US_LOOKUP_PUSH;
-            else if (strcmp(optarg, "pull") == 0) jo->lookup_mode = US_LOOKUP_PULL;
-            else return us_cli_usage_error(cmd, "--lookup-mode: '%s' is not auto, push or pull",
-                                           optarg);
+            if (us_cli_parse_lookup_mode(optarg, &jo->lookup_mode, &err) != US_OK)
+                return us_cli_usage_error(cmd, "%s", err.msg);
             break;
         case 'q': jo->infer.progress = false; break;
         case 'h': fputs(cmd->usage, stdout); return 0;

@@ -5,9 +5,8 @@ consistency) plus the variant keys of the model-variants spec (issue #13):
 rope_theta, memory.score, memory.tucker_cores, memory.query_norm (string or
 the older boolean), memory.output_gate. load_config/parse_config return a
 *normalized* dict: every optional key present with its default,
-memory.query_norm always a string. to_json_text writes a config that both
-the C reader before and after the variants accept: optional keys only when
-they differ from the default, query_norm as a boolean unless it is "l2".
+memory.query_norm always a string. to_json_text writes every key,
+query_norm as a string, as C's us_model_config_to_json does.
 
 Errors raise ConfigError naming the source and the field, like C's messages.
 """
@@ -28,7 +27,10 @@ QUERY_NORMS = ("none", "layernorm", "l2")
 DEFAULT_ROPE_THETA = 0.0
 DEFAULT_SCORE = "tdqkr"
 DEFAULT_TUCKER_CORES = 1
-DEFAULT_QUERY_NORM = "layernorm"
+# Absent query_norm means "none", as in C (model_config.h): the key used to be
+# an optional boolean defaulting to false. (The variants spec says
+# "layernorm"; C and the numpy reference decide; presets set "layernorm".)
+DEFAULT_QUERY_NORM = "none"
 DEFAULT_OUTPUT_GATE = False
 MAX_RANK = 16    # kernels/score.h US_PK_MAX_RANK
 MAX_CORES = 16   # kernels/score.h US_PK_MAX_CORES
@@ -130,9 +132,10 @@ def parse_config(text_or_dict, what="config.json"):
     c["norm_eps"] = float(eps)
     c["infini_rule"] = _choice(root, "infini_rule", ("linear", "delta"), None, what)
     theta = root.get("rope_theta", DEFAULT_ROPE_THETA)
-    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not theta >= 0 \
-            or math.isinf(theta):
-        raise ConfigError(f"{what}: field 'rope_theta' must be a number >= 0")
+    if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not 0 <= theta <= 1e30 \
+            or (theta > 0 and not _f32(theta) > 0):
+        raise ConfigError(f"{what}: field 'rope_theta' must be 0 (no RoPE) or a number in "
+                          "(0, 1e30]")
     c["rope_theta"] = float(theta)
     moe = _object(root, "moe", what)
     c["moe"] = {"experts": _int(moe, "experts", 1, 256, what, "moe."),
@@ -181,6 +184,9 @@ def validate(c, what="config"):
     if m["v_dim"] % m["tucker_cores"]:
         raise ConfigError(f"{what}: memory.tucker_cores {m['tucker_cores']} does not divide "
                           f"v_dim {m['v_dim']}")
+    if m["ive_groups"] * m["tucker_cores"] > 255:
+        raise ConfigError(f"{what}: field 'memory.tucker_cores' = {m['tucker_cores']} times "
+                          f"ive_groups {m['ive_groups']} exceeds 255 lookup groups")
     if c["rope_theta"] > 0 and c["head_dim"] % 2:
         raise ConfigError(f"{what}: rope_theta > 0 needs an even head_dim "
                           f"(head_dim {c['head_dim']})")
@@ -197,23 +203,13 @@ def load_config(path):
 
 
 def to_json_text(cfg):
-    """Renders a normalized config as JSON that the C reader accepts (see the
-    module comment). Returns: the text, ending with a newline."""
+    """Renders a normalized config as C's writer does (every key, query_norm
+    as a string). Returns: the text, ending with a newline."""
     c = copy.deepcopy(cfg)
-    m = c["memory"]
-    if c.get("rope_theta", DEFAULT_ROPE_THETA) == DEFAULT_ROPE_THETA:
-        c.pop("rope_theta", None)
-    if m["query_norm"] in ("layernorm", "none"):
-        m["query_norm"] = m["query_norm"] == "layernorm"
-    for key, default in (("score", DEFAULT_SCORE), ("tucker_cores", DEFAULT_TUCKER_CORES),
-                         ("output_gate", DEFAULT_OUTPUT_GATE)):
-        if m.get(key, default) == default:
-            m.pop(key, None)
     order = ["format", "version", "vocab_size", "d_model", "n_layers", "n_heads", "head_dim",
              "segment_len", "infini_rule", "norm_eps", "rope_theta", "ffn_hidden", "moe",
              "memory", "layers"]
-    out = {k: c[k] for k in order if k in c}
-    return json.dumps(out, indent=2) + "\n"
+    return json.dumps({k: c[k] for k in order}, indent=2) + "\n"
 
 
 def preset(name):
@@ -226,14 +222,14 @@ def preset(name):
                     moe={"experts": 4, "top_k": 2, "hidden": 64},
                     memory={"heads": 2, "n_keys": 16, "k_dim": 16, "tucker_rank": 2, "knn": 4,
                             "candidates": 4, "v_dim": 32, "ive_groups": 4, "skip": 1,
-                            "weights": "softmax", "query_norm": True},
+                            "weights": "softmax", "query_norm": "layernorm"},
                     layers=["dense", "memory", "moe", "dense"])
     elif name == "small":
         base.update(d_model=256, n_heads=4, head_dim=64, segment_len=128, ffn_hidden=768,
                     moe={"experts": 8, "top_k": 2, "hidden": 384},
                     memory={"heads": 2, "n_keys": 256, "k_dim": 64, "tucker_rank": 2,
                             "knn": 16, "candidates": 8, "v_dim": 128, "ive_groups": 4,
-                            "skip": 1, "weights": "softmax", "query_norm": True},
+                            "skip": 1, "weights": "softmax", "query_norm": "layernorm"},
                     layers=["dense", "memory", "dense", "moe", "dense", "memory", "moe",
                             "dense"])
     else:

@@ -81,8 +81,8 @@ def memory_param_specs(cfg, prefix):
     out = [(prefix + "wq", (d, Hm * 2 * kd), 1.0 / math.sqrt(d)),
            (prefix + "keys_row", (Hm * r, n, kd), 1.0 / math.sqrt(kd)),
            (prefix + "keys_col", (Hm * r, n, kd), 1.0 / math.sqrt(kd))]
-    if m["score"] == "tdqkr":   # [Hm][r][r] is the same bytes as [Hm][1][r][r]
-        out.append((prefix + "core", (Hm, r, r) if nc == 1 else (Hm, nc, r, r), 1.0))
+    if m["score"] == "tdqkr":   # files from before MCS hold [Hm][r][r]: same bytes
+        out.append((prefix + "core", (Hm, nc, r, r), 1.0))
     out.append((prefix + "ive", (m["ive_groups"], m["v_dim"], d), 1.0 / math.sqrt(m["v_dim"])))
     if m["output_gate"]:
         out += [(prefix + "gate", (d, d), 1.0 / math.sqrt(d)),
@@ -135,7 +135,7 @@ def rope(x, theta):
     (angles in float64, then cast). Returns: the rotated tensor."""
     L, D = x.shape[-2], x.shape[-1]
     half = D // 2
-    inv = theta ** (-2.0 * np.arange(half) / D)
+    inv = float(np.float32(theta)) ** (-2.0 * np.arange(half) / D)   # C keeps theta f32
     ang = np.arange(L)[:, None] * inv[None, :]
     cos = torch.from_numpy(np.cos(ang)).to(x.dtype)
     sin = torch.from_numpy(np.sin(ang)).to(x.dtype)
@@ -182,6 +182,9 @@ class UltraShardModel(nn.Module):
     def __init__(self, cfg, values=None, dtype=torch.float32, sparse_values=False):
         super().__init__()
         self.cfg = usconfig.parse_config(cfg, "model config")
+        if sparse_values and self.cfg["memory"]["tucker_cores"] > 1:
+            raise ValueError("sparse_values needs tucker_cores 1 (core slices are views of "
+                             "the table, and torch has no sparse gradient through a view)")
         self.sparse_values = sparse_values
         self.layers = nn.ModuleList()
         for l, kind in enumerate(self.cfg["layers"]):
@@ -221,7 +224,8 @@ class UltraShardModel(nn.Module):
         return [(name, self.weight(name)) for name, _, _ in param_specs(self.cfg)]
 
     def weight(self, name):
-        """Returns: the parameter with the C name `name`. Raises KeyError."""
+        """Returns: the parameter with the C name `name`. Raises AttributeError
+        or IndexError for a name the model does not have."""
         obj = self
         for part in name.split("."):
             obj = obj[int(part)] if part.isdigit() else getattr(obj, part)
@@ -267,6 +271,8 @@ class UltraShardModel(nn.Module):
             raise ValueError(f"token ids must be in [0, {c['vocab_size']})")
         if state is None:
             state = self.initial_state(B)
+        if T == 0:
+            return self.lm_head.new_zeros(B, 0, c["vocab_size"]), state
         eps, n = c["norm_eps"], c["n_layers"]
         x = self.tok_emb[tokens]
         pending, new_layers, table = {}, [], 0
@@ -437,6 +443,7 @@ class UltraShardModel(nn.Module):
             offsets = counts.cumsum(0) - counts
             idx = idx.expand(N, Hm, mc, knn).reshape(-1)[order]
         wts = weights.reshape(-1)[order]
-        pooled = F.embedding_bag(idx, table.view(-1, vd // mc), offsets, mode="sum",
+        rows = table if mc == 1 else table.view(-1, vd // mc)   # sparse grads: no view
+        pooled = F.embedding_bag(idx, rows, offsets, mode="sum",
                                  per_sample_weights=wts, sparse=self.sparse_values)
         return pooled.view(N, G, vd)

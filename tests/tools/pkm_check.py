@@ -1,20 +1,22 @@
 #!/usr/bin/python3
 """pkm_check.py — test of ultrashard.convert against a PKM layer built in torch.
 
-  pkm_check.py make OUT.pt KIND SEED
-      writes the state_dict of a product-key memory (d 64, 2 heads, PKM
+  pkm_check.py make DIR SEED
+      writes DIR/KIND.pt for KIND in xlm, memplus, xlm-bias: the state_dict
+      (under "model", key prefix "mem.") of a product-key memory (d 64, 2 heads, PKM
       k_dim 32 = two halves of 16, 16 x 16 keys, values 256 x 64) laid out
       as KIND: "xlm" (keys [heads][2][n][half], Linear + BatchNorm1d query
       whose eval shift is 0, values.weight) or "memplus" (keys
       [2*heads*n][half], bias-free Linear query, value_proj and
       swilu_projection). With KIND "xlm-bias" the query Linear has a bias
       (the converter must refuse it).
-  pkm_check.py check MODEL_DIR OUT.pt KIND LAYER TOKENS.i32 C_LOGITS.f32 KNN [--swap]
-      the twin of the converted MODEL_DIR with layer LAYER's memory replaced
-      by the PKM module itself (PKMRef below, fed the layer's normed input)
-      must give the C logits of MODEL_DIR within 1e-4 * max |logit|: then
-      the C memory layer computes what the PKM layer computes. --swap
-      exchanges the PKM's row and column key sets: the check must then fail.
+  pkm_check.py check TOKENS.i32 LAYER KNN KIND MODEL_DIR KIND.pt C_LOGITS.f32 [...]
+      for each group of four: the twin of the converted MODEL_DIR with layer
+      LAYER's memory replaced by the PKM module itself (PKMRef below, fed the
+      layer's normed input) must give the C logits of MODEL_DIR within
+      1e-4 * max |logit|: then the C memory layer computes what the PKM
+      layer computes. And with the PKM's row and column key sets exchanged
+      the same check must fail.
 
 PKMRef is written here from the PKM paper and XLM's memory.py (query net,
 split into halves, top-knn per half, cartesian sums, top-knn, softmax,
@@ -89,16 +91,19 @@ class PKMRef(nn.Module):
         return out
 
 
-def cmd_make(path, kind, seed):
-    torch.manual_seed(seed)
-    pkm = PKMRef(kind)
-    if kind.startswith("xlm"):
-        pkm.randomize_bn()
-    torch.save({"model": {"mem." + k: v for k, v in pkm.state_dict().items()}}, path)
+def cmd_make(directory, seed):
+    for kind in ("xlm", "memplus", "xlm-bias"):
+        torch.manual_seed(seed)
+        pkm = PKMRef(kind)
+        if kind.startswith("xlm"):
+            pkm.randomize_bn()
+        torch.save({"model": {"mem." + k: v for k, v in pkm.state_dict().items()}},
+                   os.path.join(directory, kind + ".pt"))
     return 0
 
 
-def cmd_check(model_dir, pt, kind, layer, tokens_path, c_path, knn, swap):
+def check_one(model_dir, pt, kind, layer, tokens, c_path, knn, swap):
+    """Returns: True when the comparison comes out as expected."""
     pkm = PKMRef(kind, knn)
     sd = torch.load(pt)["model"]
     pkm.load_state_dict({k[len("mem."):]: v for k, v in sd.items()})
@@ -116,31 +121,33 @@ def cmd_check(model_dir, pt, kind, layer, tokens_path, c_path, knn, swap):
             return orig(w, h, table)
         return pkm(h.reshape(-1, D)).view(h.shape)
     twin._memory = patched
-    tokens = np.fromfile(tokens_path, "<i4")
     with torch.no_grad():
         ref = twin(torch.from_numpy(tokens.astype(np.int64))[None])[0][0].double().numpy()
     c = np.fromfile(c_path, "<f4").astype(np.float64).reshape(ref.shape)
     rel = float(np.abs(ref - c).max() / np.abs(c).max())
-    ok = rel <= 1e-4
+    inside = rel <= 1e-4
     print(f"{kind}{' (row/column keys swapped)' if swap else ''}: C converted model vs twin "
           f"with the PKM module at layer {layer}: max rel diff {rel:.2e}, tol 1e-4")
-    if swap:
-        if ok:
-            print("FAIL: swapping the PKM halves did not change the logits")
-        return 1 if ok else 0
-    if not ok:
+    if swap and inside:
+        print("FAIL: swapping the PKM halves did not change the logits")
+    elif not swap and not inside:
         print("FAIL: outside tolerance")
-    return 0 if ok else 1
+    return inside != swap
 
 
 def main():
     torch.set_num_threads(1)
     a = sys.argv[1:]
-    if len(a) == 4 and a[0] == "make":
-        return cmd_make(a[1], a[2], int(a[3]))
-    if len(a) in (8, 9) and a[0] == "check":
-        return cmd_check(a[1], a[2], a[3], int(a[4]), a[5], a[6], int(a[7]),
-                         len(a) == 9 and a[8] == "--swap")
+    if len(a) == 3 and a[0] == "make":
+        return cmd_make(a[1], int(a[2]))
+    if len(a) >= 8 and (len(a) - 4) % 4 == 0 and a[0] == "check":
+        tokens, layer, knn = np.fromfile(a[1], "<i4"), int(a[2]), int(a[3])
+        ok = True
+        for i in range(4, len(a), 4):
+            kind, model_dir, pt, c_path = a[i:i + 4]
+            for swap in (False, True):
+                ok &= check_one(model_dir, pt, kind, layer, tokens, c_path, knn, swap)
+        return 0 if ok else 1
     print(__doc__, file=sys.stderr)
     return 2
 

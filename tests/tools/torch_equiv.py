@@ -10,8 +10,11 @@
       same weights (K is a config key, "memory.K" for the memory object;
       weights the new config lacks are dropped, new ones zero) and the
       check must then FAIL: exit 0 only if the mutated twin is outside R.
-  torch_equiv.py save CONFIG.json OUT_DIR SEED
-      a twin with random weights (UltraShardModel.init_random) written by
+  torch_equiv.py batch LIST TOKENS.i32 [--rel R]
+      `check` for each line "LABEL MODEL_DIR C_LOGITS.f32 [K=V ...]" of LIST
+      (with K=V: a mutated twin that must fail); one process for all.
+  torch_equiv.py save CONFIG.json OUT_DIR SEED [CONFIG.json OUT_DIR SEED ...]
+      twins with random weights (UltraShardModel.init_random) written by
       ultrashard.io.save_model, for C to load.
   torch_equiv.py grad MODEL_DIR
       the twin in float64: a loss over 40 tokens is backpropagated; every
@@ -20,6 +23,9 @@
       layer, attention weights) must equal central finite differences
       within 1e-5 relative (the memory selection does not move for such
       small steps).
+  torch_equiv.py config LIST
+      each line "CONFIG.json V": V = 0 if C accepts the file, 1 if C refuses
+      it; fails naming every file that ultrashard.config judges otherwise.
   torch_equiv.py tokens OUT.i32 N SEED
       BOS then N - 1 random bytes.
 """
@@ -75,40 +81,52 @@ def run_ways(model, tokens):
     return [whole, torch.cat(parts), batch]
 
 
-def cmd_check(a):
-    model = load_model(a.model_dir)
-    if a.mutate:
-        model = mutated(model, a.mutate)
-    tokens = np.fromfile(a.tokens, "<i4")
-    c = np.fromfile(a.c_logits, "<f4").astype(np.float64)
+def check_one(label, model_dir, tokens_path, c_path, rel, mutate):
+    """One comparison (see `check`). Returns: True when it came out as
+    expected (inside rel; outside rel for a mutated twin)."""
+    model = load_model(model_dir)
+    if mutate:
+        model = mutated(model, mutate)
+    tokens = np.fromfile(tokens_path, "<i4")
+    c = np.fromfile(c_path, "<f4").astype(np.float64)
     V = model.cfg["vocab_size"]
     if c.size != tokens.size * V:
-        print(f"FAIL: {a.c_logits} has {c.size} logits, want {tokens.size} x {V}")
-        return 1
+        print(f"FAIL: {c_path} has {c.size} logits, want {tokens.size} x {V}")
+        return False
     c = c.reshape(tokens.size, V)
     scale = float(np.abs(c).max())
     rels = [float(np.abs(w.double().numpy() - c).max()) / scale
             for w in run_ways(model, tokens)]
-    what = f"mutated ({' '.join(a.mutate)})" if a.mutate else "twin"
-    print(f"{what}: {tokens.size} positions, max |C logit| {scale:.3f}, max rel diff "
+    what = f"mutated ({' '.join(mutate)})" if mutate else "twin"
+    print(f"{label}{what}: {tokens.size} positions, max |C logit| {scale:.3f}, max rel diff "
           f"{rels[0]:.2e} (one call), {rels[1]:.2e} (chunks of 7), {rels[2]:.2e} "
-          f"(batch of 2), tol {a.rel:g}")
-    inside = all(r <= a.rel for r in rels)
-    if a.mutate:
-        if inside:
-            print("FAIL: the mutated twin still matches C: the check cannot see this change")
-            return 1
-        return 0
-    if not inside:
+          f"(batch of 2), tol {rel:g}")
+    inside = all(r <= rel for r in rels)
+    if mutate and inside:
+        print("FAIL: the mutated twin still matches C: the check cannot see this change")
+    elif not mutate and not inside:
         print("FAIL: outside tolerance")
-        return 1
-    return 0
+    return inside != bool(mutate)
+
+
+def cmd_check(a):
+    return 0 if check_one("", a.model_dir, a.tokens, a.c_logits, a.rel, a.mutate) else 1
+
+
+def cmd_batch(a):
+    ok = True
+    with open(a.list) as f:
+        for line in f:
+            if line.strip():
+                label, model_dir, c_path, *mutate = line.split()
+                ok &= check_one(label + ": ", model_dir, a.tokens, c_path, a.rel, mutate)
+    return 0 if ok else 1
 
 
 def cmd_save(a):
-    cfg = usconfig.load_config(a.config)
-    model = UltraShardModel(cfg).init_random(a.seed)
-    save_model(model, a.out_dir)
+    for config_path, out_dir, seed in zip(a.args[0::3], a.args[1::3], a.args[2::3]):
+        cfg = usconfig.load_config(config_path)
+        save_model(UltraShardModel(cfg).init_random(int(seed)), out_dir)
     return 0
 
 
@@ -154,6 +172,23 @@ def cmd_grad(a):
     return 0
 
 
+def cmd_config(a):
+    bad = 0
+    with open(a.list) as f:
+        for line in f:
+            path, c_verdict = line.split()
+            try:
+                usconfig.load_config(path)
+                mine, msg = "0", "accepted"
+            except usconfig.ConfigError as e:
+                mine, msg = "1", str(e)
+            if mine != c_verdict:
+                print(f"FAIL: {path}: C {'refuses' if c_verdict == '1' else 'accepts'} it, "
+                      f"the twin: {msg}")
+                bad += 1
+    return 1 if bad else 0
+
+
 def cmd_tokens(a):
     rng = np.random.default_rng(a.seed)
     np.concatenate([[usconfig.TOKEN_BOS], rng.integers(0, 256, a.n - 1)]) \
@@ -170,20 +205,23 @@ def main():
     c.add_argument("c_logits")
     c.add_argument("--rel", type=float, default=1e-4)
     c.add_argument("--mutate", nargs="+", default=[])
+    b = sub.add_parser("batch")
+    b.add_argument("list")
+    b.add_argument("tokens")
+    b.add_argument("--rel", type=float, default=1e-4)
     s = sub.add_parser("save")
-    s.add_argument("config")
-    s.add_argument("out_dir")
-    s.add_argument("seed", type=int)
+    s.add_argument("args", nargs="+", help="CONFIG.json OUT_DIR SEED, repeated")
     g = sub.add_parser("grad")
     g.add_argument("model_dir")
+    sub.add_parser("config").add_argument("list")
     t = sub.add_parser("tokens")
     t.add_argument("out")
     t.add_argument("n", type=int)
     t.add_argument("seed", type=int)
     a = p.parse_args()
     torch.set_num_threads(1)
-    return {"check": cmd_check, "save": cmd_save, "grad": cmd_grad,
-            "tokens": cmd_tokens}[a.cmd](a)
+    return {"check": cmd_check, "batch": cmd_batch, "save": cmd_save, "grad": cmd_grad,
+            "config": cmd_config, "tokens": cmd_tokens}[a.cmd](a)
 
 
 if __name__ == "__main__":

@@ -30,11 +30,11 @@ typedef struct fixture {
     us_memory_backend be;
 } fixture;
 
-static void fixture_init(fixture *fx, uint32_t rows_override)
+static void fixture_init_cfg(fixture *fx, const us_model_config *config,
+                             uint32_t rows_override)
 {
-    us_model_config cfg;
+    const us_model_config cfg = *config;
     us_err err = {0};
-    assert_int_equal(us_model_config_preset(&cfg, "tiny", &err), US_OK);
     assert_int_equal(us_model_alloc(&fx->m, &cfg, &err), US_OK);
     us_model_init_random(&fx->m, 5);
     uint64_t rows = rows_override ? rows_override : us_model_config_table_rows(&cfg);
@@ -47,6 +47,14 @@ static void fixture_init(fixture *fx, uint32_t rows_override)
         .n_blocks = 1, .blocks = fx->blocks };
     fx->local = (us_memory_local){ .tables = &fx->view, .n_tables = 1, .n_threads = 1 };
     us_memory_local_backend(&fx->be, &fx->local);
+}
+
+static void fixture_init(fixture *fx, uint32_t rows_override)
+{
+    us_model_config cfg;
+    us_err err = {0};
+    assert_int_equal(us_model_config_preset(&cfg, "tiny", &err), US_OK);
+    fixture_init_cfg(fx, &cfg, rows_override);
 }
 
 static void fixture_free(fixture *fx)
@@ -76,6 +84,7 @@ static void test_forward_contract(void **state)
     assert_int_equal(us_workspace_init(&ws, c, 3 * L, &err), US_OK);
     assert_int_equal(us_seq_state_init(&a, c, &err), US_OK);
     assert_int_equal(us_seq_state_init(&b, c, &err), US_OK);
+    assert_null(a.kr_cache);   /* no RoPE: no rotated-key cache */
     int32_t toks[40], other[40];
     for (int i = 0; i < 40; i++) {
         toks[i] = (i * 37 + 11) % 256;
@@ -204,6 +213,59 @@ static int fake_info(void *ctx, int table, uint64_t *rows, uint32_t *dim, us_err
     return f->inner.table_info(f->inner.ctx, table, rows, dim, err);
 }
 
+/* The variants (RoPE, 2 Tucker cores, l2 query norm, output gate): segment
+ * prefill, token-by-token decode, one whole step and chunks of 13 crossing
+ * segments give the same logits; the state holds the rotated keys too. */
+static void test_forward_variants_chunks(void **state)
+{
+    (void)state;
+    us_model_config cfg;
+    us_err err = {0};
+    assert_int_equal(us_model_config_preset(&cfg, "tiny", &err), US_OK);
+    cfg.rope_theta = 10000.0f;
+    cfg.memory.tucker_cores = 2;
+    cfg.memory.query_norm = US_QNORM_L2;
+    cfg.memory.output_gate = 1;
+    assert_int_equal(us_model_config_validate(&cfg, "variants", &err), US_OK);
+    fixture fx;
+    fixture_init_cfg(&fx, &cfg, 0);
+    const us_model_config *c = &fx.m.cfg;
+    const size_t V = c->vocab_size, L = c->segment_len;
+    us_workspace ws;
+    us_seq_state a;
+    assert_int_equal(us_workspace_init(&ws, c, 40, &err), US_OK);
+    assert_int_equal(us_seq_state_init(&a, c, &err), US_OK);
+    assert_non_null(a.kr_cache);
+    assert_int_equal(us_seq_state_floats(c), 4 * (3 * 16 * 64 + 64 * 32 + 64));
+    assert_int_equal(us_model_set_backend(&fx.m, &fx.be, &err), US_OK);
+    int32_t toks[40];
+    for (int i = 0; i < 40; i++)
+        toks[i] = (i * 37 + 11) % 256;
+    float *ref = malloc(40 * V * 4), *got = malloc(40 * V * 4);
+    for (size_t pos = 0; pos < 40; pos += L) {
+        us_batch_item it = { &a, toks + pos, (uint32_t)(40 - pos < L ? 40 - pos : L) };
+        assert_int_equal(us_model_forward(&fx.m, &ws, &it, 1, ref + pos * V, false, &err),
+                         US_OK);
+    }
+    const size_t chunk[3] = { 1, 40, 13 };
+    for (int k = 0; k < 3; k++) {
+        us_seq_state_reset(&a, c);
+        for (size_t pos = 0; pos < 40; pos += chunk[k]) {
+            size_t n = 40 - pos < chunk[k] ? 40 - pos : chunk[k];
+            us_batch_item it = { &a, toks + pos, (uint32_t)n };
+            assert_int_equal(us_model_forward(&fx.m, &ws, &it, 1, got + pos * V, false, &err),
+                             US_OK);
+        }
+        if (!(max_abs_diff(got, ref, 40 * V) < 1e-5f))
+            fail_msg("chunks of %zu: max diff %g", chunk[k], max_abs_diff(got, ref, 40 * V));
+    }
+    free(ref);
+    free(got);
+    us_seq_state_free(&a);
+    us_workspace_free(&ws);
+    fixture_free(&fx);
+}
+
 static void test_async_backend(void **state)
 {
     (void)state;
@@ -318,6 +380,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_forward_contract),
         cmocka_unit_test(test_backend_shape_mismatch),
+        cmocka_unit_test(test_forward_variants_chunks),
         cmocka_unit_test(test_async_backend),
         cmocka_unit_test(test_two_lookups_in_flight),
     };

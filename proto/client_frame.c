@@ -255,6 +255,10 @@ static int check_generate(const Ultrashard__GenerateRequest *g, const us_request
         return us_err_set(err, ULTRASHARD__STATUS__STATUS_TOO_LARGE,
                           "generate: BOS + %zu prompt bytes + max_tokens %u exceed the limit "
                           "of %u tokens", g->prompt.len, g->max_tokens, lim->max_request_tokens);
+    if (strlen(g->id) > US_GENERATE_ID_MAX)
+        return us_err_set(err, ULTRASHARD__STATUS__STATUS_TOO_LARGE,
+                          "generate: id of %zu bytes exceeds %u", strlen(g->id),
+                          US_GENERATE_ID_MAX);
     if (!isfinite(g->temperature) || g->temperature < 0.0f)
         return us_err_set(err, ULTRASHARD__STATUS__STATUS_BAD_REQUEST,
                           "generate: temperature %g must be finite and >= 0",

@@ -34,6 +34,7 @@
 #define US_FRAME_DEFAULT_MAX_BYTES (64u << 20)   /* server and client default */
 #define US_FRAME_MIN_MAX_BYTES     1024u         /* smallest max a reader accepts */
 #define US_LOOKUP_MAX_GROUPS       256u          /* = the gather kernel's limit */
+#define US_GENERATE_ID_MAX         256u          /* = infer's US_PROMPT_ID_MAX */
 
 /* Incremental reader of one connection's frames. */
 typedef struct us_frame_reader {

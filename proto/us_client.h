@@ -121,7 +121,8 @@ typedef struct us_client_generate_args {
     uint32_t       max_tokens;   /* 0 = the server's default */
     float          temperature;  /* 0 = greedy */
     float          top_p;        /* 0 = 1.0 */
-    uint64_t       seed, sequence_id;
+    uint64_t       seed;
+    const char    *id;           /* sampling stream name (infer's line id); NULL = "" */
 } us_client_generate_args;
 
 /* Called for every streamed piece: tokens and their bytes. A non-zero

@@ -81,10 +81,11 @@ static void put_hist(text *t, const char *name, const char *labels, const us_his
     }
     cum += h->counts[n];
     put(t, "%s_bucket{%sle=\"+Inf\"} %llu\n", name, labels, (unsigned long long)cum);
-    size_t ll = strlen(labels);
-    put(t, "%s_sum{%.*s} %.9g\n", name, ll ? (int)ll - 1 : 0, labels, h->sum);
-    put(t, "%s_count{%.*s} %llu\n", name, ll ? (int)ll - 1 : 0, labels,
-        (unsigned long long)h->count);
+    int ll = (int)strlen(labels);   /* drop the trailing comma; no braces without labels */
+    put(t, "%s_sum%s%.*s%s %.9g\n", name, ll ? "{" : "", ll ? ll - 1 : 0, labels,
+        ll ? "}" : "", h->sum);
+    put(t, "%s_count%s%.*s%s %llu\n", name, ll ? "{" : "", ll ? ll - 1 : 0, labels,
+        ll ? "}" : "", (unsigned long long)h->count);
 }
 
 static void put_counter(text *t, const char *name, const char *help, const char *type,

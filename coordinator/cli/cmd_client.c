@@ -14,7 +14,7 @@
 typedef struct client_args {
     const char *connect, *token_file;
     long timeout_ms;
-    const char *prompt, *id, *table, *rows, *weights, *groups, *out;
+    const char *prompt, *id, *table, *rows, *weights, *groups, *out, *queries;
     long max_tokens, n_groups;
     double temperature, top_p;
     long seed;
@@ -28,7 +28,8 @@ static const struct option long_opts[] = {
     { "id", required_argument, 0, 'i' }, { "table", required_argument, 0, 'a' },
     { "rows", required_argument, 0, 'r' }, { "weights", required_argument, 0, 'w' },
     { "groups", required_argument, 0, 'g' }, { "n-groups", required_argument, 0, 'G' },
-    { "out", required_argument, 0, 'o' }, { "help", no_argument, 0, 'h' },
+    { "out", required_argument, 0, 'o' }, { "queries", required_argument, 0, 'q' },
+    { "help", no_argument, 0, 'h' },
     { 0, 0, 0, 0 },
 };
 
@@ -44,6 +45,7 @@ static int parse_one(int ch, const char *arg, client_args *a, us_err *err)
     case 'w': a->weights = arg; return US_OK;
     case 'g': a->groups = arg; return US_OK;
     case 'o': a->out = arg; return US_OK;
+    case 'q': a->queries = arg; return US_OK;
     case 'T': return us_cli_parse_long("--timeout-ms", arg, 1, 86400000, &a->timeout_ms, err);
     case 'n': return us_cli_parse_long("--max-tokens", arg, 1, 1000000, &a->max_tokens, err);
     case 's': return us_cli_parse_long("--seed", arg, 0, INT64_MAX, &a->seed, err);
@@ -254,6 +256,47 @@ static int run_lookup(us_client *c, const client_args *a, us_err *err)
     return rc;
 }
 
+/* The remote memory layer: H [T][d] f32 in, the layer's output [T][d] out
+ * (and the selection's shape on stdout). */
+static int run_memory(us_client *c, const client_args *a, us_err *err)
+{
+    if (!a->table || !a->queries || !a->out)
+        return us_err_set(err, US_EINVAL, "memory needs --table, --queries and --out");
+    npy h;
+    int rc = npy_read(a->queries, &h, err);
+    if (rc != US_OK)
+        return rc;
+    Ultrashard__MemoryRequest m = ULTRASHARD__MEMORY_REQUEST__INIT;
+    m.table = (char *)a->table;
+    m.n_tokens = (uint32_t)h.shape[0];
+    m.dim = (uint32_t)h.shape[1];
+    m.n_queries = (size_t)(h.shape[0] * h.shape[1]);
+    m.queries = (float *)h.data;
+    Ultrashard__Request req = ULTRASHARD__REQUEST__INIT;
+    req.body_case = ULTRASHARD__REQUEST__BODY_MEMORY;
+    req.memory = &m;
+    Ultrashard__Response *r = NULL;
+    if (strcmp(h.descr, "<f4") != 0 || h.ndim != 2)
+        rc = us_err_set(err, US_EINVAL, "%s: want f32 [T][d_model]", a->queries);
+    if (rc == US_OK)
+        rc = us_client_call(c, &req, &r, err);
+    if (rc == US_OK && r->body_case != ULTRASHARD__RESPONSE__BODY_MEMORY)
+        rc = us_err_set(err, US_EPROTO, "memory answered without a memory body");
+    if (rc == US_OK) {
+        us_tensor_desc d = { .name = "output", .dtype = US_DTYPE_F32, .ndim = 2,
+                             .shape = { r->memory->n_tokens, r->memory->dim },
+                             .data = r->memory->output };
+        rc = us_tf_write(a->out, US_TF_NPY, &d, 1, true, err);
+        printf("{\"n_tokens\":%u,\"k\":%u,\"first_rows\":[", r->memory->n_tokens, r->memory->k);
+        for (size_t i = 0; i < r->memory->k && i < r->memory->n_rows; i++)
+            printf("%s%" PRIu64, i ? "," : "", r->memory->rows[i]);
+        printf("]}\n");
+    }
+    us_client_response_free(r);
+    free(h.data);
+    return rc;
+}
+
 static void print_stats(const Ultrashard__StatsResponse *s)
 {
     printf("{\"coordinator\":%u,\"coordinators\":%u,\"shards\":%u,\"uptime_ms\":%" PRIu64
@@ -324,6 +367,8 @@ static int run_command(us_client *c, const char *sub, const client_args *a, int 
         return run_generate(c, a, err);
     if (strcmp(sub, "lookup") == 0)
         return run_lookup(c, a, err);
+    if (strcmp(sub, "memory") == 0)
+        return run_memory(c, a, err);
     return run_info(c, strcmp(sub, "stats") == 0, exit_status, err);
 }
 
@@ -336,10 +381,10 @@ int us_cmd_client(int argc, char **argv)
     if (st >= 0)
         return st;
     if (optind >= argc)
-        return us_cli_usage_error(cmd, "a command is required (generate, lookup, stats, health)");
+        return us_cli_usage_error(cmd, "a command is required (generate, lookup, memory, stats, health)");
     const char *sub = argv[optind];
-    if (strcmp(sub, "generate") && strcmp(sub, "lookup") && strcmp(sub, "stats") &&
-        strcmp(sub, "health"))
+    if (strcmp(sub, "generate") && strcmp(sub, "lookup") && strcmp(sub, "memory") &&
+        strcmp(sub, "stats") && strcmp(sub, "health"))
         return us_cli_usage_error(cmd, "unknown command '%s'", sub);
     optind++;
     if ((st = parse_opts(argc, argv, cmd, "h", &a)) >= 0)

@@ -8,6 +8,7 @@
     "           [--id ID]\n" \
     "  lookup --table NAME --rows R.npy --weights W.npy [--groups G.npy] [--n-groups G]\n" \
     "         --out OUT.npy\n" \
+    "  memory --table NAME --queries H.npy --out OUT.npy\n" \
     "  stats\n" \
     "  health\n" \
     "\n" \
@@ -19,6 +20,9 @@
     "lookup sends rows [T][k] (.npy int64/uint64/int32) and weights [T][k] (f32),\n" \
     "optionally groups [T][k] (uint8/int8/int64, ids < --n-groups, default max+1),\n" \
     "and writes the weighted sums [T][dim] (or [T][G][dim] with groups) as f32 .npy.\n" \
+    "memory runs the whole memory layer of table NAME on the normed input H\n" \
+    "[T][d_model] (f32): top-k selection, lookup, IVE projection; writes the\n" \
+    "output [T][d_model] (f32) and prints the selection's k and token 0's rows.\n" \
     "stats / health print the server's answer as one JSON line; health exits 1\n" \
     "when the server is draining.\n" \
     "\n" \

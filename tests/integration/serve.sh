@@ -91,6 +91,27 @@ if "${cli[@]}" lookup --table table_9 --rows "$dir/rows.npy" --weights "$dir/w.n
     --out "$dir/x.npy" 2>"$dir/nf.err"; then echo "FAIL: unknown table served"; exit 1; fi
 grep -q "NOT_FOUND" "$dir/nf.err" || { cat "$dir/nf.err"; exit 1; }
 
+# the remote memory layer: the mpirun job equals one process serving the same store
+port1=$(free_port)
+"$US_BIN" serve --model "$dir/m" --store "$dir/s3" --listen 127.0.0.1:"$port1" >"$dir/one.out" 2>"$dir/one.err" &
+one_pid=$!
+$PY -c 'import numpy as np,sys; np.save(sys.argv[1], np.random.default_rng(5).standard_normal((4, 64)).astype(np.float32))' "$dir/h.npy"
+"${cli[@]}" memory --table table_0 --queries "$dir/h.npy" --out "$dir/mem_d.npy" >"$dir/mem_d.json"
+for _ in $(seq 1 100); do grep -q serve_listening "$dir/one.out" 2>/dev/null && break; sleep 0.1; done
+"$US_BIN" client --connect 127.0.0.1:"$port1" memory --table table_0 --queries "$dir/h.npy" \
+  --out "$dir/mem_1.npy" >"$dir/mem_1.json"
+kill -TERM "$one_pid"; wait "$one_pid"
+cmp "$dir/mem_d.json" "$dir/mem_1.json"
+$PY - "$dir" <<'EOF2'
+import numpy as np, sys
+d = sys.argv[1]
+a, b = np.load(d + "/mem_d.npy"), np.load(d + "/mem_1.npy")
+assert a.shape == (4, 64) and np.abs(a).max() > 0, a.shape
+err = np.abs(a - b).max() / np.abs(b).max()
+assert err < 1e-5, err
+print("memory layer: mpirun job == one process (same selection, rel err %.1e)" % err)
+EOF2
+
 # wrong token, no token
 if "$US_BIN" client --connect 127.0.0.1:"$port" --token-file "$dir/wrong" health 2>"$dir/wt.err"; then
   echo "FAIL: wrong token accepted"; exit 1; fi

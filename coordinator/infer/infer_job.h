@@ -25,6 +25,7 @@
 
 #include "coordinator/infer/infer.h"
 #include "coordinator/lookup/lookup.h"
+#include "coordinator/model/memory_dist.h"
 #include "kernels/us_status.h"
 
 typedef struct us_infer_job_opts {
@@ -52,5 +53,6 @@ typedef struct us_infer_job_opts {
  * distributed open. Aborts the job when the shards' serving or the
  * coordinator's finish fails (us_job_run). */
 int us_infer_job_run(const us_infer_job_opts *o, int *argc, char ***argv, us_err *err);
+
 
 #endif

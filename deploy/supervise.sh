@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# supervise.sh — keep a service command running: restart it when it exits
+# non-zero, stop it cleanly on SIGTERM/SIGINT.
+#
+#   deploy/supervise.sh [--max-restarts N] [--window S] [--backoff-min S]
+#       [--backoff-max S] [--healthy-after S] [--stop-timeout S] [--log FILE]
+#       -- COMMAND [ARG...]
+#
+# Why: Open MPI 4.1 has no ULFM, so one dead rank ends the whole `mpirun ...
+# ultrashard serve` job (mpirun aborts it about 1 s later, exit 137; the
+# launcher watchdog in proto/world.c kills ranks within 50 ms of mpirun's
+# death). Recovery is a restart of the job: stores reopen by mmap, so a new
+# job serves again in seconds and clients reconnect and retry.
+#
+# Rules:
+#  - exit 0 of COMMAND: the service stopped on purpose; supervise exits 0.
+#  - non-zero exit (or death by a signal): restart after a backoff of
+#    backoff-min * 2^(n-1) seconds (capped at backoff-max), n = restarts since
+#    COMMAND last ran for at least healthy-after seconds. The first restart
+#    waits backoff-min only: a crash is usually a single dead rank.
+#  - more than max-restarts restarts within window seconds: give up, exit 1
+#    (a command that cannot start — bad store, port in use — must not spin).
+#  - SIGTERM/SIGINT: forwarded as SIGTERM to COMMAND (mpirun forwards it to
+#    the ranks; serve drains and exits 0); no restart afterwards; SIGKILL if
+#    COMMAND is still running after stop-timeout seconds. Exit status is
+#    COMMAND's.
+# Every start, exit, restart and give-up is logged with a UTC time stamp
+# (milliseconds) to --log FILE (appended) or stderr.
+set -u
+
+max_restarts=5 window=60 backoff_min=0.2 backoff_max=5 healthy_after=30
+stop_timeout=30 log=""
+
+usage() {
+  sed -n '4,6p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+is_num() { [[ $1 =~ ^[0-9]+([.][0-9]+)?$ ]]; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --max-restarts|--window|--backoff-min|--backoff-max|--healthy-after|--stop-timeout)
+      [ $# -ge 2 ] && is_num "$2" || { echo "supervise: $1 needs a number" >&2; exit 2; }
+      v=${1#--}; v=${v//-/_}; printf -v "$v" '%s' "$2"; shift 2 ;;
+    --log) [ $# -ge 2 ] || usage; log=$2; shift 2 ;;
+    --) shift; break ;;
+    -h|--help) usage ;;
+    *) echo "supervise: unknown option '$1' (the command goes after --)" >&2; exit 2 ;;
+  esac
+done
+[ $# -gt 0 ] || { echo "supervise: no command given (after --)" >&2; exit 2; }
+[[ $max_restarts =~ ^[0-9]+$ ]] || { echo "supervise: --max-restarts needs an integer" >&2; exit 2; }
+
+say() {
+  local ts
+  ts=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
+  if [ -n "$log" ]; then
+    printf 'supervise: %s %s\n' "$ts" "$*" >>"$log"
+  else
+    printf 'supervise: %s %s\n' "$ts" "$*" >&2
+  fi
+}
+
+# Float helpers without external processes on the hot path ($EPOCHREALTIME, bash 5).
+now() { echo "${EPOCHREALTIME/,/.}"; }
+fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
+fge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
+backoff_for() {   # n >= 1 -> seconds
+  awk -v lo="$backoff_min" -v hi="$backoff_max" -v n="$1" \
+    'BEGIN { d = lo; for (i = 1; i < n; i++) d *= 2; if (d > hi) d = hi; printf "%.3f", d }'
+}
+
+child="" stopping=0
+on_stop() {
+  stopping=1
+  if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+    say "stop requested: SIGTERM to pid $child"
+    kill -TERM "$child" 2>/dev/null
+  fi
+}
+trap on_stop TERM INT
+
+# Waits for the current child; a trapped signal interrupts `wait` (status >
+# 128 while the child still runs), so wait again; kill it after stop-timeout.
+wait_child() {
+  local rc stop_at=""
+  while :; do
+    wait "$child"; rc=$?
+    kill -0 "$child" 2>/dev/null || break
+    if [ "$stopping" = 1 ]; then
+      [ -n "$stop_at" ] || stop_at=$(now)
+      if fge "$(fsub "$(now)" "$stop_at")" "$stop_timeout"; then
+        say "pid $child still running ${stop_timeout} s after SIGTERM: SIGKILL"
+        kill -KILL "$child" 2>/dev/null
+      else
+        sleep 0.1 & wait $! 2>/dev/null
+      fi
+    fi
+  done
+  return "$rc"
+}
+
+restarts=()   # start times of recent restarts (for the rate limit)
+n_since_healthy=0 starts=0
+while :; do
+  starts=$((starts + 1))
+  "$@" &
+  child=$!
+  started=$(now)
+  say "start #$starts pid $child: $*"
+  wait_child; rc=$?
+  ran=$(fsub "$(now)" "$started")
+  child=""
+  if [ "$rc" -eq 0 ]; then
+    say "exit 0 after ${ran} s: stopped"
+    exit 0
+  fi
+  if [ "$stopping" = 1 ]; then
+    say "exit $rc after ${ran} s (stop requested): not restarting"
+    exit "$rc"
+  fi
+  say "exit $rc after ${ran} s"
+  fge "$ran" "$healthy_after" && n_since_healthy=0
+  t=$(now); kept=()
+  for r in "${restarts[@]}"; do
+    fge "$(fsub "$t" "$r")" "$window" || kept+=("$r")
+  done
+  restarts=("${kept[@]}")
+  if [ "${#restarts[@]}" -ge "$max_restarts" ]; then
+    say "giving up: ${#restarts[@]} restarts within ${window} s (--max-restarts $max_restarts)"
+    exit 1
+  fi
+  n_since_healthy=$((n_since_healthy + 1))
+  delay=$(backoff_for "$n_since_healthy")
+  say "restart in ${delay} s (${#restarts[@]} restarts in the last ${window} s)"
+  sleep "$delay" & wait $! 2>/dev/null
+  if [ "$stopping" = 1 ]; then
+    say "stop requested during backoff: not restarting"
+    exit "$rc"
+  fi
+  restarts+=("$(now)")
+done

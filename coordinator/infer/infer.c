@@ -13,6 +13,9 @@
 
 typedef struct slot {
     long     index;           /* prompt index; -1 = free */
+    const us_prompt *p;       /* the prompt (the set's, or a stream's: borrowed) */
+    uint64_t tag;             /* streams: the caller's name of the sequence */
+    us_sampler_params sampling;
     us_seq_state state;
     int32_t *prompt;          /* BOS + bytes */
     size_t   n_prompt, fed;
@@ -30,6 +33,7 @@ typedef struct infer_run {
     const us_prompt_set *set;
     const us_infer_sink *sink;
     const us_infer_opts *o;
+    const us_infer_stream_ops *stream;   /* NULL: a batch job (set + sink) */
     us_infer_stats *st;
     size_t B, V, L;
     slot *slots;
@@ -91,10 +95,22 @@ static void session_key(char *out, size_t cap, const us_infer_opts *o, const us_
     snprintf(out, cap, "%016" PRIx64 "/%s", o->job_fingerprint, p->id);
 }
 
+/* A stream's sequence ends: its caller hears of it, nothing is recorded. */
+static int finish_stream_slot(infer_run *r, slot *s, const char *finish, us_err *err)
+{
+    int rc = r->stream->finish(r->stream->ctx, s->tag, finish, s->n_prompt, s->n_gen, err);
+    r->st->finished++;
+    s->prompt = (free(s->prompt), NULL);
+    s->index = -1;
+    return rc;
+}
+
 static int finish_slot(infer_run *r, slot *s, const char *finish, us_err *err)
 {
     const us_infer_opts *o = r->o;
-    const us_prompt *p = &r->set->items[s->index];
+    const us_prompt *p = s->p;
+    if (r->stream != NULL)
+        return finish_stream_slot(r, s, finish, err);
     /* The session continues with the tokens of the unfinished segment plus
      * the last sampled token, which was never fed (none after EOS). */
     size_t unfed = strcmp(finish, "length") == 0 && s->n_gen > 0 ? 1 : 0;
@@ -128,11 +144,11 @@ static int finish_slot(infer_run *r, slot *s, const char *finish, us_err *err)
 /* Prepares slot s for prompt p: fresh state (BOS + bytes) or, for a session,
  * its stored state (stored tail + bytes). *done_line is set (owned by the
  * caller) when the session already holds this very sequence's result. */
-static int admit(const infer_run *run, slot *s, long index, char **done_line, us_err *err)
+static int admit(const infer_run *run, slot *s, const us_prompt *p, long index,
+                 char **done_line, us_err *err)
 {
     const us_model *m = run->m;
     const us_infer_opts *o = run->o;
-    const us_prompt *p = &run->set->items[index];
     us_session_resume r = {0};
     *done_line = NULL;
     us_seq_state_reset(&s->state, &m->cfg);
@@ -168,6 +184,8 @@ static int admit(const infer_run *run, slot *s, long index, char **done_line, us
     s->n_seg = 0;
     s->max_tokens = p->max_tokens;
     s->index = index;
+    s->p = p;
+    s->sampling = o->sampling;
     us_rng_seed(&s->rng, o->seed, p->id);
     us_session_resume_free(&r);
     return US_OK;
@@ -283,7 +301,7 @@ static int admit_waiting(infer_run *r, us_err *err)
             r->wait_prompt -= p->n_bytes + 1;   /* the slot counts it from here */
             r->wait_gen -= p->max_tokens;
             char *done_line = NULL;
-            int rc = admit(r, s, (long)idx, &done_line, err);
+            int rc = admit(r, s, p, (long)idx, &done_line, err);
             if (rc != US_OK)
                 return rc;
             if (done_line != NULL) {   /* applied to its session before a crash */
@@ -375,7 +393,7 @@ static int retire_item(infer_run *r, size_t k, us_err *err)
             finish = "length";
     }
     if (finish == NULL) {
-        int tok = us_sample(r->logits + k * r->V, r->allowed, r->V, &r->o->sampling, &s->rng,
+        int tok = us_sample(r->logits + k * r->V, r->allowed, r->V, &s->sampling, &s->rng,
                             r->scratch);
         if (tok < 0)              /* every allowed logit NaN: a broken model */
             finish = "nan_logits";
@@ -383,6 +401,8 @@ static int retire_item(infer_run *r, size_t k, us_err *err)
             finish = "eos";
         else {
             int rc = append_token(r, s, tok, &finish, err);
+            if (rc == US_OK && r->stream != NULL)
+                rc = r->stream->token(r->stream->ctx, s->tag, tok, err);
             if (rc != US_OK)
                 return rc;
         }
@@ -507,4 +527,92 @@ int us_infer_run(const us_model *m, const us_prompt_set *set, const us_infer_sin
     }
     run_free(&r);
     return rc;
+}
+
+/* --- streams: sequences that arrive one by one (serve) ------------------- */
+
+struct us_infer_stream {
+    infer_run r;
+    us_infer_opts o;
+    us_infer_stats st;
+    us_infer_stream_ops ops;
+};
+
+int us_infer_stream_open(us_infer_stream **out, const us_model *m, size_t batch_size,
+                         size_t batch_tokens, const us_infer_stream_ops *ops, us_err *err)
+{
+    *out = NULL;
+    if (batch_size == 0 || batch_tokens < batch_size)
+        return us_err_set(err, US_EINVAL, "infer stream: need batch_size >= 1 and batch_tokens "
+                          ">= batch_size (got %zu, %zu)", batch_size, batch_tokens);
+    us_infer_stream *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return us_err_set(err, US_ENOMEM, "infer stream: out of memory");
+    s->o = (us_infer_opts){ .batch_size = batch_size, .batch_tokens = batch_tokens };
+    s->ops = *ops;
+    s->r = (infer_run){ .m = m, .o = &s->o, .stream = &s->ops, .st = &s->st, .B = batch_size,
+                        .V = m->cfg.vocab_size, .L = m->cfg.segment_len };
+    int rc = run_init(&s->r, err);
+    if (rc != US_OK) {
+        us_infer_stream_close(s);
+        return rc;
+    }
+    s->r.step_end_s = now_s();
+    *out = s;
+    return US_OK;
+}
+
+size_t us_infer_stream_free_slots(const us_infer_stream *s)
+{
+    return s->r.B - s->r.active;
+}
+
+size_t us_infer_stream_active(const us_infer_stream *s)
+{
+    return s->r.active;
+}
+
+int us_infer_stream_add(us_infer_stream *s, const us_prompt *p, const us_sampler_params *sp,
+                        uint64_t seed, uint64_t tag, us_err *err)
+{
+    infer_run *r = &s->r;
+    if (p->session != NULL)
+        return us_err_set(err, US_EUNSUPP, "infer stream: sessions are not supported");
+    for (size_t i = 0; i < r->B; i++) {
+        slot *sl = &r->slots[i];
+        if (sl->index >= 0)
+            continue;
+        char *done_line = NULL;
+        int rc = admit(r, sl, p, 0, &done_line, err);
+        if (rc != US_OK)
+            return rc;
+        sl->tag = tag;
+        sl->sampling = *sp;
+        us_rng_seed(&sl->rng, seed, p->id);
+        if (sl->max_tokens == 0)
+            return finish_slot(r, sl, "length", err);
+        r->active++;
+        return US_OK;
+    }
+    return us_err_set(err, US_ERANGE, "infer stream: all %zu slots are busy", r->B);
+}
+
+int us_infer_stream_step(us_infer_stream *s, us_err *err)
+{
+    if (s->r.active == 0)
+        return US_OK;
+    return run_step(&s->r, err);
+}
+
+const us_infer_stats *us_infer_stream_stats(const us_infer_stream *s)
+{
+    return &s->st;
+}
+
+void us_infer_stream_close(us_infer_stream *s)
+{
+    if (s == NULL)
+        return;
+    run_free(&s->r);
+    free(s);
 }

@@ -100,4 +100,54 @@ void us_infer_journal_sink(us_journal *j, us_infer_sink *sink);
 int us_infer_run(const us_model *m, const us_prompt_set *set, const us_infer_sink *sink,
                  const us_infer_opts *o, us_infer_stats *st, us_err *err);
 
+/*
+ * Streams: the same slots, step composition, sampling and retirement for
+ * sequences that arrive one at a time (coordinator/serve). The caller adds
+ * a sequence whenever a slot is free and calls step while any is active;
+ * each generated token and each end is reported through the ops, tagged
+ * with the caller's name for the sequence. A sequence gives the tokens
+ * us_infer_run gives its line with the same prompt, id, seed and sampling.
+ * No sessions, journal or progress lines.
+ */
+typedef struct us_infer_stream_ops {
+    void *ctx;
+    /* one generated token (EOS is not reported as a token) */
+    int (*token)(void *ctx, uint64_t tag, int32_t token, us_err *err);
+    /* the sequence ended: "eos" | "length" | "nan_logits"; its slot is free */
+    int (*finish)(void *ctx, uint64_t tag, const char *finish, size_t prompt_tokens,
+                  size_t generated_tokens, us_err *err);
+} us_infer_stream_ops;
+
+typedef struct us_infer_stream us_infer_stream;
+
+/* Returns: US_OK with *out; US_EINVAL for batch_size 0 or batch_tokens <
+ * batch_size; US_ENOMEM. */
+int us_infer_stream_open(us_infer_stream **out, const us_model *m, size_t batch_size,
+                         size_t batch_tokens, const us_infer_stream_ops *ops, us_err *err);
+
+/* Admits sequence p (borrowed until its finish op ran: bytes, id,
+ * max_tokens are read) with its own sampling and seed; max_tokens 0 ends it
+ * at once ("length", finish op called from here).
+ * Returns: US_OK; US_ERANGE when no slot is free; US_EUNSUPP for a session
+ * prompt; US_ENOMEM; the finish op's error. */
+int us_infer_stream_add(us_infer_stream *s, const us_prompt *p, const us_sampler_params *sp,
+                        uint64_t seed, uint64_t tag, us_err *err);
+
+/* One forward step of every active sequence (nothing when none is).
+ * Returns: US_OK; the model's or its backend's error, or an op's error
+ * (the stream is then unusable: close it). */
+int us_infer_stream_step(us_infer_stream *s, us_err *err);
+
+/* Returns: slots free for us_infer_stream_add. */
+size_t us_infer_stream_free_slots(const us_infer_stream *s);
+
+/* Returns: sequences being decoded. */
+size_t us_infer_stream_active(const us_infer_stream *s);
+
+/* Returns: the stream's counters (tokens, steps; borrowed). */
+const us_infer_stats *us_infer_stream_stats(const us_infer_stream *s);
+
+/* Returns: nothing; frees the stream (NULL is fine). */
+void us_infer_stream_close(us_infer_stream *s);
+
 #endif

@@ -207,10 +207,8 @@ static int infer_coordinate(void *arg, us_err *err)
     return rc;
 }
 
-/* Collective: every rank reads the model config (for the table count and
- * lookup sizes) and opens its part of the store. */
-static int open_distributed(const us_world *w, us_memory_dist *dist,
-                            const us_infer_job_opts *jo, us_err *err)
+int us_infer_job_open_dist(const us_world *w, us_memory_dist *dist,
+                           const us_infer_job_opts *jo, us_err *err)
 {
     if (jo->store_dir == NULL)
         return us_err_set(err, US_EINVAL, "running under mpirun with %d ranks needs --store "
@@ -250,7 +248,7 @@ int us_infer_job_run(const us_infer_job_opts *o, int *argc, char ***argv, us_err
         rc = infer_coordinate(&iw, err);
     } else {
         us_memory_dist dist;
-        if ((rc = open_distributed(&w, &dist, o, err)) == US_OK) {
+        if ((rc = us_infer_job_open_dist(&w, &dist, o, err)) == US_OK) {
             iw.world = &w;
             iw.dist = &dist;
             rc = us_job_run(&w, us_memory_dist_engine(&dist), infer_coordinate, &iw, err);

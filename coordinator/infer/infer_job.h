@@ -25,6 +25,7 @@
 
 #include "coordinator/infer/infer.h"
 #include "coordinator/lookup/lookup.h"
+#include "coordinator/model/memory_dist.h"
 #include "kernels/us_status.h"
 
 typedef struct us_infer_job_opts {
@@ -52,5 +53,13 @@ typedef struct us_infer_job_opts {
  * distributed open. Aborts the job when the shards' serving or the
  * coordinator's finish fails (us_job_run). */
 int us_infer_job_run(const us_infer_job_opts *o, int *argc, char ***argv, us_err *err);
+
+/* Collective over w: every rank reads DIR/config.json (table count, k,
+ * groups) and opens its part of jo->store_dir for lookups of up to
+ * jo->infer.batch_tokens tokens (memory_dist.h); serve opens its job so too.
+ * Returns: US_OK; US_EINVAL without store_dir; the config's or
+ * us_memory_dist_open's errors (*dist closed). */
+int us_infer_job_open_dist(const us_world *w, us_memory_dist *dist,
+                           const us_infer_job_opts *jo, us_err *err);
 
 #endif

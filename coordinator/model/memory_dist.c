@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "coordinator/model/model_store.h"
 #include "proto/control.h"
@@ -40,6 +41,22 @@ static void scrub_idle(us_memory_dist *d)
         d->scrub_passes++;
 }
 
+/* Waiting for the next cycle: yield while cycles follow each other (a batch
+ * job), then sleep, longer the longer nothing comes (a service between
+ * requests), so idle ranks leave the cores to others instead of spinning
+ * (LAB.md's 2-core pitfall). A cycle that starts after a long idle spell
+ * pays at most 1 ms. */
+static void idle_wait(double waited_s)
+{
+    if (waited_s < 0.002) {
+        sched_yield();
+        return;
+    }
+    long ns = waited_s < 0.02 ? 100000L : 1000000L;
+    struct timespec ts = { 0, ns };
+    nanosleep(&ts, NULL);
+}
+
 /* The control exchange that opens every cycle: each coordinator's message
  * (mine; NULL on shard-only ranks) reaches every rank, into d->ctl_msgs.
  * Non-blocking on every rank: blocking and non-blocking collectives do not
@@ -59,6 +76,7 @@ static int ctl_exchange(us_memory_dist *d, const us_control_msg *mine, us_err *e
                         d->ctl_counts, d->ctl_displs, MPI_BYTE, d->ctl_comm, &req)
             != MPI_SUCCESS)
         return us_err_set(err, US_EMPI, "rank %d: control exchange failed", w->rank);
+    double wait_start = MPI_Wtime();
     for (int done = 0; !done;) {
         if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS)
             return us_err_set(err, US_EMPI, "rank %d: control exchange failed", w->rank);
@@ -68,7 +86,7 @@ static int ctl_exchange(us_memory_dist *d, const us_control_msg *mine, us_err *e
         if (!done && w->is_shard && d->store != NULL && d->scrub_bytes_per_s > 0)
             scrub_idle(d);
         if (!done)
-            sched_yield();
+            idle_wait(MPI_Wtime() - wait_start);
     }
     for (int c = 0; c < w->n_coordinators; c++)
         if (us_control_decode(d->ctl_frames + (size_t)c * US_CONTROL_FRAME_BYTES,

@@ -32,6 +32,7 @@ def _parse(argv):
     g.add_argument("--temperature", type=float, default=0.0)
     g.add_argument("--top-p", type=float, default=0.0)
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--id", default="")
     l = sub.add_parser("lookup")
     l.add_argument("--table", required=True)
     l.add_argument("--rows", required=True)
@@ -48,7 +49,7 @@ def _run(a, c):
                                          including_default_value_fields=True)
     if a.cmd == "generate":
         gen = c.generate(a.prompt, max_tokens=a.max_tokens, temperature=a.temperature,
-                         top_p=a.top_p, seed=a.seed)
+                         top_p=a.top_p, seed=a.seed, id=a.id)
         tokens, text = gen.result()
         return {"text": text.decode("utf-8", errors="replace"), "tokens": tokens,
                 "prompt_tokens": gen.prompt_tokens, "finish": gen.finish}

@@ -259,10 +259,12 @@ class Client:
         return rows, weights, out
 
     def generate(self, prompt, max_tokens=0, temperature=0.0, seed=0, session=None,
-                 top_p=0.0, sequence_id=0):
+                 top_p=0.0, id=""):
         """Streams the continuation of prompt (bytes or str) as `ultrashard
         infer` decodes it: returns a Generation iterator of (tokens, text)
-        pieces. temperature 0 = greedy. session: not in protocol version 1
+        pieces. temperature 0 = greedy; otherwise top-p sampling seeded by
+        (seed, id) as infer seeds a line by (--seed, its id), so a sampled
+        answer reproduces infer's. session: not in protocol version 1
         (ValueError when given)."""
         if session is not None:
             raise ValueError("generate: sessions are not part of the serve protocol "
@@ -273,7 +275,7 @@ class Client:
             g = req.generate
             g.prompt, g.max_tokens = prompt, max_tokens
             g.temperature, g.top_p = temperature, top_p
-            g.seed, g.sequence_id = seed, sequence_id
+            g.seed, g.id = seed, id
 
         return Generation(self._generate_pieces(fill))
 

@@ -23,7 +23,9 @@
  *    the ratio.
  * One JSON line on stdout per run; exit 1 on any mismatch or failed request.
  * --until-ok: one client retries a lookup (each call with a 2 s timeout)
- * until one is answered correctly; prints the seconds it took (the restart
+ * until one is answered correctly by a server whose Stats uptime is shorter
+ * than the time since bench_serve started (so an answer of the job being
+ * torn down does not count); prints the seconds it took (the restart
  * benchmark starts it right after killing a rank).
  */
 #include <cjson/cJSON.h>
@@ -388,6 +390,26 @@ static double quantile_ms(const uint64_t *v, size_t n, double q)
     return (double)v[i ? i - 1 : 0] * 1e-6;
 }
 
+/* Returns: US_OK with the server's uptime (Stats); the call's errors. */
+static int server_uptime_ms(us_client *c, uint64_t *out, us_err *err)
+{
+    Ultrashard__Request req = ULTRASHARD__REQUEST__INIT;
+    Ultrashard__StatsRequest stats = ULTRASHARD__STATS_REQUEST__INIT;
+    Ultrashard__Response *resp = NULL;
+    req.body_case = ULTRASHARD__REQUEST__BODY_STATS;
+    req.stats = &stats;
+    int rc = us_client_call(c, &req, &resp, err);
+    if (rc != US_OK)
+        return rc;
+    if (resp->body_case != ULTRASHARD__RESPONSE__BODY_STATS) {
+        us_client_response_free(resp);
+        return us_err_set(err, US_EPROTO, "stats answer without a stats body");
+    }
+    *out = resp->stats->uptime_ms;
+    us_client_response_free(resp);
+    return US_OK;
+}
+
 /* --until-ok: retries a checked lookup of batch 0 until it succeeds.
  * Returns: 0 after printing the seconds it took; 1 when --seconds passed. */
 static int until_ok(const bench_opts *o, const lookup_pool *p, char *token)
@@ -402,8 +424,13 @@ static int until_ok(const bench_opts *o, const lookup_pool *p, char *token)
         size_t before = w.tokens_out;
         if (us_client_open(&c, &co, &err) == US_OK) {
             int rc = do_lookup(&w, c, 0, &err);
+            uint64_t uptime_ms = UINT64_MAX;
+            if (rc == US_OK)
+                rc = server_uptime_ms(c, &uptime_ms, &err);
             us_client_close(c);
-            if (rc == US_OK && w.tokens_out > before && w.mismatched == 0) {
+            /* an answer from the old job (still up until mpirun ends it) does not count */
+            if (rc == US_OK && w.tokens_out > before && w.mismatched == 0 &&
+                (double)uptime_ms * 1e-3 < now_s() - t0) {
                 printf("{\"bench\":\"serve_restart\",\"until_ok_s\":%.3f,\"attempts\":%ld,"
                        "\"max_rel_err\":%.3g}\n", now_s() - t0, attempt, w.max_rel);
                 return 0;

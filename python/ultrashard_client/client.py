@@ -96,7 +96,7 @@ class Client:
     per connection attempt."""
 
     def __init__(self, host, port, token=None, timeout=30.0, connect_timeout=5.0,
-                 max_retries=5, backoff_initial=0.05, backoff_max=2.0,
+                 max_retries=8, backoff_initial=0.05, backoff_max=2.0,
                  max_frame_bytes=protocol.DEFAULT_MAX_FRAME_BYTES):
         self.host, self.port = host, int(port)
         self.token = token.encode() if isinstance(token, str) else token

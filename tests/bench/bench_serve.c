@@ -80,7 +80,7 @@ typedef struct worker {
     size_t done, failed, mismatched;
     uint64_t tokens_out;
     double max_rel;
-    char first_error[US_ERR_MSG_BYTES];
+    char first_error[US_ERR_MSG_BYTES + 64];
 } worker;
 
 static double now_s(void)

@@ -4,7 +4,7 @@
 #
 #   deploy/supervise.sh [--max-restarts N] [--window S] [--backoff-min S]
 #       [--backoff-max S] [--healthy-after S] [--stop-timeout S] [--log FILE]
-#       -- COMMAND [ARG...]
+#       [--term-children] -- COMMAND [ARG...]
 #
 # Why: Open MPI 4.1 has no ULFM, so one dead rank ends the whole `mpirun ...
 # ultrashard serve` job (mpirun aborts it about 1 s later, exit 137; the
@@ -24,12 +24,21 @@
 #    the ranks; serve drains and exits 0); no restart afterwards; SIGKILL if
 #    COMMAND is still running after stop-timeout seconds. Exit status is
 #    COMMAND's.
+#  - --term-children: on stop, SIGTERM goes to COMMAND's child processes
+#    (the ranks of a one-host mpirun) instead of COMMAND itself. Why: Open
+#    MPI 4.1's mpirun exits 1 after a SIGTERM of its own even when every rank
+#    drains and exits 0, and SIGKILLs ranks still running after
+#    odls_base_sigkill_timeout (1 s); signalled directly, the ranks drain as
+#    long as they need and mpirun exits 0. It also allows `--mca
+#    odls_base_sigkill_timeout 0` on the mpirun line, which ends a job whose
+#    rank died ~1 s sooner (faster restart). Falls back to COMMAND when it
+#    has no children.
 # Every start, exit, restart and give-up is logged with a UTC time stamp
 # (milliseconds) to --log FILE (appended) or stderr.
 set -u
 
 max_restarts=5 window=60 backoff_min=0.2 backoff_max=5 healthy_after=30
-stop_timeout=30 log=""
+stop_timeout=30 log="" term_children=0
 
 usage() {
   sed -n '4,6p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -43,6 +52,7 @@ while [ $# -gt 0 ]; do
       [ $# -ge 2 ] && is_num "$2" || { echo "supervise: $1 needs a number" >&2; exit 2; }
       v=${1#--}; v=${v//-/_}; printf -v "$v" '%s' "$2"; shift 2 ;;
     --log) [ $# -ge 2 ] || usage; log=$2; shift 2 ;;
+    --term-children) term_children=1; shift ;;
     --) shift; break ;;
     -h|--help) usage ;;
     *) echo "supervise: unknown option '$1' (the command goes after --)" >&2; exit 2 ;;
@@ -74,6 +84,16 @@ child="" stopping=0
 on_stop() {
   stopping=1
   if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+    if [ "$term_children" = 1 ]; then
+      local kids
+      kids=$(pgrep -P "$child" | tr '\n' ' ')
+      if [ -n "$kids" ]; then
+        say "stop requested: SIGTERM to the children of pid $child: $kids"
+        # shellcheck disable=SC2086
+        kill -TERM $kids 2>/dev/null
+        return
+      fi
+    fi
     say "stop requested: SIGTERM to pid $child"
     kill -TERM "$child" 2>/dev/null
   fi

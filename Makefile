@@ -26,8 +26,8 @@ PROTO_HDR := $(B)/gen/proto/ultrashard.pb-c.h
 KERNELS_SRC := $(wildcard kernels/*.c)
 PROTO_SRC   := $(wildcard proto/*.c)
 SHARD_SRC   := $(wildcard shard/*.c)
-# coordinator/ rooms, callers first (the link order): cli -> infer -> model -> lookup.
-ROOMS       := cli infer model lookup plan
+# coordinator/ rooms, callers first (the link order): cli -> serve -> infer -> model -> lookup.
+ROOMS       := cli serve infer model lookup plan
 room_src     = $(filter-out coordinator/cli/main.c,$(wildcard coordinator/$(1)/*.c))
 TEST_SRC    := $(wildcard tests/unit/test_*.c)
 TEST_SUPPORT:= $(filter-out $(TEST_SRC),$(wildcard tests/unit/*.c))

@@ -52,6 +52,12 @@ typedef struct us_client_opts {
 
 typedef struct us_client us_client;
 
+/* Splits "HOST:PORT" ("[v6]:PORT" too) into host (NUL-terminated) and port.
+ * Returns: US_OK; US_EINVAL naming the address (no colon, bad port 1..65535,
+ * empty or too long host). */
+int us_client_parse_address(const char *addr, char *host, size_t host_cap, unsigned *port,
+                            us_err *err);
+
 /* Reads a token file: its bytes with trailing newlines stripped, refused
  * unless it is a regular file of mode 0600 (no group/other bits) owned by
  * this user and 1..4096 bytes long. *out is malloc'd and NUL-terminated.

@@ -1,10 +1,12 @@
 /* commands.c — the subcommand table of `ultrashard`. Add one line per command. */
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/cmd_bench.h"
+#include "coordinator/cli/cmd_client.h"
 #include "coordinator/cli/cmd_infer.h"
 #include "coordinator/cli/cmd_init_model.h"
 #include "coordinator/cli/cmd_plan.h"
 #include "coordinator/cli/cmd_roles.h"
+#include "coordinator/cli/cmd_serve.h"
 #include "coordinator/cli/cmd_store.h"
 
 const us_command us_commands[] = {
@@ -24,6 +26,10 @@ const us_command us_commands[] = {
       US_CMD_INIT_MODEL_USAGE, us_cmd_init_model },
     { "infer", "batch inference over a JSONL file of prompts (resumable)",
       US_CMD_INFER_USAGE, us_cmd_infer },
+    { "serve", "long-running service: clients send Lookup/Memory/Generate over TCP",
+      US_CMD_SERVE_USAGE, us_cmd_serve },
+    { "client", "send one request to `serve` (generate, lookup, stats, health)",
+      US_CMD_CLIENT_USAGE, us_cmd_client },
     { "plan", "capacity planner: shards, memory per rank, bytes and latency per token",
       US_CMD_PLAN_USAGE, us_cmd_plan },
     { 0 },

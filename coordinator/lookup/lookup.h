@@ -46,6 +46,7 @@
 #include "proto/transport.h"
 #include "proto/world.h"
 #include "shard/serve.h"
+#include "shard/store.h"
 
 typedef enum us_lookup_mode {
     US_LOOKUP_AUTO = 0,   /* cost model per batch */

@@ -148,3 +148,15 @@ int us_memlayer_end(const us_model *m, uint32_t layer, us_workspace *ws, size_t 
                        mc->v_dim, c->d_model, 1);
     return US_OK;
 }
+
+void us_memlayer_selection(const us_model *m, uint32_t layer, const us_workspace *ws,
+                           const uint64_t **rows, const float **weights, const uint8_t **groups)
+{
+    const us_model_config *c = &m->cfg;
+    mem_layout lo = layout(c, ws->max_tokens, ws->mem_ws);
+    table_slice ts = slice_at(c, ws->max_tokens,
+                              lo.tables + (size_t)m->table_of_layer[layer] * lo.slice_bytes);
+    *rows = ts.rows;
+    *weights = ts.weights;
+    *groups = ts.groups;
+}

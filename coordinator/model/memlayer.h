@@ -48,4 +48,11 @@ int us_memlayer_begin(const us_model *m, uint32_t layer, us_workspace *ws, size_
 int us_memlayer_end(const us_model *m, uint32_t layer, us_workspace *ws, size_t T,
                     float *out_add, us_err *err);
 
+/* The selection of the last us_memlayer_begin of `layer` on ws (valid until
+ * its next begin): per token, heads x knn physical rows, their weights and
+ * IVE groups, [T][heads * knn] each (the remote memory layer of serve).
+ * Returns: nothing; borrowed pointers into ws. */
+void us_memlayer_selection(const us_model *m, uint32_t layer, const us_workspace *ws,
+                           const uint64_t **rows, const float **weights, const uint8_t **groups);
+
 #endif

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 BIN=${US_BIN:-build/ultrashard}
 C=tests/fuzz/corpus
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-rm -rf "$C"; mkdir -p "$C"/{npy,safetensors,manifest,session,journal,wire,serve,model_config,prompts,shard_header}
+rm -rf "$C"; mkdir -p "$C"/{npy,safetensors,manifest,session,journal,wire,serve,model_config,prompts,shard_header,client_frame}
 
 # config.json: the tiny preset as init-model writes it, small, and near misses.
 "$BIN" init-model --preset tiny --out "$tmp/tiny" >/dev/null
@@ -181,6 +181,22 @@ put("shard_header/other_store", shard_header(lo=1))
 put("shard_header/format1", shard_header(fmt=1))
 put("shard_header/bad_crc", shard_header()[:56] + b"\0\0\0\0")
 put("shard_header/foreign", b"\x93NUMPY\x01\x00" + b"\0" * 56)
+
+# ---- client frames (byte 0: the harness's chunk size), ultrashard.proto Request
+def frame(b): return struct.pack("<I", len(b)) + b
+def request(rid, num, body): return field(1, 0, varint(1)) + field(2, 0, varint(rid)) + ld(num, body)
+auth = request(1, 10, ld(1, b"token"))
+rows = b"".join(varint(r) for r in (1, 2, 3, 4))
+wts = struct.pack("<4f", 0.5, -1.0, 2.0, 0.0)
+lookup = ld(1, b"table_0") + field(2, 0, varint(2)) + field(3, 0, varint(2)) + ld(4, rows) + ld(5, wts)
+put("client_frame/auth_lookup", b"\x03" + frame(auth) + frame(request(2, 11, lookup)))
+put("client_frame/lookup_groups", b"\x00" + frame(request(3, 11, lookup + ld(6, b"\0\1\1\0") + field(7, 0, varint(2)))))
+put("client_frame/generate", b"\x07" + frame(request(4, 13, ld(1, b"hello") + field(2, 0, varint(8)) + ld(6, b"p01"))))
+mem = ld(1, b"table_0") + field(2, 0, varint(1)) + field(3, 0, varint(2)) + ld(4, struct.pack("<2f", 1, 2))
+put("client_frame/memory_stats_health", b"\x0f" + frame(request(5, 12, mem)) + frame(request(6, 14, b"")) + frame(request(7, 15, b"")))
+put("client_frame/garbage", b"\x01" + frame(b"\xff" * 6))
+put("client_frame/oversize", b"\x02" + struct.pack("<I", 0x7fffffff) + b"\x08")
+put("client_frame/response_lookup", b"\x05" + frame(field(1, 0, varint(1)) + field(2, 0, varint(2)) + ld(11, field(1, 0, varint(1)) + field(2, 0, varint(1)) + field(3, 0, varint(2)) + ld(4, struct.pack("<2f", 1, 2)))))
 PY
 du -sb "$C"/* | sed 's#^#corpus: #'
 du -sb "$C" | awk '{print "corpus total: " $1 " bytes"}'

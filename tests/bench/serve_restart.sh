@@ -24,8 +24,9 @@ cleanup() { [ -z "$sup" ] || kill -TERM "$sup" 2>/dev/null || true; wait 2>/dev/
 trap cleanup EXIT
 serve_model "$dir"
 port=$(serve_free_port)
+SERVE_MPIRUN_EXTRA="--mca odls_base_sigkill_timeout 0"
 serve_cmd "$dir" "$port"
-deploy/supervise.sh --log "$dir/sup.log" --backoff-min 0.1 --max-restarts $((rounds + 2)) \
+deploy/supervise.sh --term-children --log "$dir/sup.log" --backoff-min 0.1 --max-restarts $((rounds + 2)) \
   -- "${SERVE_CMD[@]}" >"$dir/serve.out" 2>"$dir/serve.err" &
 sup=$!
 mkdir -p bench/results

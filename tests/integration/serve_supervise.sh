@@ -18,8 +18,9 @@ cleanup() { [ -z "$sup" ] || kill -TERM "$sup" 2>/dev/null || true; rm -rf "$dir
 trap cleanup EXIT
 serve_model "$dir"
 port=$(serve_free_port)
+SERVE_MPIRUN_EXTRA="--mca odls_base_sigkill_timeout 0"
 serve_cmd "$dir" "$port"
-deploy/supervise.sh --log "$dir/sup.log" --backoff-min 0.1 -- "${SERVE_CMD[@]}" \
+deploy/supervise.sh --term-children --log "$dir/sup.log" --backoff-min 0.1 -- "${SERVE_CMD[@]}" \
   >"$dir/serve.out" 2>"$dir/serve.err" &
 sup=$!
 serve_wait "$port" || { tail "$dir/serve.err" "$dir/sup.log"; exit 1; }

@@ -34,11 +34,12 @@ serve_model() {
 }
 
 # serve_cmd DIR PORT [serve options...]: prints nothing; sets SERVE_CMD to the
-# mpirun command line of 1 coordinator + 3 shards.
+# mpirun command line of 1 coordinator + 3 shards. SERVE_MPIRUN_EXTRA: more
+# mpirun options (e.g. --mca odls_base_sigkill_timeout 0, deploy/supervise.sh).
 serve_cmd() {
   local dir=$1 port=$2; shift 2
   # shellcheck disable=SC2206
-  SERVE_CMD=($MPIRUN -n 4 "$US_BIN" serve --model "$dir/m" --store "$dir/s3"
+  SERVE_CMD=($MPIRUN ${SERVE_MPIRUN_EXTRA:-} -n 4 "$US_BIN" serve --model "$dir/m" --store "$dir/s3"
              --listen "127.0.0.1:$port" "$@")
 }
 
@@ -61,10 +62,16 @@ serve_rank_pid() {
   done
 }
 
-# serve_stop PID: SIGTERM, then waits; returns the process's exit status.
+# serve_stop PID: SIGTERM to the children of PID (the ranks of a one-host
+# mpirun; serve's coordinators drain, shards ignore it and are stopped by
+# them; mpirun then exits 0 — a SIGTERM to mpirun itself makes it exit 1),
+# or to PID when it has none (e.g. deploy/supervise.sh --term-children, which
+# does the same); waits; returns PID's exit status.
 serve_stop() {
-  kill -TERM "$1" 2>/dev/null || true
-  local rc=0
+  local kids rc=0
+  kids=$(pgrep -P "$1" -x ultrashard | tr '\n' ' ')
+  # shellcheck disable=SC2086
+  kill -TERM ${kids:-$1} 2>/dev/null || true
   wait "$1" || rc=$?
   return $rc
 }

@@ -61,9 +61,17 @@ done
 [ $# -gt 0 ] || { echo "supervise: no command given (after --)" >&2; exit 2; }
 [[ $max_restarts =~ ^[0-9]+$ ]] || { echo "supervise: --max-restarts needs an integer" >&2; exit 2; }
 
+# Times are integer microseconds from $EPOCHREALTIME (bash 5): no process is
+# forked to log or to decide, so a restart is not delayed by the supervisor.
+now_us() { REPLY=${EPOCHREALTIME/[.,]/}; }
+to_us() { awk -v s="$1" 'BEGIN { printf "%d", s * 1000000 }'; }   # options, once
+secs() { printf -v "$1" '%d.%03d' $(($2 / 1000000)) $(($2 % 1000000 / 1000)); }  # VAR US
+
 say() {
-  local ts
-  ts=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
+  local ts ms us=${EPOCHREALTIME/[.,]/}
+  TZ=UTC printf -v ts '%(%Y-%m-%dT%H:%M:%S)T' $((us / 1000000))
+  printf -v ms '.%03dZ' $((us % 1000000 / 1000))
+  ts+=$ms
   if [ -n "$log" ]; then
     printf 'supervise: %s %s\n' "$ts" "$*" >>"$log"
   else
@@ -71,13 +79,13 @@ say() {
   fi
 }
 
-# Float helpers without external processes on the hot path ($EPOCHREALTIME, bash 5).
-now() { echo "${EPOCHREALTIME/,/.}"; }
-fsub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
-fge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a >= b) }'; }
-backoff_for() {   # n >= 1 -> seconds
-  awk -v lo="$backoff_min" -v hi="$backoff_max" -v n="$1" \
-    'BEGIN { d = lo; for (i = 1; i < n; i++) d *= 2; if (d > hi) d = hi; printf "%.3f", d }'
+window_us=$(to_us "$window") backoff_min_us=$(to_us "$backoff_min")
+backoff_max_us=$(to_us "$backoff_max") healthy_us=$(to_us "$healthy_after")
+stop_timeout_us=$(to_us "$stop_timeout")
+backoff_for() {   # n >= 1 -> REPLY = microseconds
+  local d=$backoff_min_us i
+  for ((i = 1; i < $1 && d < backoff_max_us; i++)); do d=$((d * 2)); done
+  REPLY=$((d > backoff_max_us ? backoff_max_us : d))
 }
 
 child="" stopping=0
@@ -108,8 +116,9 @@ wait_child() {
     wait "$child"; rc=$?
     kill -0 "$child" 2>/dev/null || break
     if [ "$stopping" = 1 ]; then
-      [ -n "$stop_at" ] || stop_at=$(now)
-      if fge "$(fsub "$(now)" "$stop_at")" "$stop_timeout"; then
+      now_us
+      [ -n "$stop_at" ] || stop_at=$REPLY
+      if ((REPLY - stop_at >= stop_timeout_us)); then
         say "pid $child still running ${stop_timeout} s after SIGTERM: SIGKILL"
         kill -KILL "$child" 2>/dev/null
       else
@@ -120,30 +129,31 @@ wait_child() {
   return "$rc"
 }
 
-restarts=()   # start times of recent restarts (for the rate limit)
+restarts=()   # start times (us) of recent restarts, for the rate limit
 n_since_healthy=0 starts=0
 while :; do
   starts=$((starts + 1))
   "$@" &
   child=$!
-  started=$(now)
+  now_us; started=$REPLY
   say "start #$starts pid $child: $*"
   wait_child; rc=$?
-  ran=$(fsub "$(now)" "$started")
+  now_us; ran=$((REPLY - started))
+  secs ran_s "$ran"
   child=""
   if [ "$rc" -eq 0 ]; then
-    say "exit 0 after ${ran} s: stopped"
+    say "exit 0 after ${ran_s} s: stopped"
     exit 0
   fi
   if [ "$stopping" = 1 ]; then
-    say "exit $rc after ${ran} s (stop requested): not restarting"
+    say "exit $rc after ${ran_s} s (stop requested): not restarting"
     exit "$rc"
   fi
-  say "exit $rc after ${ran} s"
-  fge "$ran" "$healthy_after" && n_since_healthy=0
-  t=$(now); kept=()
+  say "exit $rc after ${ran_s} s"
+  ((ran >= healthy_us)) && n_since_healthy=0
+  now_us; kept=()
   for r in "${restarts[@]}"; do
-    fge "$(fsub "$t" "$r")" "$window" || kept+=("$r")
+    ((REPLY - r >= window_us)) || kept+=("$r")
   done
   restarts=("${kept[@]}")
   if [ "${#restarts[@]}" -ge "$max_restarts" ]; then
@@ -151,12 +161,13 @@ while :; do
     exit 1
   fi
   n_since_healthy=$((n_since_healthy + 1))
-  delay=$(backoff_for "$n_since_healthy")
-  say "restart in ${delay} s (${#restarts[@]} restarts in the last ${window} s)"
-  sleep "$delay" & wait $! 2>/dev/null
+  backoff_for "$n_since_healthy"; delay=$REPLY
+  secs delay_s "$delay"
+  say "restart in ${delay_s} s (${#restarts[@]} restarts in the last ${window} s)"
+  sleep "$delay_s" & wait $! 2>/dev/null
   if [ "$stopping" = 1 ]; then
     say "stop requested during backoff: not restarting"
     exit "$rc"
   fi
-  restarts+=("$(now)")
+  now_us; restarts+=("$REPLY")
 done

@@ -26,7 +26,7 @@ serve_model "$dir"
 port=$(serve_free_port)
 SERVE_MPIRUN_EXTRA="--mca odls_base_sigkill_timeout 0"
 serve_cmd "$dir" "$port"
-deploy/supervise.sh --term-children --log "$dir/sup.log" --backoff-min 0.1 --max-restarts $((rounds + 2)) \
+deploy/supervise.sh --term-children --log "$dir/sup.log" --backoff-min 0.1 --healthy-after 2 --max-restarts $((rounds + 2)) \
   -- "${SERVE_CMD[@]}" >"$dir/serve.out" 2>"$dir/serve.err" &
 sup=$!
 mkdir -p bench/results

@@ -14,7 +14,7 @@
 #    run: ratio_to_infer = served generated tokens/s / infer's.
 # JSON lines on stdout and appended to bench/results/serve.jsonl; a table at
 # the end. Short by default (~1-2 min): US_BENCH_SERVE_LOOKUPS (requests per
-# client, default 200), US_BENCH_SERVE_GENERATES (default 4), _SECONDS (cap per
+# client, default 400), US_BENCH_SERVE_GENERATES (default 8), _SECONDS (cap per
 # run, default 8), _CLIENTS (default "1 4 16 64"), _TOKENS / _K (lookup shape,
 # default 16 x 8), _MAX_TOKENS (per prompt, default 16).
 set -euo pipefail
@@ -27,7 +27,7 @@ export US_BIN MPIRUN
 source tests/tools/serve_env.bash
 BENCH="$B/bench/bench_serve"
 clients_list=${US_BENCH_SERVE_CLIENTS:-1 4 16 64}
-lookups=${US_BENCH_SERVE_LOOKUPS:-200} generates=${US_BENCH_SERVE_GENERATES:-4}
+lookups=${US_BENCH_SERVE_LOOKUPS:-400} generates=${US_BENCH_SERVE_GENERATES:-8}
 secs=${US_BENCH_SERVE_SECONDS:-8} max_tokens=${US_BENCH_SERVE_MAX_TOKENS:-16}
 tokens=${US_BENCH_SERVE_TOKENS:-16} k=${US_BENCH_SERVE_K:-8}
 

@@ -48,7 +48,7 @@ static void scrub_idle(us_memory_dist *d)
  * pays at most 1 ms. */
 static void idle_wait(double waited_s)
 {
-    if (waited_s < 0.002) {
+    if (waited_s < 0.001) {
         sched_yield();
         return;
     }

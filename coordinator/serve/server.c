@@ -466,7 +466,10 @@ static bool work_due(const us_service *s, double now, int *wait_ms)
 }
 
 /* Nothing to do on this coordinator. C > 1: join the others' cycle (they
- * may be decoding), pacing when every coordinator was idle last time. */
+ * may be decoding). While every coordinator is idle, the pause between
+ * idle cycles grows 1, 2, 4, 8, 10 ms, so idle shards sleep (memory_dist's
+ * control exchange naps after 1 ms) instead of spinning; the price is up to
+ * 10 ms before the first cycle after an idle spell. */
 static int idle_cycle(us_service *s, us_err *err)
 {
     if (s->world == NULL || s->world->n_coordinators < 2)
@@ -475,7 +478,7 @@ static int idle_cycle(us_service *s, us_err *err)
     bool any = false;
     for (int c = 0; rc == US_OK && c < s->world->n_coordinators; c++)
         any |= s->dist->ctl_msgs[c].kind == US_CONTROL_CYCLE;
-    s->all_idle = !any;
+    s->idle_ms = any ? 0 : s->idle_ms == 0 ? 1 : s->idle_ms >= 5 ? 10 : 2 * s->idle_ms;
     return rc;
 }
 
@@ -512,7 +515,7 @@ int us_service_loop(us_service *s, us_err *err)
         bool due = work_due(s, us_serve_now_s(), &wait_ms);
         bool multi = s->world != NULL && s->world->n_coordinators > 1;
         int timeout = due ? 0 : wait_ms >= 0 ? wait_ms
-                    : multi ? (s->all_idle ? 2 : 0) : 100;
+                    : multi ? s->idle_ms : 100;
         nfds_t n = build_pollfds(s, pfds, idx);
         if (poll(pfds, n, timeout) < 0 && errno != EINTR) {
             rc = us_err_set(err, US_EIO, "serve: poll failed: %s", strerror(errno));

@@ -79,7 +79,8 @@ typedef struct us_service {
     float *weights_buf, *out_buf;     /* out_buf: [max_batch_tokens][groups][dim] */
     uint8_t *groups_buf;
     us_workspace mem_ws;          /* Memory requests' activations (made on first use) */
-    bool draining, all_idle;
+    bool draining;
+    int idle_ms;                  /* C > 1: pause before the next idle cycle */
     double start_s;
     us_request_limits limits;
     us_serve_metrics metrics;

@@ -405,7 +405,7 @@ static void check_timers(us_service *s, double now)
 static nfds_t build_pollfds(us_service *s, struct pollfd *pfds, uint32_t *idx)
 {
     nfds_t n = 2;
-    pfds[0] = (struct pollfd){ .fd = s->draining ? -1 : s->listen_fd, .events = POLLIN };
+    pfds[0] = (struct pollfd){ .fd = s->listen_fd, .events = POLLIN };
     pfds[1] = (struct pollfd){ .fd = s->metrics_fd, .events = POLLIN };
     for (uint32_t i = 0; i < s->n_conns; i++) {
         serve_conn *c = &s->conns[i];
@@ -508,6 +508,9 @@ int us_service_loop(us_service *s, us_err *err)
     while (rc == US_OK && !drained(s, &flush_start)) {
         if (us_serve_stop_flag && !s->draining) {
             s->draining = true;
+            if (s->listen_fd >= 0)   /* new clients are refused at once: they retry */
+                close(s->listen_fd);
+            s->listen_fd = -1;
             fprintf(stderr, "serve: coordinator %d draining (signal)\n",
                     s->world ? s->world->coordinator_index : 0);
         }

@@ -445,6 +445,10 @@ int serve_cycle(us_service *s, us_err *err)
         rc = us_memory_dist_sync(s->dist, err);
     s->metrics.queue_depth = s->lookups.n + s->gens.n;
     s->metrics.generates_active = s->stream ? (uint32_t)us_infer_stream_active(s->stream) : 0;
+    for (uint32_t t = 0; s->dist != NULL && t < s->n_tables && t < US_METRICS_MAX_TABLES; t++) {
+        s->metrics.table_bytes_sent[t] = s->dist->transports[t]->stats.bytes_sent;
+        s->metrics.table_bytes_recv[t] = s->dist->transports[t]->stats.bytes_recv;
+    }
     return rc;
 }
 

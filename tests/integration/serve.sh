@@ -33,6 +33,34 @@ if "$US_BIN" serve --model "$dir/m" --listen 0.0.0.0:"$port" 2>"$dir/e2"; then
 grep -q "not a loopback address" "$dir/e2" || { cat "$dir/e2"; echo "FAIL: no loopback message"; exit 1; }
 echo "refused: 0644 token file, non-loopback without token"
 
+# one process (values from DIR/values): a client started before the server
+# connects once it is up (reconnect with backoff); --max-connections 1: a
+# second connection gets BUSY and is closed
+port2=$(free_port)
+"$US_BIN" client --connect 127.0.0.1:"$port2" health >"$dir/early.out" 2>"$dir/early.err" &
+early=$!
+sleep 0.2
+"$US_BIN" serve --model "$dir/m" --listen 127.0.0.1:"$port2" --max-connections 1 \
+  >"$dir/p2.out" 2>"$dir/p2.err" &
+p2=$!
+wait "$early" || { cat "$dir/early.err"; echo "FAIL: early client did not get through"; exit 1; }
+grep -q '"serving":true' "$dir/early.out"
+$PY - "$port2" <<'EOF2'
+import socket, struct, sys, time
+port = int(sys.argv[1])
+a = socket.create_connection(("127.0.0.1", port)); time.sleep(0.3)
+b = socket.create_connection(("127.0.0.1", port)); b.settimeout(10)
+buf = b""
+while True:
+    c = b.recv(4096)
+    if not c: break
+    buf += c
+n = struct.unpack("<I", buf[:4])[0]
+assert len(buf) == 4 + n and b"\x18\x03" in buf[4:], buf   # status (field 3) = BUSY (3)
+print("early client reconnected after the server came up; connection over --max-connections 1: BUSY, closed")
+EOF2
+kill -TERM "$p2"; wait "$p2"
+
 $MPIRUN -n 4 "$US_BIN" serve --model "$dir/m" --store "$dir/s3" --listen 127.0.0.1:"$port" \
   --token-file "$dir/token" --metrics 127.0.0.1:"$mport" --frame-timeout-ms 1500 \
   >"$dir/serve.out" 2>"$dir/serve.err" &
@@ -192,6 +220,7 @@ assert val('ultrashard_responses_total{code="UNAUTHENTICATED"}') >= 2
 assert val('ultrashard_frames_bad_total') >= 3
 assert val('ultrashard_lookup_round_seconds_count') >= 3
 assert 'ultrashard_request_seconds_bucket{kind="lookup",le="+Inf"}' in body
+assert val('ultrashard_table_bytes_total{table="table_0",dir="sent"}') > 0
 print("metrics ok:", len(body.splitlines()), "lines")
 EOF
 

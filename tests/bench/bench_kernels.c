@@ -120,39 +120,46 @@ static void make_view(us_rows_view *v, gather_setup *g, us_dtype dtype, size_t r
 }
 
 /* Best-of-reps seconds for each variant over the same batches of ids:
- * plain copy, gather-sum with software prefetch, gather-sum without. */
-typedef struct gather_times { double copy, sum, sum_nopf; } gather_times;
+ * plain copy, then gather-sum with the library's defaults (prefetch chosen
+ * by row size, widest vector unit), prefetch forced on, forced off, and the
+ * defaults limited to AVX2. */
+enum { V_COPY, V_AUTO, V_PF_ON, V_PF_OFF, V_AVX2, N_VARIANTS };
+typedef struct gather_times { double t[N_VARIANTS]; } gather_times;
 
 static int time_gather(gather_times *best, const us_rows_view *v, const uint64_t *rows,
                        const float *weights, size_t n_pairs, void *copy_buf, float *sum_buf,
                        int threads, int reps)
 {
     size_t batch_pairs = (size_t)BATCH_TOKENS * K_PER_TOKEN;
-    us_gather_opts pf = { .prefetch = 1 }, nopf = { .prefetch = 0 };
+    const us_gather_opts opts[N_VARIANTS] = {
+        [V_AUTO] = { .prefetch = US_GATHER_PREFETCH },
+        [V_PF_ON] = { .prefetch = 1 }, [V_PF_OFF] = { .prefetch = 0 },
+        [V_AVX2] = { .prefetch = US_GATHER_PREFETCH, .force_avx2 = 1 },
+    };
     float scale_buf[BATCH_TOKENS * K_PER_TOKEN];   /* int8 rows are copied with their scales */
     us_err err = { 0 };
-    best->copy = best->sum = best->sum_nopf = INFINITY;
+    for (int variant = 0; variant < N_VARIANTS; variant++)
+        best->t[variant] = INFINITY;
     for (int rep = 0; rep < reps; rep++) {
-        for (int variant = 0; variant < 3; variant++) {
+        for (int variant = 0; variant < N_VARIANTS; variant++) {
             double t0 = now_s();
             for (size_t p = 0; p + batch_pairs <= n_pairs; p += batch_pairs) {
                 int rc;
-                if (variant == 0)
+                if (variant == V_COPY)
                     rc = us_gather_copy(copy_buf, v->dtype == US_DTYPE_INT8 ? scale_buf : NULL,
                                         v, rows + p, batch_pairs, threads, &err);
                 else
                     rc = us_gather_sum_opts(sum_buf, v, rows + p, weights + p, NULL,
                                             BATCH_TOKENS, K_PER_TOKEN, 1, threads,
-                                            variant == 1 ? &pf : &nopf, &err);
+                                            &opts[variant], &err);
                 if (rc != US_OK) {
                     fprintf(stderr, "bench_kernels: %s\n", err.msg);
                     return rc;
                 }
             }
             double dt = now_s() - t0;
-            double *slot = variant == 0 ? &best->copy : variant == 1 ? &best->sum : &best->sum_nopf;
-            if (dt < *slot)
-                *slot = dt;
+            if (dt < best->t[variant])
+                best->t[variant] = dt;
         }
     }
     return US_OK;
@@ -309,7 +316,7 @@ int main(int argc, char **argv)
     }
 
     /* ---- gather: same random ids for copy and sum ---- */
-    static const size_t row_sizes[] = { 256, 1024, 4096, 8192 };
+    static const size_t row_sizes[] = { 256, 1024, 2048, 4096, 8192 };
     static const us_dtype dtypes[] = { US_DTYPE_F32, US_DTYPE_BF16, US_DTYPE_F16, US_DTYPE_INT8 };
     size_t read_target = (quick ? 64u : 256u) << 20;     /* bytes of rows per measurement */
     size_t batch_pairs = (size_t)BATCH_TOKENS * K_PER_TOKEN;
@@ -326,8 +333,8 @@ int main(int argc, char **argv)
         weights[i] = 1.0f / K_PER_TOKEN;
     fprintf(stderr, "== gather-sum vs plain gather (k=%d per token, batches of %d tokens, "
             "GB/s of rows read)\n", K_PER_TOKEN, BATCH_TOKENS);
-    fprintf(stderr, "%-5s %6s %3s %8s %8s %7s %9s %8s\n", "dtype", "row_B", "thr", "copy",
-            "sum", "ratio", "sum_nopf", "pf_gain");
+    fprintf(stderr, "%-5s %6s %3s %8s %8s %7s | ratio with prefetch on %5s, off %5s, avx2 %5s\n",
+            "dtype", "row_B", "thr", "copy", "sum", "ratio", "", "", "");
     for (size_t si = 0; si < sizeof row_sizes / sizeof row_sizes[0]; si++) {
         size_t rb = row_sizes[si];
         size_t n_pairs = read_target / rb / batch_pairs * batch_pairs;
@@ -341,25 +348,32 @@ int main(int argc, char **argv)
                 if (time_gather(&t, &v, rows, weights, n_pairs, copy_buf, sum_buf, threads,
                                 reps) != US_OK)
                     return 1;
-                double bytes = (double)n_pairs * rb;
-                double c = bytes / t.copy * 1e-9, s = bytes / t.sum * 1e-9;
-                double snp = bytes / t.sum_nopf * 1e-9;
+                double bytes = (double)n_pairs * rb, gbps[N_VARIANTS];
+                for (int i = 0; i < N_VARIANTS; i++)
+                    gbps[i] = bytes / t.t[i] * 1e-9;
+                double c = gbps[V_COPY];
                 printf("{\"bench\":\"kernels\",\"kernel\":\"gather_sum\",\"dtype\":\"%s\","
-                       "\"row_bytes\":%zu,\"dim\":%u,\"k\":%d,\"threads\":%d,\"prefetch\":1,"
+                       "\"row_bytes\":%zu,\"dim\":%u,\"k\":%d,\"threads\":%d,\"prefetch\":%d,"
                        "\"gbps\":%.3f,\"baseline\":\"gather_copy\",\"baseline_gbps\":%.3f,"
-                       "\"ratio\":%.3f,\"gbps_no_prefetch\":%.3f,\"ratio_no_prefetch\":%.3f,"
+                       "\"ratio\":%.3f,\"gbps_prefetch_on\":%.3f,\"ratio_prefetch_on\":%.3f,"
+                       "\"gbps_no_prefetch\":%.3f,\"ratio_no_prefetch\":%.3f,"
+                       "\"gbps_avx2\":%.3f,\"ratio_avx2\":%.3f,"
                        "\"seq_read_gbps\":%.2f,\"table_bytes\":%zu,\"loadavg\":%.2f}\n",
-                       us_dtype_name(dtypes[d]), rb, v.dim, K_PER_TOKEN, threads, s, c, s / c,
-                       snp, snp / c, seq_gbps[threads], g.table_bytes, loadavg());
-                fprintf(stderr, "%-5s %6zu %3d %8.2f %8.2f %7.2f %9.2f %8.2f\n",
-                        us_dtype_name(dtypes[d]), rb, threads, c, s, s / c, snp, s / snp);
+                       us_dtype_name(dtypes[d]), rb, v.dim, K_PER_TOKEN, threads,
+                       rb <= US_GATHER_PREFETCH_MAX_ROW_BYTES, gbps[V_AUTO], c, gbps[V_AUTO] / c,
+                       gbps[V_PF_ON], gbps[V_PF_ON] / c, gbps[V_PF_OFF], gbps[V_PF_OFF] / c,
+                       gbps[V_AVX2], gbps[V_AVX2] / c, seq_gbps[threads], g.table_bytes,
+                       loadavg());
+                fprintf(stderr, "%-5s %6zu %3d %8.2f %8.2f %7.2f | %28.2f %9.2f %10.2f\n",
+                        us_dtype_name(dtypes[d]), rb, threads, c, gbps[V_AUTO], gbps[V_AUTO] / c,
+                        gbps[V_PF_ON] / c, gbps[V_PF_OFF] / c, gbps[V_AVX2] / c);
             }
         }
     }
     /* decoding shape: one token with 128 pairs (4 heads x 32) per call; with
      * two threads the columns are split. Baseline: the same call, 1 thread. */
     fprintf(stderr, "== one token x 128 pairs per call (decode): 2 threads vs 1\n");
-    for (size_t si = 1; si <= 2; si++) {
+    for (size_t si = 1; si <= 3; si += 2) {
         size_t rb = row_sizes[si], calls = read_target / rb / 128;
         static const us_dtype decode_dtypes[] = { US_DTYPE_F32, US_DTYPE_BF16 };
         for (size_t d = 0; d < 2; d++) {

@@ -506,27 +506,28 @@ static int cpu_level(void)
     return level;
 }
 
-/* Software prefetch of the next chunk's rows, measured with `make
- * bench-kernels` (README): it overlaps the misses of small rows (1.2-1.9x
- * at 256 B-1 KiB rows) but costs up to 2x from 4 KiB rows on, where each
- * row is a long sequential run the hardware prefetcher follows by itself
- * and the extra streams only evict it. Rows in between follow the table. */
-static int prefetch_for(const us_gather_opts *opts, size_t row_bytes)
+/* Software prefetch of the next chunk's rows, by row size (gather.h says
+ * where the limits come from): it overlaps the misses of short rows but
+ * costs at long ones, where each row is a sequential run the hardware
+ * prefetcher follows by itself and the extra streams only evict it. */
+static int prefetch_for(const us_gather_opts *opts, us_dtype dtype, size_t row_bytes)
 {
     int mode = opts ? opts->prefetch : US_GATHER_PREFETCH;
     if (mode == US_GATHER_PREFETCH_AUTO)
-        return row_bytes <= US_GATHER_PREFETCH_MAX_ROW_BYTES;
+        return row_bytes <= (dtype == US_DTYPE_INT8 ? US_GATHER_PREFETCH_MAX_ROW_BYTES_INT8
+                                                    : US_GATHER_PREFETCH_MAX_ROW_BYTES);
     return mode != 0;
 }
 
 /* Fills cfg for this call; returns 0 when the portable loop must run. */
-static int choose_fold(fold_cfg *cfg, const us_gather_opts *opts, size_t row_bytes)
+static int choose_fold(fold_cfg *cfg, const us_gather_opts *opts, us_dtype dtype,
+                       size_t row_bytes)
 {
     int level = opts && opts->force_portable ? 0 : cpu_level();
     if (level == 2 && opts && opts->force_avx2)
         level = 1;
     cfg->fold = level == 2 ? fold_rows_avx512 : fold_rows_avx2;
-    cfg->prefetch = prefetch_for(opts, row_bytes);
+    cfg->prefetch = prefetch_for(opts, dtype, row_bytes);
     return level > 0;
 }
 
@@ -566,7 +567,7 @@ int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
         return rc;
     size_t dim = v->dim;
     fold_cfg cfg;
-    int fast = choose_fold(&cfg, opts, dim * us_dtype_size(v->dtype));
+    int fast = choose_fold(&cfg, opts, v->dtype, dim * us_dtype_size(v->dtype));
     n_threads = default_threads_cap(n_threads, n_tokens * k, dim * us_dtype_size(v->dtype));
     /* Fewer tokens than threads (decoding: one token, many pairs): split
      * the columns instead, in whole 64-column tiles. Each column still adds

@@ -59,15 +59,19 @@
 #include "kernels/us_status.h"
 
 /* us_gather_opts.prefetch: on for rows of at most
- * US_GATHER_PREFETCH_MAX_ROW_BYTES, off for longer ones (the default). */
+ * US_GATHER_PREFETCH_MAX_ROW_BYTES (_INT8 for int8 rows), off for longer
+ * ones (the default). */
 #define US_GATHER_PREFETCH_AUTO (-1)
 #define US_GATHER_PREFETCH US_GATHER_PREFETCH_AUTO
 
 /* Longest row (dim * element size) that the automatic choice prefetches,
- * from `make bench-kernels` on this project's machines (README): software
- * prefetch of the next chunk gains 1.2-1.9x at 256 B-2 KiB rows and loses
- * up to 2x at 4-8 KiB rows, which the hardware prefetcher streams alone. */
-#define US_GATHER_PREFETCH_MAX_ROW_BYTES 2048u
+ * from `make bench-kernels` (README; 2026-12-04, AMD EPYC VM, thread CPU
+ * time): software prefetch of the next chunk gains 1.1-1.5x at 256 B-1 KiB
+ * rows and loses at 2-8 KiB rows (up to 2.3x at 8 KiB bf16/f16), which the
+ * hardware prefetcher streams alone; int8 rows, four times the columns per
+ * byte, still gain at 2 KiB. */
+#define US_GATHER_PREFETCH_MAX_ROW_BYTES 1024u
+#define US_GATHER_PREFETCH_MAX_ROW_BYTES_INT8 2048u
 
 /* Default thread count: at least this many bytes of rows per thread. */
 #define US_GATHER_MIN_BYTES_PER_THREAD (256u * 1024u)

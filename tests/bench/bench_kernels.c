@@ -12,7 +12,8 @@
  *   topk   : ns per scored element, fast path vs the full-sort reference
  *
  * Output: one JSON object per line on stdout; a human table on stderr.
- * Usage: bench_kernels [--table-mib N] [--quick]
+ * Usage: bench_kernels [--table-mib N] [--quick] [--cpu-time] [--part P]
+ * (--cpu-time: thread CPU time, 1-thread gather rows only; see now_s)
  */
 #include <inttypes.h>
 #include <math.h>
@@ -31,10 +32,15 @@
 #include "kernels/score.h"
 #include "kernels/topk.h"
 
+/* --cpu-time: the calling thread's CPU time instead of wall time, for the
+ * 1-thread gather rows on an oversubscribed machine (time spent preempted
+ * is not counted; memory contention still is). */
+static clockid_t bench_clock = CLOCK_MONOTONIC;
+
 static double now_s(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(bench_clock, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -119,11 +125,12 @@ static void make_view(us_rows_view *v, gather_setup *g, us_dtype dtype, size_t r
     v->block_scales = dtype == US_DTYPE_INT8 ? g->scales : NULL;
 }
 
-/* Best-of-reps seconds for each variant over the same batches of ids:
- * plain copy, then gather-sum with the library's defaults (prefetch chosen
- * by row size, widest vector unit), prefetch forced on, forced off, and the
- * defaults limited to AVX2. */
-enum { V_COPY, V_AUTO, V_PF_ON, V_PF_OFF, V_AVX2, N_VARIANTS };
+/* Best-of-reps seconds for each variant over the same batches of ids,
+ * interleaved in every rep: plain copy, then gather-sum with the library's
+ * defaults (prefetch chosen by row size, widest vector unit), prefetch
+ * forced on, forced off, and the defaults before 2026-12-04 (prefetch on at
+ * every row size, AVX2): an A/B of the change in one process. */
+enum { V_COPY, V_AUTO, V_PF_ON, V_PF_OFF, V_OLD, N_VARIANTS };
 typedef struct gather_times { double t[N_VARIANTS]; } gather_times;
 
 static int time_gather(gather_times *best, const us_rows_view *v, const uint64_t *rows,
@@ -134,7 +141,7 @@ static int time_gather(gather_times *best, const us_rows_view *v, const uint64_t
     const us_gather_opts opts[N_VARIANTS] = {
         [V_AUTO] = { .prefetch = US_GATHER_PREFETCH },
         [V_PF_ON] = { .prefetch = 1 }, [V_PF_OFF] = { .prefetch = 0 },
-        [V_AVX2] = { .prefetch = US_GATHER_PREFETCH, .force_avx2 = 1 },
+        [V_OLD] = { .prefetch = 1, .force_avx2 = 1 },
     };
     float scale_buf[BATCH_TOKENS * K_PER_TOKEN];   /* int8 rows are copied with their scales */
     us_err err = { 0 };
@@ -256,17 +263,20 @@ static void bench_topk(size_t n, size_t k, size_t n_rows)
 int main(int argc, char **argv)
 {
     size_t table_mib = 1024;
-    int quick = 0;
+    int quick = 0, max_threads = 2;
     const char *part = "all";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--table-mib") == 0 && i + 1 < argc) {
             table_mib = strtoul(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--quick") == 0) {
             quick = 1;
+        } else if (strcmp(argv[i], "--cpu-time") == 0) {
+            bench_clock = CLOCK_THREAD_CPUTIME_ID;
+            max_threads = 1;
         } else if (strcmp(argv[i], "--part") == 0 && i + 1 < argc) {
             part = argv[++i];
         } else {
-            fprintf(stderr, "usage: bench_kernels [--table-mib N] [--quick] "
+            fprintf(stderr, "usage: bench_kernels [--table-mib N] [--quick] [--cpu-time] "
                     "[--part all|gather|score|topk]\n");
             return 2;
         }
@@ -300,7 +310,7 @@ int main(int argc, char **argv)
     printf("{\"bench\":\"kernels\",\"kernel\":\"machine\",\"loadavg\":%.2f,\"cpus\":%d,"
            "\"table_bytes\":%zu}\n", loadavg(), omp_get_num_procs(), g.table_bytes);
     double seq_gbps[3] = { 0, 0, 0 };
-    for (int threads = 1; threads <= 2; threads++) {
+    for (int threads = 1; threads <= max_threads; threads++) {
         double best = INFINITY;
         volatile float sink = 0;
         for (int rep = 0; rep < reps; rep++) {
@@ -333,7 +343,7 @@ int main(int argc, char **argv)
         weights[i] = 1.0f / K_PER_TOKEN;
     fprintf(stderr, "== gather-sum vs plain gather (k=%d per token, batches of %d tokens, "
             "GB/s of rows read)\n", K_PER_TOKEN, BATCH_TOKENS);
-    fprintf(stderr, "%-5s %6s %3s %8s %8s %7s | ratio with prefetch on %5s, off %5s, avx2 %5s\n",
+    fprintf(stderr, "%-5s %6s %3s %8s %8s %7s | ratio with prefetch on %5s, off %5s, old default %5s\n",
             "dtype", "row_B", "thr", "copy", "sum", "ratio", "", "", "");
     for (size_t si = 0; si < sizeof row_sizes / sizeof row_sizes[0]; si++) {
         size_t rb = row_sizes[si];
@@ -343,7 +353,7 @@ int main(int argc, char **argv)
             make_view(&v, &g, dtypes[d], rb);
             for (size_t i = 0; i < n_pairs; i++)
                 rows[i] = rng_next() % v.rows;
-            for (int threads = 1; threads <= 2; threads++) {
+            for (int threads = 1; threads <= max_threads; threads++) {
                 gather_times t;
                 if (time_gather(&t, &v, rows, weights, n_pairs, copy_buf, sum_buf, threads,
                                 reps) != US_OK)
@@ -357,23 +367,28 @@ int main(int argc, char **argv)
                        "\"gbps\":%.3f,\"baseline\":\"gather_copy\",\"baseline_gbps\":%.3f,"
                        "\"ratio\":%.3f,\"gbps_prefetch_on\":%.3f,\"ratio_prefetch_on\":%.3f,"
                        "\"gbps_no_prefetch\":%.3f,\"ratio_no_prefetch\":%.3f,"
-                       "\"gbps_avx2\":%.3f,\"ratio_avx2\":%.3f,"
+                       "\"gbps_old_default\":%.3f,\"ratio_old_default\":%.3f,\"clock\":\"%s\","
                        "\"seq_read_gbps\":%.2f,\"table_bytes\":%zu,\"loadavg\":%.2f}\n",
                        us_dtype_name(dtypes[d]), rb, v.dim, K_PER_TOKEN, threads,
-                       rb <= US_GATHER_PREFETCH_MAX_ROW_BYTES, gbps[V_AUTO], c, gbps[V_AUTO] / c,
+                       rb <= (dtypes[d] == US_DTYPE_INT8 ? US_GATHER_PREFETCH_MAX_ROW_BYTES_INT8
+                                                         : US_GATHER_PREFETCH_MAX_ROW_BYTES),
+                       gbps[V_AUTO], c, gbps[V_AUTO] / c,
                        gbps[V_PF_ON], gbps[V_PF_ON] / c, gbps[V_PF_OFF], gbps[V_PF_OFF] / c,
-                       gbps[V_AVX2], gbps[V_AVX2] / c, seq_gbps[threads], g.table_bytes,
+                       gbps[V_OLD], gbps[V_OLD] / c,
+                       bench_clock == CLOCK_MONOTONIC ? "wall" : "thread_cpu",
+                       seq_gbps[threads], g.table_bytes,
                        loadavg());
-                fprintf(stderr, "%-5s %6zu %3d %8.2f %8.2f %7.2f | %28.2f %9.2f %10.2f\n",
+                fprintf(stderr, "%-5s %6zu %3d %8.2f %8.2f %7.2f | %28.2f %9.2f %17.2f\n",
                         us_dtype_name(dtypes[d]), rb, threads, c, gbps[V_AUTO], gbps[V_AUTO] / c,
-                        gbps[V_PF_ON] / c, gbps[V_PF_OFF] / c, gbps[V_AVX2] / c);
+                        gbps[V_PF_ON] / c, gbps[V_PF_OFF] / c, gbps[V_OLD] / c);
             }
         }
     }
     /* decoding shape: one token with 128 pairs (4 heads x 32) per call; with
      * two threads the columns are split. Baseline: the same call, 1 thread. */
-    fprintf(stderr, "== one token x 128 pairs per call (decode): 2 threads vs 1\n");
-    for (size_t si = 1; si <= 3; si += 2) {
+    if (max_threads > 1)
+        fprintf(stderr, "== one token x 128 pairs per call (decode): 2 threads vs 1\n");
+    for (size_t si = 1; si <= 3 && max_threads > 1; si += 2) {
         size_t rb = row_sizes[si], calls = read_target / rb / 128;
         static const us_dtype decode_dtypes[] = { US_DTYPE_F32, US_DTYPE_BF16 };
         for (size_t d = 0; d < 2; d++) {

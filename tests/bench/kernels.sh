@@ -3,7 +3,7 @@
 # in the same run (see tests/bench/bench_kernels.c). JSON lines go to stdout
 # and are appended to bench/results/kernels.jsonl; the human table to stderr.
 # Runtime about 2-3 minutes with the default 1 GiB table (--table-mib N,
-# --quick, --part gather|score|topk are passed through).
+# --quick, --part gather|score|topk, --cpu-time are passed through).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${B:-build}

@@ -16,6 +16,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include <cpuid.h>
@@ -159,6 +160,7 @@ static void sum_token_scalar(float *out_tok, const us_rows_view *v, const uint64
  * i -- the reference's order, hence bit-exact results.
  */
 #define AVX2_TARGET __attribute__((target("avx2,fma,f16c")))
+#define AVX512_TARGET __attribute__((target("avx512f,avx2,fma,f16c")))
 #define TILE_VECS   8
 #define CHUNK_PAIRS 64
 
@@ -202,15 +204,17 @@ static inline void prefetch_rows(const uint8_t *const *pf, size_t n, size_t from
 }
 
 /*
- * acc[0..dim) += sum_j w[j] * rows src[j], j = 0..n-1 in order.
- * pf[0..pf_n) are the rows of the next chunk: while tile c of the current
- * rows is folded, the same bytes of the next rows are prefetched, one row
- * per current row, so the prefetches are spread over the arithmetic instead
- * of issued all at once.
+ * acc[0..dim) += sum_j w[j] * rows src[j], j = 0..n-1 in order, over whole
+ * 64-column tiles; returns the first column not done. pf[0..pf_n) are the
+ * rows of the next chunk: while tile c of the current rows is folded, the
+ * same bytes of the next rows are prefetched, one row per current row, so
+ * the prefetches are spread over the arithmetic instead of issued all at
+ * once. Each column's pairs are added in order whatever the vector width,
+ * so the AVX2 and AVX-512 tiles give the same bits.
  */
 AVX2_TARGET static inline __attribute__((always_inline))
-void fold_rows(float *acc, const uint8_t *const *src, const float *w, size_t n, size_t dim,
-               us_dtype dtype, const uint8_t *const *pf, size_t pf_n)
+size_t fold_tiles_avx2(float *acc, const uint8_t *const *src, const float *w, size_t n,
+                       size_t dim, us_dtype dtype, const uint8_t *const *pf, size_t pf_n)
 {
     const size_t elem = us_dtype_size(dtype), tile_bytes = 8 * TILE_VECS * elem;
     size_t c = 0;
@@ -234,7 +238,70 @@ void fold_rows(float *acc, const uint8_t *const *src, const float *w, size_t n, 
         for (int v = 0; v < TILE_VECS; v++)
             _mm256_storeu_ps(acc + c + 8 * v, a[v]);
     }
-    if (c < dim)                         /* the rest of the next rows */
+    return c;
+}
+
+/* The same 64-column tiles in four zmm registers: half the loads,
+ * conversions and FMAs of the AVX2 tile (what bf16/f16/int8 rows, which
+ * convert every element, are limited by once their rows are in cache). */
+AVX512_TARGET static inline __attribute__((always_inline))
+__m512 load16(const uint8_t *src, us_dtype dtype, size_t c)
+{
+    switch (dtype) {
+    case US_DTYPE_BF16: {
+        __m256i h = _mm256_loadu_si256((const __m256i *)(const void *)(src + 2 * c));
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    }
+    case US_DTYPE_F16:
+        return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(src + 2 * c)));
+    case US_DTYPE_INT8:
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+            _mm_loadu_si128((const __m128i *)(const void *)(src + c))));
+    case US_DTYPE_F32:
+    default:
+        return _mm512_loadu_ps((const float *)(const void *)(src + 4 * c));
+    }
+}
+
+#define TILE_ZMM (TILE_VECS / 2)
+
+AVX512_TARGET static inline __attribute__((always_inline))
+size_t fold_tiles_avx512(float *acc, const uint8_t *const *src, const float *w, size_t n,
+                         size_t dim, us_dtype dtype, const uint8_t *const *pf, size_t pf_n)
+{
+    const size_t elem = us_dtype_size(dtype), tile_bytes = 8 * TILE_VECS * elem;
+    size_t c = 0;
+    for (; c + 8 * TILE_VECS <= dim; c += 8 * TILE_VECS) {
+        __m512 a[TILE_ZMM];
+        #pragma GCC unroll 4
+        for (int v = 0; v < TILE_ZMM; v++)
+            a[v] = _mm512_loadu_ps(acc + c + 16 * v);
+        for (size_t j = 0; j < n; j++) {
+            if (j < pf_n)
+                for (size_t b = 0; b < tile_bytes; b += 64)
+                    __builtin_prefetch(pf[j] + c * elem + b, 0, 3);
+            __m512 wv = _mm512_set1_ps(w[j]);
+            #pragma GCC unroll 4
+            for (int v = 0; v < TILE_ZMM; v++)
+                a[v] = _mm512_fmadd_ps(wv, load16(src[j], dtype, c + 16 * v), a[v]);
+        }
+        if (pf_n > n)
+            prefetch_rows(pf + n, pf_n - n, c * elem, c * elem + tile_bytes);
+        #pragma GCC unroll 4
+        for (int v = 0; v < TILE_ZMM; v++)
+            _mm512_storeu_ps(acc + c + 16 * v, a[v]);
+    }
+    return c;
+}
+
+/* Columns [c, dim) after the whole tiles: 8 at a time, then one lane, the
+ * same fused op; the rest of the next rows is prefetched first. */
+AVX2_TARGET static inline __attribute__((always_inline))
+void fold_tail(float *acc, const uint8_t *const *src, const float *w, size_t n, size_t c,
+               size_t dim, us_dtype dtype, const uint8_t *const *pf, size_t pf_n)
+{
+    const size_t elem = us_dtype_size(dtype);
+    if (c < dim)
         prefetch_rows(pf, pf_n, c * elem, dim * elem);
     for (; c + 8 <= dim; c += 8) {
         __m256 a = _mm256_loadu_ps(acc + c);
@@ -242,7 +309,7 @@ void fold_rows(float *acc, const uint8_t *const *src, const float *w, size_t n, 
             a = _mm256_fmadd_ps(_mm256_set1_ps(w[j]), load8(src[j], dtype, c), a);
         _mm256_storeu_ps(acc + c, a);
     }
-    for (; c < dim; c++) {               /* tail: the same fused op, one lane */
+    for (; c < dim; c++) {
         float a = acc[c];
         for (size_t j = 0; j < n; j++)
             a = fmaf(w[j], load1(src[j], dtype, c), a);
@@ -250,18 +317,46 @@ void fold_rows(float *acc, const uint8_t *const *src, const float *w, size_t n, 
     }
 }
 
-/* One specialised copy of fold_rows per dtype. */
+/* One specialised copy of the fold per dtype and vector width. */
+#define FOLD_AS(tiles, dt) do { \
+        size_t c_ = tiles(acc, src, w, n, dim, dt, pf, pf_n); \
+        fold_tail(acc, src, w, n, c_, dim, dt, pf, pf_n); \
+    } while (0)
+
 AVX2_TARGET static void fold_rows_avx2(float *acc, const uint8_t *const *src, const float *w,
                                        size_t n, size_t dim, us_dtype dtype,
                                        const uint8_t *const *pf, size_t pf_n)
 {
     switch (dtype) {
-    case US_DTYPE_F32:  fold_rows(acc, src, w, n, dim, US_DTYPE_F32, pf, pf_n); break;
-    case US_DTYPE_BF16: fold_rows(acc, src, w, n, dim, US_DTYPE_BF16, pf, pf_n); break;
-    case US_DTYPE_F16:  fold_rows(acc, src, w, n, dim, US_DTYPE_F16, pf, pf_n); break;
-    case US_DTYPE_INT8: fold_rows(acc, src, w, n, dim, US_DTYPE_INT8, pf, pf_n); break;
+    case US_DTYPE_F32:  FOLD_AS(fold_tiles_avx2, US_DTYPE_F32); break;
+    case US_DTYPE_BF16: FOLD_AS(fold_tiles_avx2, US_DTYPE_BF16); break;
+    case US_DTYPE_F16:  FOLD_AS(fold_tiles_avx2, US_DTYPE_F16); break;
+    case US_DTYPE_INT8: FOLD_AS(fold_tiles_avx2, US_DTYPE_INT8); break;
     }
 }
+
+AVX512_TARGET static void fold_rows_avx512(float *acc, const uint8_t *const *src,
+                                           const float *w, size_t n, size_t dim,
+                                           us_dtype dtype, const uint8_t *const *pf,
+                                           size_t pf_n)
+{
+    switch (dtype) {
+    case US_DTYPE_F32:  FOLD_AS(fold_tiles_avx512, US_DTYPE_F32); break;
+    case US_DTYPE_BF16: FOLD_AS(fold_tiles_avx512, US_DTYPE_BF16); break;
+    case US_DTYPE_F16:  FOLD_AS(fold_tiles_avx512, US_DTYPE_F16); break;
+    case US_DTYPE_INT8: FOLD_AS(fold_tiles_avx512, US_DTYPE_INT8); break;
+    }
+}
+
+typedef void (*fold_fn)(float *acc, const uint8_t *const *src, const float *w, size_t n,
+                        size_t dim, us_dtype dtype, const uint8_t *const *pf, size_t pf_n);
+
+/* What a call runs: the fold for this CPU and whether the next chunk's
+ * rows are prefetched. */
+typedef struct fold_cfg {
+    fold_fn fold;
+    int     prefetch;
+} fold_cfg;
 
 /* Up to CHUNK_PAIRS pairs of one token with zero weights dropped and row
  * pointers resolved. int8: the scale addresses are kept and prefetched when
@@ -303,12 +398,12 @@ static void resolve_chunk(chunk *ch, const us_rows_view *v, const uint64_t *rows
  * meanwhile) or NULL. Groups: a stable counting sort keeps each group's
  * pairs in increasing i. */
 static void fold_chunk(float *out_tok, const chunk *ch, const chunk *pf, size_t dim,
-                       size_t width, us_dtype dtype, int n_groups)
+                       size_t width, us_dtype dtype, int n_groups, fold_fn fold)
 {
     const uint8_t *const *pf_src = pf ? pf->src : NULL;
     size_t pf_n = pf ? pf->n : 0;
     if (n_groups == 1) {
-        fold_rows_avx2(out_tok, ch->src, ch->w, ch->n, width, dtype, pf_src, pf_n);
+        fold(out_tok, ch->src, ch->w, ch->n, width, dtype, pf_src, pf_n);
         return;
     }
     const uint8_t *sorted_src[CHUNK_PAIRS];
@@ -329,7 +424,7 @@ static void fold_chunk(float *out_tok, const chunk *ch, const chunk *pf, size_t 
     for (int g = 0; g < n_groups; g++) {
         size_t end = count[g];
         if (end > start) {
-            fold_rows_avx2(out_tok + (size_t)g * dim, sorted_src + start, sorted_w + start,
+            fold(out_tok + (size_t)g * dim, sorted_src + start, sorted_w + start,
                            end - start, width, dtype, pf_src, pf_n);
             pf_n = 0;                    /* the next chunk is prefetched once */
         }
@@ -343,7 +438,7 @@ static void fold_chunk(float *out_tok, const chunk *ch, const chunk *pf, size_t 
 static void sum_tokens_avx2(float *out, const us_rows_view *v, const uint64_t *rows,
                             const float *weights, const uint8_t *group, size_t t0,
                             size_t t1, size_t c0, size_t c1, size_t k, int n_groups,
-                            int prefetch)
+                            const fold_cfg *cfg)
 {
     size_t dim = v->dim, out_floats = (size_t)n_groups * dim, width = c1 - c0;
     size_t byte_offset = c0 * us_dtype_size(v->dtype);
@@ -375,8 +470,8 @@ static void sum_tokens_avx2(float *out, const us_rows_view *v, const uint64_t *r
             if (v->dtype == US_DTYPE_INT8)      /* w = weight * scale, as the reference */
                 for (size_t j = 0; j < cur->n; j++)
                     cur->w[j] *= *cur->scale[j];
-            fold_chunk(out_tok, cur, has_next && prefetch ? next : NULL, dim, width,
-                       v->dtype, n_groups);
+            fold_chunk(out_tok, cur, has_next && cfg->prefetch ? next : NULL, dim, width,
+                       v->dtype, n_groups, cfg->fold);
         }
         chunk *swap = cur;
         cur = next;
@@ -394,9 +489,46 @@ static int have_f16c(void)
     return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & bit_F16C) != 0;
 }
 
-static int have_avx2(void)
+/* The widest fast path this CPU runs: 0 none (portable loop), 1 AVX2+FMA+F16C,
+ * 2 AVX-512F as well. CPUID traps to the hypervisor in a VM (microseconds),
+ * so the answer is computed once and cached; racing first calls store the
+ * same value. */
+static int cpu_level(void)
 {
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && have_f16c();
+    static _Atomic int cached = -1;
+    int level = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (level >= 0)
+        return level;
+    level = 0;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && have_f16c())
+        level = __builtin_cpu_supports("avx512f") ? 2 : 1;
+    atomic_store_explicit(&cached, level, memory_order_relaxed);
+    return level;
+}
+
+/* Software prefetch of the next chunk's rows, by row size (gather.h says
+ * where the limits come from): it overlaps the misses of short rows but
+ * costs at long ones, where each row is a sequential run the hardware
+ * prefetcher follows by itself and the extra streams only evict it. */
+static int prefetch_for(const us_gather_opts *opts, us_dtype dtype, size_t row_bytes)
+{
+    int mode = opts ? opts->prefetch : US_GATHER_PREFETCH;
+    if (mode == US_GATHER_PREFETCH_AUTO)
+        return row_bytes <= (dtype == US_DTYPE_INT8 ? US_GATHER_PREFETCH_MAX_ROW_BYTES_INT8
+                                                    : US_GATHER_PREFETCH_MAX_ROW_BYTES);
+    return mode != 0;
+}
+
+/* Fills cfg for this call; returns 0 when the portable loop must run. */
+static int choose_fold(fold_cfg *cfg, const us_gather_opts *opts, us_dtype dtype,
+                       size_t row_bytes)
+{
+    int level = opts && opts->force_portable ? 0 : cpu_level();
+    if (level == 2 && opts && opts->force_avx2)
+        level = 1;
+    cfg->fold = level == 2 ? fold_rows_avx512 : fold_rows_avx2;
+    cfg->prefetch = prefetch_for(opts, dtype, row_bytes);
+    return level > 0;
 }
 
 static int thread_count(int n_threads, size_t work_items)
@@ -433,9 +565,9 @@ int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
     int rc = validate(out, v, rows, weights, group, n_tokens, k, n_groups, err);
     if (rc != US_OK || n_tokens == 0)
         return rc;
-    int prefetch = opts ? opts->prefetch : US_GATHER_PREFETCH;
-    int fast = !(opts && opts->force_portable) && have_avx2();
     size_t dim = v->dim;
+    fold_cfg cfg;
+    int fast = choose_fold(&cfg, opts, v->dtype, dim * us_dtype_size(v->dtype));
     n_threads = default_threads_cap(n_threads, n_tokens * k, dim * us_dtype_size(v->dtype));
     /* Fewer tokens than threads (decoding: one token, many pairs): split
      * the columns instead, in whole 64-column tiles. Each column still adds
@@ -452,12 +584,11 @@ int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
             size_t c0 = tiles * (size_t)me / (size_t)team * 8 * TILE_VECS;
             size_t c1 = tiles * (size_t)(me + 1) / (size_t)team * 8 * TILE_VECS;
             sum_tokens_avx2(out, v, rows, weights, group, 0, n_tokens, c0,
-                            c1 < dim ? c1 : dim, k, n_groups, prefetch);
+                            c1 < dim ? c1 : dim, k, n_groups, &cfg);
         } else if (fast) {
             size_t t0 = n_tokens * (size_t)me / (size_t)team;
             size_t t1 = n_tokens * (size_t)(me + 1) / (size_t)team;
-            sum_tokens_avx2(out, v, rows, weights, group, t0, t1, 0, dim, k, n_groups,
-                            prefetch);
+            sum_tokens_avx2(out, v, rows, weights, group, t0, t1, 0, dim, k, n_groups, &cfg);
         } else {
             size_t t0 = n_tokens * (size_t)me / (size_t)team;
             size_t t1 = n_tokens * (size_t)(me + 1) / (size_t)team;

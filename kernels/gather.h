@@ -39,14 +39,15 @@
  * The functions are reentrant: no global state, no allocation.
  *
  * Fast path: AVX2+FMA (+F16C for f16, shifts for bf16, sign-extension for
- * int8) chosen at run time with __builtin_cpu_supports; the library itself
+ * int8), or the same tiles in AVX-512F registers where the CPU has them,
+ * chosen at run time (CPUID, read once); the library itself
  * is built for x86-64-v2 and other CPUs run the portable scalar loop (the
  * reference, parallelised). Per token, 64 output columns at a time are
  * accumulated in eight ymm registers across all of the token's pairs, so the
  * first pass touches every row of the token with independent loads (many
  * misses in flight) and later passes hit the caches. Meanwhile the rows of
  * the next chunk of pairs are software-prefetched, a tile's worth per row
- * folded (us_gather_opts.prefetch, default US_GATHER_PREFETCH).
+ * folded, for rows up to US_GATHER_PREFETCH_MAX_ROW_BYTES (us_gather_opts.prefetch).
  */
 #ifndef US_GATHER_H
 #define US_GATHER_H
@@ -57,9 +58,20 @@
 #include "kernels/rows_view.h"
 #include "kernels/us_status.h"
 
-/* Default of us_gather_opts.prefetch (1 = on), chosen with `make
- * bench-kernels` (bench/results/kernels.jsonl, README). */
-#define US_GATHER_PREFETCH 1
+/* us_gather_opts.prefetch: on for rows of at most
+ * US_GATHER_PREFETCH_MAX_ROW_BYTES (_INT8 for int8 rows), off for longer
+ * ones (the default). */
+#define US_GATHER_PREFETCH_AUTO (-1)
+#define US_GATHER_PREFETCH US_GATHER_PREFETCH_AUTO
+
+/* Longest row (dim * element size) that the automatic choice prefetches,
+ * from `make bench-kernels` (README; 2026-12-04, AMD EPYC VM, thread CPU
+ * time): software prefetch of the next chunk gains 1.1-1.5x at 256 B-1 KiB
+ * rows and loses at 2-8 KiB rows (up to 2.3x at 8 KiB bf16/f16), which the
+ * hardware prefetcher streams alone; int8 rows, four times the columns per
+ * byte, still gain at 2 KiB. */
+#define US_GATHER_PREFETCH_MAX_ROW_BYTES 1024u
+#define US_GATHER_PREFETCH_MAX_ROW_BYTES_INT8 2048u
 
 /* Default thread count: at least this many bytes of rows per thread. */
 #define US_GATHER_MIN_BYTES_PER_THREAD (256u * 1024u)
@@ -68,8 +80,10 @@
 typedef struct us_gather_opts {
     int prefetch;            /* 1: while a chunk of up to 64 pairs is summed,
                               * software-prefetch the rows of the next chunk
-                              * (spread over the arithmetic); 0: off */
-    int force_portable;      /* 1 = skip the AVX2 path even if the CPU has it */
+                              * (spread over the arithmetic); 0: off;
+                              * US_GATHER_PREFETCH_AUTO: by row size */
+    int force_portable;      /* 1 = skip the AVX2/AVX-512 paths even if the CPU has them */
+    int force_avx2;          /* 1 = AVX2 even if the CPU has AVX-512 (tests) */
 } us_gather_opts;
 
 /* Returns: US_OK; US_ERANGE for a row id >= v->rows;

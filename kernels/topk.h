@@ -11,7 +11,7 @@
  * Output: out_idx[0..k-1] (indices into scores) and out_val[0..k-1] (the
  * scores, bit-copied), best first. out_val may be NULL.
  *
- * Fast path: with AVX2 (run-time dispatch), a lower bound of the k-th best
+ * Fast path: with AVX2 or AVX-512F (run-time dispatch), a lower bound of the k-th best
  * score from block maxima and one vector pass that keeps only the scores at
  * or above it (typically 1-1.5 k of them), then the best k kept sorted by
  * insertion from the end, in index order. Without AVX2 every element is
@@ -53,6 +53,11 @@ int us_topk_ref(uint32_t *out_idx, float *out_val, const float *scores, size_t n
                 us_err *err);
 int us_topk_rows_ref(uint32_t *out_idx, float *out_val, const float *scores, size_t n_rows,
                      size_t n, size_t ld, size_t k, us_err *err);
+
+/* Test hook: use at most this instruction set (0 portable scan, 1 AVX2,
+ * 2 AVX-512F, the default: the widest the CPU has). Results never depend
+ * on it. Returns: nothing; cannot fail. */
+void us_topk_limit_isa(int level);
 
 /* The order above as a predicate.
  * Returns: 1 if (a, ia) ranks strictly before (b, ib), else 0; cannot fail. */

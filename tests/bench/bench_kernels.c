@@ -12,7 +12,8 @@
  *   topk   : ns per scored element, fast path vs the full-sort reference
  *
  * Output: one JSON object per line on stdout; a human table on stderr.
- * Usage: bench_kernels [--table-mib N] [--quick]
+ * Usage: bench_kernels [--table-mib N] [--quick] [--cpu-time] [--part P]
+ * (--cpu-time: thread CPU time, 1-thread gather rows only; see now_s)
  */
 #include <inttypes.h>
 #include <math.h>
@@ -31,10 +32,15 @@
 #include "kernels/score.h"
 #include "kernels/topk.h"
 
+/* --cpu-time: the calling thread's CPU time instead of wall time, for the
+ * 1-thread gather rows on an oversubscribed machine (time spent preempted
+ * is not counted; memory contention still is). */
+static clockid_t bench_clock = CLOCK_MONOTONIC;
+
 static double now_s(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(bench_clock, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
@@ -119,40 +125,48 @@ static void make_view(us_rows_view *v, gather_setup *g, us_dtype dtype, size_t r
     v->block_scales = dtype == US_DTYPE_INT8 ? g->scales : NULL;
 }
 
-/* Best-of-reps seconds for each variant over the same batches of ids:
- * plain copy, gather-sum with software prefetch, gather-sum without. */
-typedef struct gather_times { double copy, sum, sum_nopf; } gather_times;
+/* Best-of-reps seconds for each variant over the same batches of ids,
+ * interleaved in every rep: plain copy, then gather-sum with the library's
+ * defaults (prefetch chosen by row size, widest vector unit), prefetch
+ * forced on, forced off, and the defaults before 2026-12-04 (prefetch on at
+ * every row size, AVX2): an A/B of the change in one process. */
+enum { V_COPY, V_AUTO, V_PF_ON, V_PF_OFF, V_OLD, N_VARIANTS };
+typedef struct gather_times { double t[N_VARIANTS]; } gather_times;
 
 static int time_gather(gather_times *best, const us_rows_view *v, const uint64_t *rows,
                        const float *weights, size_t n_pairs, void *copy_buf, float *sum_buf,
                        int threads, int reps)
 {
     size_t batch_pairs = (size_t)BATCH_TOKENS * K_PER_TOKEN;
-    us_gather_opts pf = { .prefetch = 1 }, nopf = { .prefetch = 0 };
+    const us_gather_opts opts[N_VARIANTS] = {
+        [V_AUTO] = { .prefetch = US_GATHER_PREFETCH },
+        [V_PF_ON] = { .prefetch = 1 }, [V_PF_OFF] = { .prefetch = 0 },
+        [V_OLD] = { .prefetch = 1, .force_avx2 = 1 },
+    };
     float scale_buf[BATCH_TOKENS * K_PER_TOKEN];   /* int8 rows are copied with their scales */
     us_err err = { 0 };
-    best->copy = best->sum = best->sum_nopf = INFINITY;
+    for (int variant = 0; variant < N_VARIANTS; variant++)
+        best->t[variant] = INFINITY;
     for (int rep = 0; rep < reps; rep++) {
-        for (int variant = 0; variant < 3; variant++) {
+        for (int variant = 0; variant < N_VARIANTS; variant++) {
             double t0 = now_s();
             for (size_t p = 0; p + batch_pairs <= n_pairs; p += batch_pairs) {
                 int rc;
-                if (variant == 0)
+                if (variant == V_COPY)
                     rc = us_gather_copy(copy_buf, v->dtype == US_DTYPE_INT8 ? scale_buf : NULL,
                                         v, rows + p, batch_pairs, threads, &err);
                 else
                     rc = us_gather_sum_opts(sum_buf, v, rows + p, weights + p, NULL,
                                             BATCH_TOKENS, K_PER_TOKEN, 1, threads,
-                                            variant == 1 ? &pf : &nopf, &err);
+                                            &opts[variant], &err);
                 if (rc != US_OK) {
                     fprintf(stderr, "bench_kernels: %s\n", err.msg);
                     return rc;
                 }
             }
             double dt = now_s() - t0;
-            double *slot = variant == 0 ? &best->copy : variant == 1 ? &best->sum : &best->sum_nopf;
-            if (dt < *slot)
-                *slot = dt;
+            if (dt < best->t[variant])
+                best->t[variant] = dt;
         }
     }
     return US_OK;
@@ -181,7 +195,9 @@ static int bench_score(us_pk_mode mode, int T, int threads, int reps, const char
     for (size_t i = 0; i < nk; i++) kc[i] = (float)((rng_next() >> 40) * 0x1.0p-24) - 0.5f;
     for (size_t i = 0; i < H * r * r; i++) core[i] = (i % (r + 1) == 0) ? 1.0f : 0.2f;
     openblas_set_num_threads(threads);
-    double best_score = INFINITY, best_bare = INFINITY;
+    /* per rep: bare sgemms, us_pk_score, and us_pk_score with top-k limited
+     * to AVX2 (the path before 2026-12-04): an A/B in one process */
+    double best_score = INFINITY, best_bare = INFINITY, best_avx2 = INFINITY;
     us_err err = { 0 };
     for (int rep = 0; rep < reps; rep++) {
         double t0 = now_s();
@@ -190,27 +206,36 @@ static int bench_score(us_pk_mode mode, int T, int threads, int reps, const char
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, (int)(r * n), (int)d,
                             1.0f, q + h * 2 * d + side * d, (int)(2 * H * d),
                             (side ? kc : kr) + h * r * n * d, (int)d, 0.0f, c_bare, (int)(r * n));
-        double t1 = now_s();
-        if (us_pk_score(idx, sc, q, kr, kc, mode == US_PK_TUCKER ? core : NULL, &s, ws,
-                        ws_bytes, threads, &err) != US_OK) {
-            fprintf(stderr, "bench_kernels: %s\n", err.msg);
-            return err.code;
+        double t1 = now_s(), t_variant[2];
+        for (int variant = 0; variant < 2; variant++) {
+            us_topk_limit_isa(variant == 0 ? 2 : 1);
+            double v0 = now_s();
+            int rc = us_pk_score(idx, sc, q, kr, kc, mode == US_PK_TUCKER ? core : NULL, &s, ws,
+                                 ws_bytes, threads, &err);
+            t_variant[variant] = now_s() - v0;
+            us_topk_limit_isa(2);
+            if (rc != US_OK) {
+                fprintf(stderr, "bench_kernels: %s\n", err.msg);
+                return err.code;
+            }
         }
-        double t2 = now_s();
         if (t1 - t0 < best_bare) best_bare = t1 - t0;
-        if (t2 - t1 < best_score) best_score = t2 - t1;
+        if (t_variant[0] < best_score) best_score = t_variant[0];
+        if (t_variant[1] < best_avx2) best_avx2 = t_variant[1];
     }
     double flops = 2.0 * T * d * (double)(r * n) * 2 * H;
     printf("{\"bench\":\"kernels\",\"kernel\":\"pk_score\",\"mode\":\"%s\",\"T\":%d,\"H\":%zu,"
            "\"d_key\":%zu,\"n_keys\":%zu,\"rank\":%zu,\"k_pre\":%d,\"k\":%d,\"threads\":%d,"
            "\"gflops\":%.2f,\"baseline\":\"bare_sgemm\",\"baseline_gflops\":%.2f,"
-           "\"ratio\":%.3f,\"score_us\":%.1f,\"sgemm_us\":%.1f,\"workspace_bytes\":%zu}\n",
+           "\"ratio\":%.3f,\"ratio_topk_avx2\":%.3f,\"score_us\":%.1f,\"sgemm_us\":%.1f,"
+           "\"clock\":\"%s\",\"workspace_bytes\":%zu}\n",
            tag, T, H, d, n, r, s.k_pre, s.k, threads, flops / best_score * 1e-9,
-           flops / best_bare * 1e-9, best_bare / best_score, best_score * 1e6, best_bare * 1e6,
-           ws_bytes);
-    fprintf(stderr, "score %-6s T=%-4d thr=%d  %7.1f GFLOP/s  bare sgemm %7.1f  ratio %.2f\n",
-            tag, T, threads, flops / best_score * 1e-9, flops / best_bare * 1e-9,
-            best_bare / best_score);
+           flops / best_bare * 1e-9, best_bare / best_score, best_bare / best_avx2,
+           best_score * 1e6, best_bare * 1e6,
+           bench_clock == CLOCK_MONOTONIC ? "wall" : "thread_cpu", ws_bytes);
+    fprintf(stderr, "score %-6s T=%-4d thr=%d  %7.1f GFLOP/s  bare sgemm %7.1f  ratio %.2f"
+            "  (top-k AVX2 only: %.2f)\n", tag, T, threads, flops / best_score * 1e-9,
+            flops / best_bare * 1e-9, best_bare / best_score, best_bare / best_avx2);
     free(q); free(kr); free(kc); free(core); free(sc); free(idx); free(c_bare); free(ws);
     return US_OK;
 }
@@ -249,17 +274,20 @@ static void bench_topk(size_t n, size_t k, size_t n_rows)
 int main(int argc, char **argv)
 {
     size_t table_mib = 1024;
-    int quick = 0;
+    int quick = 0, max_threads = 2;
     const char *part = "all";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--table-mib") == 0 && i + 1 < argc) {
             table_mib = strtoul(argv[++i], NULL, 10);
         } else if (strcmp(argv[i], "--quick") == 0) {
             quick = 1;
+        } else if (strcmp(argv[i], "--cpu-time") == 0) {
+            bench_clock = CLOCK_THREAD_CPUTIME_ID;
+            max_threads = 1;
         } else if (strcmp(argv[i], "--part") == 0 && i + 1 < argc) {
             part = argv[++i];
         } else {
-            fprintf(stderr, "usage: bench_kernels [--table-mib N] [--quick] "
+            fprintf(stderr, "usage: bench_kernels [--table-mib N] [--quick] [--cpu-time] "
                     "[--part all|gather|score|topk]\n");
             return 2;
         }
@@ -293,7 +321,7 @@ int main(int argc, char **argv)
     printf("{\"bench\":\"kernels\",\"kernel\":\"machine\",\"loadavg\":%.2f,\"cpus\":%d,"
            "\"table_bytes\":%zu}\n", loadavg(), omp_get_num_procs(), g.table_bytes);
     double seq_gbps[3] = { 0, 0, 0 };
-    for (int threads = 1; threads <= 2; threads++) {
+    for (int threads = 1; threads <= max_threads; threads++) {
         double best = INFINITY;
         volatile float sink = 0;
         for (int rep = 0; rep < reps; rep++) {
@@ -302,6 +330,7 @@ int main(int argc, char **argv)
             double dt = now_s() - t0;
             if (dt < best) best = dt;
         }
+        (void)sink;                      /* read only so the sums are not optimised out */
         seq_gbps[threads] = (double)g.table_bytes / best * 1e-9;
         printf("{\"bench\":\"kernels\",\"kernel\":\"seq_read\",\"threads\":%d,\"bytes\":%zu,"
                "\"gbps\":%.2f}\n", threads, g.table_bytes, seq_gbps[threads]);
@@ -309,7 +338,7 @@ int main(int argc, char **argv)
     }
 
     /* ---- gather: same random ids for copy and sum ---- */
-    static const size_t row_sizes[] = { 256, 1024, 4096, 8192 };
+    static const size_t row_sizes[] = { 256, 1024, 2048, 4096, 8192 };
     static const us_dtype dtypes[] = { US_DTYPE_F32, US_DTYPE_BF16, US_DTYPE_F16, US_DTYPE_INT8 };
     size_t read_target = (quick ? 64u : 256u) << 20;     /* bytes of rows per measurement */
     size_t batch_pairs = (size_t)BATCH_TOKENS * K_PER_TOKEN;
@@ -326,8 +355,8 @@ int main(int argc, char **argv)
         weights[i] = 1.0f / K_PER_TOKEN;
     fprintf(stderr, "== gather-sum vs plain gather (k=%d per token, batches of %d tokens, "
             "GB/s of rows read)\n", K_PER_TOKEN, BATCH_TOKENS);
-    fprintf(stderr, "%-5s %6s %3s %8s %8s %7s %9s %8s\n", "dtype", "row_B", "thr", "copy",
-            "sum", "ratio", "sum_nopf", "pf_gain");
+    fprintf(stderr, "%-5s %6s %3s %8s %8s %7s | ratio with prefetch on %5s, off %5s, old default %5s\n",
+            "dtype", "row_B", "thr", "copy", "sum", "ratio", "", "", "");
     for (size_t si = 0; si < sizeof row_sizes / sizeof row_sizes[0]; si++) {
         size_t rb = row_sizes[si];
         size_t n_pairs = read_target / rb / batch_pairs * batch_pairs;
@@ -336,30 +365,42 @@ int main(int argc, char **argv)
             make_view(&v, &g, dtypes[d], rb);
             for (size_t i = 0; i < n_pairs; i++)
                 rows[i] = rng_next() % v.rows;
-            for (int threads = 1; threads <= 2; threads++) {
+            for (int threads = 1; threads <= max_threads; threads++) {
                 gather_times t;
                 if (time_gather(&t, &v, rows, weights, n_pairs, copy_buf, sum_buf, threads,
                                 reps) != US_OK)
                     return 1;
-                double bytes = (double)n_pairs * rb;
-                double c = bytes / t.copy * 1e-9, s = bytes / t.sum * 1e-9;
-                double snp = bytes / t.sum_nopf * 1e-9;
+                double bytes = (double)n_pairs * rb, gbps[N_VARIANTS];
+                for (int i = 0; i < N_VARIANTS; i++)
+                    gbps[i] = bytes / t.t[i] * 1e-9;
+                double c = gbps[V_COPY];
                 printf("{\"bench\":\"kernels\",\"kernel\":\"gather_sum\",\"dtype\":\"%s\","
-                       "\"row_bytes\":%zu,\"dim\":%u,\"k\":%d,\"threads\":%d,\"prefetch\":1,"
+                       "\"row_bytes\":%zu,\"dim\":%u,\"k\":%d,\"threads\":%d,\"prefetch\":%d,"
                        "\"gbps\":%.3f,\"baseline\":\"gather_copy\",\"baseline_gbps\":%.3f,"
-                       "\"ratio\":%.3f,\"gbps_no_prefetch\":%.3f,\"ratio_no_prefetch\":%.3f,"
+                       "\"ratio\":%.3f,\"gbps_prefetch_on\":%.3f,\"ratio_prefetch_on\":%.3f,"
+                       "\"gbps_no_prefetch\":%.3f,\"ratio_no_prefetch\":%.3f,"
+                       "\"gbps_old_default\":%.3f,\"ratio_old_default\":%.3f,\"clock\":\"%s\","
                        "\"seq_read_gbps\":%.2f,\"table_bytes\":%zu,\"loadavg\":%.2f}\n",
-                       us_dtype_name(dtypes[d]), rb, v.dim, K_PER_TOKEN, threads, s, c, s / c,
-                       snp, snp / c, seq_gbps[threads], g.table_bytes, loadavg());
-                fprintf(stderr, "%-5s %6zu %3d %8.2f %8.2f %7.2f %9.2f %8.2f\n",
-                        us_dtype_name(dtypes[d]), rb, threads, c, s, s / c, snp, s / snp);
+                       us_dtype_name(dtypes[d]), rb, v.dim, K_PER_TOKEN, threads,
+                       rb <= (dtypes[d] == US_DTYPE_INT8 ? US_GATHER_PREFETCH_MAX_ROW_BYTES_INT8
+                                                         : US_GATHER_PREFETCH_MAX_ROW_BYTES),
+                       gbps[V_AUTO], c, gbps[V_AUTO] / c,
+                       gbps[V_PF_ON], gbps[V_PF_ON] / c, gbps[V_PF_OFF], gbps[V_PF_OFF] / c,
+                       gbps[V_OLD], gbps[V_OLD] / c,
+                       bench_clock == CLOCK_MONOTONIC ? "wall" : "thread_cpu",
+                       seq_gbps[threads], g.table_bytes,
+                       loadavg());
+                fprintf(stderr, "%-5s %6zu %3d %8.2f %8.2f %7.2f | %28.2f %9.2f %17.2f\n",
+                        us_dtype_name(dtypes[d]), rb, threads, c, gbps[V_AUTO], gbps[V_AUTO] / c,
+                        gbps[V_PF_ON] / c, gbps[V_PF_OFF] / c, gbps[V_OLD] / c);
             }
         }
     }
     /* decoding shape: one token with 128 pairs (4 heads x 32) per call; with
      * two threads the columns are split. Baseline: the same call, 1 thread. */
-    fprintf(stderr, "== one token x 128 pairs per call (decode): 2 threads vs 1\n");
-    for (size_t si = 1; si <= 2; si++) {
+    if (max_threads > 1)
+        fprintf(stderr, "== one token x 128 pairs per call (decode): 2 threads vs 1\n");
+    for (size_t si = 1; si <= 3 && max_threads > 1; si += 2) {
         size_t rb = row_sizes[si], calls = read_target / rb / 128;
         static const us_dtype decode_dtypes[] = { US_DTYPE_F32, US_DTYPE_BF16 };
         for (size_t d = 0; d < 2; d++) {
@@ -397,7 +438,7 @@ int main(int argc, char **argv)
     /* ---- scoring ---- */
     if (strcmp(part, "all") == 0 || strcmp(part, "score") == 0) {
     fprintf(stderr, "== product-key scoring (H=4, d=256, n_keys=1024 per side, k'=32, k=32)\n");
-    for (int threads = 1; threads <= 2; threads++) {
+    for (int threads = 1; threads <= max_threads; threads++) {
         if (bench_score(US_PK_SUM, 256, threads, 3 * reps, "pkm") != US_OK ||
             bench_score(US_PK_TUCKER, 256, threads, 3 * reps, "tdqkr") != US_OK ||
             bench_score(US_PK_TUCKER, 32, threads, 3 * reps, "tdqkr") != US_OK)

@@ -3,27 +3,14 @@
 # in the same run (see tests/bench/bench_kernels.c). JSON lines go to stdout
 # and are appended to bench/results/kernels.jsonl; the human table to stderr.
 # Runtime about 2-3 minutes with the default 1 GiB table (--table-mib N,
-# --quick, --part gather|score|topk are passed through).
+# --quick, --part gather|score|topk, --cpu-time are passed through).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${B:-build}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-2}
 unset OMP_PROC_BIND   # pinning the main thread would pin OpenBLAS's threads too (LAB.md)
-# OpenBLAS 0.3.21 (Debian, DYNAMIC_ARCH) does not recognise this VM's CPU
-# ("Intel Xeon Processor") and falls back to its SSE3 "Prescott" kernels.
-# Measured here (1 thread, noisy): sgemm ~20 GFLOP/s that way, ~50 with the
-# Haswell (AVX2+FMA) kernels, ~90 with SkylakeX (AVX-512). Unless the caller
-# chose a core type, use the best one the CPU flags allow.
-if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
-  flags=$(grep -m1 '^flags' /proc/cpuinfo)
-  has() { case " $flags " in *" $1 "*) return 0;; esac; return 1; }
-  if has avx512f && has avx512bw && has avx512vl; then
-    export OPENBLAS_CORETYPE=SkylakeX
-  elif has avx2 && has fma; then
-    export OPENBLAS_CORETYPE=Haswell
-  fi
-fi
+. tests/bench/lib/openblas_coretype.sh
 mkdir -p bench/results
 stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)

@@ -12,11 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${B:-build}
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 OMP_PROC_BIND=false
-# OpenBLAS 0.3.21 falls back to SSE3 "Prescott" kernels on this VM's CPU; use
-# the AVX2+FMA (Haswell) ones when the CPU has them (as tests/bench/kernels.sh).
-if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
-  export OPENBLAS_CORETYPE=Haswell
-fi
+# the same OpenBLAS kernels as bench-kernels (AVX-512 where the CPU has it;
+# until 2026-12-04 this script always chose Haswell)
+. tests/bench/lib/openblas_coretype.sh
 mkdir -p bench/results
 OUT=${US_BENCH_OUT:-bench/results}/models.jsonl
 if [ "${US_BENCH_QUICK:-0}" = 1 ]; then

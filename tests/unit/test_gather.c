@@ -155,7 +155,7 @@ static void random_pairs(uint64_t *rows, float *w, uint8_t *group, size_t n, uin
 static void test_fast_matches_ref_all_dtypes(void **state)
 {
     (void)state;
-    static const uint32_t dims[] = { 1, 3, 7, 8, 9, 31, 33, 64, 100, 257 };
+    static const uint32_t dims[] = { 1, 3, 7, 8, 9, 31, 33, 64, 100, 257, 600, 2100 };
     static const size_t ks[] = { 1, 5, 16 };
     static const size_t tokens[] = { 1, 7, 33 };
     for (size_t di = 0; di < 4; di++)
@@ -180,16 +180,25 @@ static void test_fast_matches_ref_all_dtypes(void **state)
                         assert_int_equal(us_gather_sum(fast, &tv.v, rows, w, T, k, nt, NULL), US_OK);
                         assert_memory_equal(fast, ref, out_n * 4);
                     }
-                    us_gather_opts portable = { .prefetch = 0, .force_portable = 1 };
-                    us_gather_opts far = { .prefetch = 0, .force_portable = 0 };
-                    memset(fast, 0xff, out_n * 4);
-                    assert_int_equal(us_gather_sum_opts(fast, &tv.v, rows, w, NULL, T, k, 1, 2,
-                                                        &portable, NULL), US_OK);
-                    assert_memory_equal(fast, ref, out_n * 4);
-                    memset(fast, 0xff, out_n * 4);
-                    assert_int_equal(us_gather_sum_opts(fast, &tv.v, rows, w, NULL, T, k, 1, 1,
-                                                        &far, NULL), US_OK);
-                    assert_memory_equal(fast, ref, out_n * 4);
+                    /* every path and prefetch choice: portable, AVX2, AVX-512 (where
+                     * the CPU has it; else the widest it has), prefetch off / on /
+                     * by row size (dims 600 and 2100 make rows above the limit) */
+                    static const us_gather_opts paths[] = {
+                        { .prefetch = 0, .force_portable = 1 },
+                        { .prefetch = 0, .force_avx2 = 1 },
+                        { .prefetch = 1, .force_avx2 = 1 },
+                        { .prefetch = US_GATHER_PREFETCH_AUTO, .force_avx2 = 1 },
+                        { .prefetch = 0 },
+                        { .prefetch = 1 },
+                        { .prefetch = US_GATHER_PREFETCH_AUTO },
+                    };
+                    for (size_t pi = 0; pi < sizeof paths / sizeof paths[0]; pi++)
+                        for (int nt = 1; nt <= 2; nt++) {
+                            memset(fast, 0xff, out_n * 4);
+                            assert_int_equal(us_gather_sum_opts(fast, &tv.v, rows, w, NULL, T, k,
+                                                                1, nt, &paths[pi], NULL), US_OK);
+                            assert_memory_equal(fast, ref, out_n * 4);
+                        }
                     free(ref);
                     free(fast);
                 }

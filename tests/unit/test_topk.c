@@ -168,7 +168,7 @@ static void test_errors(void **state)
     assert_non_null(strstr(err.msg, "ld 1 < n 2"));
 }
 
-/* The AVX2 filter's lower bound (smallest of k block maxima): all-equal
+/* The AVX2 / AVX-512 filter's lower bound (smallest of k block maxima): all-equal
  * scores (every element ties with the bound), a block of only NaN (bound
  * -Inf: full scan), the k-th best sitting exactly on the bound, -0/+0. */
 static void test_filter_edges(void **state)
@@ -211,6 +211,12 @@ static void test_filter_edges(void **state)
     compare_one(s, N, 200);
 }
 
+/* Every path: the whole group once per instruction-set limit (portable
+ * scan, AVX2 filter, AVX-512 filter where the CPU has it). */
+static int limit_portable(void **state) { (void)state; us_topk_limit_isa(0); return 0; }
+static int limit_avx2(void **state) { (void)state; us_topk_limit_isa(1); return 0; }
+static int limit_none(void **state) { (void)state; us_topk_limit_isa(2); return 0; }
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -220,5 +226,8 @@ int main(void)
         cmocka_unit_test(test_filter_edges),
         cmocka_unit_test(test_errors),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("portable", tests, limit_portable, limit_none);
+    failed += cmocka_run_group_tests_name("avx2", tests, limit_avx2, limit_none);
+    failed += cmocka_run_group_tests_name("widest", tests, limit_none, NULL);
+    return failed;
 }

@@ -20,7 +20,7 @@ static int parse_opts(int argc, char **argv, us_bench_lookup_opts *o)
         { "tokens", 1, 0, 't' }, { "k", 1, 0, 'k' }, { "batches", 1, 0, 'b' },
         { "hot", 1, 0, 'o' }, { "zipf", 1, 0, 'Z' }, { "threads", 1, 0, 'n' }, { "cache-bytes", 1, 0, 'c' },
         { "coordinators", 1, 0, 'C' }, { "all-roles", 0, 0, 'A' }, { "help", 0, 0, 'h' },
-        { "read-us", 1, 0, 'R' },
+        { "read-us", 1, 0, 'R' }, { "on-the-fly", 0, 0, 'F' },
         { 0, 0, 0, 0 },
     };
     us_err e = {0};
@@ -68,6 +68,7 @@ static int parse_opts(int argc, char **argv, us_bench_lookup_opts *o)
             o->read_us = d;
             break;
         case 'A': o->world.all_roles = true; break;
+        case 'F': o->on_the_fly = true; break;
         case 'h': fputs(cmd->usage, stdout); return 0;
         default: return us_cli_usage_error(cmd, "unknown option");
         }

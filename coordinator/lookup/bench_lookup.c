@@ -13,6 +13,7 @@
 #include "kernels/gather.h"
 #include "kernels/hash.h"
 #include "kernels/stats.h"
+#include "coordinator/lookup/route.h"
 #include "shard/synth_view.h"
 
 typedef struct bench_result {
@@ -21,6 +22,7 @@ typedef struct bench_result {
     double p50_ms, p99_ms, base_tokens_per_s, ratio, max_rel_err;
     uint64_t push_batches, pull_batches;
     double cache_hit_rate;       /* -1: no cache */
+    uint64_t out_hash;           /* FNV-1a of the first batch's output bytes */
 } bench_result;
 
 /* Results printed so far (rank 0), for the closing table. */
@@ -85,6 +87,17 @@ static void make_batch(const us_bench_lookup_opts *o, uint64_t seed, uint64_t *r
 
 static double now_s(void) { return MPI_Wtime(); }
 
+/* The output's fingerprint: runs that must agree bit for bit (materialised
+ * vs on-the-fly rows) compare it. */
+static uint64_t fnv1a(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
 /* One configuration's coordinator work: what it measures and where. */
 typedef struct bench_work {
     const us_world *w;
@@ -92,18 +105,47 @@ typedef struct bench_work {
     const us_bench_lookup_opts *o;
     const us_table_info *table;
     const us_rows_view *whole;   /* rank 0: the whole table (baseline); else NULL */
+    us_synth_source *whole_src;  /* rank 0 on the fly: the whole table's rows */
     us_lookup *L;
     bench_result *res;
 } bench_work;
 
+/* The on-the-fly baseline's scratch: the batch deduplicated (as the
+ * coordinator does), its distinct rows computed, pairs indexing them. */
+typedef struct fly_base {
+    us_route route;
+    us_synth_batch rows;
+    uint64_t *idx;               /* [pairs] */
+} fly_base;
+
+/* The single-process gather of one batch into ref: over the whole table, or
+ * (on the fly) over the batch's distinct rows computed now. */
+static int baseline_gather(const bench_work *bw, fly_base *fb, const uint64_t *rows,
+                           const float *wt, float *ref, us_err *err)
+{
+    const us_bench_lookup_opts *o = bw->o;
+    if (bw->whole_src == NULL)
+        return us_gather_sum(ref, bw->whole, rows, wt, o->tokens, o->k, o->threads, err);
+    int rc = us_route_dedupe(&fb->route, bw->table, rows, o->tokens, o->k, err);
+    if (rc == US_OK)
+        rc = us_synth_batch_fill(&fb->rows, bw->whole_src, fb->route.uniq_rows,
+                                 fb->route.n_unique, err);
+    if (rc != US_OK)
+        return rc;
+    for (uint64_t p = 0; p < (uint64_t)o->tokens * o->k; p++)
+        fb->idx[p] = fb->route.pair_uidx[p];
+    return us_gather_sum(ref, &fb->rows.view, fb->idx, wt, o->tokens, o->k, o->threads, err);
+}
+
 /* Largest relative error of the batch's distributed result against the
  * single-process gather of the same pairs. */
-static int check_batch(const bench_work *bw, const uint64_t *rows, const float *wt,
-                       const float *out, float *ref, double *max_rel, us_err *err)
+static int check_batch(const bench_work *bw, fly_base *fb, const uint64_t *rows,
+                       const float *wt, const float *out, float *ref, double *max_rel,
+                       us_err *err)
 {
     const us_bench_lookup_opts *o = bw->o;
     uint32_t dim = bw->table->dim;
-    int rc = us_gather_sum(ref, bw->whole, rows, wt, o->tokens, o->k, o->threads, err);
+    int rc = baseline_gather(bw, fb, rows, wt, ref, err);
     for (uint32_t tok = 0; rc == US_OK && tok < o->tokens; tok++) {
         double mr = 0, md = 0;
         for (uint32_t c = 0; c < dim; c++) {
@@ -158,8 +200,9 @@ static int bench_coordinate(void *arg, us_err *err)
     float *wt = malloc(n * sizeof *wt);
     float *out = malloc(out_floats * sizeof *out), *ref = malloc(out_floats * sizeof *ref);
     double *lat = calloc(o->batches, sizeof *lat);
+    fly_base fb = { .idx = malloc(n * sizeof *fb.idx) };
     int rc = US_OK;
-    if (!rows || !wt || !out || !ref || !lat) {
+    if (!rows || !wt || !out || !ref || !lat || !fb.idx) {
         rc = us_err_set(err, US_ENOMEM, "bench: batch buffers");
         goto done;
     }
@@ -178,13 +221,16 @@ static int bench_coordinate(void *arg, us_err *err)
             lat[b - 2] = now_s() - s;
         /* baseline interleaved batch by batch: the shared box's load then
          * affects both sides alike (ratios, not absolute times) */
-        if (rc == US_OK && b >= 2 && bw->whole != NULL) {
+        bool baseline = bw->whole != NULL || bw->whole_src != NULL;
+        if (rc == US_OK && b >= 2 && baseline) {
             double b0 = now_s();
-            rc = us_gather_sum(ref, bw->whole, rows, wt, o->tokens, o->k, o->threads, err);
+            rc = baseline_gather(bw, &fb, rows, wt, ref, err);
             base += now_s() - b0;
         }
-        if (rc == US_OK && b == 0 && bw->whole != NULL)
-            rc = check_batch(bw, rows, wt, out, ref, &max_rel, err);
+        if (rc == US_OK && b == 0 && baseline) {
+            rc = check_batch(bw, &fb, rows, wt, out, ref, &max_rel, err);
+            bw->res->out_hash = fnv1a(out, out_floats * sizeof *out);
+        }
     }
     double wall = now_s() - t0 - base;   /* distributed time only */
     us_transport_stats after = bw->t->stats;
@@ -196,28 +242,46 @@ done:
     free(out);
     free(ref);
     free(lat);
+    free(fb.idx);
+    us_route_free(&fb.route);
+    us_synth_batch_free(&fb.rows);
     return rc;
 }
 
 /* One configuration, collectively: open a lookup, run it as a job. */
+/* One placement's table, built once and measured on every selected
+ * transport and mode: materialised views, or on the fly the sources. */
+typedef struct bench_table {
+    const char *placement;
+    us_table_info info;
+    us_synth_view local, whole;
+    us_synth_source src_local, src_whole;   /* on the fly */
+    unsigned long long shard_max;   /* rank 0: largest shard view */
+} bench_table;
+
 static int bench_one(const us_world *w, us_transport *t, const us_bench_lookup_opts *o,
-                     const us_table_info *table, const us_rows_view *local,
-                     const us_rows_view *whole, us_lookup_mode mode, bool pull_by_messages,
+                     bench_table *bt, us_lookup_mode mode, bool pull_by_messages,
                      bench_result *res, us_err *err)
 {
+    const us_table_info *table = &bt->info;
+    const us_rows_view *local = &bt->local.view;
     us_lookup_opts lo = { .mode = mode, .max_tokens = o->tokens, .max_k = o->k,
                           .n_threads = o->threads, .cache_bytes = o->cache_bytes,
-                          .pull_by_messages = pull_by_messages };
+                          .pull_by_messages = pull_by_messages,
+                          .synth = o->on_the_fly ? &bt->src_local : NULL };
     if (o->read_us >= 0) {
         lo.cost = us_cost_params_default();
         lo.cost.read_us = o->read_us;
     }
     us_lookup *L = NULL;
-    int rc = us_lookup_open(&L, w, t, table, w->is_shard ? local : NULL, &lo, err);
+    int rc = us_lookup_open(&L, w, t, table, w->is_shard && !o->on_the_fly ? local : NULL,
+                            &lo, err);
     if (rc != US_OK)
         return rc;
-    bench_work bw = { .w = w, .t = t, .o = o, .table = table, .whole = whole, .L = L,
-                      .res = res };
+    bool r0 = w->rank == 0;
+    bench_work bw = { .w = w, .t = t, .o = o, .table = table, .L = L, .res = res,
+                      .whole = r0 && !o->on_the_fly ? &bt->whole.view : NULL,
+                      .whole_src = r0 && o->on_the_fly ? &bt->src_whole : NULL };
     return us_job_run(w, us_lookup_engine(L), bench_coordinate, &bw, err);
 }
 
@@ -234,14 +298,14 @@ static void print_result(const us_world *w, const us_bench_lookup_opts *o, const
            "\"bytes_recv_per_token\":%.1f,\"msgs_per_batch\":%.1f,\"p50_ms\":%.3f,"
            "\"p99_ms\":%.3f,\"baseline_tokens_per_s\":%.1f,\"ratio_vs_baseline\":%.4f,"
            "\"max_rel_err\":%.3g,\"cache_hit_rate\":%.4f,\"shard_view_bytes_max\":%llu,\"whole_table_bytes\":%llu,"
-           "\"rank0_maxrss_kib\":%ld}\n",
+           "\"rank0_maxrss_kib\":%ld,\"out_hash\":\"%016llx\"}\n",
            r->transport, r->provider, r->placement, r->mode, w->size, w->n_coordinators,
            w->n_shards, (unsigned long long)o->rows, o->dim, us_dtype_name(o->dtype),
            o->tokens, o->k, o->batches, o->hot, o->zipf, (unsigned long long)r->push_batches,
            (unsigned long long)r->pull_batches, r->tokens_per_s, r->rows_per_s,
            r->sent_per_token, r->recv_per_token, r->msgs_per_batch, r->p50_ms, r->p99_ms,
            r->base_tokens_per_s, r->ratio, r->max_rel_err, r->cache_hit_rate, (unsigned long long)shard_bytes,
-           (unsigned long long)whole_bytes, ru.ru_maxrss);
+           (unsigned long long)whole_bytes, ru.ru_maxrss, (unsigned long long)r->out_hash);
     fflush(stdout);
 }
 
@@ -263,22 +327,13 @@ static void print_table(const bench_results *rs)
            "batches on rank 0; B/token = bytes sent + received by coordinator 0)\n");
 }
 
-/* One placement's table, built once and measured on every selected
- * transport and mode. */
-typedef struct bench_table {
-    const char *placement;
-    us_table_info info;
-    us_synth_view local, whole;
-    unsigned long long shard_max;   /* rank 0: largest shard view */
-} bench_table;
-
 static const char *const mode_names[4] = { "push", "pull", "pullmsg", "auto" };
 /* pullmsg: pull by ROWS messages even where one-sided reads exist */
 static const us_lookup_mode mode_kinds[4] = { US_LOOKUP_PUSH, US_LOOKUP_PULL, US_LOOKUP_PULL,
                                               US_LOOKUP_AUTO };
 
 static void bench_transport(const us_world *w, const us_bench_lookup_opts *o,
-                            const bench_table *bt, const char *tname, bench_results *rs)
+                            bench_table *bt, const char *tname, bench_results *rs)
 {
     us_err err = {0};
     us_lookup_opts sizing = { .max_tokens = o->tokens, .max_k = o->k };
@@ -295,8 +350,7 @@ static void bench_transport(const us_world *w, const us_bench_lookup_opts *o,
             (mi == 2 && strcmp(t->ops->name, "fabric") != 0))
             continue;
         bench_result r = {0};
-        if (bench_one(w, t, o, &bt->info, &bt->local.view, w->rank == 0 ? &bt->whole.view : NULL,
-                      mode_kinds[mi], mi == 2, &r, &err) != US_OK) {
+        if (bench_one(w, t, o, bt, mode_kinds[mi], mi == 2, &r, &err) != US_OK) {
             fprintf(stderr, "ultrashard bench: rank %d: %s\n", w->rank, err.msg);
             us_world_abort(w, &err);
         }
@@ -330,11 +384,14 @@ static void bench_placement(const us_world *w, const us_bench_lookup_opts *o, in
                            .shard_index = w->is_shard ? w->shard_index : 0 };
     us_err err = {0};
     int rc = US_OK;
-    if (w->is_shard)
+    if (o->on_the_fly)   /* every rank: the lookup wants a source on all or none */
+        rc = us_synth_source_init(&bt.src_local, &spec, &err);
+    else if (w->is_shard)
         rc = us_synth_view_build(&bt.local, &spec, &err);
     spec.shard_index = -1;
     if (rc == US_OK && w->rank == 0)
-        rc = us_synth_view_build(&bt.whole, &spec, &err);
+        rc = o->on_the_fly ? us_synth_source_init(&bt.src_whole, &spec, &err)
+                           : us_synth_view_build(&bt.whole, &spec, &err);
     if (rc != US_OK)
         us_world_abort(w, &err);
     unsigned long long mine = bt.local.bytes;
@@ -344,6 +401,8 @@ static void bench_placement(const us_world *w, const us_bench_lookup_opts *o, in
             bench_transport(w, o, &bt, tnames[ti], rs);
     us_synth_view_free(&bt.local);
     us_synth_view_free(&bt.whole);
+    us_synth_source_free(&bt.src_local);
+    us_synth_source_free(&bt.src_whole);
 }
 
 int us_bench_lookup_run(const us_bench_lookup_opts *o, int *argc, char ***argv, us_err *err)

@@ -76,6 +76,20 @@ uint64_t us_lookup_max_msg_bytes(const us_table_info *table, const us_lookup_opt
     return m + sizeof(us_wire_resp_hdr) + US_ERR_MSG_BYTES + 64;
 }
 
+static int check_synth(const us_lookup *L, const us_synth_source *src, us_err *err)
+{
+    const us_table_info *t = &L->table;
+    const us_synth_spec *sp = &src->spec;
+    if (sp->table_id != t->table_id || sp->dtype != t->dtype || src->cols != L->col_count ||
+        sp->rows != t->rows || sp->block_bits != t->block_bits ||
+        sp->placement_seed != t->placement_seed || sp->column != (t->placement == US_PLACE_COLUMN))
+        return us_err_set(err, US_EINVAL, "lookup: shard %d synthetic source of table %u "
+                          "(%u cols, %" PRIu64 " rows) does not match table %u (%u cols, %"
+                          PRIu64 " rows) or its placement", L->w->shard_index, sp->table_id,
+                          src->cols, sp->rows, t->table_id, L->col_count, t->rows);
+    return US_OK;
+}
+
 static int check_local_view(const us_lookup *L, const us_rows_view *v, us_err *err)
 {
     const us_table_info *t = &L->table;
@@ -134,15 +148,22 @@ static int open_roles(us_lookup *L, const us_rows_view *local, us_err *err)
     const us_lookup_opts *opts = &L->opts;
     int rc;
     if (world->is_shard) {
-        if ((rc = check_local_view(L, local, err)) != US_OK)
-            return rc;
         us_wire_limits lim = {
             .max_bytes = us_lookup_max_msg_bytes(&L->table, opts, world->n_shards),
             .max_tokens = opts->max_tokens,
             .max_pairs = opts->max_tokens * opts->max_k,
         };
-        if ((rc = us_server_init(&L->server, L->table.table_id, world->shard_index, local,
-                                 &lim, opts->n_threads, err)) != US_OK)
+        if (opts->synth != NULL)
+            rc = check_synth(L, opts->synth, err);
+        else
+            rc = check_local_view(L, local, err);
+        if (rc == US_OK && opts->synth != NULL)
+            rc = us_server_init_synth(&L->server, world->shard_index, opts->synth, &lim,
+                                      opts->n_threads, err);
+        else if (rc == US_OK)
+            rc = us_server_init(&L->server, L->table.table_id, world->shard_index, local,
+                                &lim, opts->n_threads, err);
+        if (rc != US_OK)
             return rc;
         L->has_server = true;
         if (opts->store != NULL)
@@ -164,7 +185,7 @@ static int open_roles(us_lookup *L, const us_rows_view *local, us_err *err)
 static int expose_rma(us_lookup *L, const us_rows_view *local, us_err *err)
 {
     us_transport *t = L->t;
-    if (t->rma_owner != NULL)
+    if (t->rma_owner != NULL || L->opts.synth != NULL)   /* synth: no blocks to expose */
         return US_OK;
     int rc = check_before_expose(L->w, t, &L->opts, err);
     if (rc != US_OK)

@@ -69,6 +69,11 @@ typedef struct us_lookup_opts {
      * NULL for views not backed by a store (synthetic, tests). */
     const us_store *store;
     size_t   store_table;
+    /* A synthetic table served with rows computed on the fly
+     * (shard/synth_view.h): shard ranks pass their source and local NULL.
+     * Every rank of the job passes a source or none (coordinators' is not
+     * read): there are no blocks to expose, so pull goes by ROWS messages. */
+    us_synth_source *synth;
 } us_lookup_opts;
 
 typedef struct us_lookup_batch {

@@ -40,6 +40,7 @@ typedef struct us_bench_lookup_opts {
     int threads;
     uint64_t cache_bytes;
     double read_us;              /* cost model: one-sided read cost (< 0: default) */
+    int pipeline;                /* batches in flight per coordinator (pipe.h) */
     bool on_the_fly;             /* rows computed per request (us_synth_source),
                                   * on the shards and in the baseline */
     us_world_opts world;         /* roles */

@@ -719,13 +719,21 @@ int us_lookup_finish(us_lookup *L, us_err *err)
 {
     if (!L->w->is_coordinator)
         return us_lookup_serve(L, err);
-    L->stop_sent = true;
     while (!L->all_stopped) {
-        int rc = us_lookup_run(L, NULL, NULL, err);
+        int rc = us_lookup_stop_round(L, err);
         if (rc != US_OK)
             return rc;
     }
     return US_OK;
+}
+
+int us_lookup_stop_round(us_lookup *L, us_err *err)
+{
+    if (!L->w->is_coordinator)
+        return us_err_set(err, US_EINVAL, "lookup: rank %d: STOP round on a shard-only "
+                          "rank", L->w->rank);
+    L->stop_sent = true;
+    return us_lookup_run(L, NULL, NULL, err);
 }
 
 int us_lookup_raw_round(us_lookup *L, const void *msgs, const uint64_t *off,

@@ -150,6 +150,12 @@ int us_lookup_serve(us_lookup *L, us_err *err);
  * cannot go on: abort it). On a shard-only rank it serves (us_lookup_serve). */
 int us_lookup_finish(us_lookup *L, us_err *err);
 
+/* Coordinators: one STOP round (what us_lookup_finish repeats until every
+ * coordinator has stopped); a driver that interleaves several lookups
+ * (coordinator/lookup/pipe.h) runs them one round at a time.
+ * Returns: as us_lookup_finish for one round. */
+int us_lookup_stop_round(us_lookup *L, us_err *err);
+
 /* Tests and tools: one round with caller-made request messages for each
  * shard (msgs + off[s], len[s]); afterwards us_lookup_raw_answer gives shard
  * s's raw response. Coordinators only; others call us_lookup_serve.

@@ -1,14 +1,19 @@
 /*
- * transport_mpi.c — the mpi backend: counts first, then the bytes.
+ * transport_mpi.c — the mpi backend: point-to-point messages, probed.
  *
- * An exchange is MPI_Ialltoall of one int per peer (the byte counts), then
- * MPI_Ialltoallv of the messages, both over this transport's own duplicate
- * of the world communicator (so exchanges of several transports may be in
- * flight at once without their collectives being matched to each other:
- * pipelined lookups, coordinator/lookup/pipe.h). Received
- * messages are placed 8-aligned in one buffer so wire headers are read in
- * place. Messages are limited to INT_MAX bytes each and in total (MPI counts
- * are int); larger exchanges are refused with US_ERANGE, never truncated.
+ * In a TO_SHARDS exchange every coordinator MPI_Isends one message (empty
+ * ones too) to every shard, in TO_COORDS every shard to every coordinator,
+ * so each receiver knows whom to expect; it MPI_Improbes for them (sizes
+ * are not known ahead), lays out its receive buffer (8-aligned per source,
+ * so wire headers are read in place) and MPI_Imrecvs the matched messages.
+ * A shard therefore waits only for its coordinators, never for the other
+ * shards (an MPI_Ialltoall of counts + MPI_Ialltoallv, the former scheme,
+ * made every rank wait for every rank twice per exchange). A message to
+ * oneself (a rank with both roles) is copied. Each transport has its own
+ * duplicate of the world communicator, so exchanges of several transports
+ * may be in flight at once (pipelined lookups, coordinator/lookup/pipe.h).
+ * Messages are limited to INT_MAX bytes each (MPI counts are int); larger
+ * ones are refused with US_ERANGE, never truncated.
  * No RMA: pull rounds on this backend fetch rows with ROWS messages.
  */
 #include "proto/transport.h"

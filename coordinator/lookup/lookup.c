@@ -316,7 +316,12 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
     if ((rc = us_route_assign(r, &L->table, L->w->n_shards, L->local, err)) != US_OK)
         return rc;
     us_cost push, pull;
-    bool can_rma = L->rma_mine && L->t->rma_ready && !L->opts.pull_by_messages;
+    /* AUTO never reads one-sided when the provider's data progress is
+     * manual: every read waits for its shard to be scheduled and poll (on
+     * this box 0.004-0.018 of the single-process gather, README); pull then
+     * goes by ROWS messages. A forced PULL still reads one-sided. */
+    bool can_rma = L->rma_mine && L->t->rma_ready && !L->opts.pull_by_messages &&
+                   !(L->mode == US_LOOKUP_AUTO && L->t->rma_manual_progress);
     us_route_cost(r, &L->table, L->n_groups, can_rma, &L->opts.cost, &push, &pull);
     L->stats.est_push_bytes += push.bytes;
     L->stats.est_pull_bytes += pull.bytes;

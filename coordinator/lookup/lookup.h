@@ -48,7 +48,9 @@
 #include "shard/serve.h"
 
 typedef enum us_lookup_mode {
-    US_LOOKUP_AUTO = 0,   /* cost model per batch */
+    US_LOOKUP_AUTO = 0,   /* cost model per batch; pull by ROWS messages, not
+                           * one-sided reads, when the transport's reads
+                           * wait for the target (rma_manual_progress) */
     US_LOOKUP_PUSH = 1,   /* shards sum */
     US_LOOKUP_PULL = 2,   /* coordinator reads rows and sums */
 } us_lookup_mode;

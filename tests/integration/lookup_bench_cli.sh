@@ -35,6 +35,15 @@ hashes() { grep -o '"out_hash":"[0-9a-f]*"' <<<"$1"; }
 [ "$(hashes "$mat" | wc -l)" -eq 4 ] && [ "$(hashes "$mat" | sort -u | wc -l)" -ge 2 ]
 [ "$(hashes "$mat")" = "$(hashes "$fly")" ] || { echo "on-the-fly differs"; echo "$fly"; exit 1; }
 grep -q '"whole_table_bytes":0,' <<<"$fly"
+# pipelined (2 and 3 batches in flight, 2 coordinators on 4 ranks: the pipe's
+# round order and STOP turns): same numbers as one batch at a time
+p1=$($MPIRUN -n 4 "$US_BIN" "${fly_args[@]}" --coordinators 2)
+p2=$($MPIRUN -n 4 "$US_BIN" "${fly_args[@]}" --coordinators 2 --pipeline 2)
+p3=$($MPIRUN -n 3 "$US_BIN" "${fly_args[@]}" --pipeline 3 --batches 5)
+[ "$(hashes "$p1" | wc -l)" -eq 4 ] && [ "$(hashes "$p1")" = "$(hashes "$p2")" ] ||
+  { echo "pipeline 2 differs"; echo "$p2"; exit 1; }
+[ "$(hashes "$p3")" = "$(hashes "$mat")" ] || { echo "pipeline 3 differs"; echo "$p3"; exit 1; }
+grep -q '"pipeline":2' <<<"$p2"
 set +e
 "$US_BIN" bench lookup --rows 0 >/dev/null 2>&1; rc1=$?
 "$US_BIN" bench nosuch >/dev/null 2>&1; rc2=$?

@@ -308,12 +308,11 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
         us_rowcache_get_many(&L->cache, r->uniq_rows, r->n_unique, L->row_ptr, L->scale_ptr);
         for (uint32_t u = 0; u < r->n_unique; u++)
             L->local[u] = L->row_ptr[u] != NULL;
-    } else {
-        memset(L->row_ptr, 0, r->n_unique * sizeof *L->row_ptr);
-        memset(L->scale_ptr, 0, r->n_unique * sizeof *L->scale_ptr);
-        memset(L->local, 0, r->n_unique * sizeof *L->local);
     }
-    if ((rc = us_route_assign(r, &L->table, L->w->n_shards, L->local, err)) != US_OK)
+    /* without a cache nothing is local: no local[] for assign, and the pull
+     * scratch is cleared below only for pull batches (push never reads it) */
+    if ((rc = us_route_assign(r, &L->table, L->w->n_shards, L->has_cache ? L->local : NULL,
+                              err)) != US_OK)
         return rc;
     us_cost push, pull;
     /* AUTO never reads one-sided when the provider's data progress is
@@ -329,6 +328,11 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
     if (m == US_LOOKUP_AUTO)
         m = pull.est_us < push.est_us ? US_LOOKUP_PULL : US_LOOKUP_PUSH;
     L->last_mode = m;
+    if (!L->has_cache && m == US_LOOKUP_PULL) {
+        memset(L->row_ptr, 0, r->n_unique * sizeof *L->row_ptr);
+        memset(L->scale_ptr, 0, r->n_unique * sizeof *L->scale_ptr);
+        memset(L->local, 0, r->n_unique * sizeof *L->local);
+    }
     L->rma_pull = m == US_LOOKUP_PULL && can_rma;
     L->wire_mode = m == US_LOOKUP_PUSH ? US_WIRE_PUSH
                  : L->rma_pull ? US_WIRE_NOP : US_WIRE_ROWS;

@@ -9,8 +9,10 @@
 #                                                     -> generated tokens/s
 #   4. one process on every 8th prompt: its lines must be byte-identical to
 #      the distributed run's
-#   5. mpirun -n 8 ultrashard bench lookup of a synthetic table (default
-#      again 1.07e9 bf16 values) through the same lookup round engine
+#   5. mpirun -n 8 ultrashard bench lookup --on-the-fly of a synthetic table
+#      (default 390,625,000 rows x 256 = 1.0e11 bf16 values, 200 GB if it
+#      were stored) through the same lookup round engine: shards compute each
+#      requested row from (seed, table, row), so nothing is materialised
 #                                                     -> tokens/s vs 1 process
 # Every step's per-rank max RSS is recorded (deploy/rss_wrap.sh). The store
 # and the .npy are removed at the end unless KEEP=1.
@@ -18,8 +20,9 @@
 # Settings (environment): US_DEMO_SCALE_DIR (scratch, default $B/demo-scale),
 # KEEP=1, US_DEMO_SCALE_CONFIG, US_DEMO_SCALE_SHARDS (4), US_DEMO_SCALE_COORDINATORS
 # (2), US_DEMO_SCALE_PROMPTS (64), US_DEMO_SCALE_TOKENS (32 per prompt),
-# US_DEMO_SCALE_DTYPE (bf16), US_DEMO_SCALE_SYNTH_ROWS (4194304) and
-# US_DEMO_SCALE_SYNTH_DIM (256) for step 5 (0 rows skips it), MPIRUN.
+# US_DEMO_SCALE_DTYPE (bf16), US_DEMO_SCALE_SYNTH_ROWS (390625000),
+# US_DEMO_SCALE_SYNTH_DIM (256) and US_DEMO_SCALE_SYNTH_BATCHES (40) for
+# step 5 (0 rows skips it), MPIRUN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${B:-build}
@@ -35,8 +38,9 @@ coords=${US_DEMO_SCALE_COORDINATORS:-2}
 n_prompts=${US_DEMO_SCALE_PROMPTS:-64}
 max_tokens=${US_DEMO_SCALE_TOKENS:-32}
 dtype=${US_DEMO_SCALE_DTYPE:-bf16}
-synth_rows=${US_DEMO_SCALE_SYNTH_ROWS:-4194304}
+synth_rows=${US_DEMO_SCALE_SYNTH_ROWS:-390625000}
 synth_dim=${US_DEMO_SCALE_SYNTH_DIM:-256}
+synth_batches=${US_DEMO_SCALE_SYNTH_BATCHES:-40}
 synth_ranks=8
 
 die() { echo "demo-scale: $*" >&2; exit 1; }
@@ -184,21 +188,14 @@ echo "   $same of $n_sample sampled sequences byte-identical; one process: $tps1
 
 synth_values=$((synth_rows * synth_dim))
 if [ "$synth_rows" -gt 0 ]; then
-  sbytes=$((synth_values * 2))
-  # bench lookup materialises its synthetic table (shard/synth_view.h): every
-  # shard holds its blocks and rank 0 the whole table as the one-process baseline.
-  smem=$((2 * sbytes + synth_ranks * (300 << 20)))
-  memavail=$(( $(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo) * 1024 ))
-  echo "== 5/5 mpirun -n $synth_ranks ultrashard bench lookup: synthetic $synth_rows x $synth_dim bf16 = $synth_values values"
-  if [ "$smem" -gt "$memavail" ]; then
-    die "bench lookup would materialise $(gb "$smem") GB (table on the shards + the whole table on" \
-        "rank 0 as baseline); $(gb "$memavail") GB available. Lower US_DEMO_SCALE_SYNTH_ROWS."
-  fi
+  echo "== 5/5 mpirun -n $synth_ranks ultrashard bench lookup --on-the-fly: synthetic $synth_rows x $synth_dim bf16 = $synth_values values ($(gb $((synth_values * 2))) GB if stored)"
   t0=$(now)
-  progress_start "bench lookup (building synthetic views, then 20 batches)"
+  # rows computed per request on the shards and, for the one-process
+  # baseline, per batch on rank 0: no rank holds the table
+  progress_start "bench lookup ($synth_batches batches, rows computed on the fly)"
   $MPIRUN -n "$synth_ranks" "$WRAP" "$work/rss" synth "$US" bench lookup --rows "$synth_rows" \
     --dim "$synth_dim" --dtype bf16 --transports mpi --modes push --placements row \
-    --tokens 256 --k 32 --batches 20 >"$work/synth.out"
+    --tokens 256 --k 32 --batches "$synth_batches" --on-the-fly >"$work/synth.out"
   progress_stop
   t_synth=$(secs "$t0" "$(now)")
   grep '^{' "$work/synth.out" >"$work/synth.json"
@@ -213,9 +210,6 @@ else
   echo "== 5/5 skipped (US_DEMO_SCALE_SYNTH_ROWS=0)"
   stps=0 sratio=0 rss_synth=0 t_synth=0
 fi
-echo "   1e11 values: not reachable on this path: bench lookup and infer serve rows from memory"
-echo "   (1e11 bf16 values = 200 GB materialised, and memory_dist refuses synthetic store tables);"
-echo "   see README, make demo-scale."
 
 t_total=$(secs "$t_all" "$(now)")
 printf '{"demo":"scale","values":%d,"dtype":"%s","shards":%d,"coordinators":%d,"store_bytes":%d,"store_build_s":%s,"store_build_gb_per_s":%s,"import_max_rss_kb":%d,"generated_tokens":%d,"generated_tokens_per_s":%s,"infer_max_rss_kb":%d,"single_tokens_per_s":%s,"single_max_rss_kb":%d,"sample_identical":%d,"synth_values":%d,"synth_ranks":%d,"synth_tokens_per_s":%s,"synth_ratio":%s,"synth_max_rss_kb":%d,"total_s":%s}\n' \

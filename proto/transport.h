@@ -5,13 +5,17 @@
  * (US_XCHG_TO_SHARDS), then responses back (US_XCHG_TO_COORDS). In one
  * exchange every sending rank hands over one contiguous buffer holding one
  * message per destination rank (offsets 8-aligned, length 0 = nothing), and
- * every receiving rank gets one message per source rank. The exchange is
- * collective over the world communicator: every rank starts it, in the same
- * order, even when it sends or receives nothing.
+ * every receiving rank gets one message per source rank. In a TO_SHARDS
+ * exchange coordinators send to shards only, in TO_COORDS shards to
+ * coordinators only (a message to any other rank is refused, US_EINVAL).
+ * Every rank starts every exchange of a transport, in the same order, even
+ * when it sends or receives nothing.
  *
- *   mpi     MPI_Ialltoall of the byte counts, then MPI_Ialltoallv of the data
- *           (both non-blocking, so a coordinator can compute between start
- *           and completion). Pull rounds use ROWS messages; no RMA.
+ *   mpi     point-to-point: MPI_Isend to every receiver of the direction,
+ *           MPI_Improbe + MPI_Imrecv from every sender (non-blocking, so a
+ *           coordinator can compute between start and completion), on the
+ *           transport's own duplicate communicator. Pull rounds use ROWS
+ *           messages; no RMA.
  *   fabric  libfabric FI_EP_RDM endpoint (provider chosen by libfabric;
  *           FI_PROVIDER respected), names exchanged once with MPI_Allgather.
  *           Each message is one tagged send; in a TO_SHARDS exchange every
@@ -89,6 +93,8 @@ struct us_transport {
     uint64_t  recv_cap;              /* bytes allocated at recv_base */
     bool      in_flight;
     bool      rma_ready;             /* rma_expose done: pull by RMA available */
+    bool      rma_manual_progress;   /* reads wait for the target to poll
+                                      * (FI_PROGRESS_MANUAL data progress) */
     uint64_t *rma_row_stride;        /* [size] row stride of each shard's blocks */
     const void *rma_owner;           /* user of the current exposure (one table per
                                       * transport; set and cleared by the lookup) */

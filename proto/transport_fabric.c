@@ -527,6 +527,8 @@ static int fab_setup(fab_transport *f, us_err *err)
     snprintf(f->base.provider, sizeof f->base.provider, "%s",
              f->info->fabric_attr->prov_name);
     f->mr_mode = f->info->domain_attr->mr_mode;
+    /* a read then completes only when the target rank polls its CQ */
+    f->base.rma_manual_progress = f->info->domain_attr->data_progress != FI_PROGRESS_AUTO;
     if (f->mr_mode & (FI_MR_LOCAL | FI_MR_RAW | FI_MR_ENDPOINT))
         return us_err_set(err, US_EUNSUPP, "transport fabric: provider %s needs memory "
                           "registration modes this build does not do (0x%" PRIx64 ")",

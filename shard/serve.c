@@ -7,6 +7,19 @@
 
 #include "kernels/gather.h"
 
+static void init_common(us_server *s, uint32_t table_id, int shard_index,
+                        const us_wire_limits *limits, int n_threads)
+{
+    memset(s, 0, sizeof *s);
+    s->table_id = table_id;
+    s->shard_index = shard_index;
+    s->n_threads = n_threads;
+    if (limits != NULL)
+        s->limits = *limits;
+    else
+        s->limits = (us_wire_limits){ UINT64_MAX, UINT32_MAX, UINT32_MAX };
+}
+
 int us_server_init(us_server *s, uint32_t table_id, int shard_index,
                    const us_rows_view *view, const us_wire_limits *limits,
                    int n_threads, us_err *err)
@@ -15,14 +28,26 @@ int us_server_init(us_server *s, uint32_t table_id, int shard_index,
     int rc = us_rows_view_check(view, err);
     if (rc != US_OK)
         return us_err_prefix(err, "shard %d table %u", shard_index, table_id);
-    s->table_id = table_id;
-    s->shard_index = shard_index;
+    init_common(s, table_id, shard_index, limits, n_threads);
     s->view = view;
-    s->n_threads = n_threads;
-    if (limits != NULL)
-        s->limits = *limits;
-    else
-        s->limits = (us_wire_limits){ UINT64_MAX, UINT32_MAX, UINT32_MAX };
+    s->dtype = view->dtype;
+    s->dim = view->dim;
+    s->rows = view->rows;
+    return US_OK;
+}
+
+int us_server_init_synth(us_server *s, int shard_index, us_synth_source *src,
+                         const us_wire_limits *limits, int n_threads, us_err *err)
+{
+    memset(s, 0, sizeof *s);
+    if (src == NULL || src->held == NULL)
+        return us_err_set(err, US_EINVAL, "shard %d: synthetic server without a source",
+                          shard_index);
+    init_common(s, src->spec.table_id, shard_index, limits, n_threads);
+    s->synth = src;
+    s->dtype = src->spec.dtype;
+    s->dim = src->cols;
+    s->rows = src->spec.rows;
     return US_OK;
 }
 
@@ -37,6 +62,7 @@ void us_server_free(us_server *s)
     free(s->pad_rows);
     free(s->pad_weights);
     free(s->pad_groups);
+    us_synth_batch_free(&s->synth_batch);
     s->pad_rows = NULL;
     s->pad_weights = NULL;
     s->pad_groups = NULL;
@@ -50,15 +76,16 @@ static int check_rows(const us_server *s, const us_wire_req *r, us_err *err)
     const us_rows_view *v = s->view;
     for (uint32_t i = 0; i < r->hdr->n_rows; i++) {
         uint64_t row = r->rows[i];
-        if (row >= v->rows)
+        if (row >= s->rows)
             return us_err_set(err, US_ERANGE, "shard %d table %u batch %" PRIu64 ": row "
                               "%" PRIu64 " out of range (table has %" PRIu64 " rows)",
-                              s->shard_index, s->table_id, r->hdr->batch_id, row, v->rows);
-        if (v->blocks[row >> v->block_bits] == NULL)
+                              s->shard_index, s->table_id, r->hdr->batch_id, row, s->rows);
+        if (v != NULL ? v->blocks[row >> v->block_bits] == NULL
+                      : !us_synth_source_holds(s->synth, row))
             return us_err_set(err, US_ENOTFOUND, "shard %d table %u batch %" PRIu64 ": row "
                               "%" PRIu64 " (block %" PRIu64 ") is not held by this shard",
                               s->shard_index, s->table_id, r->hdr->batch_id, row,
-                              row >> v->block_bits);
+                              row >> (v != NULL ? v->block_bits : s->synth->spec.block_bits));
     }
     if (s->store != NULL && us_store_check_rows(s->store, s->store_table, r->rows,
                                                 r->hdr->n_rows, err) != US_OK)
@@ -101,17 +128,18 @@ static uint32_t max_pairs_per_token(const us_wire_req *r)
 
 /* Lays the pairs out as n_tokens x kmax in one pass (tokens have different
  * pair counts here): each token's pairs, then padding pairs of weight 0,
- * which the kernel skips without touching the accumulator. */
-static void pad_pairs(us_server *s, const us_wire_req *r, uint32_t kmax)
+ * which the kernel skips without touching the accumulator. by_ref: row ids
+ * are the indices into the request's row list (the synth scratch). */
+static void pad_pairs(us_server *s, const us_wire_req *r, uint32_t kmax, bool by_ref)
 {
     const us_wire_req_hdr *h = r->hdr;
-    uint64_t filler = r->rows[0];   /* any held row: its weight is 0 */
+    uint64_t filler = by_ref ? 0 : r->rows[0];   /* any held row: its weight is 0 */
     bool groups = r->pair_group != NULL;
     uint32_t p = 0;
     for (uint32_t t = 0; t < h->n_tokens; t++) {
         uint64_t at = (uint64_t)t * kmax, end = at + kmax;
         for (; p < h->n_pairs && r->pair_token[p] == t; p++, at++) {
-            s->pad_rows[at] = r->rows[r->pair_ref[p]];
+            s->pad_rows[at] = by_ref ? r->pair_ref[p] : r->rows[r->pair_ref[p]];
             s->pad_weights[at] = r->pair_weight[p];
             s->pad_groups[at] = groups ? r->pair_group[p] : 0;
         }
@@ -128,7 +156,7 @@ static int serve_push(us_server *s, const us_wire_req *r, float *sums, us_err *e
 {
     const us_wire_req_hdr *h = r->hdr;
     uint32_t kmax = max_pairs_per_token(r);
-    size_t out_floats = (size_t)h->n_tokens * h->n_groups * s->view->dim;
+    size_t out_floats = (size_t)h->n_tokens * h->n_groups * s->dim;
     if (kmax == 0) {
         memset(sums, 0, out_floats * sizeof *sums);
         return US_OK;
@@ -137,11 +165,18 @@ static int serve_push(us_server *s, const us_wire_req *r, float *sums, us_err *e
     int rc = grow_pad(s, n, err);
     if (rc != US_OK)
         return rc;
-    pad_pairs(s, r, kmax);
+    const us_rows_view *v = s->view;
+    if (s->synth != NULL) {   /* the request's rows, computed; pairs index them */
+        rc = us_synth_batch_fill(&s->synth_batch, s->synth, r->rows, h->n_rows, err);
+        if (rc != US_OK)
+            return rc;
+        v = &s->synth_batch.view;
+    }
+    pad_pairs(s, r, kmax, s->synth != NULL);
     if (h->n_groups == 1)
-        return us_gather_sum(sums, s->view, s->pad_rows, s->pad_weights, h->n_tokens,
+        return us_gather_sum(sums, v, s->pad_rows, s->pad_weights, h->n_tokens,
                              kmax, s->n_threads, err);
-    return us_gather_sum_grouped(sums, s->view, s->pad_rows, s->pad_weights,
+    return us_gather_sum_grouped(sums, v, s->pad_rows, s->pad_weights,
                                  s->pad_groups, h->n_tokens, kmax, (int)h->n_groups,
                                  s->n_threads, err);
 }
@@ -187,12 +222,11 @@ static int check_request(us_server *s, const void *req, uint64_t len, us_wire_re
 /* Size of the answer to a valid request; 0 when it would overflow. */
 static uint64_t answer_bytes(const us_server *s, const us_wire_req_hdr *h)
 {
-    const us_rows_view *v = s->view;
     if (h->mode == US_WIRE_PUSH)
-        return us_wire_resp_push_bytes(h->n_tokens, h->n_groups, v->dim);
+        return us_wire_resp_push_bytes(h->n_tokens, h->n_groups, s->dim);
     if (h->mode == US_WIRE_ROWS)
-        return us_wire_resp_rows_bytes(h->n_rows, v->dim, us_dtype_size(v->dtype),
-                                       v->dtype == US_DTYPE_INT8);
+        return us_wire_resp_rows_bytes(h->n_rows, s->dim, us_dtype_size(s->dtype),
+                                       s->dtype == US_DTYPE_INT8);
     return sizeof(us_wire_resp_hdr);
 }
 
@@ -201,13 +235,12 @@ static int fill_answer(us_server *s, const us_wire_req *r, uint8_t resp_flags, u
                        uint64_t total, us_err *why)
 {
     const us_wire_req_hdr *h = r->hdr;
-    const us_rows_view *v = s->view;
     us_wire_resp_init(resp, &(us_wire_resp_desc){
         .mode = h->mode, .flags = resp_flags, .table_id = h->table_id,
         .batch_id = h->batch_id,
         .n_tokens = h->mode == US_WIRE_PUSH ? h->n_tokens : 0,
         .n_groups = h->mode == US_WIRE_PUSH ? h->n_groups : 0,
-        .dim = h->mode == US_WIRE_NOP ? 0 : v->dim,
+        .dim = h->mode == US_WIRE_NOP ? 0 : s->dim,
         .n_rows = h->mode == US_WIRE_ROWS ? h->n_rows : 0, .total_bytes = total });
     uint8_t *payload = resp + sizeof(us_wire_resp_hdr);
     if (h->mode == US_WIRE_PUSH)
@@ -215,13 +248,15 @@ static int fill_answer(us_server *s, const us_wire_req *r, uint8_t resp_flags, u
     if (h->mode != US_WIRE_ROWS || h->n_rows == 0)
         return US_OK;
     float *scales = NULL;
-    if (v->dtype == US_DTYPE_INT8) {
+    if (s->dtype == US_DTYPE_INT8) {
         scales = (float *)payload;
         payload += (size_t)h->n_rows * 4u;
     }
-    uint64_t row_data = (uint64_t)h->n_rows * v->dim * us_dtype_size(v->dtype);
+    uint64_t row_data = (uint64_t)h->n_rows * s->dim * us_dtype_size(s->dtype);
     memset(payload + row_data, 0, total - (uint64_t)(payload - resp) - row_data);
-    return us_gather_copy(payload, scales, v, r->rows, h->n_rows, s->n_threads, why);
+    if (s->synth != NULL)
+        return us_synth_source_rows(s->synth, payload, scales, r->rows, h->n_rows, why);
+    return us_gather_copy(payload, scales, s->view, r->rows, h->n_rows, s->n_threads, why);
 }
 
 /* Appends an error answer carrying `why` to out. */

@@ -19,6 +19,11 @@
  * Column placement: the view holds this shard's column slice of every row;
  * answers then carry dim = view->dim columns.
  *
+ * Synthetic tables (us_server_init_synth): no view; the request's unique
+ * rows are computed from (seed, table, row) into scratch (shard/synth_view.h)
+ * and the same kernels run over that scratch, so the answers are
+ * byte-identical to a server over the materialised synth_view (tested).
+ *
  * Integrity: a server over a store's view (us_server_attach_store) passes
  * every request's rows through us_store_check_rows before computing, so no
  * row is served from a block whose CRC-32C has not been checked; a bad
@@ -34,6 +39,7 @@
 #include "kernels/us_status.h"
 #include "proto/wire.h"
 #include "shard/store.h"
+#include "shard/synth_view.h"
 
 typedef struct us_server_stats {
     uint64_t requests, rejected;
@@ -43,7 +49,11 @@ typedef struct us_server_stats {
 typedef struct us_server {
     uint32_t table_id;
     int      shard_index;          /* for messages */
-    const us_rows_view *view;      /* borrowed; outlives the server */
+    const us_rows_view *view;      /* borrowed; outlives the server (NULL: synth) */
+    us_synth_source *synth;        /* borrowed; rows computed on the fly (or NULL) */
+    us_dtype dtype;                /* of the answers */
+    uint32_t dim;
+    uint64_t rows;                 /* valid row ids are [0, rows) */
     us_wire_limits limits;
     int      n_threads;            /* passed to the gather kernel */
     us_server_stats stats;
@@ -55,6 +65,7 @@ typedef struct us_server {
     float    *pad_weights;
     uint8_t  *pad_groups;
     uint64_t  pad_cap;
+    us_synth_batch synth_batch;    /* synth scratch: the request's unique rows */
 } us_server;
 
 /* Initialises a server over view (checked with us_rows_view_check).
@@ -63,6 +74,13 @@ typedef struct us_server {
 int us_server_init(us_server *s, uint32_t table_id, int shard_index,
                    const us_rows_view *view, const us_wire_limits *limits,
                    int n_threads, us_err *err);
+
+/* Initialises a server that computes the rows of src on the fly (src's
+ * spec gives table id, dtype, columns and the blocks held).
+ * Returns: US_OK; US_EINVAL for a NULL source.
+ */
+int us_server_init_synth(us_server *s, int shard_index, us_synth_source *src,
+                         const us_wire_limits *limits, int n_threads, us_err *err);
 
 /* Answers one request message (req, len) by appending one response to out.
  * resp_flags are OR-ed into the response header. *rejected (optional) tells

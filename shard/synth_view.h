@@ -51,4 +51,60 @@ int us_synth_view_build(us_synth_view *sv, const us_synth_spec *spec, us_err *er
 /* Returns: nothing; safe on a zeroed view. */
 void us_synth_view_free(us_synth_view *sv);
 
+/*
+ * The same part of a synthetic table with nothing materialised: a shard (or
+ * the single-process baseline) computes each requested row from (seed,
+ * table, row) when it is asked for, so a 1e11-value table costs one byte
+ * per block here (which blocks are held) instead of 200 GB. Rows come out
+ * byte-identical to the synth_view of the same spec (same columns, same
+ * int8 scales; tested), so sums over them are bit-identical too.
+ */
+typedef struct us_synth_source {
+    us_synth_spec spec;
+    uint32_t col_begin, cols; /* the columns served (column placement: a slice) */
+    uint64_t n_blocks;
+    uint8_t *held;            /* owned, [n_blocks]: 1 = block served here */
+    uint8_t *full;            /* owned scratch: one full row in the stored dtype */
+} us_synth_source;
+
+/* Builds the source (same checks as us_synth_view_build).
+ * Returns: US_OK; US_EINVAL for bad shapes; US_ENOMEM. */
+int us_synth_source_init(us_synth_source *src, const us_synth_spec *spec, us_err *err);
+
+/* Returns: whether row (< spec.rows, unchecked) is in a block held here. */
+static inline bool us_synth_source_holds(const us_synth_source *src, uint64_t row)
+{
+    return src->held[row >> src->spec.block_bits] != 0;
+}
+
+/* Writes rows[0..n-1] packed (cols elements each) to out, and for int8
+ * their scales (of the full row) to scales. Rows are not checked against
+ * the table here (the server checked them).
+ * Returns: US_OK; US_EINVAL for int8 without scales. */
+int us_synth_source_rows(us_synth_source *src, void *out, float *scales, const uint64_t *rows,
+                         uint64_t n, us_err *err);
+
+/* Returns: nothing; safe on a zeroed source. */
+void us_synth_source_free(us_synth_source *src);
+
+/* A batch of computed rows seen as a table: after us_synth_batch_fill,
+ * view holds rows[0..n-1] of the source as its rows 0..n-1 (one block), so
+ * the gather kernels run over them unchanged with row ids replaced by the
+ * index into rows. Scratch grows on demand; zero-initialise, then fill any
+ * number of times. view points into the struct: do not copy it. */
+typedef struct us_synth_batch {
+    us_rows_view view;
+    uint8_t *data;            /* owned: packed rows, 64-byte aligned */
+    float   *scales;          /* owned: int8 scales */
+    uint64_t cap;             /* rows */
+    const uint8_t *blk[1];
+    const float   *sc[1];
+} us_synth_batch;
+
+/* Returns: US_OK; US_ENOMEM; errors of us_synth_source_rows. */
+int us_synth_batch_fill(us_synth_batch *b, us_synth_source *src, const uint64_t *rows,
+                        uint64_t n, us_err *err);
+/* Returns: nothing; the batch is zeroed. */
+void us_synth_batch_free(us_synth_batch *b);
+
 #endif

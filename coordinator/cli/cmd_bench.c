@@ -8,6 +8,7 @@
 
 #include "coordinator/cli/cli.h"
 #include "coordinator/lookup/bench_lookup.h"
+#include "coordinator/lookup/pipe.h"
 
 /* Fills *o from argv; returns -1 to go on, else the exit status (usage
  * error 2, --help 0). */
@@ -20,7 +21,8 @@ static int parse_opts(int argc, char **argv, us_bench_lookup_opts *o)
         { "tokens", 1, 0, 't' }, { "k", 1, 0, 'k' }, { "batches", 1, 0, 'b' },
         { "hot", 1, 0, 'o' }, { "zipf", 1, 0, 'Z' }, { "threads", 1, 0, 'n' }, { "cache-bytes", 1, 0, 'c' },
         { "coordinators", 1, 0, 'C' }, { "all-roles", 0, 0, 'A' }, { "help", 0, 0, 'h' },
-        { "read-us", 1, 0, 'R' },
+        { "read-us", 1, 0, 'R' }, { "on-the-fly", 0, 0, 'F' },
+        { "pipeline", 1, 0, 'D' },
         { 0, 0, 0, 0 },
     };
     us_err e = {0};
@@ -51,6 +53,7 @@ static int parse_opts(int argc, char **argv, us_bench_lookup_opts *o)
         LONGOPT('n', "--threads", 1, 256, o->threads)
         LONGOPT('c', "--cache-bytes", 0, 1l << 40, o->cache_bytes)
         LONGOPT('C', "--coordinators", 1, 1 << 20, o->world.coordinators)
+        LONGOPT('D', "--pipeline", 1, US_PIPE_MAX_DEPTH, o->pipeline)
 #undef LONGOPT
         case 'o':
             if (us_cli_parse_double("--hot", optarg, 0, 1, &d, &e))
@@ -68,6 +71,7 @@ static int parse_opts(int argc, char **argv, us_bench_lookup_opts *o)
             o->read_us = d;
             break;
         case 'A': o->world.all_roles = true; break;
+        case 'F': o->on_the_fly = true; break;
         case 'h': fputs(cmd->usage, stdout); return 0;
         default: return us_cli_usage_error(cmd, "unknown option");
         }

@@ -26,6 +26,12 @@
     "  --cache-bytes N     coordinator hot-row cache (default 0)\n" \
     "  --read-us X         cost of one one-sided read in the cost model (default 8);\n" \
     "                      also sets how far apart rows may be to share one read\n" \
+    "  --on-the-fly        shards and the baseline compute each requested row from\n" \
+    "                      (seed, table, row) instead of holding the table: tables\n" \
+    "                      of 1e11 values fit; both sides pay the row synthesis;\n" \
+    "                      no one-sided pull (pull goes by ROWS messages)\n" \
+    "  --pipeline D        batches in flight per coordinator, 1..4 (default 1):\n" \
+    "                      D lookups on D transports used round-robin\n" \
     "  --coordinators C, --all-roles   roles as for `ultrashard roles`\n"
 
 /* Returns: the exit status (coordinator/cli/cli.h: 0 success, 1 failure with

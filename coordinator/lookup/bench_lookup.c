@@ -10,9 +10,11 @@
 
 #include "coordinator/lookup/job.h"
 #include "coordinator/lookup/lookup.h"
+#include "coordinator/lookup/pipe.h"
 #include "kernels/gather.h"
 #include "kernels/hash.h"
 #include "kernels/stats.h"
+#include "coordinator/lookup/route.h"
 #include "shard/synth_view.h"
 
 typedef struct bench_result {
@@ -21,6 +23,7 @@ typedef struct bench_result {
     double p50_ms, p99_ms, base_tokens_per_s, ratio, max_rel_err;
     uint64_t push_batches, pull_batches;
     double cache_hit_rate;       /* -1: no cache */
+    uint64_t out_hash;           /* FNV-1a of the first batch's output bytes */
 } bench_result;
 
 /* Results printed so far (rank 0), for the closing table. */
@@ -33,7 +36,7 @@ us_bench_lookup_opts us_bench_lookup_defaults(void)
 {
     us_bench_lookup_opts o = { .rows = 131072, .dim = 128, .tokens = 256, .k = 32,
                                .batches = 20, .dtype = US_DTYPE_F32, .hot = 0.2,
-                               .threads = 1, .read_us = -1 };
+                               .threads = 1, .read_us = -1, .pipeline = 1 };
     snprintf(o.transports, sizeof o.transports, "mpi,fabric");
     snprintf(o.modes, sizeof o.modes, "push,pull,pullmsg");
     snprintf(o.placements, sizeof o.placements, "row,column");
@@ -85,25 +88,65 @@ static void make_batch(const us_bench_lookup_opts *o, uint64_t seed, uint64_t *r
 
 static double now_s(void) { return MPI_Wtime(); }
 
+/* The output's fingerprint: runs that must agree bit for bit (materialised
+ * vs on-the-fly rows) compare it. */
+static uint64_t fnv1a(const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
 /* One configuration's coordinator work: what it measures and where. */
 typedef struct bench_work {
     const us_world *w;
-    us_transport *t;
+    us_transport *const *t;      /* [pipe->depth] */
     const us_bench_lookup_opts *o;
     const us_table_info *table;
     const us_rows_view *whole;   /* rank 0: the whole table (baseline); else NULL */
-    us_lookup *L;
+    us_synth_source *whole_src;  /* rank 0 on the fly: the whole table's rows */
+    us_lookup_pipe *pipe;
     bench_result *res;
 } bench_work;
 
+/* The on-the-fly baseline's scratch: the batch deduplicated (as the
+ * coordinator does), its distinct rows computed, pairs indexing them. */
+typedef struct fly_base {
+    us_route route;
+    us_synth_batch rows;
+    uint64_t *idx;               /* [pairs] */
+} fly_base;
+
+/* The single-process gather of one batch into ref: over the whole table, or
+ * (on the fly) over the batch's distinct rows computed now. */
+static int baseline_gather(const bench_work *bw, fly_base *fb, const uint64_t *rows,
+                           const float *wt, float *ref, us_err *err)
+{
+    const us_bench_lookup_opts *o = bw->o;
+    if (bw->whole_src == NULL)
+        return us_gather_sum(ref, bw->whole, rows, wt, o->tokens, o->k, o->threads, err);
+    int rc = us_route_dedupe(&fb->route, bw->table, rows, o->tokens, o->k, err);
+    if (rc == US_OK)
+        rc = us_synth_batch_fill(&fb->rows, bw->whole_src, fb->route.uniq_rows,
+                                 fb->route.n_unique, err);
+    if (rc != US_OK)
+        return rc;
+    for (uint64_t p = 0; p < (uint64_t)o->tokens * o->k; p++)
+        fb->idx[p] = fb->route.pair_uidx[p];
+    return us_gather_sum(ref, &fb->rows.view, fb->idx, wt, o->tokens, o->k, o->threads, err);
+}
+
 /* Largest relative error of the batch's distributed result against the
  * single-process gather of the same pairs. */
-static int check_batch(const bench_work *bw, const uint64_t *rows, const float *wt,
-                       const float *out, float *ref, double *max_rel, us_err *err)
+static int check_batch(const bench_work *bw, fly_base *fb, const uint64_t *rows,
+                       const float *wt, const float *out, float *ref, double *max_rel,
+                       us_err *err)
 {
     const us_bench_lookup_opts *o = bw->o;
     uint32_t dim = bw->table->dim;
-    int rc = us_gather_sum(ref, bw->whole, rows, wt, o->tokens, o->k, o->threads, err);
+    int rc = baseline_gather(bw, fb, rows, wt, ref, err);
     for (uint32_t tok = 0; rc == US_OK && tok < o->tokens; tok++) {
         double mr = 0, md = 0;
         for (uint32_t c = 0; c < dim; c++) {
@@ -122,7 +165,11 @@ static void fill_result(const bench_work *bw, const us_transport_stats *before,
 {
     const us_bench_lookup_opts *o = bw->o;
     bench_result *res = bw->res;
-    const us_lookup_stats *st = us_lookup_get_stats(bw->L);
+    uint64_t push_batches = 0, pull_batches = 0;
+    for (int i = 0; i < bw->pipe->depth; i++) {
+        push_batches += us_lookup_get_stats(bw->pipe->L[i])->push_batches;
+        pull_batches += us_lookup_get_stats(bw->pipe->L[i])->pull_batches;
+    }
     double tokens = (double)o->tokens * o->batches;
     us_sort_doubles(lat, o->batches);
     res->tokens_per_s = tokens / wall;
@@ -138,87 +185,177 @@ static void fill_result(const bench_work *bw, const us_transport_stats *before,
     res->base_tokens_per_s = base > 0 ? tokens / base : 0;
     res->ratio = base > 0 ? res->tokens_per_s / res->base_tokens_per_s : 0;
     res->max_rel_err = max_rel;
-    res->push_batches = st->push_batches;
-    res->pull_batches = st->pull_batches;
-    const us_rowcache *cache = us_lookup_cache(bw->L);
+    res->push_batches = push_batches;
+    res->pull_batches = pull_batches;
+    const us_rowcache *cache = us_lookup_cache(bw->pipe->L[0]);   /* the first lookup's */
     res->cache_hit_rate = cache == NULL ? -1
         : (double)cache->hits / (double)(cache->hits + cache->misses > 0
                                          ? cache->hits + cache->misses : 1);
 }
 
-/* Coordinators: 2 warm-up batches, then the timed ones. The stats are taken
- * before finish, whose STOP rounds are not part of the measurement. */
+/* A batch slot of the pipe: its pairs, output and start time. */
+typedef struct bench_slot {
+    uint64_t *rows;
+    float *wt, *out;
+    double started;
+} bench_slot;
+
+/* Per-run buffers of the coordinator loop. */
+typedef struct bench_bufs {
+    bench_slot slot[US_PIPE_MAX_DEPTH];
+    float *ref;
+    double *lat;
+    fly_base fb;
+} bench_bufs;
+
+static int bufs_alloc(bench_bufs *bb, const bench_work *bw, us_err *err)
+{
+    const us_bench_lookup_opts *o = bw->o;
+    uint64_t n = (uint64_t)o->tokens * o->k;
+    size_t out_floats = (size_t)o->tokens * bw->table->dim;
+    bool ok = true;
+    for (int i = 0; i < bw->pipe->depth; i++) {
+        bench_slot *sl = &bb->slot[i];
+        sl->rows = malloc(n * sizeof *sl->rows);
+        sl->wt = malloc(n * sizeof *sl->wt);
+        sl->out = malloc(out_floats * sizeof *sl->out);
+        ok = ok && sl->rows && sl->wt && sl->out;
+    }
+    bb->ref = malloc(out_floats * sizeof *bb->ref);
+    bb->lat = calloc(o->batches, sizeof *bb->lat);
+    bb->fb.idx = malloc(n * sizeof *bb->fb.idx);
+    if (!ok || !bb->ref || !bb->lat || !bb->fb.idx)
+        return us_err_set(err, US_ENOMEM, "bench: batch buffers");
+    return US_OK;
+}
+
+static void bufs_free(bench_bufs *bb)
+{
+    for (int i = 0; i < US_PIPE_MAX_DEPTH; i++) {
+        free(bb->slot[i].rows);
+        free(bb->slot[i].wt);
+        free(bb->slot[i].out);
+    }
+    free(bb->ref);
+    free(bb->lat);
+    free(bb->fb.idx);
+    us_route_free(&bb->fb.route);
+    us_synth_batch_free(&bb->fb.rows);
+}
+
+/* Ends batch b (the oldest in flight): its latency, then on rank 0 the
+ * baseline gather of the same batch (timed into *base) and, for batch 0,
+ * the check against it. */
+static int end_batch(const bench_work *bw, bench_bufs *bb, uint32_t b, double *base,
+                     double *max_rel, us_err *err)
+{
+    const us_bench_lookup_opts *o = bw->o;
+    bench_slot *sl = &bb->slot[b % (uint32_t)bw->pipe->depth];
+    int rc = us_lookup_pipe_end(bw->pipe, sl->out, err);
+    if (b >= 2)
+        bb->lat[b - 2] = now_s() - sl->started;
+    /* baseline interleaved batch by batch: the shared box's load then
+     * affects both sides alike (ratios, not absolute times) */
+    bool baseline = bw->whole != NULL || bw->whole_src != NULL;
+    if (rc == US_OK && b >= 2 && baseline) {
+        double b0 = now_s();
+        rc = baseline_gather(bw, &bb->fb, sl->rows, sl->wt, bb->ref, err);
+        *base += now_s() - b0;
+    }
+    if (rc == US_OK && b == 0 && baseline) {
+        rc = check_batch(bw, &bb->fb, sl->rows, sl->wt, sl->out, bb->ref, max_rel, err);
+        bw->res->out_hash = fnv1a(sl->out, (size_t)o->tokens * bw->table->dim * sizeof(float));
+    }
+    return rc;
+}
+
+static us_transport_stats pipe_stats(const bench_work *bw)
+{
+    us_transport_stats s = {0};
+    for (int i = 0; i < bw->pipe->depth; i++) {
+        const us_transport_stats *t = &bw->t[i]->stats;
+        s.bytes_sent += t->bytes_sent;
+        s.bytes_recv += t->bytes_recv;
+        s.msgs_sent += t->msgs_sent;
+        s.msgs_recv += t->msgs_recv;
+        s.rma_bytes += t->rma_bytes;
+        s.rma_reads += t->rma_reads;
+    }
+    return s;
+}
+
+/* Coordinators: 2 warm-up batches, then the timed ones, up to depth in
+ * flight (batch b begins before batch b - depth + 1 ends). The timed window
+ * opens before batch 2 begins, so it also holds the end of the warm-up
+ * batches still in flight (a little more work, never less). The stats are
+ * taken before finish, whose STOP rounds are not part of the measurement. */
 static int bench_coordinate(void *arg, us_err *err)
 {
     const bench_work *bw = arg;
     const us_bench_lookup_opts *o = bw->o;
-    uint64_t n = (uint64_t)o->tokens * o->k;
-    size_t out_floats = (size_t)o->tokens * bw->table->dim;
-    uint64_t *rows = malloc(n * sizeof *rows);
-    float *wt = malloc(n * sizeof *wt);
-    float *out = malloc(out_floats * sizeof *out), *ref = malloc(out_floats * sizeof *ref);
-    double *lat = calloc(o->batches, sizeof *lat);
-    int rc = US_OK;
-    if (!rows || !wt || !out || !ref || !lat) {
-        rc = us_err_set(err, US_ENOMEM, "bench: batch buffers");
-        goto done;
-    }
-    us_transport_stats before = bw->t->stats;
+    uint32_t depth = (uint32_t)bw->pipe->depth, total = o->batches + 2;
+    bench_bufs bb = {0};
+    int rc = bufs_alloc(&bb, bw, err);
+    us_transport_stats before = pipe_stats(bw);
     double t0 = 0, max_rel = 0, base = 0;
-    for (uint32_t b = 0; b < o->batches + 2 && rc == US_OK; b++) {
+    for (uint32_t b = 0; rc == US_OK && b < total + depth - 1; b++) {
         if (b == 2) {      /* after warm-up */
-            before = bw->t->stats;
+            before = pipe_stats(bw);
             t0 = now_s();
         }
-        make_batch(o, 1000u * (uint64_t)bw->w->coordinator_index + b, rows, wt);
-        us_lookup_batch batch = { o->tokens, o->k, rows, wt, NULL };
-        double s = now_s();
-        rc = us_lookup_run(bw->L, &batch, out, err);
-        if (b >= 2)
-            lat[b - 2] = now_s() - s;
-        /* baseline interleaved batch by batch: the shared box's load then
-         * affects both sides alike (ratios, not absolute times) */
-        if (rc == US_OK && b >= 2 && bw->whole != NULL) {
-            double b0 = now_s();
-            rc = us_gather_sum(ref, bw->whole, rows, wt, o->tokens, o->k, o->threads, err);
-            base += now_s() - b0;
+        if (b < total) {
+            bench_slot *sl = &bb.slot[b % depth];
+            make_batch(o, 1000u * (uint64_t)bw->w->coordinator_index + b, sl->rows, sl->wt);
+            us_lookup_batch batch = { o->tokens, o->k, sl->rows, sl->wt, NULL };
+            sl->started = now_s();
+            rc = us_lookup_pipe_begin(bw->pipe, &batch, err);
         }
-        if (rc == US_OK && b == 0 && bw->whole != NULL)
-            rc = check_batch(bw, rows, wt, out, ref, &max_rel, err);
+        if (rc == US_OK && b + 1 >= depth)
+            rc = end_batch(bw, &bb, b + 1 - depth, &base, &max_rel, err);
     }
     double wall = now_s() - t0 - base;   /* distributed time only */
-    us_transport_stats after = bw->t->stats;
+    us_transport_stats after = pipe_stats(bw);
     if (rc == US_OK)
-        fill_result(bw, &before, &after, wall, base, lat, max_rel);
-done:
-    free(rows);
-    free(wt);
-    free(out);
-    free(ref);
-    free(lat);
+        fill_result(bw, &before, &after, wall, base, bb.lat, max_rel);
+    bufs_free(&bb);
     return rc;
 }
 
 /* One configuration, collectively: open a lookup, run it as a job. */
-static int bench_one(const us_world *w, us_transport *t, const us_bench_lookup_opts *o,
-                     const us_table_info *table, const us_rows_view *local,
-                     const us_rows_view *whole, us_lookup_mode mode, bool pull_by_messages,
+/* One placement's table, built once and measured on every selected
+ * transport and mode: materialised views, or on the fly the sources. */
+typedef struct bench_table {
+    const char *placement;
+    us_table_info info;
+    us_synth_view local, whole;
+    us_synth_source src_local, src_whole;   /* on the fly */
+    unsigned long long shard_max;   /* rank 0: largest shard view */
+} bench_table;
+
+static int bench_one(const us_world *w, us_transport *const *t, const us_bench_lookup_opts *o,
+                     bench_table *bt, us_lookup_mode mode, bool pull_by_messages,
                      bench_result *res, us_err *err)
 {
+    const us_table_info *table = &bt->info;
+    const us_rows_view *local = &bt->local.view;
     us_lookup_opts lo = { .mode = mode, .max_tokens = o->tokens, .max_k = o->k,
                           .n_threads = o->threads, .cache_bytes = o->cache_bytes,
-                          .pull_by_messages = pull_by_messages };
+                          .pull_by_messages = pull_by_messages,
+                          .synth = o->on_the_fly ? &bt->src_local : NULL };
     if (o->read_us >= 0) {
         lo.cost = us_cost_params_default();
         lo.cost.read_us = o->read_us;
     }
-    us_lookup *L = NULL;
-    int rc = us_lookup_open(&L, w, t, table, w->is_shard ? local : NULL, &lo, err);
+    us_lookup_pipe pipe;
+    int rc = us_lookup_pipe_open(&pipe, o->pipeline, w, t, table,
+                                 w->is_shard && !o->on_the_fly ? local : NULL, &lo, err);
     if (rc != US_OK)
         return rc;
-    bench_work bw = { .w = w, .t = t, .o = o, .table = table, .whole = whole, .L = L,
-                      .res = res };
-    return us_job_run(w, us_lookup_engine(L), bench_coordinate, &bw, err);
+    bool r0 = w->rank == 0;
+    bench_work bw = { .w = w, .t = t, .o = o, .table = table, .pipe = &pipe, .res = res,
+                      .whole = r0 && !o->on_the_fly ? &bt->whole.view : NULL,
+                      .whole_src = r0 && o->on_the_fly ? &bt->src_whole : NULL };
+    return us_job_run(w, us_lookup_pipe_engine(&pipe), bench_coordinate, &bw, err);
 }
 
 static void print_result(const us_world *w, const us_bench_lookup_opts *o, const bench_result *r,
@@ -234,14 +371,14 @@ static void print_result(const us_world *w, const us_bench_lookup_opts *o, const
            "\"bytes_recv_per_token\":%.1f,\"msgs_per_batch\":%.1f,\"p50_ms\":%.3f,"
            "\"p99_ms\":%.3f,\"baseline_tokens_per_s\":%.1f,\"ratio_vs_baseline\":%.4f,"
            "\"max_rel_err\":%.3g,\"cache_hit_rate\":%.4f,\"shard_view_bytes_max\":%llu,\"whole_table_bytes\":%llu,"
-           "\"rank0_maxrss_kib\":%ld}\n",
+           "\"rank0_maxrss_kib\":%ld,\"out_hash\":\"%016llx\",\"pipeline\":%d}\n",
            r->transport, r->provider, r->placement, r->mode, w->size, w->n_coordinators,
            w->n_shards, (unsigned long long)o->rows, o->dim, us_dtype_name(o->dtype),
            o->tokens, o->k, o->batches, o->hot, o->zipf, (unsigned long long)r->push_batches,
            (unsigned long long)r->pull_batches, r->tokens_per_s, r->rows_per_s,
            r->sent_per_token, r->recv_per_token, r->msgs_per_batch, r->p50_ms, r->p99_ms,
            r->base_tokens_per_s, r->ratio, r->max_rel_err, r->cache_hit_rate, (unsigned long long)shard_bytes,
-           (unsigned long long)whole_bytes, ru.ru_maxrss);
+           (unsigned long long)whole_bytes, ru.ru_maxrss, (unsigned long long)r->out_hash, o->pipeline);
     fflush(stdout);
 }
 
@@ -263,40 +400,35 @@ static void print_table(const bench_results *rs)
            "batches on rank 0; B/token = bytes sent + received by coordinator 0)\n");
 }
 
-/* One placement's table, built once and measured on every selected
- * transport and mode. */
-typedef struct bench_table {
-    const char *placement;
-    us_table_info info;
-    us_synth_view local, whole;
-    unsigned long long shard_max;   /* rank 0: largest shard view */
-} bench_table;
-
 static const char *const mode_names[4] = { "push", "pull", "pullmsg", "auto" };
 /* pullmsg: pull by ROWS messages even where one-sided reads exist */
 static const us_lookup_mode mode_kinds[4] = { US_LOOKUP_PUSH, US_LOOKUP_PULL, US_LOOKUP_PULL,
                                               US_LOOKUP_AUTO };
 
 static void bench_transport(const us_world *w, const us_bench_lookup_opts *o,
-                            const bench_table *bt, const char *tname, bench_results *rs)
+                            bench_table *bt, const char *tname, bench_results *rs)
 {
     us_err err = {0};
     us_lookup_opts sizing = { .max_tokens = o->tokens, .max_k = o->k };
     us_transport_opts topts = {
         .max_msg_bytes = us_lookup_max_msg_bytes(&bt->info, &sizing, w->n_shards) };
-    us_transport *t = NULL;
-    if (us_transport_open(tname, w, &topts, &t, &err) != US_OK) {
-        if (w->rank == 0)
-            fprintf(stderr, "ultrashard bench: skipping transport %s: %s\n", tname, err.msg);
-        return;
-    }
+    us_transport *ts[US_PIPE_MAX_DEPTH] = {0}, *t = NULL;
+    for (int i = 0; i < o->pipeline; i++)   /* one per batch in flight (pipe.h) */
+        if (us_transport_open(tname, w, &topts, &ts[i], &err) != US_OK) {
+            if (w->rank == 0)
+                fprintf(stderr, "ultrashard bench: skipping transport %s: %s\n", tname,
+                        err.msg);
+            for (int j = 0; j < i; j++)
+                us_transport_close(ts[j]);
+            return;
+        }
+    t = ts[0];
     for (int mi = 0; mi < 4; mi++) {
         if (!in_list(o->modes, mode_names[mi]) ||
             (mi == 2 && strcmp(t->ops->name, "fabric") != 0))
             continue;
         bench_result r = {0};
-        if (bench_one(w, t, o, &bt->info, &bt->local.view, w->rank == 0 ? &bt->whole.view : NULL,
-                      mode_kinds[mi], mi == 2, &r, &err) != US_OK) {
+        if (bench_one(w, ts, o, bt, mode_kinds[mi], mi == 2, &r, &err) != US_OK) {
             fprintf(stderr, "ultrashard bench: rank %d: %s\n", w->rank, err.msg);
             us_world_abort(w, &err);
         }
@@ -309,7 +441,8 @@ static void bench_transport(const us_world *w, const us_bench_lookup_opts *o,
             rs->items[rs->n++] = r;
         }
     }
-    us_transport_close(t);
+    for (int i = 0; i < o->pipeline; i++)
+        us_transport_close(ts[i]);
 }
 
 /* Collective: this rank's view of placement pi (rank 0 also the whole
@@ -330,11 +463,14 @@ static void bench_placement(const us_world *w, const us_bench_lookup_opts *o, in
                            .shard_index = w->is_shard ? w->shard_index : 0 };
     us_err err = {0};
     int rc = US_OK;
-    if (w->is_shard)
+    if (o->on_the_fly)   /* every rank: the lookup wants a source on all or none */
+        rc = us_synth_source_init(&bt.src_local, &spec, &err);
+    else if (w->is_shard)
         rc = us_synth_view_build(&bt.local, &spec, &err);
     spec.shard_index = -1;
     if (rc == US_OK && w->rank == 0)
-        rc = us_synth_view_build(&bt.whole, &spec, &err);
+        rc = o->on_the_fly ? us_synth_source_init(&bt.src_whole, &spec, &err)
+                           : us_synth_view_build(&bt.whole, &spec, &err);
     if (rc != US_OK)
         us_world_abort(w, &err);
     unsigned long long mine = bt.local.bytes;
@@ -344,6 +480,8 @@ static void bench_placement(const us_world *w, const us_bench_lookup_opts *o, in
             bench_transport(w, o, &bt, tnames[ti], rs);
     us_synth_view_free(&bt.local);
     us_synth_view_free(&bt.whole);
+    us_synth_source_free(&bt.src_local);
+    us_synth_source_free(&bt.src_whole);
 }
 
 int us_bench_lookup_run(const us_bench_lookup_opts *o, int *argc, char ***argv, us_err *err)

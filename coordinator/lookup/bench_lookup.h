@@ -4,7 +4,10 @@
  *
  * Every shard materialises its part of a synthetic table once per placement
  * (shard/synth_view.h); rank 0 also builds the whole table for the baseline
- * and the correctness check. For each (transport, placement, mode) all ranks
+ * and the correctness check. With on_the_fly nothing is materialised: shards
+ * serve from a us_synth_source, and the baseline computes each batch's
+ * distinct rows (deduplicated as the coordinator does) into scratch and
+ * gathers over them, timed as part of the baseline. For each (transport, placement, mode) all ranks
  * open a lookup and run one job (coordinator/lookup/job.h): coordinators run
  * 2 warm-up batches and B timed batches (each followed on rank 0 by the
  * single-process gather of the same batch, timed apart: the baseline,
@@ -18,6 +21,7 @@
 #ifndef US_BENCH_LOOKUP_H
 #define US_BENCH_LOOKUP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "kernels/us_status.h"
@@ -36,6 +40,9 @@ typedef struct us_bench_lookup_opts {
     int threads;
     uint64_t cache_bytes;
     double read_us;              /* cost model: one-sided read cost (< 0: default) */
+    int pipeline;                /* batches in flight per coordinator (pipe.h) */
+    bool on_the_fly;             /* rows computed per request (us_synth_source),
+                                  * on the shards and in the baseline */
     us_world_opts world;         /* roles */
 } us_bench_lookup_opts;
 

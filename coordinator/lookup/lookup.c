@@ -76,6 +76,20 @@ uint64_t us_lookup_max_msg_bytes(const us_table_info *table, const us_lookup_opt
     return m + sizeof(us_wire_resp_hdr) + US_ERR_MSG_BYTES + 64;
 }
 
+static int check_synth(const us_lookup *L, const us_synth_source *src, us_err *err)
+{
+    const us_table_info *t = &L->table;
+    const us_synth_spec *sp = &src->spec;
+    if (sp->table_id != t->table_id || sp->dtype != t->dtype || src->cols != L->col_count ||
+        sp->rows != t->rows || sp->block_bits != t->block_bits ||
+        sp->placement_seed != t->placement_seed || sp->column != (t->placement == US_PLACE_COLUMN))
+        return us_err_set(err, US_EINVAL, "lookup: shard %d synthetic source of table %u "
+                          "(%u cols, %" PRIu64 " rows) does not match table %u (%u cols, %"
+                          PRIu64 " rows) or its placement", L->w->shard_index, sp->table_id,
+                          src->cols, sp->rows, t->table_id, L->col_count, t->rows);
+    return US_OK;
+}
+
 static int check_local_view(const us_lookup *L, const us_rows_view *v, us_err *err)
 {
     const us_table_info *t = &L->table;
@@ -134,15 +148,22 @@ static int open_roles(us_lookup *L, const us_rows_view *local, us_err *err)
     const us_lookup_opts *opts = &L->opts;
     int rc;
     if (world->is_shard) {
-        if ((rc = check_local_view(L, local, err)) != US_OK)
-            return rc;
         us_wire_limits lim = {
             .max_bytes = us_lookup_max_msg_bytes(&L->table, opts, world->n_shards),
             .max_tokens = opts->max_tokens,
             .max_pairs = opts->max_tokens * opts->max_k,
         };
-        if ((rc = us_server_init(&L->server, L->table.table_id, world->shard_index, local,
-                                 &lim, opts->n_threads, err)) != US_OK)
+        if (opts->synth != NULL)
+            rc = check_synth(L, opts->synth, err);
+        else
+            rc = check_local_view(L, local, err);
+        if (rc == US_OK && opts->synth != NULL)
+            rc = us_server_init_synth(&L->server, world->shard_index, opts->synth, &lim,
+                                      opts->n_threads, err);
+        else if (rc == US_OK)
+            rc = us_server_init(&L->server, L->table.table_id, world->shard_index, local,
+                                &lim, opts->n_threads, err);
+        if (rc != US_OK)
             return rc;
         L->has_server = true;
         if (opts->store != NULL)
@@ -164,7 +185,7 @@ static int open_roles(us_lookup *L, const us_rows_view *local, us_err *err)
 static int expose_rma(us_lookup *L, const us_rows_view *local, us_err *err)
 {
     us_transport *t = L->t;
-    if (t->rma_owner != NULL)
+    if (t->rma_owner != NULL || L->opts.synth != NULL)   /* synth: no blocks to expose */
         return US_OK;
     int rc = check_before_expose(L->w, t, &L->opts, err);
     if (rc != US_OK)
@@ -287,15 +308,19 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
         us_rowcache_get_many(&L->cache, r->uniq_rows, r->n_unique, L->row_ptr, L->scale_ptr);
         for (uint32_t u = 0; u < r->n_unique; u++)
             L->local[u] = L->row_ptr[u] != NULL;
-    } else {
-        memset(L->row_ptr, 0, r->n_unique * sizeof *L->row_ptr);
-        memset(L->scale_ptr, 0, r->n_unique * sizeof *L->scale_ptr);
-        memset(L->local, 0, r->n_unique * sizeof *L->local);
     }
-    if ((rc = us_route_assign(r, &L->table, L->w->n_shards, L->local, err)) != US_OK)
+    /* without a cache nothing is local: no local[] for assign, and the pull
+     * scratch is cleared below only for pull batches (push never reads it) */
+    if ((rc = us_route_assign(r, &L->table, L->w->n_shards, L->has_cache ? L->local : NULL,
+                              err)) != US_OK)
         return rc;
     us_cost push, pull;
-    bool can_rma = L->rma_mine && L->t->rma_ready && !L->opts.pull_by_messages;
+    /* AUTO never reads one-sided when the provider's data progress is
+     * manual: every read waits for its shard to be scheduled and poll (on
+     * this box 0.004-0.018 of the single-process gather, README); pull then
+     * goes by ROWS messages. A forced PULL still reads one-sided. */
+    bool can_rma = L->rma_mine && L->t->rma_ready && !L->opts.pull_by_messages &&
+                   !(L->mode == US_LOOKUP_AUTO && L->t->rma_manual_progress);
     us_route_cost(r, &L->table, L->n_groups, can_rma, &L->opts.cost, &push, &pull);
     L->stats.est_push_bytes += push.bytes;
     L->stats.est_pull_bytes += pull.bytes;
@@ -303,6 +328,11 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
     if (m == US_LOOKUP_AUTO)
         m = pull.est_us < push.est_us ? US_LOOKUP_PULL : US_LOOKUP_PUSH;
     L->last_mode = m;
+    if (!L->has_cache && m == US_LOOKUP_PULL) {
+        memset(L->row_ptr, 0, r->n_unique * sizeof *L->row_ptr);
+        memset(L->scale_ptr, 0, r->n_unique * sizeof *L->scale_ptr);
+        memset(L->local, 0, r->n_unique * sizeof *L->local);
+    }
     L->rma_pull = m == US_LOOKUP_PULL && can_rma;
     L->wire_mode = m == US_LOOKUP_PUSH ? US_WIRE_PUSH
                  : L->rma_pull ? US_WIRE_NOP : US_WIRE_ROWS;
@@ -698,13 +728,21 @@ int us_lookup_finish(us_lookup *L, us_err *err)
 {
     if (!L->w->is_coordinator)
         return us_lookup_serve(L, err);
-    L->stop_sent = true;
     while (!L->all_stopped) {
-        int rc = us_lookup_run(L, NULL, NULL, err);
+        int rc = us_lookup_stop_round(L, err);
         if (rc != US_OK)
             return rc;
     }
     return US_OK;
+}
+
+int us_lookup_stop_round(us_lookup *L, us_err *err)
+{
+    if (!L->w->is_coordinator)
+        return us_err_set(err, US_EINVAL, "lookup: rank %d: STOP round on a shard-only "
+                          "rank", L->w->rank);
+    L->stop_sent = true;
+    return us_lookup_run(L, NULL, NULL, err);
 }
 
 int us_lookup_raw_round(us_lookup *L, const void *msgs, const uint64_t *off,

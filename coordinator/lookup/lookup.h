@@ -49,7 +49,9 @@
 #include "shard/store.h"
 
 typedef enum us_lookup_mode {
-    US_LOOKUP_AUTO = 0,   /* cost model per batch */
+    US_LOOKUP_AUTO = 0,   /* cost model per batch; pull by ROWS messages, not
+                           * one-sided reads, when the transport's reads
+                           * wait for the target (rma_manual_progress) */
     US_LOOKUP_PUSH = 1,   /* shards sum */
     US_LOOKUP_PULL = 2,   /* coordinator reads rows and sums */
 } us_lookup_mode;
@@ -70,6 +72,11 @@ typedef struct us_lookup_opts {
      * NULL for views not backed by a store (synthetic, tests). */
     const us_store *store;
     size_t   store_table;
+    /* A synthetic table served with rows computed on the fly
+     * (shard/synth_view.h): shard ranks pass their source and local NULL.
+     * Every rank of the job passes a source or none (coordinators' is not
+     * read): there are no blocks to expose, so pull goes by ROWS messages. */
+    us_synth_source *synth;
 } us_lookup_opts;
 
 typedef struct us_lookup_batch {
@@ -145,6 +152,12 @@ int us_lookup_serve(us_lookup *L, us_err *err);
  * Returns: US_OK; US_EMPI / US_EFABRIC / US_ENOMEM from a round (the job
  * cannot go on: abort it). On a shard-only rank it serves (us_lookup_serve). */
 int us_lookup_finish(us_lookup *L, us_err *err);
+
+/* Coordinators: one STOP round (what us_lookup_finish repeats until every
+ * coordinator has stopped); a driver that interleaves several lookups
+ * (coordinator/lookup/pipe.h) runs them one round at a time.
+ * Returns: as us_lookup_finish for one round. */
+int us_lookup_stop_round(us_lookup *L, us_err *err);
 
 /* Tests and tools: one round with caller-made request messages for each
  * shard (msgs + off[s], len[s]); afterwards us_lookup_raw_answer gives shard

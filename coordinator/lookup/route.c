@@ -150,16 +150,24 @@ static int owner_cache_for(us_route *r, const us_table_info *t, int n_shards, us
     return US_OK;
 }
 
-/* Tokens and pairs per shard: a token counts once for each shard it asks.
+/* Tokens and pairs per shard: a token counts once for each shard it asks
+ * (row_only: every unique row has one owner shard, the common case).
  * The token maps themselves are written by us_route_encode. */
-static int count_tokens(us_route *r, int n_shards, us_err *err)
+static int count_tokens(us_route *r, int n_shards, bool row_only, us_err *err)
 {
     for (int s = 0; s < n_shards; s++)
         r->shard_last[s] = UINT32_MAX;
     const uint32_t *uidx = r->pair_uidx;
     const int32_t *owner = r->uniq_owner;
     uint32_t *last = r->shard_last, *tokens = r->shard_tokens, *pairs = r->shard_pairs;
-    for (uint32_t tok = 0; tok < r->n_tokens; tok++) {
+    for (uint32_t tok = 0; row_only && tok < r->n_tokens; tok++)   /* one owner each */
+        for (uint32_t i = 0; i < r->k; i++) {
+            int32_t o = owner[uidx[(uint64_t)tok * r->k + i]];
+            tokens[o] += last[o] != tok;
+            last[o] = tok;
+            pairs[o]++;
+        }
+    for (uint32_t tok = 0; !row_only && tok < r->n_tokens; tok++) {
         for (uint32_t i = 0; i < r->k; i++) {
             int32_t o = owner[uidx[(uint64_t)tok * r->k + i]];
             if (o == -1)
@@ -219,7 +227,8 @@ int us_route_assign(us_route *r, const us_table_info *t, int n_shards,
     if (column)
         for (int s = 0; s < n_shards; s++)
             r->shard_rows[s] = n_remote;
-    return count_tokens(r, n_shards, err);
+    /* row placement without local rows: every owner is a shard index */
+    return count_tokens(r, n_shards, !column && r->n_local == 0, err);
 }
 
 /* Pass 1: lays out every shard's request in out (the buffer may move while

@@ -25,6 +25,25 @@ for o in "$out" "$out2"; do
     awk '{ n++; if ($1 + 0 > $2 + 0) { print "p50 " $1 " > p99 " $2; bad = 1 } }
          END { if (n < 4) { print "too few lines: " n; bad = 1 } exit bad }'
 done
+# on the fly (rows computed per request, nothing materialised): every
+# configuration's first batch comes out bit-identical to the materialised run
+fly_args=(bench lookup --transports mpi --modes push,pull --dtype int8 --rows 5000 --dim 24
+          --tokens 16 --k 4 --batches 2)
+mat=$($MPIRUN -n 3 "$US_BIN" "${fly_args[@]}")
+fly=$($MPIRUN -n 3 "$US_BIN" "${fly_args[@]}" --on-the-fly)
+hashes() { grep -o '"out_hash":"[0-9a-f]*"' <<<"$1"; }
+[ "$(hashes "$mat" | wc -l)" -eq 4 ] && [ "$(hashes "$mat" | sort -u | wc -l)" -ge 2 ]
+[ "$(hashes "$mat")" = "$(hashes "$fly")" ] || { echo "on-the-fly differs"; echo "$fly"; exit 1; }
+grep -q '"whole_table_bytes":0,' <<<"$fly"
+# pipelined (2 and 3 batches in flight, 2 coordinators on 4 ranks: the pipe's
+# round order and STOP turns): same numbers as one batch at a time
+p1=$($MPIRUN -n 4 "$US_BIN" "${fly_args[@]}" --coordinators 2)
+p2=$($MPIRUN -n 4 "$US_BIN" "${fly_args[@]}" --coordinators 2 --pipeline 2)
+p3=$($MPIRUN -n 3 "$US_BIN" "${fly_args[@]}" --pipeline 3 --batches 5)
+[ "$(hashes "$p1" | wc -l)" -eq 4 ] && [ "$(hashes "$p1")" = "$(hashes "$p2")" ] ||
+  { echo "pipeline 2 differs"; echo "$p2"; exit 1; }
+[ "$(hashes "$p3")" = "$(hashes "$mat")" ] || { echo "pipeline 3 differs"; echo "$p3"; exit 1; }
+grep -q '"pipeline":2' <<<"$p2"
 set +e
 "$US_BIN" bench lookup --rows 0 >/dev/null 2>&1; rc1=$?
 "$US_BIN" bench nosuch >/dev/null 2>&1; rc2=$?

@@ -173,6 +173,22 @@ AVX2_TARGET static inline float group_bound(const float *scores, size_t n, size_
     return key_value(kth_largest_key(maxima, nb, k));
 }
 
+/* The scalar tail both vector collectors share: scores[i..n) >= t0 appended
+ * after the c candidates found so far. Returns: the new count, or 0 when
+ * more than cap would be needed. */
+static inline size_t collect_tail(float *cand_val, uint32_t *cand_idx, const float *scores,
+                                  size_t i, size_t n, float t0, size_t c, size_t cap)
+{
+    for (; i < n; i++)
+        if (scores[i] >= t0) {
+            if (c + 1 > cap)
+                return 0;
+            cand_val[c] = scores[i];
+            cand_idx[c++] = (uint32_t)i;
+        }
+    return c;
+}
+
 /* The scores >= t0 in index order into cand_*. Returns: how many, or 0 when
  * more than cap would be needed (the bound was weak). */
 AVX2_TARGET static inline size_t collect_candidates(float *cand_val, uint32_t *cand_idx,
@@ -195,14 +211,7 @@ AVX2_TARGET static inline size_t collect_candidates(float *cand_val, uint32_t *c
             mask &= mask - 1;
         }
     }
-    for (; i < n; i++)
-        if (scores[i] >= t0) {
-            if (c + 1 > cap)
-                return 0;
-            cand_val[c] = scores[i];
-            cand_idx[c++] = (uint32_t)i;
-        }
-    return c;
+    return collect_tail(cand_val, cand_idx, scores, i, n, t0, c, cap);
 }
 
 /* Rank of each candidate = how many candidates come before it (higher
@@ -343,14 +352,7 @@ AVX512_TARGET static inline size_t collect_candidates_512(float *cand_val, uint3
         _mm512_storeu_si512((void *)(cand_idx + c), _mm512_maskz_compress_epi32(m, idx));
         c += (size_t)__builtin_popcount(m);
     }
-    for (; i < n; i++)
-        if (scores[i] >= t0) {
-            if (c + 1 > cap)
-                return 0;
-            cand_val[c] = scores[i];
-            cand_idx[c++] = (uint32_t)i;
-        }
-    return c;
+    return collect_tail(cand_val, cand_idx, scores, i, n, t0, c, cap);
 }
 
 /* As place_by_rank; cand_val has room for 16 padding entries after c. */

@@ -33,17 +33,24 @@ static void queue_push(serve_queue *qu, serve_req *q)
     qu->n++;
 }
 
-static serve_req *queue_pop(serve_queue *qu)
+/* Unlinks q (whose predecessor is prev, NULL for the head) from qu.
+ * Returns: q. */
+static serve_req *queue_unlink(serve_queue *qu, serve_req *prev, serve_req *q)
 {
-    serve_req *q = qu->head;
-    if (q == NULL)
-        return NULL;
-    qu->head = q->next;
-    if (qu->head == NULL)
-        qu->tail = NULL;
+    if (prev)
+        prev->next = q->next;
+    else
+        qu->head = q->next;
+    if (qu->tail == q)
+        qu->tail = prev;
     qu->n--;
     q->next = NULL;
     return q;
+}
+
+static serve_req *queue_pop(serve_queue *qu)
+{
+    return qu->head ? queue_unlink(qu, NULL, qu->head) : NULL;
 }
 
 /* Unlinks the first Memory request of the queue; NULL when there is none. */
@@ -51,17 +58,8 @@ static serve_req *unlink_memory(serve_queue *qu)
 {
     serve_req *prev = NULL;
     for (serve_req *q = qu->head; q != NULL; prev = q, q = q->next) {
-        if (q->msg->body_case != ULTRASHARD__REQUEST__BODY_MEMORY)
-            continue;
-        if (prev)
-            prev->next = q->next;
-        else
-            qu->head = q->next;
-        if (qu->tail == q)
-            qu->tail = prev;
-        qu->n--;
-        q->next = NULL;
-        return q;
+        if (q->msg->body_case == ULTRASHARD__REQUEST__BODY_MEMORY)
+            return queue_unlink(qu, prev, q);
     }
     return NULL;
 }

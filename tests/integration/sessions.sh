@@ -19,20 +19,15 @@ trap cleanup EXIT
 run() { "$US_BIN" infer --model "$dir/m" --quiet "$@" >/dev/null; }
 
 # 1. three jobs on one session == one long prompt
-A='Hello there, this is part one of a long session. '
-P='And here is part two, continuing on. '
-C='Part three asks: '
-printf '{"id":"a","session":"s1","prompt":"%s","max_tokens":0}\n' "$A" > "$dir/j1.jsonl"
-printf '{"id":"b","session":"s1","prompt":"%s","max_tokens":0}\n' "$P" > "$dir/j2.jsonl"
-printf '{"id":"c","session":"s1","prompt":"%s","max_tokens":24}\n' "$C" > "$dir/j3.jsonl"
-printf '{"id":"c","prompt":"%s%s%s","max_tokens":24}\n' "$A" "$P" "$C" > "$dir/one.jsonl"
+. "$(dirname "$0")/lib/three_part_session.sh"
+write_three_part_session "$dir"
 for k in 1 2 3; do
   run --input "$dir/j$k.jsonl" --output "$dir/o$k.jsonl" --sessions "$dir/s" || fail "job $k"
 done
 run --input "$dir/one.jsonl" --output "$dir/one.out" || fail "one-job run"
 got=$(grep -o '"tokens":\[[0-9,]*\]' "$dir/o3.jsonl"); want=$(grep -o '"tokens":\[[0-9,]*\]' "$dir/one.out")
 [ -n "$want" ] && [ "$got" = "$want" ] || fail "session over 3 jobs: $got, one job: $want"
-total=$(( 1 + ${#A} + ${#P} + ${#C} + 24 ))
+total=$(( 1 + THREE_PART_BYTES + 24 ))
 grep -q "\"session_tokens\":$total" "$dir/o3.jsonl" || fail "session_tokens: $(cat "$dir/o3.jsonl"), want $total"
 echo "ok  3-job session == one prompt ($total tokens)"
 

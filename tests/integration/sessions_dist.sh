@@ -13,13 +13,8 @@ one()  { "$US_BIN" infer --model "$dir/m" --store "$dir/st" --quiet "$@" >/dev/n
 four() { $MPIRUN -n 4 "$US_BIN" infer --model "$dir/m" --store "$dir/st" --quiet "$@" >/dev/null; }
 tokens() { grep -o '"tokens":\[[0-9,]*\]' "$1"; }
 
-A='Hello there, this is part one of a long session. '
-P='And here is part two, continuing on. '
-C='Part three asks: '
-printf '{"id":"a","session":"s1","prompt":"%s","max_tokens":0}\n' "$A" > "$dir/j1.jsonl"
-printf '{"id":"b","session":"s1","prompt":"%s","max_tokens":0}\n' "$P" > "$dir/j2.jsonl"
-printf '{"id":"c","session":"s1","prompt":"%s","max_tokens":24}\n' "$C" > "$dir/j3.jsonl"
-printf '{"id":"c","prompt":"%s%s%s","max_tokens":24}\n' "$A" "$P" "$C" > "$dir/one.jsonl"
+. "$(dirname "$0")/lib/three_part_session.sh"
+write_three_part_session "$dir"
 for k in 1 2 3; do
   four --input "$dir/j$k.jsonl" --output "$dir/d$k.jsonl" --sessions "$dir/sd" || fail "4-rank job $k"
   one --input "$dir/j$k.jsonl" --output "$dir/l$k.jsonl" --sessions "$dir/sl" || fail "1-rank job $k"

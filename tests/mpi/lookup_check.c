@@ -220,19 +220,28 @@ static int case_coordinate(void *arg, us_err *err)
     return rc;
 }
 
+/* Table 7 of ROWS x DIM synthetic rows (seed 42): its description and the
+ * synthetic spec of this rank's part of it (shard 0's on the coordinator,
+ * which never builds it). */
+static void synth_table(const us_world *w, us_dtype dtype, uint64_t placement_seed,
+                        us_placement_kind place, us_table_info *table, us_synth_spec *spec)
+{
+    *table = (us_table_info){ .table_id = 7, .rows = ROWS, .dim = DIM, .dtype = dtype,
+                              .block_bits = BLOCK_BITS, .placement_seed = placement_seed,
+                              .placement = place };
+    *spec = (us_synth_spec){ .dtype = dtype, .synth_seed = 42, .table_id = 7, .rows = ROWS,
+                             .dim = DIM, .block_bits = BLOCK_BITS,
+                             .placement_seed = placement_seed,
+                             .column = place == US_PLACE_COLUMN, .n_shards = w->n_shards,
+                             .shard_index = w->is_shard ? w->shard_index : 0 };
+}
+
 static int run_case(const us_world *w, us_transport *t, const check_case *cc, int case_no,
                     us_err *err)
 {
-    us_table_info table = {
-        .table_id = 7, .rows = ROWS, .dim = DIM, .dtype = cc->dtype,
-        .block_bits = BLOCK_BITS, .placement_seed = cc->placement_seed, .placement = cc->place,
-    };
-    us_synth_spec spec = {
-        .dtype = cc->dtype, .synth_seed = 42, .table_id = 7, .rows = ROWS, .dim = DIM,
-        .block_bits = BLOCK_BITS, .placement_seed = cc->placement_seed,
-        .column = cc->place == US_PLACE_COLUMN, .n_shards = w->n_shards,
-        .shard_index = w->is_shard ? w->shard_index : 0,
-    };
+    us_table_info table;
+    us_synth_spec spec;
+    synth_table(w, cc->dtype, cc->placement_seed, cc->place, &table, &spec);
     us_synth_view local = {0};
     us_lookup *L = NULL;
     int rc = US_OK;
@@ -333,13 +342,9 @@ static int scored_coordinate(void *arg, us_err *err)
 
 static int run_scored(const us_world *w, us_transport *t, int case_no, us_err *err)
 {
-    us_table_info table = { .table_id = 7, .rows = ROWS, .dim = DIM, .dtype = US_DTYPE_F32,
-                            .block_bits = BLOCK_BITS, .placement_seed = 1,
-                            .placement = US_PLACE_ROW };
-    us_synth_spec spec = { .dtype = US_DTYPE_F32, .synth_seed = 42, .table_id = 7,
-                           .rows = ROWS, .dim = DIM, .block_bits = BLOCK_BITS,
-                           .placement_seed = 1, .n_shards = w->n_shards,
-                           .shard_index = w->is_shard ? w->shard_index : 0 };
+    us_table_info table;
+    us_synth_spec spec;
+    synth_table(w, US_DTYPE_F32, 1, US_PLACE_ROW, &table, &spec);
     us_synth_view local = {0};
     us_lookup *L = NULL;
     int rc;
@@ -777,13 +782,9 @@ static int malformed_coordinate(void *arg, us_err *err)
 
 static int run_malformed(const us_world *w, us_transport *t, us_err *err)
 {
-    us_table_info table = { .table_id = 7, .rows = ROWS, .dim = DIM, .dtype = US_DTYPE_F32,
-                            .block_bits = BLOCK_BITS, .placement_seed = 1,
-                            .placement = US_PLACE_ROW };
-    us_synth_spec spec = { .dtype = US_DTYPE_F32, .synth_seed = 42, .table_id = 7,
-                           .rows = ROWS, .dim = DIM, .block_bits = BLOCK_BITS,
-                           .placement_seed = 1, .n_shards = w->n_shards,
-                           .shard_index = w->is_shard ? w->shard_index : 0 };
+    us_table_info table;
+    us_synth_spec spec;
+    synth_table(w, US_DTYPE_F32, 1, US_PLACE_ROW, &table, &spec);
     us_synth_view local = {0};
     us_lookup *L = NULL;
     int rc = US_OK;

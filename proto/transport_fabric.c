@@ -525,35 +525,54 @@ static int cma_flush(fab_transport *f, int rank, size_t n, us_err *err)
     return US_OK;
 }
 
-/* CMA path: consecutive ops of one rank go into one process_vm_readv
- * (up to CMA_IOV spans). Returns: US_OK, US_ERANGE, US_EFABRIC. */
+/* The lowest rank above `after` that ops read from (not one's own), or -1. */
+static int next_read_rank(const fab_transport *f, size_t n_ops, const us_rma_op *ops, int after)
+{
+    int best = -1;
+    for (size_t i = 0; i < n_ops; i++)
+        if (ops[i].rank > after && ops[i].rank != f->base.world->rank && ops[i].bytes > 0 &&
+            (best < 0 || ops[i].rank < best))
+            best = ops[i].rank;
+    return best;
+}
+
+/* CMA path: every op is checked and own blocks copied first; then, rank by
+ * rank, that rank's ops go into process_vm_readv calls of up to CMA_IOV
+ * spans (column placement interleaves ranks op by op).
+ * Returns: US_OK, US_ERANGE, US_EFABRIC. */
 static int cma_read(fab_transport *f, size_t n_ops, const us_rma_op *ops, us_err *err)
 {
-    size_t n = 0;
-    int rank = -1, rc;
+    uint64_t raddr, key;
+    int rc;
     for (size_t i = 0; i < n_ops; i++) {
-        const us_rma_op *op = &ops[i];
-        uint64_t raddr, key;
-        if ((rc = resolve_op(f, op, &raddr, &key, err)) != US_OK)
+        if ((rc = resolve_op(f, &ops[i], &raddr, &key, err)) != US_OK)
             return rc;
-        if (n > 0 && (op->rank != rank || n == CMA_IOV)) {
-            if ((rc = cma_flush(f, rank, n, err)) != US_OK)
-                return rc;
-            n = 0;
-        }
-        if (op->bytes == 0)
-            continue;
-        rank = op->rank;
-        if (copy_own(f, op))
-            continue;
-        f->cma_iov[n] = (struct iovec){ .iov_base = op->dst, .iov_len = op->bytes };
-        f->cma_iov[CMA_IOV + n] = (struct iovec){ .iov_base = (void *)(uintptr_t)raddr,
-                                                  .iov_len = op->bytes };
-        n++;
-        f->base.stats.rma_reads++;
-        f->base.stats.rma_bytes += op->bytes;
+        if (ops[i].bytes > 0)
+            copy_own(f, &ops[i]);
     }
-    return n > 0 ? cma_flush(f, rank, n, err) : US_OK;
+    for (int r = next_read_rank(f, n_ops, ops, -1); r >= 0;
+         r = next_read_rank(f, n_ops, ops, r)) {
+        size_t n = 0;
+        for (size_t i = 0; i < n_ops; i++) {
+            const us_rma_op *op = &ops[i];
+            if (op->rank != r || op->bytes == 0)
+                continue;
+            resolve_op(f, op, &raddr, &key, NULL);     /* checked above */
+            f->cma_iov[n] = (struct iovec){ .iov_base = op->dst, .iov_len = op->bytes };
+            f->cma_iov[CMA_IOV + n] = (struct iovec){
+                .iov_base = (void *)(uintptr_t)raddr, .iov_len = op->bytes };
+            f->base.stats.rma_reads++;
+            f->base.stats.rma_bytes += op->bytes;
+            if (++n == CMA_IOV) {
+                if ((rc = cma_flush(f, r, n, err)) != US_OK)
+                    return rc;
+                n = 0;
+            }
+        }
+        if (n > 0 && (rc = cma_flush(f, r, n, err)) != US_OK)
+            return rc;
+    }
+    return US_OK;
 }
 
 static int fab_rma_read(us_transport *t, size_t n_ops, const us_rma_op *ops, us_err *err)

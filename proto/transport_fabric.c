@@ -22,9 +22,21 @@
  * fi_read rows straight from shard memory, bounds-checked against the
  * registered length. Reads of one's own blocks are memcpy.
  *
+ * CMA path (shm only): every rank's pid is gathered at open; when the
+ * provider is shm and kept FI_MR_VIRT_ADDR (published addresses are virtual
+ * addresses) and a 1-byte process_vm_readv of each peer's first block works
+ * (ptrace permission, seccomp), coordinators read by process_vm_readv
+ * instead of fi_read: all spans from one rank in calls of up to 1024
+ * iovecs, bounds-checked as above; the target need not poll. Measured
+ * (README, bench-lookup): shm's own fast path costs one syscall, ~4.5 us,
+ * per fi_read; batched, ~0.45 us per 512-byte row, which is the kernel
+ * pinning each remote page. rma_span_exact is then set: the pull plan
+ * merges only adjacent rows (gap bytes cost pinned pages, not round trips).
+ * US_FABRIC_CMA=0 in the environment keeps fi_read (tests, A/B runs).
+ *
  * Progress: data progress is manual on these providers, so every wait polls
  * the CQ; when a poll finds nothing the thread sched_yield()s (2 cores,
- * LAB.md). A shard serves remote reads whenever it waits in an exchange.
+ * LAB.md). A shard serves remote fi_reads whenever it waits in an exchange.
  */
 #include "proto/transport.h"
 

@@ -93,9 +93,16 @@ struct us_transport {
     uint64_t  recv_cap;              /* bytes allocated at recv_base */
     bool      in_flight;
     bool      rma_ready;             /* rma_expose done: pull by RMA available */
-    bool      rma_manual_progress;   /* reads wait for the target to poll
-                                      * (FI_PROGRESS_MANUAL data progress) */
+    bool      rma_manual_progress;   /* fi_reads wait for the target to poll
+                                      * (FI_PROGRESS_MANUAL data progress; also
+                                      * set when shm reads by CMA, which does
+                                      * not wait but is still slower than ROWS
+                                      * messages: lookup.c AUTO) */
     uint64_t *rma_row_stride;        /* [size] row stride of each shard's blocks */
+    bool      rma_span_exact;        /* reads cost about one page pin each, not a
+                                      * network round trip: merge only adjacent
+                                      * rows, never read through gaps (fabric's
+                                      * shm CMA path, transport_fabric.c) */
     const void *rma_owner;           /* user of the current exposure (one table per
                                       * transport; set and cleared by the lookup) */
     us_transport_stats stats;

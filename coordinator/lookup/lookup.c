@@ -318,7 +318,10 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
     /* AUTO never reads one-sided when the provider's data progress is
      * manual: every read waits for its shard to be scheduled and poll (on
      * this box 0.004-0.018 of the single-process gather, README); pull then
-     * goes by ROWS messages. A forced PULL still reads one-sided. */
+     * goes by ROWS messages. shm's CMA path (proto/transport_fabric.c) does
+     * not wait, but still ran at 0.10-0.29x of ROWS pull's tokens/s (page
+     * pinning per row, README bench-lookup), so AUTO avoids it too. A forced
+     * PULL still reads one-sided. */
     bool can_rma = L->rma_mine && L->t->rma_ready && !L->opts.pull_by_messages &&
                    !(L->mode == US_LOOKUP_AUTO && L->t->rma_manual_progress);
     us_route_cost(r, &L->table, L->n_groups, can_rma, &L->opts.cost, &push, &pull);

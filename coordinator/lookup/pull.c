@@ -17,7 +17,8 @@ static int rma_fetch_spans(const us_pull_ctx *c, us_err *err)
         return us_err_set(err, US_ENOMEM, "lookup: stride table");
     for (int s = 0; s < w->n_shards; s++)
         stride[s] = c->t->rma_row_stride[us_world_shard_rank(w, s)];
-    uint64_t gap = (uint64_t)(c->cost->read_us * c->cost->bytes_per_us);
+    uint64_t gap = c->t->rma_span_exact ? 0
+                 : (uint64_t)(c->cost->read_us * c->cost->bytes_per_us);
     us_read_plan_input in = { .rows = r->uniq_rows, .owner = r->uniq_owner, .skip = c->local,
                               .n = r->n_unique, .block_bits = t->block_bits,
                               .n_shards = w->n_shards, .stride = stride,

@@ -3,8 +3,10 @@
  * coordinator, then the coordinator sums (coordinator/lookup/lookup.h).
  *
  *   us_pull_rma         one-sided: row placement reads coalesced spans of a
- *                       shard's block (coordinator/lookup/readplan.h) and uses the
- *                       rows in place in the transport's landing buffer;
+ *                       shard's block (coordinator/lookup/readplan.h; only
+ *                       adjacent rows when the transport sets rma_span_exact)
+ *                       and uses the rows in place in the transport's landing
+ *                       buffer;
  *                       column placement reads each row's slice from every
  *                       shard into one assembled row.
  *   us_pull_place_rows  after ROWS messages: row placement points at rows

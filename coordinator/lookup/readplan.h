@@ -7,7 +7,8 @@
  * whole span, gaps included, whenever the gap costs fewer bytes than
  * gap_bytes (the bytes a link moves in the time of one read: the cost
  * model's read_us * bytes_per_us). gap_bytes = 0 merges only exactly
- * adjacent rows. Spans never cross a block (blocks are registered apart) or
+ * adjacent rows (what pull.c asks when the transport's reads are batched
+ * process_vm_readv: rma_span_exact, proto/transport.h). Spans never cross a block (blocks are registered apart) or
  * a shard.
  *
  * Pure bookkeeping: the plan gives, per span, where to read (shard, block,

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Distributed lookup over the fabric transport (libfabric RDM: tagged
-# push-down messages, one-sided fi_read pull) equals the single-process
-# gather, for the shm provider and for tcp (tcp;ofi_rxm): 1..8 ranks, two
-# coordinators, all roles, and malformed requests (tests/mpi/lookup_check.c);
+# push-down messages, one-sided pull) equals the single-process gather, for
+# the shm provider and for tcp (tcp;ofi_rxm): 1..8 ranks, two coordinators,
+# all roles, and malformed requests (tests/mpi/lookup_check.c); on shm the
+# pull reads by process_vm_readv, and once more by fi_read (US_FABRIC_CMA=0);
 # plus one quick job on sockets and udp;ofi_rxd when libfabric offers them.
 set -euo pipefail
 CHECK="$B/tests/mpi/lookup_check"
@@ -12,7 +13,8 @@ fi
 run() {   # run PROVIDER N ARGS...
   local prov=$1 n=$2; shift 2
   local out
-  out=$(FI_PROVIDER=$prov $MPIRUN -x FI_PROVIDER -n "$n" "$CHECK" --transport fabric "$@")
+  out=$(FI_PROVIDER=$prov $MPIRUN -x FI_PROVIDER -x US_FABRIC_CMA -n "$n" "$CHECK" \
+        --transport fabric "$@")
   echo "$out"
   grep -q "^lookup_check ok:.*transport fabric" <<<"$out"
   ! grep -q " FAIL$" <<<"$out"
@@ -21,6 +23,7 @@ run() {   # run PROVIDER N ARGS...
     grep -q "[1-9][0-9]* reads$" <<<"$out"
   fi
 }
+export US_FABRIC_CMA=1
 for prov in shm tcp; do
   run $prov 1 --quick
   run $prov 2
@@ -33,6 +36,9 @@ for prov in shm tcp; do
   grep -q "row out of range .*ERANGE" <<<"$out"
   grep -q "after malformed rounds: normal batch" <<<"$out"
 done
+# shm without the CMA path: one fi_read per span, as on other providers
+US_FABRIC_CMA=0 run shm 4 --quick
+US_FABRIC_CMA=0 run shm 3 --all-roles --quick
 # other RDM providers libfabric offers here, when present: one quick job each
 for prov in sockets "udp;ofi_rxd"; do
   if fi_info -p "$prov" -t FI_EP_RDM >/dev/null 2>&1; then

@@ -69,7 +69,7 @@ int us_route_dedupe(us_route *r, const us_table_info *t, const uint64_t *rows,
      * capacity is a power of two, so a row maps to a slot by mask */
     uint64_t mask = r->hash_cap - 1, stamp = (uint64_t)r->hash_stamp << 32;
     uint64_t *slots = r->hash_slots, *uniq = r->uniq_rows, n_rows = t->rows;
-    uint32_t n_unique = 0;
+    uint32_t n_unique = 0, *pair_uidx = r->pair_uidx;   /* a local: see us_route_assign */
     for (uint64_t p = 0; p < n_pairs; p++) {
         uint64_t row = rows[p];
         if (row >= n_rows)
@@ -82,11 +82,11 @@ int us_route_dedupe(us_route *r, const us_table_info *t, const uint64_t *rows,
             if ((slot & ~0xffffffffull) != stamp) {
                 slots[h] = stamp | n_unique;
                 uniq[n_unique] = row;
-                r->pair_uidx[p] = n_unique++;
+                pair_uidx[p] = n_unique++;
                 break;
             }
             if (uniq[(uint32_t)slot] == row) {
-                r->pair_uidx[p] = (uint32_t)slot;
+                pair_uidx[p] = (uint32_t)slot;
                 break;
             }
             h = (h + 1) & mask;
@@ -171,16 +171,19 @@ static int count_tokens(us_route *r, int n_shards, bool row_only, us_err *err)
     const uint32_t *uidx = r->pair_uidx;
     const int32_t *owner = r->uniq_owner;
     uint32_t *last = r->shard_last, *tokens = r->shard_tokens, *pairs = r->shard_pairs;
-    for (uint32_t tok = 0; row_only && tok < r->n_tokens; tok++)   /* one owner each */
-        for (uint32_t i = 0; i < r->k; i++) {
-            int32_t o = owner[uidx[(uint64_t)tok * r->k + i]];
+    /* counts in locals: r->k and r->n_tokens are uint32_t like the
+     * counters, so read through r they are reloaded after every store */
+    const uint32_t k = r->k, n_tokens = r->n_tokens;
+    for (uint32_t tok = 0; row_only && tok < n_tokens; tok++)   /* one owner each */
+        for (uint32_t i = 0; i < k; i++) {
+            int32_t o = owner[uidx[(uint64_t)tok * k + i]];
             tokens[o] += last[o] != tok;
             last[o] = tok;
             pairs[o]++;
         }
-    for (uint32_t tok = 0; !row_only && tok < r->n_tokens; tok++) {
-        for (uint32_t i = 0; i < r->k; i++) {
-            int32_t o = owner[uidx[(uint64_t)tok * r->k + i]];
+    for (uint32_t tok = 0; !row_only && tok < n_tokens; tok++) {
+        for (uint32_t i = 0; i < k; i++) {
+            int32_t o = owner[uidx[(uint64_t)tok * k + i]];
             if (o == -1)
                 continue;
             int lo = o >= 0 ? o : 0, hi = o >= 0 ? o + 1 : n_shards;
@@ -218,23 +221,29 @@ int us_route_assign(us_route *r, const us_table_info *t, int n_shards,
     memset(r->shard_pairs, 0, (size_t)n_shards * sizeof(uint32_t));
     memset(r->shard_tokens, 0, (size_t)n_shards * sizeof(uint32_t));
     bool column = t->placement == US_PLACE_COLUMN;
-    uint32_t n_remote = 0;
-    r->n_local = 0;
-    for (uint32_t u = 0; u < r->n_unique; u++) {
+    uint32_t n_remote = 0, n_local = 0;
+    /* locals for the route's fields: its uint32_t/int32_t stores below
+     * would otherwise make the compiler reload each field every row */
+    const uint32_t n_unique = r->n_unique, block_bits = t->block_bits;
+    const uint64_t *uniq_rows = r->uniq_rows;
+    int32_t *uniq_owner = r->uniq_owner;
+    uint32_t *uniq_ref = r->uniq_ref, *shard_rows = r->shard_rows;
+    for (uint32_t u = 0; u < n_unique; u++) {
         if (local != NULL && local[u]) {
-            r->uniq_owner[u] = -1;
-            r->n_local++;
+            uniq_owner[u] = -1;
+            n_local++;
             continue;
         }
         if (column) {
-            r->uniq_owner[u] = -2;
-            r->uniq_ref[u] = n_remote++;
+            uniq_owner[u] = -2;
+            uniq_ref[u] = n_remote++;
         } else {
-            int s = block_owner(r, t, r->uniq_rows[u] >> t->block_bits, n_shards);
-            r->uniq_owner[u] = s;
-            r->uniq_ref[u] = r->shard_rows[s]++;
+            int s = block_owner(r, t, uniq_rows[u] >> block_bits, n_shards);
+            uniq_owner[u] = s;
+            uniq_ref[u] = shard_rows[s]++;
         }
     }
+    r->n_local = n_local;
     if (column)
         for (int s = 0; s < n_shards; s++)
             r->shard_rows[s] = n_remote;

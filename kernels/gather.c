@@ -50,11 +50,12 @@ int us_rows_view_check(const us_rows_view *v, us_err *err)
     return US_OK;
 }
 
-/* Validates the view, the pointers and every (row, group) of n_tokens*k
- * pairs. group may be NULL (all pairs in group 0). */
-static int validate(const void *out, const us_rows_view *v, const uint64_t *rows,
-                    const float *weights, const uint8_t *group, size_t n_tokens,
-                    size_t k, int n_groups, us_err *err)
+/* Validates the view, the counts and the pointers: the O(1) part of
+ * validate, all that us_gather_sum_prechecked checks. group may be NULL
+ * (all pairs in group 0). */
+static int validate_args(const void *out, const us_rows_view *v, const uint64_t *rows,
+                         const float *weights, const uint8_t *group, size_t n_tokens,
+                         size_t k, int n_groups, us_err *err)
 {
     int rc = us_rows_view_check(v, err);
     if (rc != US_OK)
@@ -73,6 +74,17 @@ static int validate(const void *out, const us_rows_view *v, const uint64_t *rows
         return us_err_set(err, US_EINVAL, "gather: rows or weights is NULL");
     if (group == NULL && n_groups != 1)
         return us_err_set(err, US_EINVAL, "gather: group is NULL with %d groups", n_groups);
+    return US_OK;
+}
+
+/* validate_args, then every (row, group) of the n_tokens*k pairs. */
+static int validate(const void *out, const us_rows_view *v, const uint64_t *rows,
+                    const float *weights, const uint8_t *group, size_t n_tokens,
+                    size_t k, int n_groups, us_err *err)
+{
+    int rc = validate_args(out, v, rows, weights, group, n_tokens, k, n_groups, err);
+    if (rc != US_OK || n_tokens == 0 || k == 0)
+        return rc;
     size_t n_pairs = n_tokens * k;
     for (size_t p = 0; p < n_pairs; p++) {
         uint64_t row = rows[p];
@@ -557,14 +569,11 @@ static int default_threads_cap(int n_threads, size_t n_rows_read, size_t row_byt
 
 /* ---- public entry points ------------------------------------------------ */
 
-int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
-                       const float *weights, const uint8_t *group,
-                       size_t n_tokens, size_t k, int n_groups, int n_threads,
-                       const us_gather_opts *opts, us_err *err)
+/* The sum itself over validated arguments (both public forms end here). */
+static void sum_checked(float *out, const us_rows_view *v, const uint64_t *rows,
+                        const float *weights, const uint8_t *group, size_t n_tokens,
+                        size_t k, int n_groups, int n_threads, const us_gather_opts *opts)
 {
-    int rc = validate(out, v, rows, weights, group, n_tokens, k, n_groups, err);
-    if (rc != US_OK || n_tokens == 0)
-        return rc;
     size_t dim = v->dim;
     fold_cfg cfg;
     int fast = choose_fold(&cfg, opts, v->dtype, dim * us_dtype_size(v->dtype));
@@ -597,7 +606,28 @@ int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
                                  weights + t * k, group ? group + t * k : NULL, k, n_groups);
         }
     }
-    return US_OK;
+}
+
+int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
+                       const float *weights, const uint8_t *group,
+                       size_t n_tokens, size_t k, int n_groups, int n_threads,
+                       const us_gather_opts *opts, us_err *err)
+{
+    int rc = validate(out, v, rows, weights, group, n_tokens, k, n_groups, err);
+    if (rc == US_OK && n_tokens > 0)
+        sum_checked(out, v, rows, weights, group, n_tokens, k, n_groups, n_threads, opts);
+    return rc;
+}
+
+int us_gather_sum_prechecked(float *out, const us_rows_view *v, const uint64_t *rows,
+                             const float *weights, const uint8_t *group,
+                             size_t n_tokens, size_t k, int n_groups, int n_threads,
+                             us_err *err)
+{
+    int rc = validate_args(out, v, rows, weights, group, n_tokens, k, n_groups, err);
+    if (rc == US_OK && n_tokens > 0)
+        sum_checked(out, v, rows, weights, group, n_tokens, k, n_groups, n_threads, NULL);
+    return rc;
 }
 
 int us_gather_sum(float *out, const us_rows_view *v, const uint64_t *rows,

@@ -108,6 +108,22 @@ int us_gather_sum_opts(float *out, const us_rows_view *v, const uint64_t *rows,
                        size_t n_tokens, size_t k, int n_groups, int n_threads,
                        const us_gather_opts *opts, us_err *err);
 
+/* For callers that have already checked every pair themselves (the shard
+ * serve path: each row id of a request is checked against the table and the
+ * blocks held before the pairs are laid out, so the kernel's per-pair check
+ * would be a second pass over the same ids). Contract: every rows[p] <
+ * v->rows, its block (and for int8 its scales) is present, and with groups
+ * every group[p] < n_groups; otherwise the behaviour is undefined (reads
+ * out of bounds). Only the O(1) checks are made: the view, n_groups, NULL
+ * pointers, overflow. Same numerics as us_gather_sum_opts (bit-identical;
+ * tested). group may be NULL with n_groups == 1.
+ * Returns: US_OK; US_EINVAL for a bad view, n_groups outside [1, 256], NULL
+ * pointers or n_tokens * k overflowing; out unchanged on error. */
+int us_gather_sum_prechecked(float *out, const us_rows_view *v, const uint64_t *rows,
+                             const float *weights, const uint8_t *group,
+                             size_t n_tokens, size_t k, int n_groups, int n_threads,
+                             us_err *err);
+
 /* Scalar references: single-threaded, no intrinsics, no prefetch; same
  * contract. Used by the tests. Returns: as us_gather_sum. */
 int us_gather_sum_ref(float *out, const us_rows_view *v, const uint64_t *rows,

@@ -57,6 +57,20 @@ void us_add_inplace(float *y, const float *x, size_t n)
         y[i] += x[i];
 }
 
+void us_add_to_zero(float *y, const float *x, size_t n)
+{
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128 zero = _mm_setzero_ps();
+    for (; i + 8 <= n; i += 8) {
+        _mm_storeu_ps(y + i, _mm_add_ps(zero, _mm_loadu_ps(x + i)));
+        _mm_storeu_ps(y + i + 4, _mm_add_ps(zero, _mm_loadu_ps(x + i + 4)));
+    }
+#endif
+    for (; i < n; i++)
+        y[i] = 0.0f + x[i];
+}
+
 void us_add_inplace_ref(float *y, const float *x, size_t n)
 {
     for (size_t i = 0; i < n; i++)

@@ -39,4 +39,10 @@ void us_add_inplace(float *y, const float *x, size_t n);
  * bit). Returns: nothing; cannot fail. */
 void us_add_inplace_ref(float *y, const float *x, size_t n);
 
+/* y[0..n) = +0.0f + x[0..n): bit for bit what zeroing y and then
+ * us_add_inplace(y, x, n) leaves (a -0 becomes +0, a signalling NaN is
+ * quietened), without the zeroing pass and the read of y. The push merge
+ * writes the first partial of a token with it. Returns: nothing; cannot fail. */
+void us_add_to_zero(float *y, const float *x, size_t n);
+
 #endif

@@ -80,7 +80,9 @@ static int check_rows(const us_server *s, const us_wire_req *r, us_err *err)
             return us_err_set(err, US_ERANGE, "shard %d table %u batch %" PRIu64 ": row "
                               "%" PRIu64 " out of range (table has %" PRIu64 " rows)",
                               s->shard_index, s->table_id, r->hdr->batch_id, row, s->rows);
-        if (v != NULL ? v->blocks[row >> v->block_bits] == NULL
+        if (v != NULL ? v->blocks[row >> v->block_bits] == NULL ||
+                            (v->dtype == US_DTYPE_INT8 &&
+                             v->block_scales[row >> v->block_bits] == NULL)
                       : !us_synth_source_holds(s->synth, row))
             return us_err_set(err, US_ENOTFOUND, "shard %d table %u batch %" PRIu64 ": row "
                               "%" PRIu64 " (block %" PRIu64 ") is not held by this shard",
@@ -173,12 +175,12 @@ static int serve_push(us_server *s, const us_wire_req *r, float *sums, us_err *e
         v = &s->synth_batch.view;
     }
     pad_pairs(s, r, kmax, s->synth != NULL);
-    if (h->n_groups == 1)
-        return us_gather_sum(sums, v, s->pad_rows, s->pad_weights, h->n_tokens,
-                             kmax, s->n_threads, err);
-    return us_gather_sum_grouped(sums, v, s->pad_rows, s->pad_weights,
-                                 s->pad_groups, h->n_tokens, kmax, (int)h->n_groups,
-                                 s->n_threads, err);
+    /* check_rows vetted every row (block and int8 scales held), the wire
+     * parse every pair's row index and group, and the fillers are held
+     * rows: the kernel's own per-pair check would be a second pass. */
+    return us_gather_sum_prechecked(sums, v, s->pad_rows, s->pad_weights,
+                                    h->n_groups == 1 ? NULL : s->pad_groups, h->n_tokens,
+                                    kmax, (int)h->n_groups, s->n_threads, err);
 }
 
 /* What a request's header says, read before validation so that even a

@@ -4,9 +4,11 @@
  * A server wraps one table's local view (shard/store.h hands it out; tests
  * build one over an array). For each request it validates the message fully
  * (proto/wire.h), then the table id and every row against the table (row <
- * rows, block held by this shard), and only then computes:
+ * rows, block held by this shard, for int8 its scales too), and only then
+ * computes:
  *   PUSH  per token t and IVE group g: sum_i w_i V[row_i] over the pairs of t
- *         in g, with us_gather_sum_grouped (pairs summed in message order, so
+ *         in g, with us_gather_sum_prechecked (the rows already checked
+ *         here are not checked again; pairs summed in message order, so
  *         a token's sum is bit-identical to a single-process gather of the
  *         same pairs)
  *   ROWS  the raw stored rows (us_gather_copy) and int8 scales

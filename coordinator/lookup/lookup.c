@@ -53,6 +53,8 @@ struct us_lookup {
     uint64_t *pair_rows;
     float *pair_w, *partial;
     uint64_t partial_cap;
+    uint8_t *tok_seen;                                     /* [n_tokens] push merge */
+    uint64_t tok_seen_cap;
     uint8_t *staging;
     uint64_t staging_cap;
     us_lookup_stats stats;
@@ -490,6 +492,54 @@ static int merge_pull(us_lookup *L, float *out, us_err *err)
                                  b->n_tokens, b->k, (int)L->n_groups, L->opts.n_threads, err);
 }
 
+/* Push merge, shards' part. Column placement: zero out, then place each
+ * shard's slice. Row placement: a token's first partial is written with
+ * us_add_to_zero (bit-identical to zeroing and adding, without either
+ * pass over out), later ones added; tokens no shard answered for (all
+ * rows cached, or k = 0) are zeroed at the end. */
+static int merge_shard_sums(us_lookup *L, const us_wire_resp *resp, float *out, us_err *err)
+{
+    const us_route *r = &L->route;
+    const us_table_info *t = &L->table;
+    uint32_t G = L->n_groups, D = t->dim, T = L->batch.n_tokens;
+    int S = L->w->n_shards;
+    bool by_row = t->placement != US_PLACE_COLUMN;
+    if (!by_row) {
+        memset(out, 0, (uint64_t)T * G * D * sizeof *out);
+    } else {
+        if (T > L->tok_seen_cap) {
+            uint8_t *q = realloc(L->tok_seen, T);
+            if (q == NULL)
+                return us_err_set(err, US_ENOMEM, "lookup: merge flags for %u tokens", T);
+            L->tok_seen = q;
+            L->tok_seen_cap = T;
+        }
+        if (T > 0)
+            memset(L->tok_seen, 0, T);
+    }
+    for (int s = 0; s < S; s++) {
+        uint32_t begin = 0, cols = D;
+        if (!by_row)
+            us_column_slice(D, S, s, &begin, &cols);
+        const float *sums = resp[s].sums;
+        for (uint32_t j = 0; sums && j < r->shard_tokens[s]; j++) {
+            uint32_t tok = r->tok_map[r->tok_off[s] + j];
+            bool first = by_row && !L->tok_seen[tok];
+            if (by_row)
+                L->tok_seen[tok] = 1;
+            for (uint32_t g = 0; g < G; g++) {
+                const float *src = sums + ((uint64_t)j * G + g) * cols;
+                float *dst = out + ((uint64_t)tok * G + g) * D + begin;
+                (first ? us_add_to_zero : us_add_inplace)(dst, src, cols);
+            }
+        }
+    }
+    for (uint32_t tok = 0; by_row && tok < T; tok++)
+        if (!L->tok_seen[tok])
+            memset(out + (uint64_t)tok * G * D, 0, (uint64_t)G * D * sizeof *out);
+    return US_OK;
+}
+
 /* Push merge: add (row placement) or place (column placement) the shards'
  * per-token sums, then add the sum over rows held in the cache. */
 static int merge_push(us_lookup *L, const us_wire_resp *resp, float *out, us_err *err)
@@ -498,23 +548,10 @@ static int merge_push(us_lookup *L, const us_wire_resp *resp, float *out, us_err
     const us_table_info *t = &L->table;
     const us_lookup_batch *b = &L->batch;
     uint32_t G = L->n_groups, D = t->dim;
-    int S = L->w->n_shards;
     uint64_t out_floats = (uint64_t)b->n_tokens * G * D;
-    memset(out, 0, out_floats * sizeof *out);
-    for (int s = 0; s < S; s++) {
-        uint32_t begin = 0, cols = D;
-        if (t->placement == US_PLACE_COLUMN)
-            us_column_slice(D, S, s, &begin, &cols);
-        const float *sums = resp[s].sums;
-        for (uint32_t j = 0; sums && j < r->shard_tokens[s]; j++) {
-            uint32_t tok = r->tok_map[r->tok_off[s] + j];
-            for (uint32_t g = 0; g < G; g++) {
-                const float *src = sums + ((uint64_t)j * G + g) * cols;
-                float *dst = out + ((uint64_t)tok * G + g) * D + begin;
-                us_add_inplace(dst, src, cols);
-            }
-        }
-    }
+    int rc = merge_shard_sums(L, resp, out, err);
+    if (rc != US_OK)
+        return rc;
     if (r->n_local == 0)
         return US_OK;
     /* cached rows: weights of the other pairs set to 0 (the kernel skips
@@ -541,7 +578,7 @@ static int merge_push(us_lookup *L, const us_wire_resp *resp, float *out, us_err
         .rows = r->n_unique, .n_blocks = r->n_unique, .blocks = L->row_ptr,
         .block_scales = L->int8 ? L->scale_ptr : NULL,
     };
-    int rc = G == 1
+    rc = G == 1
         ? us_gather_sum(L->partial, &v, L->pair_rows, L->pair_w, b->n_tokens, b->k,
                         L->opts.n_threads, err)
         : us_gather_sum_grouped(L->partial, &v, L->pair_rows, L->pair_w, b->groups,
@@ -810,6 +847,7 @@ void us_lookup_close(us_lookup *L)
     free(L->pair_rows);
     free(L->pair_w);
     free(L->partial);
+    free(L->tok_seen);
     free(L->staging);
     free(L);
 }

@@ -69,7 +69,7 @@ int us_route_dedupe(us_route *r, const us_table_info *t, const uint64_t *rows,
      * capacity is a power of two, so a row maps to a slot by mask */
     uint64_t mask = r->hash_cap - 1, stamp = (uint64_t)r->hash_stamp << 32;
     uint64_t *slots = r->hash_slots, *uniq = r->uniq_rows, n_rows = t->rows;
-    uint32_t n_unique = 0;
+    uint32_t n_unique = 0, *pair_uidx = r->pair_uidx;   /* a local: see us_route_assign */
     for (uint64_t p = 0; p < n_pairs; p++) {
         uint64_t row = rows[p];
         if (row >= n_rows)
@@ -82,11 +82,11 @@ int us_route_dedupe(us_route *r, const us_table_info *t, const uint64_t *rows,
             if ((slot & ~0xffffffffull) != stamp) {
                 slots[h] = stamp | n_unique;
                 uniq[n_unique] = row;
-                r->pair_uidx[p] = n_unique++;
+                pair_uidx[p] = n_unique++;
                 break;
             }
             if (uniq[(uint32_t)slot] == row) {
-                r->pair_uidx[p] = (uint32_t)slot;
+                pair_uidx[p] = (uint32_t)slot;
                 break;
             }
             h = (h + 1) & mask;
@@ -113,6 +113,18 @@ static inline int block_owner(us_route *r, const us_table_info *t, uint64_t bloc
     return s;
 }
 
+/* Pass 2's write state of one shard's request. The counters are uint64_t
+ * and the arrays typed pointers, so the uint32/float stores into the
+ * request cannot alias them and the compiler keeps them in registers
+ * across a pair (uint32_t counters next to uint32_t stores were reloaded
+ * after every store). */
+typedef struct enc_shard {
+    uint32_t *pair_token, *pair_ref, *tok_map;
+    float    *pair_weight;
+    uint8_t  *pair_group;    /* NULL without groups */
+    uint64_t  last, cursor, n_tok;
+} enc_shard;
+
 static int grow_shards(us_route *r, int n_shards, us_err *err)
 {
     int rc;
@@ -123,8 +135,7 @@ static int grow_shards(us_route *r, int n_shards, us_err *err)
         (rc = grow(&r->shard_pairs, n, sizeof(uint32_t), err, "shards")) ||
         (rc = grow(&r->shard_tokens, n, sizeof(uint32_t), err, "shards")) ||
         (rc = grow(&r->shard_last, n, sizeof(uint32_t), err, "shards")) ||
-        (rc = grow(&r->shard_cursor, n, sizeof(uint32_t), err, "shards")) ||
-        (rc = grow(&r->shard_ntok, n, sizeof(uint32_t), err, "shards")) ||
+        (rc = grow(&r->enc_state, n, sizeof(enc_shard), err, "shards")) ||
         (rc = grow(&r->enc_req, n, sizeof(us_wire_req), err, "shards")) ||
         (rc = grow(&r->tok_off, n + 1, sizeof(uint64_t), err, "shards")))
         return rc;
@@ -160,16 +171,19 @@ static int count_tokens(us_route *r, int n_shards, bool row_only, us_err *err)
     const uint32_t *uidx = r->pair_uidx;
     const int32_t *owner = r->uniq_owner;
     uint32_t *last = r->shard_last, *tokens = r->shard_tokens, *pairs = r->shard_pairs;
-    for (uint32_t tok = 0; row_only && tok < r->n_tokens; tok++)   /* one owner each */
-        for (uint32_t i = 0; i < r->k; i++) {
-            int32_t o = owner[uidx[(uint64_t)tok * r->k + i]];
+    /* counts in locals: r->k and r->n_tokens are uint32_t like the
+     * counters, so read through r they are reloaded after every store */
+    const uint32_t k = r->k, n_tokens = r->n_tokens;
+    for (uint32_t tok = 0; row_only && tok < n_tokens; tok++)   /* one owner each */
+        for (uint32_t i = 0; i < k; i++) {
+            int32_t o = owner[uidx[(uint64_t)tok * k + i]];
             tokens[o] += last[o] != tok;
             last[o] = tok;
             pairs[o]++;
         }
-    for (uint32_t tok = 0; !row_only && tok < r->n_tokens; tok++) {
-        for (uint32_t i = 0; i < r->k; i++) {
-            int32_t o = owner[uidx[(uint64_t)tok * r->k + i]];
+    for (uint32_t tok = 0; !row_only && tok < n_tokens; tok++) {
+        for (uint32_t i = 0; i < k; i++) {
+            int32_t o = owner[uidx[(uint64_t)tok * k + i]];
             if (o == -1)
                 continue;
             int lo = o >= 0 ? o : 0, hi = o >= 0 ? o + 1 : n_shards;
@@ -207,23 +221,29 @@ int us_route_assign(us_route *r, const us_table_info *t, int n_shards,
     memset(r->shard_pairs, 0, (size_t)n_shards * sizeof(uint32_t));
     memset(r->shard_tokens, 0, (size_t)n_shards * sizeof(uint32_t));
     bool column = t->placement == US_PLACE_COLUMN;
-    uint32_t n_remote = 0;
-    r->n_local = 0;
-    for (uint32_t u = 0; u < r->n_unique; u++) {
+    uint32_t n_remote = 0, n_local = 0;
+    /* locals for the route's fields: its uint32_t/int32_t stores below
+     * would otherwise make the compiler reload each field every row */
+    const uint32_t n_unique = r->n_unique, block_bits = t->block_bits;
+    const uint64_t *uniq_rows = r->uniq_rows;
+    int32_t *uniq_owner = r->uniq_owner;
+    uint32_t *uniq_ref = r->uniq_ref, *shard_rows = r->shard_rows;
+    for (uint32_t u = 0; u < n_unique; u++) {
         if (local != NULL && local[u]) {
-            r->uniq_owner[u] = -1;
-            r->n_local++;
+            uniq_owner[u] = -1;
+            n_local++;
             continue;
         }
         if (column) {
-            r->uniq_owner[u] = -2;
-            r->uniq_ref[u] = n_remote++;
+            uniq_owner[u] = -2;
+            uniq_ref[u] = n_remote++;
         } else {
-            int s = block_owner(r, t, r->uniq_rows[u] >> t->block_bits, n_shards);
-            r->uniq_owner[u] = s;
-            r->uniq_ref[u] = r->shard_rows[s]++;
+            int s = block_owner(r, t, uniq_rows[u] >> block_bits, n_shards);
+            uniq_owner[u] = s;
+            uniq_ref[u] = shard_rows[s]++;
         }
     }
+    r->n_local = n_local;
     if (column)
         for (int s = 0; s < n_shards; s++)
             r->shard_rows[s] = n_remote;
@@ -264,23 +284,22 @@ static int layout_requests(const us_route *r, const us_table_info *t,
     return US_OK;
 }
 
-/* Appends pair p (unique row u, token tok) to shard s's request, opening
- * a new shard-local token (and its token-map entry) when tok is new there. */
-static inline void put_pair(const us_route *r, const us_route_request *q, us_wire_req *req,
-                            int s, uint32_t tok, uint64_t p, uint32_t u)
+/* Appends a pair (token tok, request row ref, weight w, group *g) to one
+ * shard's request, opening a new shard-local token (and its token-map
+ * entry) when tok is new there. */
+static inline void put_pair(enc_shard *e, uint32_t tok, uint32_t ref, float w,
+                            const uint8_t *g)
 {
-    uint32_t *n_tok = r->shard_ntok;
-    if (r->shard_last[s] != tok) {
-        r->shard_last[s] = tok;
-        r->tok_map[r->tok_off[s] + n_tok[s]] = tok;
-        n_tok[s]++;
+    if (e->last != tok) {
+        e->last = tok;
+        e->tok_map[e->n_tok++] = tok;
     }
-    uint32_t c = r->shard_cursor[s]++;
-    ((uint32_t *)req[s].pair_token)[c] = n_tok[s] - 1;
-    ((uint32_t *)req[s].pair_ref)[c] = r->uniq_ref[u];
-    ((float *)req[s].pair_weight)[c] = q->weights[p];
-    if (req[s].pair_group)
-        ((uint8_t *)req[s].pair_group)[c] = q->groups[p];
+    uint64_t c = e->cursor++;
+    e->pair_token[c] = (uint32_t)e->n_tok - 1;
+    e->pair_ref[c] = ref;
+    e->pair_weight[c] = w;
+    if (e->pair_group)
+        e->pair_group[c] = *g;
 }
 
 /* Pass 2: the unique rows of every request, then (PUSH) its pairs in token
@@ -300,18 +319,27 @@ static void fill_requests(const us_route *r, const us_route_request *q, us_wire_
     }
     if (q->mode != US_WIRE_PUSH)
         return;
-    const uint32_t *uidx = r->pair_uidx;
+    enc_shard *st = r->enc_state;
+    for (int s = 0; s < r->n_shards; s++)
+        st[s] = (enc_shard){
+            .pair_token = (uint32_t *)req[s].pair_token, .pair_ref = (uint32_t *)req[s].pair_ref,
+            .tok_map = r->tok_map + r->tok_off[s], .pair_weight = (float *)req[s].pair_weight,
+            .pair_group = (uint8_t *)req[s].pair_group, .last = UINT64_MAX };
+    const uint32_t *uidx = r->pair_uidx, *uref = r->uniq_ref;
     const int32_t *owner = r->uniq_owner;
+    const float *weights = q->weights;
+    const uint8_t *groups = q->groups;
     for (uint32_t tok = 0; tok < r->n_tokens; tok++) {
         uint64_t p = (uint64_t)tok * r->k, end = p + r->k;
         for (; p < end; p++) {
             uint32_t u = uidx[p];
             int32_t o = owner[u];
+            const uint8_t *g = groups ? groups + p : NULL;
             if (o >= 0)
-                put_pair(r, q, req, o, tok, p, u);
+                put_pair(&st[o], tok, uref[u], weights[p], g);
             else
                 for (int s = 0; o == -2 && s < r->n_shards; s++)
-                    put_pair(r, q, req, s, tok, p, u);
+                    put_pair(&st[s], tok, uref[u], weights[p], g);
         }
     }
 }
@@ -335,9 +363,6 @@ int us_route_encode(const us_route *r, const us_table_info *t, const us_route_re
                                .n_rows = h->n_rows, .n_pairs = h->n_pairs,
                                .n_groups = h->n_groups };
         us_wire_req_init(h, len[s], &d, &req[s], NULL);
-        r->shard_last[s] = UINT32_MAX;
-        r->shard_cursor[s] = 0;
-        r->shard_ntok[s] = 0;
     }
     fill_requests(r, q, req);
     return US_OK;
@@ -356,8 +381,7 @@ void us_route_free(us_route *r)
     free(r->tok_off);
     free(r->hash_slots);
     free(r->shard_last);
-    free(r->shard_cursor);
-    free(r->shard_ntok);
+    free(r->enc_state);
     free(r->enc_req);
     free(r->owner_tag);
     free(r->owner_val);

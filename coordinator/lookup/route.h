@@ -78,8 +78,7 @@ typedef struct us_route {
                               * table is cleared by bumping the stamp */
     uint32_t  hash_stamp;
     uint32_t *shard_last;    /* [n_shards] scratch: last token seen per shard */
-    uint32_t *shard_cursor;  /* [n_shards] scratch: pairs written per shard */
-    uint32_t *shard_ntok;    /* [n_shards] scratch: tokens written per shard */
+    void     *enc_state;     /* [n_shards] scratch: per-shard write cursors (encode) */
     void     *enc_req;       /* [n_shards] scratch: us_wire_req views (encode) */
     /* block -> owner, direct-mapped (rows of one block share their owner,
      * and jump hash costs ~60 instructions); valid for owner_key's table,

@@ -328,6 +328,53 @@ static void test_grouped(void **state)
     }
 }
 
+/* us_gather_sum_prechecked (the serve path's entry after its own row
+ * checks): bit-identical to the scalar reference, grouped and not, every
+ * dtype and both thread counts; its O(1) checks still reject. */
+static void test_prechecked_matches_ref(void **state)
+{
+    (void)state;
+    for (size_t di = 0; di < 4; di++) {
+        tview tv;
+        tview_make(&tv, all_dtypes[di], 130, 90, 4, 8);
+        enum { T = 11, K = 7, G = 3, D = 130 };
+        uint64_t rows[T * K];
+        float w[T * K];
+        uint8_t group[T * K];
+        random_pairs(rows, w, group, T * K, 90, G);
+        static float ref[T * G * D], fast[T * G * D];
+        assert_int_equal(us_gather_sum_ref(ref, &tv.v, rows, w, T, K, NULL), US_OK);
+        for (int nt = 1; nt <= 2; nt++) {
+            memset(fast, 0xff, sizeof fast);
+            assert_int_equal(us_gather_sum_prechecked(fast, &tv.v, rows, w, NULL, T, K, 1, nt,
+                                                      NULL), US_OK);
+            assert_memory_equal(fast, ref, (size_t)T * D * 4);
+        }
+        assert_int_equal(us_gather_sum_grouped_ref(ref, &tv.v, rows, w, group, T, K, G, NULL),
+                         US_OK);
+        for (int nt = 1; nt <= 2; nt++) {
+            memset(fast, 0xff, sizeof fast);
+            assert_int_equal(us_gather_sum_prechecked(fast, &tv.v, rows, w, group, T, K, G, nt,
+                                                      NULL), US_OK);
+            assert_memory_equal(fast, ref, sizeof ref);
+        }
+        memset(fast, 0x5a, sizeof fast);
+        memcpy(ref, fast, sizeof ref);
+        us_err e = {0};
+        assert_int_equal(us_gather_sum_prechecked(fast, &tv.v, rows, w, NULL, T, K, 0, 1, &e),
+                         US_EINVAL);
+        assert_non_null(strstr(e.msg, "n_groups"));
+        assert_int_equal(us_gather_sum_prechecked(fast, &tv.v, rows, w, NULL, T, K, G, 1, &e),
+                         US_EINVAL);
+        assert_int_equal(us_gather_sum_prechecked(fast, &tv.v, NULL, w, NULL, T, K, 1, 1, &e),
+                         US_EINVAL);
+        assert_int_equal(us_gather_sum_prechecked(fast, NULL, rows, w, NULL, T, K, 1, 1, &e),
+                         US_EINVAL);
+        assert_memory_equal(fast, ref, sizeof ref);
+        tview_free(&tv);
+    }
+}
+
 static void test_errors_leave_out_untouched(void **state)
 {
     (void)state;
@@ -543,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_k_equals_all_rows_and_duplicates),
         cmocka_unit_test(test_zero_weights_nan_inf),
         cmocka_unit_test(test_grouped),
+        cmocka_unit_test(test_prechecked_matches_ref),
         cmocka_unit_test(test_long_pair_lists),
         cmocka_unit_test(test_errors_leave_out_untouched),
         cmocka_unit_test(test_gather_copy),

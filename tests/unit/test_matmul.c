@@ -115,6 +115,29 @@ static void test_add_inplace_fast_vs_ref(void **state)
     }
 }
 
+/* us_add_to_zero against zeroing then the scalar add, bit for bit, at
+ * every tail length and with -0/NaN/Inf lanes (-0 must come out +0). */
+static void test_add_to_zero_vs_zero_then_add(void **state)
+{
+    (void)state;
+    for (size_t n = 0; n < 41; n++) {
+        float *x = rand_array(n + 1), *y = rand_array(n + 1), *r = malloc((n + 1) * sizeof *r);
+        if (n > 3) {
+            x[0] = -0.0f;
+            x[1] = -INFINITY;
+            x[2] = NAN;
+        }
+        memcpy(r, y, (n + 1) * sizeof *r);
+        memset(r, 0, n * sizeof *r);
+        us_add_inplace_ref(r, x, n);
+        us_add_to_zero(y, x, n);
+        assert_memory_equal(y, r, (n + 1) * sizeof *r);
+        if (n > 3)
+            assert_false(signbit(y[0]));
+        free(x), free(y), free(r);
+    }
+}
+
 static void test_swiglu_ffn_fast_vs_ref(void **state)
 {
     (void)state;
@@ -182,6 +205,7 @@ int main(void)
         cmocka_unit_test(test_matmul_fast_vs_ref),
         cmocka_unit_test(test_axpy_and_add),
         cmocka_unit_test(test_add_inplace_fast_vs_ref),
+        cmocka_unit_test(test_add_to_zero_vs_zero_then_add),
         cmocka_unit_test(test_swiglu_ffn_fast_vs_ref),
         cmocka_unit_test(test_moe_dispatch_combine),
     };

@@ -252,6 +252,19 @@ static void test_int8(void **state)
                 a.row_scales[2] == sc2[2]);
     assert_memory_equal(a.row_bytes + DIM, &q2[17 * DIM], DIM);
     us_server_free(&s);
+
+    /* row 17's block held but its scales not: the serve path's own row
+     * check rejects the PUSH (the kernel no longer checks rows again) */
+    bs2[17 >> BB] = NULL;
+    assert_int_equal(us_server_init(&s, 4, 0, &v2, NULL, 1, &e), US_OK);
+    len = build(&req, 4, 0, US_WIRE_PUSH);
+    out.len = 0;
+    assert_int_equal(us_serve_request(&s, req.data, len, 0, &out, NULL, NULL, &e), US_OK);
+    assert_int_equal(us_wire_resp_parse(out.data, out.len, &(us_wire_resp_expect){
+        (const us_wire_req_hdr *)req.data, DIM, 1, 1 }, &a, &e), US_OK);
+    assert_int_equal(a.hdr->status, US_ENOTFOUND);
+    assert_non_null(strstr(s.last_error.msg, "row 17 (block 4) is not held"));
+    us_server_free(&s);
     us_wire_buf_free(&req);
     us_wire_buf_free(&out);
 }

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <time.h>
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -25,4 +26,11 @@ double us_percentile_sorted(const double *sorted, size_t n, double q)
     double h = q * (double)(n - 1);
     size_t lo = (size_t)floor(h), hi = lo + 1 < n ? lo + 1 : lo;
     return sorted[lo] + (h - (double)lo) * (sorted[hi] - sorted[lo]);
+}
+
+double us_now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }

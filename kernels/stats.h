@@ -21,4 +21,9 @@ void us_sort_doubles(double *x, size_t n);
  * Returns: the interpolated value; NaN for n == 0. */
 double us_percentile_sorted(const double *sorted, size_t n, double q);
 
+/* The clock samples are taken with: CLOCK_MONOTONIC (never jumps with the
+ * wall clock, so a duration is never negative).
+ * Returns: seconds since an arbitrary fixed point. */
+double us_now_s(void);
+
 #endif

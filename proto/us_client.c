@@ -1,5 +1,6 @@
 /* us_client.c — the C client of `ultrashard serve` (see us_client.h). */
 #include "proto/us_client.h"
+#include "kernels/stats.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,13 +42,6 @@ struct us_client {
     stashed *stash;               /* answers kept for us_client_recv */
     int      last_status;
 };
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static void sleep_ms(int ms)
 {
@@ -189,7 +183,7 @@ static int read_full(us_client *c, uint8_t *p, size_t n, double deadline, bool *
             return us_err_set(err, US_EIO, "%s: recv failed: %s", c->address, strerror(errno));
         int ms = -1;
         if (deadline >= 0) {
-            double left = deadline - now_s();
+            double left = deadline - us_now_s();
             if (left <= 0) {
                 *timed_out = true;
                 return us_err_set(err, US_EIO, "%s: timed out waiting for an answer",
@@ -250,7 +244,7 @@ static int authenticate(us_client *c, us_err *err)
         return rc;
     rc = write_all(c, buf, len, err);
     free(buf);
-    double deadline = now_s() + (c->o.io_timeout_ms > 0 ? c->o.io_timeout_ms : 10000) / 1000.0;
+    double deadline = us_now_s() + (c->o.io_timeout_ms > 0 ? c->o.io_timeout_ms : 10000) / 1000.0;
     if (rc == US_OK)
         rc = read_response(c, deadline, &r, &to, err);
     if (rc != US_OK)
@@ -485,7 +479,7 @@ int us_client_recv(us_client *c, int timeout_ms, Ultrashard__Response **out, us_
     }
     if (c->n_pend == 0)
         return us_err_set(err, US_EINVAL, "client: no request is pending");
-    double deadline = timeout_ms < 0 ? -1.0 : now_s() + timeout_ms / 1000.0;
+    double deadline = timeout_ms < 0 ? -1.0 : us_now_s() + timeout_ms / 1000.0;
     for (;;) {
         Ultrashard__Response *r = NULL;
         bool timed_out = false, again;

@@ -22,7 +22,7 @@ static int parse_opts(int argc, char **argv, us_bench_lookup_opts *o)
         { "hot", 1, 0, 'o' }, { "zipf", 1, 0, 'Z' }, { "threads", 1, 0, 'n' }, { "cache-bytes", 1, 0, 'c' },
         { "coordinators", 1, 0, 'C' }, { "all-roles", 0, 0, 'A' }, { "help", 0, 0, 'h' },
         { "read-us", 1, 0, 'R' }, { "on-the-fly", 0, 0, 'F' },
-        { "pipeline", 1, 0, 'D' },
+        { "pipeline", 1, 0, 'D' }, { "cache-always", 0, 0, 'W' },
         { 0, 0, 0, 0 },
     };
     us_err e = {0};
@@ -72,6 +72,7 @@ static int parse_opts(int argc, char **argv, us_bench_lookup_opts *o)
             break;
         case 'A': o->world.all_roles = true; break;
         case 'F': o->on_the_fly = true; break;
+        case 'W': o->cache_always = true; break;
         case 'h': fputs(cmd->usage, stdout); return 0;
         default: return us_cli_usage_error(cmd, "unknown option");
         }

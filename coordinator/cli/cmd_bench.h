@@ -24,6 +24,9 @@
     "  --zipf A            keys by Zipf(A) rank over all rows instead (A > 0; --hot ignored)\n" \
     "  --threads N         gather threads per rank (default 1)\n" \
     "  --cache-bytes N     coordinator hot-row cache (default 0)\n" \
+    "  --cache-always      use the cache on every batch (default: a gate measures\n" \
+    "                      batches with and without it and bypasses it while it\n" \
+    "                      does not pay)\n" \
     "  --read-us X         cost of one one-sided read in the cost model (default 8);\n" \
     "                      also sets how far apart rows may be to share one read\n" \
     "  --on-the-fly        shards and the baseline compute each requested row from\n" \

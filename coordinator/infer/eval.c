@@ -2,6 +2,7 @@
 #include "coordinator/infer/eval.h"
 
 #include "coordinator/model/model_io.h"
+#include "kernels/stats.h"
 
 #include <errno.h>
 #include <math.h>
@@ -10,13 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* Returns: -ln softmax(logits)[target], in double. */
 static double nll_of(const float *logits, size_t V, int target)
@@ -65,7 +59,7 @@ static int bufs_init(eval_bufs *b, const us_model_config *c, size_t T, us_err *e
 
 static void progress(const us_eval_result *r, uint64_t total, double t0)
 {
-    double dt = now_s() - t0;
+    double dt = us_now_s() - t0;
     fprintf(stderr, "eval: %llu/%llu bytes (%.1f%%), %.0f tokens/s, %.4f bits/byte so far\n",
             (unsigned long long)r->bytes, (unsigned long long)total,
             total ? 100.0 * (double)r->bytes / (double)total : 100.0,
@@ -79,7 +73,7 @@ static int stream(const us_model *m, const us_eval_opts *o, FILE *f, uint64_t to
 {
     const size_t V = m->cfg.vocab_size, T = o->batch_tokens;
     int32_t prev = US_TOKEN_BOS;
-    double t0 = now_s(), last = t0;
+    double t0 = us_now_s(), last = t0;
     size_t n;
     while ((n = fread(b->bytes, 1, T, f)) > 0) {
         b->tokens[0] = prev;
@@ -94,15 +88,15 @@ static int stream(const us_model *m, const us_eval_opts *o, FILE *f, uint64_t to
         for (size_t i = 0; i < n; i++)
             r->nll_nats += nll_of(b->logits + i * V, V, b->bytes[i]);
         r->bytes += n;
-        if (o->progress && now_s() - last >= 5.0) {
+        if (o->progress && us_now_s() - last >= 5.0) {
             progress(r, total, t0);
-            last = now_s();
+            last = us_now_s();
         }
     }
     if (ferror(f))
         return us_err_set(err, US_EIO, "%s: read failed after %llu bytes", o->text_path,
                           (unsigned long long)r->bytes);
-    r->seconds = now_s() - t0;
+    r->seconds = us_now_s() - t0;
     return US_OK;
 }
 

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "coordinator/infer/infer_session.h"
+#include "kernels/stats.h"
 
 typedef struct slot {
     long     index;           /* prompt index; -1 = free */
@@ -51,13 +52,6 @@ typedef struct infer_run {
     uint64_t wait_prompt, wait_gen;
     double prefill_s, decode_s, step_end_s;
 } infer_run;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* The output line of a finished sequence; NULL on allocation failure. */
 static char *output_line(const us_prompt *p, const slot *s, const char *finish,
@@ -225,7 +219,7 @@ static double eta_s(const infer_run *r, double elapsed_s)
 static void progress(const infer_run *r, double t0, bool final)
 {
     const us_infer_stats *st = r->st;
-    double el = now_s() - t0;
+    double el = us_now_s() - t0;
     fprintf(stderr, "infer: %zu/%zu sequences done (%zu resumed), %.0f tokens/s generated, "
             "%.0f prompt tokens/s, %.0f tokens/s total, %s %.0fs\n", st->resumed + st->finished,
             st->sequences, st->resumed, el > 0 ? st->generated_tokens / el : 0.0,
@@ -469,7 +463,7 @@ static int run_step(infer_run *r, us_err *err)
         rc = retire_item(r, k, err);
     /* Wall time since the previous step (admission and pacing included),
      * so the rates predict wall time. */
-    double now = now_s(), dt = now - r->step_end_s;
+    double now = us_now_s(), dt = now - r->step_end_s;
     double share = (double)prefill_tokens / (double)step_tokens;
     r->step_end_s = now;
     r->prefill_s += dt * share;
@@ -505,7 +499,7 @@ int us_infer_run(const us_model *m, const us_prompt_set *set, const us_infer_sin
                           o->part_index, o->part_count);
     int rc = run_init(&r, err);
     count_waiting(&r);
-    double t0 = now_s(), last_report = t0;
+    double t0 = us_now_s(), last_report = t0;
     r.step_end_s = t0;
     while (rc == US_OK) {
         if ((rc = admit_waiting(&r, err)) != US_OK || r.active == 0)
@@ -513,15 +507,15 @@ int us_infer_run(const us_model *m, const us_prompt_set *set, const us_infer_sin
         rc = run_step(&r, err);
         if (rc == US_OK)
             rc = poll_sink(&r, err);
-        if (rc == US_OK && o->progress && now_s() - last_report >= 1.0) {
+        if (rc == US_OK && o->progress && us_now_s() - last_report >= 1.0) {
             progress(&r, t0, false);
-            last_report = now_s();
+            last_report = us_now_s();
         }
         if (rc == US_OK)
             pace(o);
     }
     if (rc == US_OK) {
-        st->seconds = now_s() - t0;
+        st->seconds = us_now_s() - t0;
         if (o->progress)
             progress(&r, t0, true);
     }
@@ -557,7 +551,7 @@ int us_infer_stream_open(us_infer_stream **out, const us_model *m, size_t batch_
         us_infer_stream_close(s);
         return rc;
     }
-    s->r.step_end_s = now_s();
+    s->r.step_end_s = us_now_s();
     *out = s;
     return US_OK;
 }

@@ -1,5 +1,6 @@
 /* infer_multi.c — several coordinators, one writer (see infer_multi.h). */
 #include "coordinator/infer/infer_multi.h"
+#include "kernels/stats.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -265,17 +266,10 @@ void us_infer_multi_sink(us_infer_multi *mc, us_infer_sink *sink)
         *sink = (us_infer_sink){ mc, sender_is_done, sender_finish, sender_poll };
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* Coordinator 0 after its own part: every other's lines and end. */
 static int collect(us_infer_multi *mc, us_memory_dist *d, us_infer_stats *st, us_err *err)
 {
-    double t0 = now_s();
+    double t0 = us_now_s();
     int rc = US_OK;
     while (rc == US_OK) {
         if ((rc = take_all(mc, err)) != US_OK || mc->ends == mc->count - 1)
@@ -287,7 +281,7 @@ static int collect(us_infer_multi *mc, us_memory_dist *d, us_infer_stats *st, us
     st->prompt_tokens += mc->others.prompt_tokens;
     st->generated_tokens += mc->others.generated_tokens;
     st->steps += mc->others.steps;
-    st->seconds += now_s() - t0;
+    st->seconds += us_now_s() - t0;
     return rc;
 }
 

@@ -21,7 +21,7 @@ typedef struct bench_result {
     char transport[16], provider[64], placement[8], mode[12];
     double tokens_per_s, rows_per_s, sent_per_token, recv_per_token, msgs_per_batch;
     double p50_ms, p99_ms, base_tokens_per_s, ratio, max_rel_err;
-    uint64_t push_batches, pull_batches;
+    uint64_t push_batches, pull_batches, cache_batches;
     double cache_hit_rate;       /* -1: no cache */
     uint64_t out_hash;           /* FNV-1a of the first batch's output bytes */
 } bench_result;
@@ -165,10 +165,12 @@ static void fill_result(const bench_work *bw, const us_transport_stats *before,
 {
     const us_bench_lookup_opts *o = bw->o;
     bench_result *res = bw->res;
-    uint64_t push_batches = 0, pull_batches = 0;
+    uint64_t push_batches = 0, pull_batches = 0, cache_batches = 0;
     for (int i = 0; i < bw->pipe->depth; i++) {
-        push_batches += us_lookup_get_stats(bw->pipe->L[i])->push_batches;
-        pull_batches += us_lookup_get_stats(bw->pipe->L[i])->pull_batches;
+        const us_lookup_stats *st = us_lookup_get_stats(bw->pipe->L[i]);
+        push_batches += st->push_batches;
+        pull_batches += st->pull_batches;
+        cache_batches += st->cache_batches;
     }
     double tokens = (double)o->tokens * o->batches;
     us_sort_doubles(lat, o->batches);
@@ -187,6 +189,7 @@ static void fill_result(const bench_work *bw, const us_transport_stats *before,
     res->max_rel_err = max_rel;
     res->push_batches = push_batches;
     res->pull_batches = pull_batches;
+    res->cache_batches = cache_batches;
     const us_rowcache *cache = us_lookup_cache(bw->pipe->L[0]);   /* the first lookup's */
     res->cache_hit_rate = cache == NULL ? -1
         : (double)cache->hits / (double)(cache->hits + cache->misses > 0
@@ -340,6 +343,7 @@ static int bench_one(const us_world *w, us_transport *const *t, const us_bench_l
     const us_rows_view *local = &bt->local.view;
     us_lookup_opts lo = { .mode = mode, .max_tokens = o->tokens, .max_k = o->k,
                           .n_threads = o->threads, .cache_bytes = o->cache_bytes,
+                          .cache_always = o->cache_always,
                           .pull_by_messages = pull_by_messages,
                           .synth = o->on_the_fly ? &bt->src_local : NULL };
     if (o->read_us >= 0) {
@@ -370,14 +374,15 @@ static void print_result(const us_world *w, const us_bench_lookup_opts *o, const
            "\"tokens_per_s\":%.1f,\"rows_per_s\":%.1f,\"bytes_sent_per_token\":%.1f,"
            "\"bytes_recv_per_token\":%.1f,\"msgs_per_batch\":%.1f,\"p50_ms\":%.3f,"
            "\"p99_ms\":%.3f,\"baseline_tokens_per_s\":%.1f,\"ratio_vs_baseline\":%.4f,"
-           "\"max_rel_err\":%.3g,\"cache_hit_rate\":%.4f,\"shard_view_bytes_max\":%llu,\"whole_table_bytes\":%llu,"
+           "\"max_rel_err\":%.3g,\"cache_hit_rate\":%.4f,\"cache_batches\":%llu,\"shard_view_bytes_max\":%llu,\"whole_table_bytes\":%llu,"
            "\"rank0_maxrss_kib\":%ld,\"out_hash\":\"%016llx\",\"pipeline\":%d}\n",
            r->transport, r->provider, r->placement, r->mode, w->size, w->n_coordinators,
            w->n_shards, (unsigned long long)o->rows, o->dim, us_dtype_name(o->dtype),
            o->tokens, o->k, o->batches, o->hot, o->zipf, (unsigned long long)r->push_batches,
            (unsigned long long)r->pull_batches, r->tokens_per_s, r->rows_per_s,
            r->sent_per_token, r->recv_per_token, r->msgs_per_batch, r->p50_ms, r->p99_ms,
-           r->base_tokens_per_s, r->ratio, r->max_rel_err, r->cache_hit_rate, (unsigned long long)shard_bytes,
+           r->base_tokens_per_s, r->ratio, r->max_rel_err, r->cache_hit_rate,
+           (unsigned long long)r->cache_batches, (unsigned long long)shard_bytes,
            (unsigned long long)whole_bytes, ru.ru_maxrss, (unsigned long long)r->out_hash, o->pipeline);
     fflush(stdout);
 }

@@ -39,6 +39,7 @@ typedef struct us_bench_lookup_opts {
     double zipf;                 /* > 0: keys by Zipf(zipf) rank instead of the hot set */
     int threads;
     uint64_t cache_bytes;
+    bool cache_always;           /* no gate: every batch uses the cache */
     double read_us;              /* cost model: one-sided read cost (< 0: default) */
     int pipeline;                /* batches in flight per coordinator (pipe.h) */
     bool on_the_fly;             /* rows computed per request (us_synth_source),

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "coordinator/lookup/pull.h"
+#include "kernels/stats.h"
 #include "kernels/gather.h"
 #include "kernels/matmul.h"
 
@@ -27,6 +28,9 @@ struct us_lookup {
     us_read_plan plan;           /* one-sided pull, row placement */
     bool has_cache;
     us_rowcache cache;
+    us_cachegate gate;           /* whether a batch uses the cache (unless cache_always) */
+    bool cache_on;               /* this round's batch reads and fills the cache */
+    double t_begin;              /* when this round's batch was planned */
     us_lookup_mode mode, last_mode;
     uint64_t batch_id;
     /* round state */
@@ -175,6 +179,7 @@ static int open_roles(us_lookup *L, const us_rows_view *local, us_err *err)
         if ((rc = us_rowcache_init(&L->cache, opts->cache_bytes, L->row_bytes, err)) != US_OK)
             return rc;
         L->has_cache = true;
+        us_cachegate_init(&L->gate);
     }
     return US_OK;
 }
@@ -302,18 +307,22 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
 {
     int rc;
     us_route *r = &L->route;
+    L->t_begin = us_now_s();
+    L->cache_on = L->has_cache && (L->opts.cache_always || us_cachegate_next(&L->gate));
+    if (L->has_cache)
+        L->stats.cache_batches += L->cache_on;
     if ((rc = validate_batch(L, b, err)) != US_OK ||
         (rc = us_route_dedupe(r, &L->table, b->rows, b->n_tokens, b->k, err)) != US_OK ||
         (rc = grow_scratch(L, r->n_unique, (uint64_t)b->n_tokens * b->k, err)) != US_OK)
         return rc;
-    if (L->has_cache) {
+    if (L->cache_on) {
         us_rowcache_get_many(&L->cache, r->uniq_rows, r->n_unique, L->row_ptr, L->scale_ptr);
         for (uint32_t u = 0; u < r->n_unique; u++)
             L->local[u] = L->row_ptr[u] != NULL;
     }
     /* without a cache nothing is local: no local[] for assign, and the pull
      * scratch is cleared below only for pull batches (push never reads it) */
-    if ((rc = us_route_assign(r, &L->table, L->w->n_shards, L->has_cache ? L->local : NULL,
+    if ((rc = us_route_assign(r, &L->table, L->w->n_shards, L->cache_on ? L->local : NULL,
                               err)) != US_OK)
         return rc;
     us_cost push, pull;
@@ -333,7 +342,7 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
     if (m == US_LOOKUP_AUTO)
         m = pull.est_us < push.est_us ? US_LOOKUP_PULL : US_LOOKUP_PUSH;
     L->last_mode = m;
-    if (!L->has_cache && m == US_LOOKUP_PULL) {
+    if (!L->cache_on && m == US_LOOKUP_PULL) {
         memset(L->row_ptr, 0, r->n_unique * sizeof *L->row_ptr);
         memset(L->scale_ptr, 0, r->n_unique * sizeof *L->scale_ptr);
         memset(L->local, 0, r->n_unique * sizeof *L->local);
@@ -647,7 +656,7 @@ static int collect(us_lookup *L, float *out, us_err *err)
                 rc = merge_pull(L, out, err);
             /* offer what was fetched (pointers are still valid here); the
              * cache admits only rows seen in earlier batches */
-            for (uint32_t u = 0; rc == US_OK && L->has_cache && u < L->route.n_unique; u++)
+            for (uint32_t u = 0; rc == US_OK && L->cache_on && u < L->route.n_unique; u++)
                 if (!L->local[u])
                     us_rowcache_offer(&L->cache, L->route.uniq_rows[u], L->row_ptr[u],
                                       L->int8 ? *L->scale_ptr[u] : 0.0f);
@@ -687,6 +696,9 @@ static int round_finish(us_lookup *L, float *out, us_err *err)
                             L->batch_id);
         } else {
             rc = collect(L, out, err);
+            if (rc == US_OK && L->have_batch && L->has_cache && !L->opts.cache_always)
+                us_cachegate_record(&L->gate, L->cache_on, us_now_s() - L->t_begin,
+                                    (uint64_t)L->batch.n_tokens * L->batch.k);
         }
         if (L->pending_rc != US_OK) {
             rc = L->pending_rc;

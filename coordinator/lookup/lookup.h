@@ -4,7 +4,8 @@
  * Every rank of the job holds one us_lookup for a table. Work proceeds in
  * collective rounds (each rank calls begin/end the same number of times):
  *
- *   coordinator  begin(batch): dedupe rows, take cached rows, route the rest
+ *   coordinator  begin(batch): dedupe rows, take cached rows (when the cache
+ *                gate, cachegate.h, says the cache pays), route the rest
  *                by placement, pick push-down or pull (forced, or by the cost
  *                model in coordinator/lookup/route.h), encode one request per shard
  *                and start the request exchange (non-blocking: the caller may
@@ -39,6 +40,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "coordinator/lookup/cachegate.h"
 #include "coordinator/lookup/rowcache.h"
 #include "coordinator/lookup/route.h"
 #include "kernels/rows_view.h"
@@ -61,6 +63,10 @@ typedef struct us_lookup_opts {
     uint32_t max_tokens, max_k;  /* batch limits: size the messages */
     uint32_t n_groups;           /* IVE groups; 0 or 1 = none */
     uint64_t cache_bytes;        /* coordinator hot-row cache; 0 = none */
+    bool     cache_always;       /* use the cache on every batch; by default a
+                                  * gate measures batches with and without it
+                                  * and bypasses it while it does not pay
+                                  * (cachegate.h) */
     int      n_threads;          /* gather kernel threads (shard and merge) */
     us_cost_params cost;         /* zero = us_cost_params_default() */
     bool     pull_by_messages;   /* pull with ROWS messages even when the
@@ -91,6 +97,7 @@ typedef struct us_lookup_stats {
     uint64_t tokens, pairs, unique_rows, local_rows;
     uint64_t shard_errors;       /* error answers received */
     uint64_t est_push_bytes, est_pull_bytes; /* cost model, summed over batches */
+    uint64_t cache_batches;      /* batches that used the cache (gate said on) */
 } us_lookup_stats;
 
 typedef struct us_lookup us_lookup;

@@ -150,7 +150,7 @@ static int open_server(const serve_work *sw, serve_state *st, us_err *err)
     s->world = sw->world;
     s->dist = sw->dist;
     s->m = &st->m;
-    s->start_s = us_serve_now_s();
+    s->start_s = us_now_s();
     s->limits = (us_request_limits){ .max_request_tokens = o->max_request_tokens,
                                      .max_lookup_pairs = o->max_batch_tokens *
                                          us_model_config_lookup_pairs(&st->m.cfg),

@@ -20,13 +20,6 @@
 
 volatile sig_atomic_t us_serve_stop_flag;
 
-double us_serve_now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* --- connections ------------------------------------------------------------ */
 
 static void conn_close(us_service *s, serve_conn *c)
@@ -119,7 +112,7 @@ static void conn_error(us_service *s, serve_conn *c, int status, const char *msg
     s->errors_total++;
     conn_respond(s, c, &r);
     c->closing = true;
-    c->closing_s = us_serve_now_s();
+    c->closing_s = us_now_s();
 }
 
 /* --- answers ------------------------------------------------------------------ */
@@ -138,7 +131,7 @@ void serve_answer(us_service *s, serve_req *q, Ultrashard__Response *r, bool fin
         s->metrics.responses[st]++;
     if (st != ULTRASHARD__STATUS__STATUS_OK)
         s->errors_total++;
-    us_histogram_observe(&s->metrics.request_s[q->kind], us_serve_now_s() - q->accepted_s, 0);
+    us_histogram_observe(&s->metrics.request_s[q->kind], us_now_s() - q->accepted_s, 0);
     if (c->gen == q->conn_gen && c->in_flight > 0)
         c->in_flight--;
     serve_req_free(q);
@@ -216,7 +209,7 @@ static void dispatch(us_service *s, uint32_t ci, Ultrashard__Request *m)
         return;
     }
     *q = (serve_req){ .conn = ci, .conn_gen = c->gen, .msg = m, .kind = kind,
-                      .accepted_s = us_serve_now_s() };
+                      .accepted_s = us_now_s() };
     c->in_flight++;
     if (work)
         serve_enqueue(s, q);
@@ -261,7 +254,7 @@ static void on_client_readable(us_service *s, uint32_t ci)
         conn_close(s, c);
         return;
     }
-    double now = us_serve_now_s();
+    double now = us_now_s();
     c->last_active_s = now;
     for (size_t pos = 0; pos < (size_t)n && c->fd >= 0 && !c->closing;) {
         bool started = us_frame_reader_partial(&c->rd), done;
@@ -318,7 +311,7 @@ static void on_http_readable(us_service *s, serve_conn *c)
                     ok ? body_len : strlen("only GET /metrics\n"));
     free(body);
     c->closing = true;
-    c->closing_s = us_serve_now_s();
+    c->closing_s = us_now_s();
 }
 
 /* --- accepting ------------------------------------------------------------------ */
@@ -362,7 +355,7 @@ static void on_accept(us_service *s, int lfd, bool http)
         uint32_t gen = c->gen;
         memset(c, 0, sizeof *c);
         *c = (serve_conn){ .fd = fd, .gen = gen, .http = http,
-                           .last_active_s = us_serve_now_s() };
+                           .last_active_s = us_now_s() };
         us_frame_reader_init(&c->rd, s->o->max_frame_bytes);
         if (!http) {
             s->open_clients++;
@@ -487,7 +480,7 @@ static bool drained(us_service *s, double *flush_start)
 {
     if (!s->draining || serve_has_work(s))
         return false;
-    double now = us_serve_now_s();
+    double now = us_now_s();
     if (*flush_start == 0)
         *flush_start = now;
     for (uint32_t i = 0; i < s->n_conns; i++)
@@ -515,7 +508,7 @@ int us_service_loop(us_service *s, us_err *err)
                     s->world ? s->world->coordinator_index : 0);
         }
         int wait_ms;
-        bool due = work_due(s, us_serve_now_s(), &wait_ms);
+        bool due = work_due(s, us_now_s(), &wait_ms);
         bool multi = s->world != NULL && s->world->n_coordinators > 1;
         int timeout = due ? 0 : wait_ms >= 0 ? wait_ms
                     : multi ? s->idle_ms : 100;
@@ -525,7 +518,7 @@ int us_service_loop(us_service *s, us_err *err)
             break;
         }
         handle_events(s, pfds, idx, n);
-        double now = us_serve_now_s();
+        double now = us_now_s();
         check_timers(s, now);
         if (work_due(s, now, &wait_ms))
             rc = serve_cycle(s, err);

@@ -24,6 +24,7 @@
 #include "coordinator/model/model.h"
 #include "coordinator/serve/metrics.h"
 #include "coordinator/serve/serve.h"
+#include "kernels/stats.h"
 #include "proto/client_frame.h"
 #include "proto/world.h"
 
@@ -89,9 +90,6 @@ typedef struct us_service {
 
 /* Set by the signal handler (serve.c); the loop drains when it is non-zero. */
 extern volatile sig_atomic_t us_serve_stop_flag;
-
-/* Returns: CLOCK_MONOTONIC seconds. */
-double us_serve_now_s(void);
 
 /* Runs the loop until drained after a stop signal.
  * Returns: US_OK; US_EIO for a poll failure; a cycle's error (the model or

@@ -231,11 +231,11 @@ static int lookup_round(us_service *s, uint32_t t, us_err *err)
     }
     if (nb == 0)
         return US_OK;
-    double t0 = us_serve_now_s();
+    double t0 = us_now_s();
     int G = (int)(s->n_groups ? s->n_groups : 1);
     int rc = s->be.lookup(s->be.ctx, (int)t, s->rows_buf, s->weights_buf, s->groups_buf,
                           tokens, s->k, G, s->out_buf, err);
-    us_histogram_observe(&s->metrics.lookup_round_s, us_serve_now_s() - t0, 0);
+    us_histogram_observe(&s->metrics.lookup_round_s, us_now_s() - t0, 0);
     us_histogram_observe(&s->metrics.batch_tokens, (double)tokens, 1);
     s->metrics.lookup_rounds++;
     for (size_t i = 0, first = 0; i < nb; first += batch[i]->tokens, i++) {
@@ -270,11 +270,11 @@ static int memory_one(us_service *s, serve_req *q, us_err *err)
     }
     memcpy(s->mem_ws.h, mr->queries, T * d * sizeof(float));
     us_err lerr = {0};
-    double t0 = us_serve_now_s();
+    double t0 = us_now_s();
     rc = us_memlayer_begin(s->m, layer, &s->mem_ws, T, &lerr);
     if (rc == US_OK)
         rc = us_memlayer_end(s->m, layer, &s->mem_ws, T, out, &lerr);
-    us_histogram_observe(&s->metrics.lookup_round_s, us_serve_now_s() - t0, 0);
+    us_histogram_observe(&s->metrics.lookup_round_s, us_now_s() - t0, 0);
     s->metrics.lookup_rounds++;
     if (rc != US_OK) {
         serve_fail(s, q, ULTRASHARD__STATUS__STATUS_INTERNAL, lerr.msg);
@@ -474,7 +474,7 @@ static void answer_stats(us_service *s, serve_req *q)
     st.coordinator = s->world ? (uint32_t)s->world->coordinator_index : 0;
     st.coordinators = s->world ? (uint32_t)s->world->n_coordinators : 1;
     st.shards = s->world ? (uint32_t)s->world->n_shards : 0;
-    st.uptime_ms = (uint64_t)((us_serve_now_s() - s->start_s) * 1000.0);
+    st.uptime_ms = (uint64_t)((us_now_s() - s->start_s) * 1000.0);
     st.connections = s->open_clients;
     st.queue_depth = s->lookups.n + s->gens.n;
     st.active_generates = s->stream ? (uint32_t)us_infer_stream_active(s->stream) : 0;

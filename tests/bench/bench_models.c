@@ -40,15 +40,9 @@
 #include "coordinator/model/model.h"
 #include "coordinator/model/model_io.h"
 #include "shard/synthetic.h"
+#include "kernels/stats.h"
 
 #define MAX_BATCHES 16
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* The three models are init-model's bench-* presets (model_config.c). */
 static int make_config(us_model_config *c, const char *kind)
@@ -233,12 +227,12 @@ static int run_steps(bench_model *bm, int b, double budget_s)
     double elapsed = 0;
     int here = 0;
     while (bm->timed < MAX_STEPS && bm->fill + 2 < bm->c.segment_len) {
-        double t0 = now_s();
+        double t0 = us_now_s();
         if (us_model_forward(&bm->m, &bm->ws, bm->items, (size_t)b, bm->logits, true, &err) != US_OK) {
             fprintf(stderr, "bench_models: %s batch %d: %s\n", bm->kind, b, err.msg);
             return -1;
         }
-        double dt = now_s() - t0;
+        double dt = us_now_s() - t0;
         if (bm->fill++ > bm->saved.seg_fill) {
             bm->step_t[bm->timed++] = dt;
             elapsed += dt;

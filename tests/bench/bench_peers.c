@@ -40,6 +40,7 @@
 #include "kernels/gather.h"
 #include "kernels/hash.h"
 #include "shard/synthetic.h"
+#include "kernels/stats.h"
 
 #define BLOCK_BITS 12
 
@@ -57,13 +58,6 @@ typedef struct lookups {
     float *weights;
     float *expect;      /* ultrashard's sums [batches * tokens * dim] */
 } lookups;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static long max_rss_bytes(void)
 {
@@ -337,11 +331,11 @@ int main(int argc, char **argv)
     /* limits: sequential read of the whole table, one thread */
     double best = 1e30, sink = 0;
     for (uint32_t rep = 0; rep < c.reps; rep++) {
-        double t0 = now_s();
+        double t0 = us_now_s();
         float acc[8] = {0};
         for (size_t i = 0; i + 8 <= c.rows * c.dim; i += 8)
             for (int j = 0; j < 8; j++) acc[j] += table[i + j];
-        best = fmin(best, now_s() - t0);
+        best = fmin(best, us_now_s() - t0);
         for (int j = 0; j < 8; j++) sink += acc[j];
     }
     printf("{\"bench\":\"peers\",\"peer\":\"limit_seq_read\",\"threads\":1,\"bytes\":%zu,"
@@ -350,14 +344,14 @@ int main(int argc, char **argv)
     /* limits: plain random-row copy of the uniform lookups, batch by batch */
     best = 1e30;
     for (uint32_t rep = 0; rep < c.reps; rep++) {
-        double t0 = now_s();
+        double t0 = us_now_s();
         for (uint32_t b = 0; b < c.batches; b++)
             if (us_gather_copy(copy, NULL, &v, lk[0].rows + b * pairs_per_batch,
                                pairs_per_batch, 1, &err) != US_OK) {
                 fprintf(stderr, "bench_peers: gather_copy: %s\n", err.msg);
                 return 1;
             }
-        best = fmin(best, now_s() - t0);
+        best = fmin(best, us_now_s() - t0);
     }
     emit(&c, "limit_random_copy", "uniform", 1, best, 0, (double)table_bytes, NULL);
 
@@ -366,7 +360,7 @@ int main(int argc, char **argv)
         for (int threads = 1; threads <= (int)c.max_threads; threads++) {
             best = 1e30;
             for (uint32_t rep = 0; rep < c.reps; rep++) {
-                double t0 = now_s();
+                double t0 = us_now_s();
                 for (uint32_t b = 0; b < c.batches; b++)
                     if (us_gather_sum(lk[l].expect + (size_t)b * c.tokens * c.dim, &v,
                                       lk[l].rows + b * pairs_per_batch,
@@ -375,7 +369,7 @@ int main(int argc, char **argv)
                         fprintf(stderr, "bench_peers: gather_sum: %s\n", err.msg);
                         return 1;
                     }
-                best = fmin(best, now_s() - t0);
+                best = fmin(best, us_now_s() - t0);
             }
             emit(&c, "ultrashard", lk[l].dist, threads, best, 0, (double)table_bytes, NULL);
         }
@@ -408,9 +402,9 @@ int main(int argc, char **argv)
         redisContext *rc = redis_connect(c.redis_port);
         if (!rc)
             return 1;
-        double t0 = now_s();
+        double t0 = us_now_s();
         if (redis_load(rc, &c, table) != 0) { redisFree(rc); return 1; }
-        double load_s = now_s() - t0, used, rss;
+        double load_s = us_now_s() - t0, used, rss;
         redis_memory(rc, &used, &rss);
         for (int l = 0; l < 2; l++) {
             memset(out, 0xff, n_tok * c.dim * sizeof *out);   /* NaN: a missed token shows */
@@ -423,9 +417,9 @@ int main(int argc, char **argv)
             }
             best = 1e30;
             for (uint32_t rep = 0; rep < c.reps; rep++) {
-                double t1 = now_s();
+                double t1 = us_now_s();
                 if (redis_pass(rc, &c, &lk[l], out) != 0) { redisFree(rc); return 1; }
-                best = fmin(best, now_s() - t1);
+                best = fmin(best, us_now_s() - t1);
             }
             char extra[256];
             snprintf(extra, sizeof extra, "\"redis_used_memory\":%.6g,\"redis_rss\":%.6g,"

@@ -39,6 +39,7 @@
 #include "kernels/gather.h"
 #include "proto/us_client.h"
 #include "shard/tensorfile.h"
+#include "kernels/stats.h"
 
 typedef struct bench_opts {
     const char *address, *token_file, *mode, *label;
@@ -82,13 +83,6 @@ typedef struct worker {
     double max_rel;
     char first_error[US_ERR_MSG_BYTES + 64];
 } worker;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* Returns: 0 when argv parsed, 2 after printing what is wrong. */
 static int parse_args(int argc, char **argv, bench_opts *o)
@@ -204,12 +198,12 @@ static double lookup_local_tps(const lookup_pool *p)
 {
     float *out = malloc((size_t)p->tokens * p->dim * sizeof *out);
     size_t pairs = (size_t)p->tokens * p->k, n = 0;
-    double t0 = now_s(), t;
+    double t0 = us_now_s(), t;
     do {
         for (uint32_t b = 0; b < p->n_batches; b++, n++)
             us_gather_sum(out, &p->view, p->rows + b * pairs, p->weights + b * pairs,
                           p->tokens, p->k, 1, NULL);
-    } while ((t = now_s() - t0) < 0.5);
+    } while ((t = us_now_s() - t0) < 0.5);
     free(out);
     return (double)n * p->tokens / t;
 }
@@ -301,15 +295,15 @@ static void *worker_run(void *arg)
         return NULL;
     }
     size_t n_items = w->lp ? w->lp->n_batches : w->gp->n;
-    for (int r = 0; r < w->o->requests && now_s() < w->deadline; r++) {
+    for (int r = 0; r < w->o->requests && us_now_s() < w->deadline; r++) {
         size_t item = ((size_t)w->id * 7919u + (size_t)r) % n_items;
-        double t0 = now_s();
+        double t0 = us_now_s();
         int rc = w->lp ? do_lookup(w, c, (uint32_t)item, &err) : do_generate(w, c, item, &err);
         if (rc != US_OK) {
             note_error(w, w->lp ? "lookup" : "generate", &err);
             continue;
         }
-        w->lat_ns[w->done++] = (uint64_t)((now_s() - t0) * 1e9);
+        w->lat_ns[w->done++] = (uint64_t)((us_now_s() - t0) * 1e9);
     }
     us_client_close(c);
     return NULL;
@@ -414,11 +408,11 @@ static int server_uptime_ms(us_client *c, uint64_t *out, us_err *err)
  * Returns: 0 after printing the seconds it took; 1 when --seconds passed. */
 static int until_ok(const bench_opts *o, const lookup_pool *p, char *token)
 {
-    double t0 = now_s();
+    double t0 = us_now_s();
     us_client_opts co = { .address = o->address, .token = token, .connect_timeout_ms = 500,
                           .io_timeout_ms = 2000, .max_retries = -1 };
     worker w = { .o = o, .lp = p };
-    for (long attempt = 1; now_s() - t0 < o->seconds; attempt++) {
+    for (long attempt = 1; us_now_s() - t0 < o->seconds; attempt++) {
         us_err err = { 0 };
         us_client *c = NULL;
         size_t before = w.tokens_out;
@@ -430,9 +424,9 @@ static int until_ok(const bench_opts *o, const lookup_pool *p, char *token)
             us_client_close(c);
             /* an answer from the old job (still up until mpirun ends it) does not count */
             if (rc == US_OK && w.tokens_out > before && w.mismatched == 0 &&
-                (double)uptime_ms * 1e-3 < now_s() - t0) {
+                (double)uptime_ms * 1e-3 < us_now_s() - t0) {
                 printf("{\"bench\":\"serve_restart\",\"until_ok_s\":%.3f,\"attempts\":%ld,"
-                       "\"max_rel_err\":%.3g}\n", now_s() - t0, attempt, w.max_rel);
+                       "\"max_rel_err\":%.3g}\n", us_now_s() - t0, attempt, w.max_rel);
                 return 0;
             }
         }
@@ -449,7 +443,7 @@ static int run_clients(const bench_opts *o, const lookup_pool *lp, const gen_poo
 {
     worker *w = calloc((size_t)o->clients, sizeof *w);
     pthread_t *th = calloc((size_t)o->clients, sizeof *th);
-    double t0 = now_s();
+    double t0 = us_now_s();
     for (int i = 0; i < o->clients; i++) {
         w[i] = (worker){ .id = i, .o = o, .lp = lp, .gp = gp, .token = token,
                          .deadline = t0 + o->seconds,
@@ -461,7 +455,7 @@ static int run_clients(const bench_opts *o, const lookup_pool *lp, const gen_poo
     double max_rel = 0;
     for (int i = 0; i < o->clients; i++)
         pthread_join(th[i], NULL);
-    double secs = now_s() - t0;
+    double secs = us_now_s() - t0;
     uint64_t *lat = calloc((size_t)o->clients * (size_t)o->requests + 1, sizeof *lat);
     for (int i = 0; i < o->clients; i++) {
         memcpy(lat + done, w[i].lat_ns, w[i].done * sizeof *lat);

@@ -31,6 +31,7 @@
 #define ROWS 3000
 
 static us_world world;
+static bool cache_always;   /* open_lookup's lookups bypass the cache gate */
 
 typedef struct setup {
     us_table_info table;
@@ -56,7 +57,8 @@ static void open_lookup(setup *s, us_placement_kind placement, us_lookup_mode mo
     assert_int_equal(us_synth_view_build(&s->whole, &spec, &err), US_OK);
     assert_int_equal(us_transport_open("mpi", &world, NULL, &s->t, &err), US_OK);
     us_lookup_opts o = { .mode = mode, .max_tokens = T, .max_k = K, .n_groups = n_groups,
-                         .cache_bytes = cache_bytes, .n_threads = 1 };
+                         .cache_bytes = cache_bytes, .cache_always = cache_always,
+                         .n_threads = 1 };
     int rc = us_lookup_open(&s->L, &world, s->t, &s->table, &s->local.view, &o, &err);
     if (rc != US_OK)
         fail_msg("us_lookup_open: %s", err.msg);
@@ -151,6 +153,32 @@ static void test_column_and_cache(void **state)
     close_lookup(&s);
 }
 
+/* The cache gate: of 20 pull batches the first US_CACHEGATE_WARM use the
+ * cache, then each side gets US_CACHEGATE_MIN measured batches whatever
+ * the timings; with cache_always all 20 do. Every batch equals the
+ * reference either way (a bypassed batch must not read stale slots). */
+static void test_cache_gate(void **state)
+{
+    (void)state;
+    for (int always = 0; always <= 1; always++) {
+        setup s;
+        cache_always = always;
+        open_lookup(&s, US_PLACE_ROW, US_LOOKUP_PULL, 1, 64 * 1024);
+        for (uint64_t b = 0; b < 20; b++)
+            check_batch(&s, 40 + b % 3, 1);
+        const us_lookup_stats *st = us_lookup_get_stats(s.L);
+        if (always) {
+            assert_int_equal(st->cache_batches, 20);
+        } else {
+            assert_true(st->cache_batches >= US_CACHEGATE_WARM + US_CACHEGATE_MIN);
+            assert_true(st->cache_batches <= 20 - US_CACHEGATE_MIN);
+        }
+        assert_true(st->local_rows > 0);
+        close_lookup(&s);
+    }
+    cache_always = false;
+}
+
 /* A row beyond the table fails its own round, naming it, and the engine
  * goes on with the next batch. */
 static void test_bad_batch_then_good(void **state)
@@ -182,6 +210,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_push_row),
         cmocka_unit_test(test_pull_row_and_groups),
         cmocka_unit_test(test_column_and_cache),
+        cmocka_unit_test(test_cache_gate),
         cmocka_unit_test(test_bad_batch_then_good),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);

@@ -125,7 +125,7 @@ static void check_attention(size_t n_q, size_t n_kv, size_t H, size_t dh)
 {
     size_t w = H * dh;
     float *q = rand_array(n_q * w, 2), *k = rand_array(n_kv * w, 2), *v = rand_array(n_kv * w, 1);
-    float *fast = calloc(n_q * w, 4), *ref = calloc(n_q * w, 4), *scratch = calloc(n_q * n_kv, 4);
+    float *fast = calloc(n_q * w, 4), *ref = calloc(n_q * w, 4), *scratch = calloc((n_q > H ? n_q : H) * n_kv, 4);
     assert_int_equal(us_causal_attention_forward(fast, scratch, q, k, v, n_q, n_kv, H, dh), US_OK);
     assert_int_equal(us_causal_attention_ref(ref, q, k, v, n_q, n_kv, H, dh), US_OK);
     assert_close(fast, ref, n_q * w, 2e-5f);

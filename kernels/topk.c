@@ -142,12 +142,13 @@ AVX2_TARGET static uint32_t kth_largest_key(const uint32_t *keys, size_t n, size
  */
 #define CAND_CAP (4 * US_TOPK_MAX_K + 64)
 
-/* Groups of at least 4 scores: n >= 16k then still gets 4k groups. With
- * groups of 8 (16 for AVX-512), n = 606, k = 32 (UltraMem's preselection)
- * got only k groups, a bound that let ~3.5k candidates into the quadratic
- * ranking: 1.75 us a call against 1.0 us at n = 1024 (bench_models shapes,
- * AVX-512). Any group count gives the same result (see above). */
-#define MIN_GROUP_ROWS 4
+/* Groups of at least 8 scores, for both filters. The AVX-512 one had
+ * groups of at least 16: at n = 606, k = 32 (UltraMem's preselection) that
+ * left k groups, a bound that let ~3.5k candidates into the quadratic
+ * ranking, 1.70 us a call against 0.75 us with 8 (n = 1024: 1.00 -> 0.84;
+ * groups of 4: 0.72 / 0.83, but AVX2 slower at 606 than with 8). Any group
+ * count gives the same result (see above). */
+#define MIN_GROUP_ROWS 8
 
 /* The bound t0 over nb groups (nb a multiple of 8, k <= nb <= 4k). Group g =
  * the scores at g, g + nb, g + 2 nb, ... (any nb disjoint groups give the

@@ -13,7 +13,8 @@
  *
  * us_causal_attention_forward is the fast path: per head two cblas_sgemm
  * (Q K^T, then P V) on strided views, masking and a stable row softmax in
- * between. scratch holds n_q * n_kv floats. us_causal_attention_ref is the
+ * between; up to 4 queries (decoding) direct loops per query instead,
+ * reading no masked key. scratch holds max(n_q, n_heads) * n_kv floats. us_causal_attention_ref is the
  * scalar reference (no scratch, three passes over the keys).
  *
  * NaN/Inf never crash; a NaN in an attended key/value/query makes that

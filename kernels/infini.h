@@ -23,7 +23,8 @@
  * a_mem, a_dot, out [T][n_heads * d_value]; M [n_heads][d_key][d_value];
  * z [n_heads][d_key]; beta [n_heads]. No positional encoding on memory Q/K.
  *
- * Fast paths use cblas_sgemm (s(Q) M and s(K)^T V per head); the _ref
+ * Fast paths use cblas_sgemm (s(Q) M and s(K)^T V per head; retrieve of up
+ * to 4 tokens runs direct loops instead: decoding); the _ref
  * functions are the scalar references. Scratch sizes (floats):
  *   retrieve: T * d_key        update: T * (d_key + d_value)
  * All are void: shapes are the caller's contract, nothing can fail.

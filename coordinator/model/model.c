@@ -270,7 +270,10 @@ int us_workspace_init(us_workspace *ws, const us_model_config *c, size_t max_tok
     const size_t T = max_tokens, d = c->d_model, hd = (size_t)c->n_heads * c->head_dim;
     const size_t L = c->segment_len, E = c->moe_experts, K = c->moe_top_k;
     const size_t hid = c->ffn_hidden > c->moe_hidden ? c->ffn_hidden : c->moe_hidden;
-    size_t scratch = L * L > L * 2 * c->head_dim ? L * L : L * 2 * c->head_dim;
+    /* attention (max(tokens, heads) x L), Infini update (L x 2 head_dim) */
+    size_t scratch = L * (L > 2 * c->head_dim ? L : 2 * c->head_dim);
+    if (scratch < L * c->n_heads)
+        scratch = L * c->n_heads;
     size_t mem_bytes = us_memlayer_workspace_bytes(c, T);
     float **f[] = { &ws->x, &ws->h, &ws->q, &ws->k, &ws->v, &ws->a_dot, &ws->a_mem, &ws->att,
                     &ws->hid1, &ws->hid2, &ws->moe_in, &ws->moe_out, &ws->router, &ws->moe_w,

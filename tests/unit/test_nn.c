@@ -125,7 +125,7 @@ static void check_attention(size_t n_q, size_t n_kv, size_t H, size_t dh)
 {
     size_t w = H * dh;
     float *q = rand_array(n_q * w, 2), *k = rand_array(n_kv * w, 2), *v = rand_array(n_kv * w, 1);
-    float *fast = calloc(n_q * w, 4), *ref = calloc(n_q * w, 4), *scratch = calloc(n_q * n_kv, 4);
+    float *fast = calloc(n_q * w, 4), *ref = calloc(n_q * w, 4), *scratch = calloc((n_q > H ? n_q : H) * n_kv, 4);
     assert_int_equal(us_causal_attention_forward(fast, scratch, q, k, v, n_q, n_kv, H, dh), US_OK);
     assert_int_equal(us_causal_attention_ref(ref, q, k, v, n_q, n_kv, H, dh), US_OK);
     assert_close(fast, ref, n_q * w, 2e-5f);
@@ -144,6 +144,11 @@ static void test_attention_fast_vs_ref(void **state)
     check_attention(16, 16, 2, 32);
     check_attention(1, 9, 2, 13);    /* decode one token against a cache */
     check_attention(3, 10, 4, 8);
+    /* up to 4 queries take the direct (no-sgemm) path, 5 the sgemm one:
+     * both sides of the switch, at the bench models' head shape */
+    check_attention(1, 65, 4, 64);
+    check_attention(4, 70, 2, 64);
+    check_attention(5, 70, 2, 64);
 }
 
 static void test_attention_known_and_edges(void **state)
@@ -228,6 +233,10 @@ static void test_infini_fast_vs_ref(void **state)
         check_infini(1, 2, 5, 7, (us_infini_rule)rule);
         check_infini(9, 3, 7, 5, (us_infini_rule)rule);
         check_infini(16, 2, 32, 32, (us_infini_rule)rule);
+        /* retrieve: direct path up to 4 tokens, sgemm from 5 */
+        check_infini(1, 4, 64, 64, (us_infini_rule)rule);
+        check_infini(4, 2, 16, 24, (us_infini_rule)rule);
+        check_infini(5, 2, 16, 24, (us_infini_rule)rule);
     }
 }
 

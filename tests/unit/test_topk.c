@@ -205,6 +205,18 @@ static void test_filter_edges(void **state)
     }
     compare_one(s, N, K);
     compare_one(s, N, 256);
+    /* UltraMem's preselection shape (n = 606, k = 32): 72 (AVX2) or 64
+     * (AVX-512) groups of 8 for the bound, not covering the last scores;
+     * random, ties, and the best ones outside the groups */
+    for (size_t i = 0; i < 606; i++)
+        s[i] = random_score(0);
+    compare_one(s, 606, K);
+    for (size_t i = 0; i < 606; i++)
+        s[i] = (float)(rng_next() % 5);
+    compare_one(s, 606, K);
+    for (size_t i = 0; i < 606; i++)
+        s[i] = i >= 576 ? 2.0f + (float)i : random_score(0);
+    compare_one(s, 606, K);
     for (size_t i = 0; i < N; i++)               /* values that differ in the low bits only */
         s[i] = 1.0f + (float)(rng_next() % 64) * 0x1.0p-23f;
     compare_one(s, N, K);

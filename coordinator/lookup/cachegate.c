@@ -3,11 +3,6 @@
 
 #include <string.h>
 
-void us_cachegate_init(us_cachegate *g)
-{
-    memset(g, 0, sizeof *g);
-}
-
 double us_cachegate_median(const us_cachegate *g, bool cache_arm)
 {
     int a = cache_arm;
@@ -26,27 +21,69 @@ double us_cachegate_median(const us_cachegate *g, bool cache_arm)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+void us_cachegate_init(us_cachegate *g)
+{
+    memset(g, 0, sizeof *g);
+    g->best = g->last = true;
+    g->interval = g->until_probe = US_CACHEGATE_MIN_INTERVAL;
+}
+
+/* The arm's latest sample. */
+static double latest(const us_cachegate *g, int a)
+{
+    return g->cost[a][(g->next[a] + US_CACHEGATE_WINDOW - 1) % US_CACHEGATE_WINDOW];
+}
+
+/* Past warm-up and exploration: the chosen arm, or a probe of the other. */
+static bool exploit(us_cachegate *g)
+{
+    if (g->probe_left > 0) {
+        if (--g->probe_left == 0)
+            g->probed = true;
+        return !g->best;
+    }
+    bool probed_arm = !g->best;
+    g->best = us_cachegate_median(g, true) <= us_cachegate_median(g, false);
+    if (g->probed) {   /* judge the probe that just ended */
+        g->probed = false;
+        bool beat = g->best == probed_arm ||
+                    latest(g, probed_arm) < us_cachegate_median(g, g->best);
+        g->interval = beat ? US_CACHEGATE_MIN_INTERVAL
+                    : g->interval * 2 < US_CACHEGATE_MAX_INTERVAL
+                    ? g->interval * 2 : US_CACHEGATE_MAX_INTERVAL;
+        g->until_probe = g->interval;
+    }
+    if (g->until_probe > 0) {
+        g->until_probe--;
+        return g->best;
+    }
+    g->probe_left = US_CACHEGATE_PROBE_LEN - 1;
+    if (g->probe_left == 0)
+        g->probed = true;
+    return !g->best;
+}
+
 bool us_cachegate_next(us_cachegate *g)
 {
     uint64_t i = g->decided++;
     bool use;
-    g->warming = i < US_CACHEGATE_WARM;
-    if (g->warming) {
+    if (i < US_CACHEGATE_WARM)
         use = true;
-    } else if (g->n[1] < US_CACHEGATE_MIN || g->n[0] < US_CACHEGATE_MIN) {
-        use = g->n[1] < US_CACHEGATE_MIN;       /* explore the arm short of samples */
-    } else {
-        bool best = us_cachegate_median(g, true) <= us_cachegate_median(g, false);
-        use = (i - US_CACHEGATE_WARM) % US_CACHEGATE_PROBE == US_CACHEGATE_PROBE - 1
-            ? !best : best;
-    }
+    else if (g->n[1] < US_CACHEGATE_MIN)
+        use = true;
+    else if (g->n[0] < US_CACHEGATE_MIN)
+        use = false;
+    else
+        use = exploit(g);
+    g->measure = i >= US_CACHEGATE_WARM && use == g->last;
+    g->last = use;
     g->used[use]++;
     return use;
 }
 
 void us_cachegate_record(us_cachegate *g, bool used_cache, double seconds, uint64_t pairs)
 {
-    if (g->warming || pairs == 0 || !(seconds > 0))
+    if (!g->measure || pairs == 0 || !(seconds > 0))
         return;
     int a = used_cache;
     g->cost[a][g->next[a]] = seconds / (double)pairs;

@@ -32,11 +32,14 @@ static void test_warm_then_explore(void **state)
     /* warm-up uses the cache and is not measured: a cold cache is slow */
     assert_int_equal(run(&g, US_CACHEGATE_WARM, 1.0, 1e-9, -1), US_CACHEGATE_WARM);
     assert_true(us_cachegate_median(&g, true) < 0);
-    /* then each arm gets US_CACHEGATE_MIN measured batches, cache arm first */
+    /* then each arm gets US_CACHEGATE_MIN measured batches, cache arm first;
+     * the first batch after the switch is not measured */
     for (unsigned i = 0; i < US_CACHEGATE_MIN; i++) {
         assert_true(us_cachegate_next(&g));
         us_cachegate_record(&g, true, 2e-6, 1);
     }
+    assert_false(us_cachegate_next(&g));
+    us_cachegate_record(&g, false, 1.0, 1);
     for (unsigned i = 0; i < US_CACHEGATE_MIN; i++) {
         assert_false(us_cachegate_next(&g));
         us_cachegate_record(&g, false, 1e-6, 1);
@@ -44,18 +47,22 @@ static void test_warm_then_explore(void **state)
     assert_true(us_cachegate_median(&g, true) == 2e-6);
     assert_true(us_cachegate_median(&g, false) == 1e-6);
     assert_int_equal(g.used[1], US_CACHEGATE_WARM + US_CACHEGATE_MIN);
-    assert_int_equal(g.used[0], US_CACHEGATE_MIN);
+    assert_int_equal(g.used[0], US_CACHEGATE_MIN + 1);
+    /* the cheaper arm is chosen for the next US_CACHEGATE_MIN_INTERVAL */
+    assert_int_equal(run(&g, US_CACHEGATE_MIN_INTERVAL, 2e-9, 1e-9, -1), 0);
 }
 
-/* A cache that costs more is used only on probes: 1 batch in PROBE. */
+/* A cache that costs more is used only on probes, and probes thin out
+ * while they confirm the choice (intervals 8, 16, ..., 256): 400 batches
+ * see 6 probes of 2 batches, not 40. */
 static void test_slower_cache_bypassed(void **state)
 {
     (void)state;
     us_cachegate g;
     us_cachegate_init(&g);
-    run(&g, US_CACHEGATE_WARM + 2 * US_CACHEGATE_MIN, 1.1e-9, 1.0e-9, -1);
-    unsigned n = 20 * US_CACHEGATE_PROBE;
-    assert_int_equal(run(&g, n, 1.1e-9, 1.0e-9, -1), n / US_CACHEGATE_PROBE);
+    run(&g, US_CACHEGATE_WARM + 2 * US_CACHEGATE_MIN + 1, 1.1e-9, 1.0e-9, -1);
+    unsigned on = run(&g, 400, 1.1e-9, 1.0e-9, -1);
+    assert_in_range(on, 4 * US_CACHEGATE_PROBE_LEN, 7 * US_CACHEGATE_PROBE_LEN);
 }
 
 /* A cache that pays is bypassed only on probes; one preempted batch of
@@ -65,23 +72,24 @@ static void test_faster_cache_kept(void **state)
     (void)state;
     us_cachegate g;
     us_cachegate_init(&g);
-    run(&g, US_CACHEGATE_WARM + 2 * US_CACHEGATE_MIN, 0.5e-9, 1.0e-9, -1);
-    unsigned n = 20 * US_CACHEGATE_PROBE;
-    assert_int_equal(run(&g, n, 0.5e-9, 1.0e-9, 5), n - n / US_CACHEGATE_PROBE);
+    run(&g, US_CACHEGATE_WARM + 2 * US_CACHEGATE_MIN + 1, 0.5e-9, 1.0e-9, -1);
+    unsigned on = run(&g, 400, 0.5e-9, 1.0e-9, 5);
+    assert_in_range(400 - on, 4 * US_CACHEGATE_PROBE_LEN, 7 * US_CACHEGATE_PROBE_LEN);
 }
 
-/* The workload changes: the cache starts paying after it lost. Probes
- * refill the cache arm's window, and within WINDOW probes the gate turns
- * it back on. */
+/* The workload changes: the cache starts paying after it lost. A probe
+ * that beats the chosen arm brings the next probes closer, and once the
+ * cache arm's median is the lower one the gate keeps it. */
 static void test_follows_change(void **state)
 {
     (void)state;
     us_cachegate g;
     us_cachegate_init(&g);
-    run(&g, 10 * US_CACHEGATE_PROBE, 2.0e-9, 1.0e-9, -1);
-    run(&g, US_CACHEGATE_WINDOW * US_CACHEGATE_PROBE, 0.5e-9, 1.0e-9, -1);
-    unsigned n = 4 * US_CACHEGATE_PROBE;
-    assert_int_equal(run(&g, n, 0.5e-9, 1.0e-9, -1), n - n / US_CACHEGATE_PROBE);
+    run(&g, 200, 2.0e-9, 1.0e-9, -1);
+    assert_false(g.best);
+    run(&g, US_CACHEGATE_MAX_INTERVAL + 100, 0.5e-9, 1.0e-9, -1);
+    assert_true(g.best);
+    assert_in_range(run(&g, 64, 0.5e-9, 1.0e-9, -1), 64 - 2 * US_CACHEGATE_PROBE_LEN, 64);
 }
 
 static void test_ignores_empty_batches(void **state)

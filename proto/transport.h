@@ -25,7 +25,9 @@
  *           direction). Messages to oneself are copied locally. Pull rounds
  *           read rows one-sided: shards register their blocks for
  *           FI_REMOTE_READ and publish (address, key) once (us_transport
- *           _rma_expose), coordinators fi_read. Waiting polls the completion
+ *           _rma_expose), coordinators fi_read (on shm: process_vm_readv,
+ *           or plain loads from shards' shared regions mapped into the
+ *           coordinator, us_transport_rma_direct). Waiting polls the completion
  *           queue and sched_yield()s when idle (2-core boxes, LAB.md), which
  *           also drives progress for reads targeting this rank.
  *
@@ -55,6 +57,7 @@ typedef struct us_transport_stats {
     uint64_t msgs_sent, msgs_recv;   /* messages with at least one byte */
     uint64_t bytes_sent, bytes_recv; /* message payload bytes, local copies excluded */
     uint64_t rma_reads, rma_bytes;   /* one-sided reads issued and bytes read */
+    uint64_t rma_mapped;             /* of those, served from a mapped region */
     uint64_t exchanges;
 } us_transport_stats;
 
@@ -80,6 +83,7 @@ typedef struct us_transport_ops {
     int  (*rma_expose)(us_transport *t, const us_rows_view *local, us_err *err);
     int  (*rma_buffer)(us_transport *t, uint64_t bytes, void **out, us_err *err);
     int  (*rma_read)(us_transport *t, size_t n_ops, const us_rma_op *ops, us_err *err);
+    const void *(*rma_direct)(us_transport *t, const us_rma_op *op); /* NULL: none */
     int  (*poll)(us_transport *t, us_err *err);   /* NULL: nothing to progress */
     void (*close)(us_transport *t);
 } us_transport_ops;
@@ -199,6 +203,17 @@ static inline int us_transport_rma_read(us_transport *t, size_t n_ops,
                                         const us_rma_op *ops, us_err *err)
 {
     return t->ops->rma_read(t, n_ops, ops, err);
+}
+
+/* Zero-copy one-sided read: where the target's memory is mapped into this
+ * process (fabric on shm: kernels/shmem.h regions), the address of op's
+ * bytes there (op->dst unused), counted as one read. The bytes stay valid
+ * until the next rma_expose or close.
+ * Returns: the address, or NULL when op is not mapped here (then read it
+ * with us_transport_rma_read). */
+static inline const void *us_transport_rma_direct(us_transport *t, const us_rma_op *op)
+{
+    return t->ops->rma_direct != NULL && t->rma_ready ? t->ops->rma_direct(t, op) : NULL;
 }
 
 /* Frees t (not collective; NULL is a no-op). Returns: nothing. */

@@ -34,11 +34,21 @@
  * merges only adjacent rows (gap bytes cost pinned pages, not round trips).
  * US_FABRIC_CMA=0 in the environment keeps fi_read (tests, A/B runs).
  *
+ * Mapped path (on top of CMA): a shard whose view lives in a shared region
+ * (us_rows_view share_*: a memfd, kernels/shmem.h) publishes (fd, address,
+ * size); a coordinator maps it read-only (pidfd_getfd, the same permission
+ * as process_vm_readv) and a read inside it is a memcpy: no system call, no
+ * page pinning. Reads outside a mapped region, or from a shard whose region
+ * could not be mapped, stay on process_vm_readv. US_FABRIC_MAP=0 keeps
+ * process_vm_readv for every read.
+ *
  * Progress: data progress is manual on these providers, so every wait polls
  * the CQ; when a poll finds nothing the thread sched_yield()s (2 cores,
  * LAB.md). A shard serves remote fi_reads whenever it waits in an exchange.
  */
 #include "proto/transport.h"
+
+#include "kernels/shmem.h"
 
 #include <inttypes.h>
 #include <rdma/fabric.h>
@@ -64,6 +74,16 @@ typedef struct rma_entry {      /* what a shard publishes per held block */
     uint64_t addr, key, bytes;
     uint64_t scale_addr, scale_key, scale_bytes;
 } rma_entry;
+
+typedef struct peer_map {      /* a shard's shared region, mapped here read-only */
+    const uint8_t *map;         /* NULL: not mapped (read by process_vm_readv) */
+    uint64_t base, bytes;       /* the region's address and size in the shard */
+} peer_map;
+
+/* What a rank publishes about its shared region (kernels/shmem.h). */
+typedef struct share_entry {
+    uint64_t fd, base, bytes;   /* bytes 0: none */
+} share_entry;
 
 typedef struct op_ctx {
     struct fi_context2 fi;      /* first: providers may use it */
@@ -99,6 +119,7 @@ typedef struct fab_transport {
     bool cma;
     int *pids;                  /* [size] process id of every rank */
     struct iovec *cma_iov;      /* [2 * CMA_IOV] local, then remote */
+    peer_map *maps;             /* [size], coordinators on the CMA path */
     int error;                  /* sticky CQ error */
     char error_msg[US_ERR_MSG_BYTES];
 } fab_transport;
@@ -408,12 +429,56 @@ static bool cma_usable(const fab_transport *f)
     return true;
 }
 
+static void unmap_peers(fab_transport *f)
+{
+    for (int r = 0; f->maps && r < f->base.world->size; r++)
+        us_shmem_unmap_peer(f->maps[r].map, f->maps[r].bytes);
+    free(f->maps);
+    f->maps = NULL;
+}
+
+/* Collective (every rank publishes its region); then coordinators on the
+ * CMA path map every shard region they can. A region that cannot be mapped
+ * is read by process_vm_readv as before, so only a failed allgather or
+ * allocation is an error. Returns: US_OK, US_EMPI, US_ENOMEM. */
+static int map_peers(fab_transport *f, const us_rows_view *v, us_err *err)
+{
+    const us_world *w = f->base.world;
+    share_entry mine = {0};
+    if (v && v->share_bytes > 0 && v->share_fd >= 0)
+        mine = (share_entry){ (uint64_t)v->share_fd, (uint64_t)(uintptr_t)v->share_base,
+                              v->share_bytes };
+    share_entry *all = malloc((size_t)w->size * sizeof *all);
+    if (all == NULL || MPI_Allgather(&mine, 3, MPI_UINT64_T, all, 3, MPI_UINT64_T, w->comm) !=
+                           MPI_SUCCESS) {
+        free(all);
+        return us_err_set(err, all ? US_EMPI : US_ENOMEM, "transport fabric: rank %d: "
+                          "publishing shared regions", w->rank);
+    }
+    const char *env = getenv("US_FABRIC_MAP");
+    bool want = f->cma && !(env && strcmp(env, "0") == 0);
+    if (want && (f->maps = calloc((size_t)w->size, sizeof *f->maps)) == NULL)
+        want = false;
+    for (int r = 0; want && r < w->size; r++) {
+        if (r == w->rank || all[r].bytes == 0)
+            continue;
+        if (us_shmem_map_peer(&f->maps[r].map, f->pids[r], (int)all[r].fd, all[r].bytes,
+                              NULL) == US_OK) {
+            f->maps[r].base = all[r].base;
+            f->maps[r].bytes = all[r].bytes;
+        }
+    }
+    free(all);
+    return US_OK;
+}
+
 static int fab_rma_expose(us_transport *t, const us_rows_view *v, us_err *err)
 {
     fab_transport *f = (fab_transport *)t;
     const us_world *w = t->world;
     int size = w->size, rc;
     release_mrs(f);
+    unmap_peers(f);
     free(f->remote);
     f->remote = NULL;
     t->rma_ready = false;
@@ -450,6 +515,7 @@ static int fab_rma_expose(us_transport *t, const us_rows_view *v, us_err *err)
         (f->cma_iov = malloc(2 * CMA_IOV * sizeof *f->cma_iov)) == NULL)
         f->cma = false;     /* fi_read works without the table */
     t->rma_span_exact = f->cma;
+    rc = map_peers(f, v, err);
 free_tables:
     free(pub.all);
     free(mine);
@@ -548,6 +614,39 @@ static int next_read_rank(const fab_transport *f, size_t n_ops, const us_rma_op 
     return best;
 }
 
+/* Where op's bytes (at raddr in its rank) are mapped here, counted as one
+ * read. Returns: the address, or NULL when they are not mapped. */
+static const uint8_t *mapped_at(fab_transport *f, const us_rma_op *op, uint64_t raddr)
+{
+    const peer_map *m = f->maps ? &f->maps[op->rank] : NULL;
+    if (m == NULL || m->map == NULL || raddr < m->base || raddr - m->base > m->bytes ||
+        op->bytes > m->bytes - (raddr - m->base))
+        return NULL;
+    f->base.stats.rma_reads++;
+    f->base.stats.rma_mapped++;
+    f->base.stats.rma_bytes += op->bytes;
+    return m->map + (raddr - m->base);
+}
+
+/* A read inside rank's mapped region is a memcpy. Returns: true if op was one. */
+static bool read_mapped(fab_transport *f, const us_rma_op *op, uint64_t raddr)
+{
+    const uint8_t *src = mapped_at(f, op, raddr);
+    if (src != NULL)
+        memcpy(op->dst, src, op->bytes);
+    return src != NULL;
+}
+
+static const void *fab_rma_direct(us_transport *t, const us_rma_op *op)
+{
+    fab_transport *f = (fab_transport *)t;
+    uint64_t raddr, key;
+    if (f->maps == NULL || op->rank == t->world->rank ||
+        resolve_op(f, op, &raddr, &key, NULL) != US_OK)
+        return NULL;
+    return mapped_at(f, op, raddr);
+}
+
 /* CMA path: every op is checked and own blocks copied first; then, rank by
  * rank, that rank's ops go into process_vm_readv calls of up to CMA_IOV
  * spans (column placement interleaves ranks op by op).
@@ -570,6 +669,8 @@ static int cma_read(fab_transport *f, size_t n_ops, const us_rma_op *ops, us_err
             if (op->rank != r || op->bytes == 0)
                 continue;
             resolve_op(f, op, &raddr, &key, NULL);     /* checked above */
+            if (read_mapped(f, op, raddr))
+                continue;
             f->cma_iov[n] = (struct iovec){ .iov_base = op->dst, .iov_len = op->bytes };
             f->cma_iov[CMA_IOV + n] = (struct iovec){
                 .iov_base = (void *)(uintptr_t)raddr, .iov_len = op->bytes };
@@ -629,6 +730,7 @@ static void fab_close(us_transport *t)
 {
     fab_transport *f = (fab_transport *)t;
     release_mrs(f);
+    unmap_peers(f);
     if (f->ep) fi_close(&f->ep->fid);
     if (f->av) fi_close(&f->av->fid);
     if (f->cq) fi_close(&f->cq->fid);
@@ -660,6 +762,7 @@ static const us_transport_ops fab_ops = {
     .rma_expose = fab_rma_expose,
     .rma_buffer = fab_rma_buffer,
     .rma_read = fab_rma_read,
+    .rma_direct = fab_rma_direct,
     .poll = fab_poll,
     .close = fab_close,
 };

@@ -39,54 +39,68 @@ static bool block_held(const us_synth_spec *sp, uint64_t b)
                sp->shard_index;
 }
 
+/* Sizes of one held block's rows and (int8) scales, each 64-byte aligned. */
+static void block_sizes(const us_synth_spec *sp, uint64_t row_bytes, uint64_t *rows_b,
+                        uint64_t *scales_b)
+{
+    uint64_t per = 1ull << sp->block_bits;
+    *rows_b = (row_bytes * per + 63) & ~(uint64_t)63;
+    *scales_b = sp->dtype == US_DTYPE_INT8 ? (per * sizeof(float) + 63) & ~(uint64_t)63 : 0;
+}
+
+/* Writes block b's rows (and scales); full is scratch for one whole row. */
+static int fill_block(us_synth_view *sv, const us_synth_spec *sp, uint64_t b, uint32_t begin,
+                      uint64_t row_bytes, uint8_t *full, us_err *err)
+{
+    size_t elem = us_dtype_size(sp->dtype);
+    uint64_t first = b << sp->block_bits, per = 1ull << sp->block_bits;
+    uint64_t n = sp->rows - first < per ? sp->rows - first : per;
+    for (uint64_t i = 0; i < n; i++) {
+        float scale = 0.0f;
+        int rc = us_synth_row(full, &scale, sp->dtype, sp->synth_seed, sp->table_id,
+                              first + i, sp->dim, err);
+        if (rc != US_OK)
+            return rc;
+        memcpy(sv->blocks[b] + i * row_bytes, full + (size_t)begin * elem, row_bytes);
+        if (sv->scales[b])
+            sv->scales[b][i] = scale;
+    }
+    return US_OK;
+}
+
 int us_synth_view_build(us_synth_view *sv, const us_synth_spec *sp, us_err *err)
 {
     memset(sv, 0, sizeof *sv);
-    size_t elem = us_dtype_size(sp->dtype);
+    sv->region.fd = -1;
     uint32_t begin, cols;
     int rc = check_spec(sp, &begin, &cols, err);
     if (rc != US_OK)
         return rc;
     bool int8 = sp->dtype == US_DTYPE_INT8;
-    uint64_t rows_per_block = 1ull << sp->block_bits;
-    uint64_t n_blocks = (sp->rows + rows_per_block - 1) >> sp->block_bits;
-    uint64_t row_bytes = (uint64_t)cols * elem;
+    uint64_t n_blocks = (sp->rows + (1ull << sp->block_bits) - 1) >> sp->block_bits;
+    uint64_t row_bytes = (uint64_t)cols * us_dtype_size(sp->dtype), rows_b, scales_b;
+    block_sizes(sp, row_bytes, &rows_b, &scales_b);
+    for (uint64_t b = 0; b < n_blocks; b++)
+        sv->held_blocks += block_held(sp, b);
+    sv->bytes = sv->held_blocks * (rows_b + scales_b);
     sv->blocks = calloc(n_blocks, sizeof *sv->blocks);
     sv->scales = calloc(n_blocks, sizeof *sv->scales);
-    uint8_t *full = malloc((size_t)sp->dim * elem);
+    uint8_t *full = malloc((size_t)sp->dim * us_dtype_size(sp->dtype));
     if (!sv->blocks || !sv->scales || !full) {
         rc = us_err_set(err, US_ENOMEM, "synthetic view: tables for %" PRIu64 " blocks",
                         n_blocks);
         goto fail;
     }
-    sv->view.n_blocks = n_blocks;   /* so a failure below frees what was built */
-    for (uint64_t b = 0; b < n_blocks; b++) {
+    if (sv->bytes > 0 &&
+        (rc = us_shmem_alloc(&sv->region, sv->bytes, "ultrashard-synth", err)) != US_OK)
+        goto fail;
+    for (uint64_t b = 0, k = 0; b < n_blocks; b++) {
         if (!block_held(sp, b))
             continue;
-        uint64_t first = b << sp->block_bits;
-        uint64_t n = sp->rows - first < rows_per_block ? sp->rows - first : rows_per_block;
-        uint64_t bytes = (row_bytes * rows_per_block + 63) & ~(uint64_t)63;
-        void *p = NULL;
-        if (posix_memalign(&p, 64, bytes) != 0 ||
-            (int8 && (sv->scales[b] = calloc(rows_per_block, sizeof(float))) == NULL)) {
-            free(p);
-            rc = us_err_set(err, US_ENOMEM, "synthetic view: block %" PRIu64, b);
+        sv->blocks[b] = sv->region.base + k++ * (rows_b + scales_b);
+        sv->scales[b] = int8 ? (float *)(void *)(sv->blocks[b] + rows_b) : NULL;
+        if ((rc = fill_block(sv, sp, b, begin, row_bytes, full, err)) != US_OK)
             goto fail;
-        }
-        memset(p, 0, bytes);
-        sv->blocks[b] = p;
-        sv->held_blocks++;
-        sv->bytes += bytes + (int8 ? rows_per_block * sizeof(float) : 0);
-        for (uint64_t i = 0; i < n; i++) {
-            float scale = 0.0f;
-            rc = us_synth_row(full, &scale, sp->dtype, sp->synth_seed, sp->table_id,
-                              first + i, sp->dim, err);
-            if (rc != US_OK)
-                goto fail;
-            memcpy(sv->blocks[b] + i * row_bytes, full + (size_t)begin * elem, row_bytes);
-            if (int8)
-                sv->scales[b][i] = scale;
-        }
     }
     free(full);
     sv->view = (us_rows_view){
@@ -94,6 +108,9 @@ int us_synth_view_build(us_synth_view *sv, const us_synth_spec *sp, us_err *err)
         .row_stride_bytes = row_bytes, .rows = sp->rows, .n_blocks = n_blocks,
         .blocks = (const uint8_t *const *)sv->blocks,
         .block_scales = int8 ? (const float *const *)sv->scales : NULL,
+        .share_base = sv->region.fd >= 0 ? sv->region.base : NULL,
+        .share_bytes = sv->region.fd >= 0 ? sv->region.bytes : 0,
+        .share_fd = sv->region.fd,
     };
     return US_OK;
 
@@ -105,13 +122,11 @@ fail:
 
 void us_synth_view_free(us_synth_view *sv)
 {
-    for (uint64_t b = 0; sv->blocks && b < sv->view.n_blocks; b++)
-        free(sv->blocks[b]);
-    for (uint64_t b = 0; sv->scales && b < sv->view.n_blocks; b++)
-        free(sv->scales[b]);
+    us_shmem_free(&sv->region);
     free(sv->blocks);
     free(sv->scales);
     memset(sv, 0, sizeof *sv);
+    sv->region.fd = -1;
 }
 
 int us_synth_source_init(us_synth_source *src, const us_synth_spec *sp, us_err *err)

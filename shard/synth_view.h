@@ -9,9 +9,12 @@
  *   whole table       shard_index = -1: every block, every column (the
  *                     single-process reference)
  * Values equal us_synth_row() (int8 scales are those of the full row, so a
- * column slice dequantises exactly like the whole row). One allocation per
- * held block, each 64-byte aligned; the view's row stride is the packed row
- * size. The synth_view owns everything; the view is valid until freed.
+ * column slice dequantises exactly like the whole row). All held blocks
+ * (each 64-byte aligned) and scale arrays sit in one region that other
+ * processes of this host can map (kernels/shmem.h; the view's share_*
+ * fields say where), so coordinators can read them one-sided by plain
+ * loads. The view's row stride is the packed row size. The synth_view owns
+ * everything; the view is valid until freed.
  */
 #ifndef US_SYNTH_VIEW_H
 #define US_SYNTH_VIEW_H
@@ -20,6 +23,7 @@
 #include <stdint.h>
 
 #include "kernels/rows_view.h"
+#include "kernels/shmem.h"
 #include "kernels/us_status.h"
 
 typedef struct us_synth_spec {
@@ -37,8 +41,9 @@ typedef struct us_synth_spec {
 
 typedef struct us_synth_view {
     us_rows_view view;
-    uint8_t **blocks;         /* owned, [n_blocks] */
-    float   **scales;         /* owned, [n_blocks] (int8) */
+    us_shmem  region;         /* owned: every held block and scale array */
+    uint8_t **blocks;         /* [n_blocks], into region */
+    float   **scales;         /* [n_blocks] (int8), into region */
     uint64_t  held_blocks;
     uint64_t  bytes;          /* memory held by rows and scales */
 } us_synth_view;

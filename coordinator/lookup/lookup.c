@@ -331,8 +331,13 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
      * this box 0.004-0.018 of the single-process gather, README); pull then
      * goes by ROWS messages. shm's CMA path (proto/transport_fabric.c) does
      * not wait, but still ran at 0.10-0.29x of ROWS pull's tokens/s (page
-     * pinning per row, README bench-lookup), so AUTO avoids it too. A forced
-     * PULL still reads one-sided. */
+     * pinning per row, README bench-lookup), so AUTO avoids it too. With the
+     * shards' regions mapped here (row placement reads in place) a forced
+     * pull ran at 2.2x ROWS pull and 1.13-1.19x push (fabric shm, same runs
+     * of make bench-lookup) on this 2-core box, but
+     * it sums every row on the coordinator's core while push spreads the
+     * gather over the shards: the cost model has no compute term to weigh
+     * that, so AUTO does not pick it yet. A forced PULL reads one-sided. */
     bool can_rma = L->rma_mine && L->t->rma_ready && !L->opts.pull_by_messages &&
                    !(L->mode == US_LOOKUP_AUTO && L->t->rma_manual_progress);
     us_route_cost(r, &L->table, L->n_groups, can_rma, &L->opts.cost, &push, &pull);

@@ -5,10 +5,42 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Coordinator, one-sided pull with row placement: coalesced spans
- * (coordinator/lookup/readplan.h), rows used in place in the landing buffer. */
+/* Row placement where the transport maps the shards' memory here: point at
+ * every remote row (and int8 scale) in place: no plan, no copy. Shards map
+ * whole regions, so either all rows of a round are mapped or the caller
+ * reads them all. Returns: true when every remote row was pointed at. */
+static bool point_at_mapped(const us_pull_ctx *c)
+{
+    const us_route *r = c->route;
+    const us_table_info *t = c->table;
+    uint64_t mask = (1ull << t->block_bits) - 1;
+    for (uint32_t u = 0; u < r->n_unique; u++) {
+        if (c->local[u])
+            continue;
+        uint64_t row = r->uniq_rows[u];
+        int rank = us_world_shard_rank(c->world, r->uniq_owner[u]);
+        us_rma_op op = { .rank = rank, .block_id = row >> t->block_bits,
+                         .offset = (row & mask) * c->t->rma_row_stride[rank],
+                         .bytes = c->row_bytes };
+        if ((c->row_ptr[u] = us_transport_rma_direct(c->t, &op)) == NULL)
+            return false;
+        if (c->int8) {
+            op = (us_rma_op){ .rank = rank, .scales = true, .block_id = row >> t->block_bits,
+                              .offset = (row & mask) * 4, .bytes = 4 };
+            if ((c->scale_ptr[u] = us_transport_rma_direct(c->t, &op)) == NULL)
+                return false;
+        }
+    }
+    return true;
+}
+
+/* Coordinator, one-sided pull with row placement: rows in place where the
+ * shards' memory is mapped here, else coalesced spans
+ * (coordinator/lookup/readplan.h) used in place in the landing buffer. */
 static int rma_fetch_spans(const us_pull_ctx *c, us_err *err)
 {
+    if (point_at_mapped(c))
+        return US_OK;
     const us_route *r = c->route;
     const us_table_info *t = c->table;
     const us_world *w = c->world;

@@ -2,7 +2,10 @@
  * pull.h — the pull half of a lookup round: bring each wanted row to the
  * coordinator, then the coordinator sums (coordinator/lookup/lookup.h).
  *
- *   us_pull_rma         one-sided: row placement reads coalesced spans of a
+ *   us_pull_rma         one-sided: row placement points at the rows in place
+ *                       when the transport maps the shards' memory here
+ *                       (us_transport_rma_direct: fabric on shm with shared
+ *                       regions), else reads coalesced spans of a
  *                       shard's block (coordinator/lookup/readplan.h; only
  *                       adjacent rows when the transport sets rma_span_exact)
  *                       and uses the rows in place in the transport's landing

@@ -8,14 +8,7 @@
 # Also: a token file readable by others and a non-loopback address without a
 # token are refused with clear errors.
 set -euo pipefail
-PY=/usr/bin/python3
-dir=$(mktemp -d)
-mpirun_pid=""
-cleanup() {
-  [ -n "$mpirun_pid" ] && kill -9 "$mpirun_pid" 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib/serve_job.sh"
 "$US_BIN" init-model --preset tiny --out "$dir/m" --seed 11 --store "$dir/s3" --shards 3 >/dev/null
 
 free_port() { $PY -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }

@@ -7,14 +7,7 @@
 # gets TIMEOUT and is closed while a busy one is still served; SIGTERM to
 # both coordinator ranks drains and the job exits 0.
 set -euo pipefail
-PY=/usr/bin/python3
-dir=$(mktemp -d)
-mpirun_pid=""
-cleanup() {
-  [ -n "$mpirun_pid" ] && kill -9 "$mpirun_pid" 2>/dev/null || true
-  rm -rf "$dir"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib/serve_job.sh"
 fail() { echo "FAIL: $*"; [ -f "$dir/serve.err" ] && tail -20 "$dir/serve.err"; exit 1; }
 "$US_BIN" init-model --preset tiny --out "$dir/m" --seed 5 --store "$dir/s2" --shards 2 >/dev/null
 

@@ -906,10 +906,11 @@ int main(int argc, char **argv)
     const us_transport_stats *st = &t->stats;
     if (w.rank == 0)
         printf("lookup_check %s: %d cases, %d ranks (%d coordinators, %d shards), "
-               "transport %s (%s), rank 0 sent %llu msgs / %llu bytes, %llu reads\n",
+               "transport %s (%s), rank 0 sent %llu msgs / %llu bytes, %llu reads, %llu mapped\n",
                total ? "FAILED" : "ok", n_cases, w.size, w.n_coordinators, w.n_shards,
                t->ops->name, t->provider, (unsigned long long)st->msgs_sent,
-               (unsigned long long)st->bytes_sent, (unsigned long long)st->rma_reads);
+               (unsigned long long)st->bytes_sent, (unsigned long long)st->rma_reads,
+               (unsigned long long)st->rma_mapped);
     us_transport_close(t);
     us_world_finalize(&w);
     return total ? 1 : 0;

@@ -105,8 +105,10 @@ static int dump_gather(const char *dir, us_dtype dtype)
         blocks[b] = copies[b];
         bscales[b] = scales + first;
     }
-    us_rows_view v = { dtype, DIM, BB, DIM * elem, ROWS, n_blocks, blocks,
-                       dtype == US_DTYPE_INT8 ? bscales : NULL };
+    us_rows_view v = { .dtype = dtype, .dim = DIM, .block_bits = BB,
+                       .row_stride_bytes = DIM * elem, .rows = ROWS, .n_blocks = n_blocks,
+                       .blocks = blocks,
+                       .block_scales = dtype == US_DTYPE_INT8 ? bscales : NULL };
     uint64_t rows[T * K];
     float w[T * K];
     uint8_t group[T * K];

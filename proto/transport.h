@@ -102,6 +102,10 @@ struct us_transport {
                                       * set when shm reads by CMA, which does
                                       * not wait but is still slower than ROWS
                                       * messages: lookup.c AUTO) */
+    bool      rma_mapped;            /* every shard's memory is mapped here: a
+                                      * row's one-sided read is a load
+                                      * (us_transport_rma_direct; fabric on shm
+                                      * with shared regions) */
     uint64_t *rma_row_stride;        /* [size] row stride of each shard's blocks */
     bool      rma_span_exact;        /* reads cost about one page pin each, not a
                                       * network round trip: merge only adjacent

@@ -429,6 +429,16 @@ static bool cma_usable(const fab_transport *f)
     return true;
 }
 
+/* Coordinators: whether rank published any block (a shard of a small
+ * table may hold none, and then has nothing to map). */
+static bool holds_blocks(const fab_transport *f, int rank)
+{
+    for (uint64_t b = 0; f->remote != NULL && b < f->n_blocks; b++)
+        if (f->remote[(size_t)rank * f->n_blocks + b].block_id == b)
+            return true;
+    return false;
+}
+
 static void unmap_peers(fab_transport *f)
 {
     for (int r = 0; f->maps && r < f->base.world->size; r++)
@@ -468,6 +478,12 @@ static int map_peers(fab_transport *f, const us_rows_view *v, us_err *err)
             f->maps[r].bytes = all[r].bytes;
         }
     }
+    bool every = want;    /* own blocks are copied, not mapped */
+    for (int s = 0; every && s < w->n_shards; s++) {
+        int r = us_world_shard_rank(w, s);
+        every = r == w->rank || f->maps[r].map != NULL || !holds_blocks(f, r);
+    }
+    f->base.rma_mapped = every;
     free(all);
     return US_OK;
 }
@@ -479,6 +495,7 @@ static int fab_rma_expose(us_transport *t, const us_rows_view *v, us_err *err)
     int size = w->size, rc;
     release_mrs(f);
     unmap_peers(f);
+    t->rma_mapped = false;
     free(f->remote);
     f->remote = NULL;
     t->rma_ready = false;

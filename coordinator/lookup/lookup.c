@@ -28,7 +28,9 @@ struct us_lookup {
     us_read_plan plan;           /* one-sided pull, row placement */
     bool has_cache;
     us_rowcache cache;
-    us_cachegate gate;           /* whether a batch uses the cache (unless cache_always) */
+    us_gate cache_gate;          /* whether a batch uses the cache (unless cache_always) */
+    us_gate mode_gate;           /* AUTO with mapped shards: pull (true) or push */
+    bool mode_gated;             /* this round's mode came from mode_gate */
     bool cache_on;               /* this round's batch reads and fills the cache */
     double t_begin;              /* when this round's batch was planned */
     us_lookup_mode mode, last_mode;
@@ -179,7 +181,7 @@ static int open_roles(us_lookup *L, const us_rows_view *local, us_err *err)
         if ((rc = us_rowcache_init(&L->cache, opts->cache_bytes, L->row_bytes, err)) != US_OK)
             return rc;
         L->has_cache = true;
-        us_cachegate_init(&L->gate);
+        us_gate_init(&L->cache_gate);
     }
     return US_OK;
 }
@@ -231,6 +233,7 @@ int us_lookup_open(us_lookup **out, const us_world *world, us_transport *t,
     L->row_bytes = us_table_row_bytes(table, table->dim);
     L->int8 = table->dtype == US_DTYPE_INT8;
     L->mode = opts->mode;
+    us_gate_init(&L->mode_gate);
     L->last_mode = US_LOOKUP_PUSH;
     L->col_begin = 0;
     L->col_count = table->dim;
@@ -308,7 +311,7 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
     int rc;
     us_route *r = &L->route;
     L->t_begin = us_now_s();
-    L->cache_on = L->has_cache && (L->opts.cache_always || us_cachegate_next(&L->gate));
+    L->cache_on = L->has_cache && (L->opts.cache_always || us_gate_next(&L->cache_gate));
     if (L->has_cache)
         L->stats.cache_batches += L->cache_on;
     if ((rc = validate_batch(L, b, err)) != US_OK ||
@@ -331,20 +334,25 @@ static int plan_batch(us_lookup *L, const us_lookup_batch *b, us_err *err)
      * this box 0.004-0.018 of the single-process gather, README); pull then
      * goes by ROWS messages. shm's CMA path (proto/transport_fabric.c) does
      * not wait, but still ran at 0.10-0.29x of ROWS pull's tokens/s (page
-     * pinning per row, README bench-lookup), so AUTO avoids it too. With the
-     * shards' regions mapped here (row placement reads in place) a forced
-     * pull ran at 2.2x ROWS pull and 1.13-1.19x push (fabric shm, same runs
-     * of make bench-lookup) on this 2-core box, but
-     * it sums every row on the coordinator's core while push spreads the
-     * gather over the shards: the cost model has no compute term to weigh
-     * that, so AUTO does not pick it yet. A forced PULL reads one-sided. */
-    bool can_rma = L->rma_mine && L->t->rma_ready && !L->opts.pull_by_messages &&
-                   !(L->mode == US_LOOKUP_AUTO && L->t->rma_manual_progress);
+     * pinning per row, README bench-lookup), so AUTO avoids it too. With
+     * every shard's region mapped here (row placement reads in place) pull
+     * ran at 2.2x ROWS pull and 1.13-1.19x push (fabric shm, same runs of
+     * make bench-lookup) on this 2-core box, but it sums every row on the
+     * coordinator's core while push spreads the gather over the shards, and
+     * the cost model has no compute term: there AUTO measures instead
+     * (mode_gate, gate.h). A forced PULL reads one-sided. */
+    bool can_rma = L->rma_mine && L->t->rma_ready && !L->opts.pull_by_messages;
+    bool mapped = can_rma && L->t->rma_mapped && L->table.placement != US_PLACE_COLUMN;
+    if (L->mode == US_LOOKUP_AUTO && L->t->rma_manual_progress && !mapped)
+        can_rma = false;
     us_route_cost(r, &L->table, L->n_groups, can_rma, &L->opts.cost, &push, &pull);
     L->stats.est_push_bytes += push.bytes;
     L->stats.est_pull_bytes += pull.bytes;
     us_lookup_mode m = L->mode;
-    if (m == US_LOOKUP_AUTO)
+    L->mode_gated = m == US_LOOKUP_AUTO && mapped;
+    if (L->mode_gated)
+        m = us_gate_next(&L->mode_gate) ? US_LOOKUP_PULL : US_LOOKUP_PUSH;
+    else if (m == US_LOOKUP_AUTO)
         m = pull.est_us < push.est_us ? US_LOOKUP_PULL : US_LOOKUP_PUSH;
     L->last_mode = m;
     if (!L->cache_on && m == US_LOOKUP_PULL) {
@@ -687,6 +695,17 @@ static int round_middle(us_lookup *L, us_err *err)
                                    L->resp_len, err);
 }
 
+/* Hands the finished batch's time to the gates that chose its way. */
+static void record_gates(us_lookup *L)
+{
+    double dt = us_now_s() - L->t_begin;
+    uint64_t pairs = (uint64_t)L->batch.n_tokens * L->batch.k;
+    if (L->has_cache && !L->opts.cache_always)
+        us_gate_record(&L->cache_gate, L->cache_on, dt, pairs);
+    if (L->mode_gated)
+        us_gate_record(&L->mode_gate, L->rma_pull, dt, pairs);
+}
+
 /* Response exchange done: check and merge the answers. */
 static int round_finish(us_lookup *L, float *out, us_err *err)
 {
@@ -701,9 +720,8 @@ static int round_finish(us_lookup *L, float *out, us_err *err)
                             L->batch_id);
         } else {
             rc = collect(L, out, err);
-            if (rc == US_OK && L->have_batch && L->has_cache && !L->opts.cache_always)
-                us_cachegate_record(&L->gate, L->cache_on, us_now_s() - L->t_begin,
-                                    (uint64_t)L->batch.n_tokens * L->batch.k);
+            if (rc == US_OK && L->have_batch)
+                record_gates(L);
         }
         if (L->pending_rc != US_OK) {
             rc = L->pending_rc;

@@ -5,7 +5,7 @@
  * collective rounds (each rank calls begin/end the same number of times):
  *
  *   coordinator  begin(batch): dedupe rows, take cached rows (when the cache
- *                gate, cachegate.h, says the cache pays), route the rest
+ *                gate, gate.h, says the cache pays), route the rest
  *                by placement, pick push-down or pull (forced, or by the cost
  *                model in coordinator/lookup/route.h), encode one request per shard
  *                and start the request exchange (non-blocking: the caller may
@@ -40,7 +40,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "coordinator/lookup/cachegate.h"
+#include "coordinator/lookup/gate.h"
 #include "coordinator/lookup/rowcache.h"
 #include "coordinator/lookup/route.h"
 #include "kernels/rows_view.h"
@@ -66,7 +66,7 @@ typedef struct us_lookup_opts {
     bool     cache_always;       /* use the cache on every batch; by default a
                                   * gate measures batches with and without it
                                   * and bypasses it while it does not pay
-                                  * (cachegate.h) */
+                                  * (gate.h) */
     int      n_threads;          /* gather kernel threads (shard and merge) */
     us_cost_params cost;         /* zero = us_cost_params_default() */
     bool     pull_by_messages;   /* pull with ROWS messages even when the

@@ -2,7 +2,7 @@
 # make bench-zipf_cache: the coordinator's hot-row cache under Zipf(1.0) keys
 # (4 ranks: 1 coordinator, 3 shards; pull by ROWS messages over mpi), three
 # ways alternated ROUNDS times: no cache, the default gated cache
-# (coordinator/lookup/cachegate.h) and --cache-always; prints tokens/s, the
+# (coordinator/lookup/gate.h) and --cache-always; prints tokens/s, the
 # ratio of each cache setting to "no cache" of the same round, bytes per
 # token, p50 and how many batches used the cache. ~15 s at the defaults.
 # BATCHES (default 400), ROUNDS (default 3), CACHE_BYTES (default 16 MiB).

@@ -44,6 +44,14 @@ for prov in shm tcp; do
   grep -q "row out of range .*ERANGE" <<<"$out"
   grep -q "after malformed rounds: normal batch" <<<"$out"
 done
+# AUTO with every shard mapped measures push against in-place pull
+# (coordinator/lookup/gate.h): after 4 + 3 pull batches it must try push too
+json=$(FI_PROVIDER=shm $MPIRUN -x FI_PROVIDER -x US_FABRIC_MAP -n 4 "$US_BIN" bench lookup \
+       --transports fabric --modes auto --placements row --rows 16384 --batches 40 | grep '^{')
+echo "$json"
+grep -q '"push_batches":[1-9]' <<<"$json"
+grep -q '"pull_batches":[1-9]' <<<"$json"
+grep -q '"max_rel_err":0[,e]' <<<"$json" || grep -q '"max_rel_err":[0-9.]*e-0[6-9]' <<<"$json"
 # shm without mapped regions: process_vm_readv of every span
 US_FABRIC_MAP=0 run shm 4 --quick
 US_FABRIC_MAP=0 run shm 3 --all-roles --quick

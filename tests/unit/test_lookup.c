@@ -153,8 +153,8 @@ static void test_column_and_cache(void **state)
     close_lookup(&s);
 }
 
-/* The cache gate: of 20 pull batches the first US_CACHEGATE_WARM use the
- * cache, then each side gets US_CACHEGATE_MIN measured batches whatever
+/* The cache gate: of 20 pull batches the first US_GATE_WARM use the
+ * cache, then each side gets US_GATE_MIN measured batches whatever
  * the timings; with cache_always all 20 do. Every batch equals the
  * reference either way (a bypassed batch must not read stale slots).
  * (The first off batch after the switch is not measured: MIN + 1 off.) */
@@ -171,8 +171,8 @@ static void test_cache_gate(void **state)
         if (always) {
             assert_int_equal(st->cache_batches, 20);
         } else {
-            assert_true(st->cache_batches >= US_CACHEGATE_WARM + US_CACHEGATE_MIN);
-            assert_true(st->cache_batches <= 20 - US_CACHEGATE_MIN - 1);
+            assert_true(st->cache_batches >= US_GATE_WARM + US_GATE_MIN);
+            assert_true(st->cache_batches <= 20 - US_GATE_MIN - 1);
         }
         assert_true(st->local_rows > 0);
         close_lookup(&s);

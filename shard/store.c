@@ -28,6 +28,8 @@ typedef struct store_file {
     uint8_t  *base;        /* RAM copy or mapping; NULL for an empty file */
     uint64_t  bytes;
     bool      mapped;
+    int       fd;          /* kept open while mapped (valid only then): other
+                            * processes may map the same pages (kernels/shmem.h) */
     uint64_t  n_blocks;
     uint64_t *block_ids;   /* [n_blocks], slot order */
 } store_file;
@@ -69,6 +71,8 @@ static void file_release(store_file *f)
         else
             free(f->base);
     }
+    if (f->mapped)
+        close(f->fd);
     free(f->path);
     free(f->block_ids);
     memset(f, 0, sizeof *f);
@@ -183,7 +187,10 @@ static int open_file(us_store *s, size_t ti, uint32_t shard, store_file *f, us_e
     f->bytes = want;
     if (rc == US_OK && want > 0)
         rc = load_file(s, t, f, fd, err);
-    close(fd);
+    if (f->mapped)
+        f->fd = fd;
+    else
+        close(fd);
     return rc;
 }
 
@@ -337,6 +344,13 @@ int us_store_view(const us_store *s, size_t index, us_rows_view *view, us_err *e
         .blocks = st->blocks,
         .block_scales = t->dtype == US_DTYPE_INT8 ? st->scales : NULL,
     };
+    /* one mapped file holds every local block: coordinators on this host
+     * may map it too and read rows in place (proto/transport_fabric.c) */
+    if (s->opts.shard_index != US_STORE_ALL_SHARDS && st->files[0].mapped) {
+        view->share_base = st->files[0].base;
+        view->share_bytes = st->files[0].bytes;
+        view->share_fd = st->files[0].fd;
+    }
     return US_OK;
 }
 

@@ -63,6 +63,9 @@ struct us_lookup {
     uint64_t tok_seen_cap;
     uint8_t *staging;
     uint64_t staging_cap;
+    const uint8_t **slice_ptr;                             /* column pull, mapped */
+    uint64_t slice_cap;
+    bool pull_sliced;                                      /* this round summed slices */
     us_lookup_stats stats;
 };
 
@@ -429,6 +432,7 @@ static int begin_common(us_lookup *L, const us_lookup_batch *b, uint8_t idle_fla
     memset(L->send_len, 0, (size_t)L->w->size * sizeof(uint64_t));
     L->have_batch = b != NULL;
     L->rma_pull = false;
+    L->pull_sliced = false;
     L->raw = false;
     L->pending_rc = US_OK;
     if (L->w->is_coordinator) {
@@ -490,7 +494,20 @@ static us_pull_ctx pull_ctx(us_lookup *L)
         .row_bytes = L->row_bytes, .int8 = L->int8, .cost = &L->opts.cost,
         .row_ptr = L->row_ptr, .scale_ptr = L->scale_ptr, .plan = &L->plan,
         .staging = &L->staging, .staging_cap = &L->staging_cap,
+        .slice_ptr = &L->slice_ptr, .slice_cap = &L->slice_cap, .sliced = &L->pull_sliced,
     };
+}
+
+static int grow_partial(us_lookup *L, uint64_t floats, us_err *err)
+{
+    if (floats <= L->partial_cap)
+        return US_OK;
+    float *q = realloc(L->partial, floats * sizeof *q);
+    if (q == NULL)
+        return us_err_set(err, US_ENOMEM, "lookup: partial of %" PRIu64 " floats", floats);
+    L->partial = q;
+    L->partial_cap = floats;
+    return US_OK;
 }
 
 /* Pull merge: every unique row is local now (cache, landing buffer or a
@@ -507,6 +524,14 @@ static int merge_pull(us_lookup *L, float *out, us_err *err)
     uint64_t n_pairs = (uint64_t)b->n_tokens * b->k;
     for (uint64_t p = 0; p < n_pairs; p++)
         L->pair_rows[p] = r->pair_uidx[p];
+    if (L->pull_sliced) {
+        int rc = grow_partial(L, (uint64_t)b->n_tokens * L->n_groups * L->table.dim, err);
+        if (rc != US_OK)
+            return rc;
+        us_pull_ctx pc = pull_ctx(L);
+        return us_pull_sum_slices(&pc, out, L->partial, L->pair_rows, b->weights, b->groups,
+                                  b->n_tokens, b->k, L->n_groups, L->opts.n_threads, err);
+    }
     if (L->n_groups == 1)
         return us_gather_sum(out, &v, L->pair_rows, b->weights, b->n_tokens, b->k,
                              L->opts.n_threads, err);
@@ -587,14 +612,8 @@ static int merge_push(us_lookup *L, const us_wire_resp *resp, float *out, us_err
         L->pair_rows[p] = L->local[u] ? u : any_local;
         L->pair_w[p] = L->local[u] ? b->weights[p] : 0.0f;
     }
-    if (out_floats > L->partial_cap) {
-        float *q = realloc(L->partial, out_floats * sizeof *q);
-        if (q == NULL)
-            return us_err_set(err, US_ENOMEM, "lookup: partial of %" PRIu64 " floats",
-                              out_floats);
-        L->partial = q;
-        L->partial_cap = out_floats;
-    }
+    if ((rc = grow_partial(L, out_floats, err)) != US_OK)
+        return rc;
     us_rows_view v = {
         .dtype = t->dtype, .dim = D, .block_bits = 0, .row_stride_bytes = L->row_bytes,
         .rows = r->n_unique, .n_blocks = r->n_unique, .blocks = L->row_ptr,
@@ -669,7 +688,8 @@ static int collect(us_lookup *L, float *out, us_err *err)
                 rc = merge_pull(L, out, err);
             /* offer what was fetched (pointers are still valid here); the
              * cache admits only rows seen in earlier batches */
-            for (uint32_t u = 0; rc == US_OK && L->cache_on && u < L->route.n_unique; u++)
+            for (uint32_t u = 0; rc == US_OK && L->cache_on && !L->pull_sliced &&
+                                 u < L->route.n_unique; u++)
                 if (!L->local[u])
                     us_rowcache_offer(&L->cache, L->route.uniq_rows[u], L->row_ptr[u],
                                       L->int8 ? *L->scale_ptr[u] : 0.0f);
@@ -884,5 +904,6 @@ void us_lookup_close(us_lookup *L)
     free(L->partial);
     free(L->tok_seen);
     free(L->staging);
+    free(L->slice_ptr);
     free(L);
 }

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/gather.h"
+
 /* Row placement where the transport maps the shards' memory here: point at
  * every remote row (and int8 scale) in place: no plan, no copy. Shards map
  * whole regions, so either all rows of a round are mapped or the caller
@@ -106,6 +108,76 @@ static int rma_fetch_spans(const us_pull_ctx *c, us_err *err)
     return rc;
 }
 
+/* Column placement where every shard's slice of every remote row is mapped
+ * here: slice pointers in place, no copy. Returns: true when all were. */
+static bool point_at_mapped_slices(const us_pull_ctx *c)
+{
+    const us_route *r = c->route;
+    const us_table_info *t = c->table;
+    int S = c->world->n_shards;
+    uint64_t n = r->n_unique, mask = (1ull << t->block_bits) - 1;
+    size_t elem = us_dtype_size(t->dtype);
+    if ((uint64_t)S * n > *c->slice_cap) {
+        const uint8_t **p = realloc(*c->slice_ptr, (size_t)S * n * sizeof *p);
+        if (p == NULL)
+            return false;
+        *c->slice_ptr = p;
+        *c->slice_cap = (uint64_t)S * n;
+    }
+    const uint8_t **sp = *c->slice_ptr;
+    for (uint32_t u = 0; u < n; u++) {
+        uint64_t row = r->uniq_rows[u], block = row >> t->block_bits;
+        for (int s = 0; s < S; s++) {
+            uint32_t begin, cols;
+            us_column_slice(t->dim, S, s, &begin, &cols);
+            int rank = us_world_shard_rank(c->world, s);
+            us_rma_op op = { .rank = rank, .block_id = block,
+                             .offset = (row & mask) * c->t->rma_row_stride[rank],
+                             .bytes = (uint64_t)cols * elem };
+            sp[(size_t)s * n + u] = c->local[u] ? c->row_ptr[u] + (size_t)begin * elem
+                                                : us_transport_rma_direct(c->t, &op);
+            if (sp[(size_t)s * n + u] == NULL)
+                return false;
+        }
+        if (c->int8 && !c->local[u]) {   /* full-row scales, read from shard 0 */
+            us_rma_op op = { .rank = us_world_shard_rank(c->world, 0), .scales = true,
+                             .block_id = block, .offset = (row & mask) * 4, .bytes = 4 };
+            if ((c->scale_ptr[u] = us_transport_rma_direct(c->t, &op)) == NULL)
+                return false;
+        }
+    }
+    return true;
+}
+
+int us_pull_sum_slices(const us_pull_ctx *c, float *out, float *partial, const uint64_t *rows,
+                       const float *weights, const uint8_t *groups, uint32_t n_tokens,
+                       uint32_t k, uint32_t n_groups, int n_threads, us_err *err)
+{
+    const us_table_info *t = c->table;
+    int S = c->world->n_shards;
+    uint64_t n = c->route->n_unique;
+    size_t elem = us_dtype_size(t->dtype);
+    uint32_t G = n_groups > 1 ? n_groups : 1;
+    for (int s = 0; s < S; s++) {
+        uint32_t begin, cols;
+        us_column_slice(t->dim, S, s, &begin, &cols);
+        us_rows_view v = {
+            .dtype = t->dtype, .dim = cols, .block_bits = 0, .row_stride_bytes = cols * elem,
+            .rows = n, .n_blocks = n, .blocks = *c->slice_ptr + (size_t)s * n,
+            .block_scales = c->int8 ? c->scale_ptr : NULL,
+        };
+        int rc = G == 1
+            ? us_gather_sum(partial, &v, rows, weights, n_tokens, k, n_threads, err)
+            : us_gather_sum_grouped(partial, &v, rows, weights, groups, n_tokens, k, (int)G,
+                                    n_threads, err);
+        if (rc != US_OK)
+            return rc;
+        for (uint64_t tg = 0; tg < (uint64_t)n_tokens * G; tg++)
+            memcpy(out + tg * t->dim + begin, partial + tg * cols, cols * sizeof *out);
+    }
+    return US_OK;
+}
+
 /* Coordinator, one-sided pull: read every remote row into the landing buffer
  * (column placement: one read per row and shard, slices assembled). */
 int us_pull_rma(const us_pull_ctx *c, us_err *err)
@@ -113,11 +185,16 @@ int us_pull_rma(const us_pull_ctx *c, us_err *err)
     const us_route *r = c->route;
     const us_table_info *t = c->table;
     uint64_t remote = r->n_unique - r->n_local;
+    *c->sliced = false;
     if (remote == 0)
         return US_OK;
     bool column = t->placement == US_PLACE_COLUMN;
     if (!column)
         return rma_fetch_spans(c, err);
+    if (c->t->rma_mapped && point_at_mapped_slices(c)) {
+        *c->sliced = true;
+        return US_OK;
+    }
     int S = c->world->n_shards;
     uint64_t n_ops = remote * (column ? (uint64_t)S : 1u) + (c->int8 ? remote : 0);
     uint8_t *land;

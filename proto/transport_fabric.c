@@ -472,10 +472,14 @@ static int map_peers(fab_transport *f, const us_rows_view *v, us_err *err)
     for (int r = 0; want && r < w->size; r++) {
         if (r == w->rank || all[r].bytes == 0)
             continue;
+        us_err why = {0};
         if (us_shmem_map_peer(&f->maps[r].map, f->pids[r], (int)all[r].fd, all[r].bytes,
-                              NULL) == US_OK) {
+                              &why) == US_OK) {
             f->maps[r].base = all[r].base;
             f->maps[r].bytes = all[r].bytes;
+        } else {   /* still correct, only slower: say why once per exposure */
+            fprintf(stderr, "transport fabric: rank %d: rank %d's rows not mapped here (%s); "
+                    "reading them by process_vm_readv\n", w->rank, r, why.msg);
         }
     }
     bool every = want;    /* own blocks are copied, not mapped */

@@ -29,7 +29,7 @@ typedef struct us_rows_view {
     const uint8_t *const *blocks;   /* [n_blocks]; NULL = block not present here */
     const float *const *block_scales; /* int8 only: [n_blocks] per-row scales */
     /* Where the blocks (and scales) live when other processes of this host
-     * can map them (kernels/shmem.h): share_bytes from share_base, behind
+     * can map them (proto/shmem.h): share_bytes from share_base, behind
      * fd share_fd of this process. share_bytes 0: private memory. */
     const uint8_t *share_base;
     uint64_t share_bytes;

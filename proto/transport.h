@@ -210,7 +210,7 @@ static inline int us_transport_rma_read(us_transport *t, size_t n_ops,
 }
 
 /* Zero-copy one-sided read: where the target's memory is mapped into this
- * process (fabric on shm: kernels/shmem.h regions), the address of op's
+ * process (fabric on shm: proto/shmem.h regions), the address of op's
  * bytes there (op->dst unused), counted as one read. The bytes stay valid
  * until the next rma_expose or close.
  * Returns: the address, or NULL when op is not mapped here (then read it

@@ -35,7 +35,7 @@
  * US_FABRIC_CMA=0 in the environment keeps fi_read (tests, A/B runs).
  *
  * Mapped path (on top of CMA): a shard whose view lives in a shared region
- * (us_rows_view share_*: a memfd, kernels/shmem.h) publishes (fd, address,
+ * (us_rows_view share_*: a memfd, proto/shmem.h) publishes (fd, address,
  * size); a coordinator maps it read-only (pidfd_getfd, the same permission
  * as process_vm_readv) and a read inside it is a memcpy: no system call, no
  * page pinning. Reads outside a mapped region, or from a shard whose region
@@ -48,7 +48,7 @@
  */
 #include "proto/transport.h"
 
-#include "kernels/shmem.h"
+#include "proto/shmem.h"
 
 #include <inttypes.h>
 #include <rdma/fabric.h>
@@ -80,7 +80,7 @@ typedef struct peer_map {      /* a shard's shared region, mapped here read-only
     uint64_t base, bytes;       /* the region's address and size in the shard */
 } peer_map;
 
-/* What a rank publishes about its shared region (kernels/shmem.h). */
+/* What a rank publishes about its shared region (proto/shmem.h). */
 typedef struct share_entry {
     uint64_t fd, base, bytes;   /* bytes 0: none */
 } share_entry;

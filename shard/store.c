@@ -29,7 +29,7 @@ typedef struct store_file {
     uint64_t  bytes;
     bool      mapped;
     int       fd;          /* kept open while mapped (valid only then): other
-                            * processes may map the same pages (kernels/shmem.h) */
+                            * processes may map the same pages (proto/shmem.h) */
     uint64_t  n_blocks;
     uint64_t *block_ids;   /* [n_blocks], slot order */
 } store_file;

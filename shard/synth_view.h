@@ -11,7 +11,7 @@
  * Values equal us_synth_row() (int8 scales are those of the full row, so a
  * column slice dequantises exactly like the whole row). All held blocks
  * (each 64-byte aligned) and scale arrays sit in one region that other
- * processes of this host can map (kernels/shmem.h; the view's share_*
+ * processes of this host can map (proto/shmem.h; the view's share_*
  * fields say where), so coordinators can read them one-sided by plain
  * loads. The view's row stride is the packed row size. The synth_view owns
  * everything; the view is valid until freed.
@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 #include "kernels/rows_view.h"
-#include "kernels/shmem.h"
+#include "proto/shmem.h"
 #include "kernels/us_status.h"
 
 typedef struct us_synth_spec {

@@ -1,4 +1,4 @@
-/* test_shmem.c — regions other processes map (kernels/shmem.h): a process
+/* test_shmem.c — regions other processes map (proto/shmem.h): a process
  * maps another's region by pid and fd and sees its bytes, including bytes
  * written after the mapping was made. */
 #include <stdarg.h>
@@ -10,7 +10,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "kernels/shmem.h"
+#include "proto/shmem.h"
 
 static void test_alloc_zeroed_and_free(void **state)
 {

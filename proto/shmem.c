@@ -1,5 +1,5 @@
 /* shmem.c — memfd regions other processes can map (see shmem.h). */
-#include "kernels/shmem.h"
+#include "proto/shmem.h"
 
 #include <errno.h>
 #include <inttypes.h>

@@ -98,10 +98,9 @@ struct us_transport {
     bool      in_flight;
     bool      rma_ready;             /* rma_expose done: pull by RMA available */
     bool      rma_manual_progress;   /* fi_reads wait for the target to poll
-                                      * (FI_PROGRESS_MANUAL data progress; also
-                                      * set when shm reads by CMA, which does
-                                      * not wait but is still slower than ROWS
-                                      * messages: lookup.c AUTO) */
+                                      * (FI_PROGRESS_MANUAL data progress; shm
+                                      * reports it too, though its CMA and
+                                      * mapped reads do not wait: lookup.c AUTO) */
     bool      rma_mapped;            /* every shard's memory is mapped here: a
                                       * row's one-sided read is a load
                                       * (us_transport_rma_direct; fabric on shm

@@ -48,8 +48,6 @@
  */
 #include "proto/transport.h"
 
-#include "proto/shmem.h"
-
 #include <inttypes.h>
 #include <rdma/fabric.h>
 #include <rdma/fi_cm.h>
@@ -65,6 +63,8 @@
 #include <string.h>
 #include <sys/uio.h>
 #include <unistd.h>
+
+#include "proto/shmem.h"
 
 #define FAB_VERSION FI_VERSION(1, 9)
 #define CMA_IOV 1024            /* iovecs per process_vm_readv (IOV_MAX on Linux) */

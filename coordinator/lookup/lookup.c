@@ -7,9 +7,9 @@
 #include <string.h>
 
 #include "coordinator/lookup/pull.h"
-#include "kernels/stats.h"
 #include "kernels/gather.h"
 #include "kernels/matmul.h"
+#include "kernels/stats.h"
 
 struct us_lookup {
     const us_world *w;

@@ -7,6 +7,25 @@
 
 #include "kernels/gather.h"
 
+/* The read of `bytes` of row's bytes on shard s (from the row's start). */
+static us_rma_op row_op(const us_pull_ctx *c, int s, uint64_t row, uint64_t bytes)
+{
+    uint64_t bits = c->table->block_bits;
+    int rank = us_world_shard_rank(c->world, s);
+    return (us_rma_op){ .rank = rank, .block_id = row >> bits,
+                        .offset = (row & ((1ull << bits) - 1)) * c->t->rma_row_stride[rank],
+                        .bytes = bytes };
+}
+
+/* The read of row's int8 scale on shard s. */
+static us_rma_op scale_op(const us_pull_ctx *c, int s, uint64_t row)
+{
+    uint64_t bits = c->table->block_bits;
+    return (us_rma_op){ .rank = us_world_shard_rank(c->world, s), .scales = true,
+                        .block_id = row >> bits, .offset = (row & ((1ull << bits) - 1)) * 4,
+                        .bytes = 4 };
+}
+
 /* Row placement where the transport maps the shards' memory here: point at
  * every remote row (and int8 scale) in place: no plan, no copy. Shards map
  * whole regions, so either all rows of a round are mapped or the caller
@@ -14,24 +33,16 @@
 static bool point_at_mapped(const us_pull_ctx *c)
 {
     const us_route *r = c->route;
-    const us_table_info *t = c->table;
-    uint64_t mask = (1ull << t->block_bits) - 1;
     for (uint32_t u = 0; u < r->n_unique; u++) {
         if (c->local[u])
             continue;
         uint64_t row = r->uniq_rows[u];
-        int rank = us_world_shard_rank(c->world, r->uniq_owner[u]);
-        us_rma_op op = { .rank = rank, .block_id = row >> t->block_bits,
-                         .offset = (row & mask) * c->t->rma_row_stride[rank],
-                         .bytes = c->row_bytes };
+        us_rma_op op = row_op(c, r->uniq_owner[u], row, c->row_bytes);
         if ((c->row_ptr[u] = us_transport_rma_direct(c->t, &op)) == NULL)
             return false;
-        if (c->int8) {
-            op = (us_rma_op){ .rank = rank, .scales = true, .block_id = row >> t->block_bits,
-                              .offset = (row & mask) * 4, .bytes = 4 };
-            if ((c->scale_ptr[u] = us_transport_rma_direct(c->t, &op)) == NULL)
-                return false;
-        }
+        op = scale_op(c, r->uniq_owner[u], row);
+        if (c->int8 && (c->scale_ptr[u] = us_transport_rma_direct(c->t, &op)) == NULL)
+            return false;
     }
     return true;
 }
@@ -115,7 +126,7 @@ static bool point_at_mapped_slices(const us_pull_ctx *c)
     const us_route *r = c->route;
     const us_table_info *t = c->table;
     int S = c->world->n_shards;
-    uint64_t n = r->n_unique, mask = (1ull << t->block_bits) - 1;
+    uint64_t n = r->n_unique;
     size_t elem = us_dtype_size(t->dtype);
     if ((uint64_t)S * n > *c->slice_cap) {
         const uint8_t **p = realloc(*c->slice_ptr, (size_t)S * n * sizeof *p);
@@ -126,25 +137,20 @@ static bool point_at_mapped_slices(const us_pull_ctx *c)
     }
     const uint8_t **sp = *c->slice_ptr;
     for (uint32_t u = 0; u < n; u++) {
-        uint64_t row = r->uniq_rows[u], block = row >> t->block_bits;
+        uint64_t row = r->uniq_rows[u];
         for (int s = 0; s < S; s++) {
             uint32_t begin, cols;
             us_column_slice(t->dim, S, s, &begin, &cols);
-            int rank = us_world_shard_rank(c->world, s);
-            us_rma_op op = { .rank = rank, .block_id = block,
-                             .offset = (row & mask) * c->t->rma_row_stride[rank],
-                             .bytes = (uint64_t)cols * elem };
+            us_rma_op op = row_op(c, s, row, (uint64_t)cols * elem);
             sp[(size_t)s * n + u] = c->local[u] ? c->row_ptr[u] + (size_t)begin * elem
                                                 : us_transport_rma_direct(c->t, &op);
             if (sp[(size_t)s * n + u] == NULL)
                 return false;
         }
-        if (c->int8 && !c->local[u]) {   /* full-row scales, read from shard 0 */
-            us_rma_op op = { .rank = us_world_shard_rank(c->world, 0), .scales = true,
-                             .block_id = block, .offset = (row & mask) * 4, .bytes = 4 };
-            if ((c->scale_ptr[u] = us_transport_rma_direct(c->t, &op)) == NULL)
-                return false;
-        }
+        us_rma_op op = scale_op(c, 0, row);   /* full-row scales, read from shard 0 */
+        if (c->int8 && !c->local[u] &&
+            (c->scale_ptr[u] = us_transport_rma_direct(c->t, &op)) == NULL)
+            return false;
     }
     return true;
 }
@@ -178,8 +184,9 @@ int us_pull_sum_slices(const us_pull_ctx *c, float *out, float *partial, const u
     return US_OK;
 }
 
-/* Coordinator, one-sided pull: read every remote row into the landing buffer
- * (column placement: one read per row and shard, slices assembled). */
+/* Coordinator, one-sided pull. Row placement: rma_fetch_spans. Column
+ * placement: slice pointers in place when every shard is mapped here, else
+ * one read per row and shard into the landing buffer, slices assembled. */
 int us_pull_rma(const us_pull_ctx *c, us_err *err)
 {
     const us_route *r = c->route;
@@ -196,7 +203,7 @@ int us_pull_rma(const us_pull_ctx *c, us_err *err)
         return US_OK;
     }
     int S = c->world->n_shards;
-    uint64_t n_ops = remote * (column ? (uint64_t)S : 1u) + (c->int8 ? remote : 0);
+    uint64_t n_ops = remote * (uint64_t)S + (c->int8 ? remote : 0);
     uint8_t *land;
     /* scales first so they stay 4-aligned whatever the row size */
     uint64_t scale_bytes = us_wire_pad8((uint64_t)r->n_unique * 4);
@@ -209,28 +216,21 @@ int us_pull_rma(const us_pull_ctx *c, us_err *err)
         return us_err_set(err, US_ENOMEM, "lookup: %" PRIu64 " read descriptors", n_ops);
     float *land_scales = (float *)land;
     land += scale_bytes;
-    uint64_t mask = (1ull << t->block_bits) - 1, n = 0;
+    uint64_t n = 0;
     size_t elem = us_dtype_size(t->dtype);
     for (uint32_t u = 0; u < r->n_unique; u++) {
         if (c->local[u])
             continue;
-        uint64_t row = r->uniq_rows[u], block = row >> t->block_bits;
-        int first = column ? 0 : r->uniq_owner[u], last = column ? S : first + 1;
-        for (int s = first; s < last; s++) {
-            uint32_t begin = 0, cols = t->dim;
-            if (column)
-                us_column_slice(t->dim, S, s, &begin, &cols);
-            int rank = us_world_shard_rank(c->world, s);
-            ops[n++] = (us_rma_op){ .rank = rank, .block_id = block,
-                                    .offset = (row & mask) * c->t->rma_row_stride[rank],
-                                    .bytes = (uint64_t)cols * elem,
-                                    .dst = land + u * c->row_bytes + (uint64_t)begin * elem };
+        uint64_t row = r->uniq_rows[u];
+        for (int s = 0; s < S; s++) {
+            uint32_t begin, cols;
+            us_column_slice(t->dim, S, s, &begin, &cols);
+            ops[n] = row_op(c, s, row, (uint64_t)cols * elem);
+            ops[n++].dst = land + u * c->row_bytes + (uint64_t)begin * elem;
         }
         if (c->int8) {
-            int rank = us_world_shard_rank(c->world, column ? 0 : r->uniq_owner[u]);
-            ops[n++] = (us_rma_op){ .rank = rank, .scales = true, .block_id = block,
-                                    .offset = (row & mask) * 4, .bytes = 4,
-                                    .dst = &land_scales[u] };
+            ops[n] = scale_op(c, 0, row);
+            ops[n++].dst = &land_scales[u];
         }
         c->row_ptr[u] = land + u * c->row_bytes;
         c->scale_ptr[u] = &land_scales[u];

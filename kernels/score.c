@@ -1,11 +1,12 @@
 /*
  * score.c — product-key scoring (see score.h for the contract and shapes).
  *
- * Two phases. (1) Score matrices for all heads: per head and side one sgemm
+ * Two phases per pass. (1) Score matrices: per head and side one sgemm
  * S[T x (r*n)] = Q[T x d] * K[(r*n) x d]^T, Q read in place from q with a
  * leading dimension of 2*H*d. (2) Per (token, head) combination on OpenMP
- * threads, each with its own slice of the workspace. Doing all sgemms first
- * keeps OpenBLAS's and OpenMP's thread pools from alternating per head.
+ * threads, each with its own slice of the workspace. A pass covers one head
+ * with one thread (its scores are still in cache when combined) and all
+ * heads with more (see us_pk_score for why).
  *
  * The combination code is shared by the fast path and the reference; they
  * differ in phase (1) (BLAS vs plain loops) and in the top-k used (filtered
@@ -65,7 +66,8 @@ int us_pk_shape_check(const us_pk_shape *s, us_err *err)
 static size_t align_up(size_t n) { return (n + ALIGN_BYTES - 1) & ~(size_t)(ALIGN_BYTES - 1); }
 
 typedef struct layout {
-    size_t s_row_bytes, s_col_bytes;    /* all heads' score matrices */
+    size_t s_row_bytes, s_col_bytes;    /* score matrices of one pass */
+    int    heads_per_pass;              /* heads scored by one pass (see us_pk_score) */
     size_t head_bytes;                  /* per head: csum, u, t */
     size_t thread_bytes;                /* per thread scratch */
     int    n_threads;
@@ -98,13 +100,15 @@ static layout make_layout(const us_pk_shape *s, int n_threads)
     layout L;
     size_t T = (size_t)s->n_tokens, H = (size_t)s->n_heads, r = (size_t)s->rank;
     size_t kp = (size_t)s->k_pre;
-    L.s_row_bytes = align_up(H * T * r * (size_t)s->n_rows * sizeof(float));
-    L.s_col_bytes = align_up(H * T * r * (size_t)s->n_cols * sizeof(float));
+    L.n_threads = resolve_threads(s, n_threads);
+    L.heads_per_pass = L.n_threads == 1 ? 1 : s->n_heads;
+    size_t hp = (size_t)L.heads_per_pass;
+    L.s_row_bytes = align_up(hp * T * r * (size_t)s->n_rows * sizeof(float));
+    L.s_col_bytes = align_up(hp * T * r * (size_t)s->n_cols * sizeof(float));
     L.head_bytes = align_up((r * r + 2 * r) * sizeof(float));
     L.thread_bytes = align_up((size_t)s->n_rows * 4) + align_up((size_t)s->n_cols * 4) +
                      3 * align_up(kp * 4) + 2 * align_up(kp * r * 4) +
                      align_up(kp * kp * 4) + 2 * align_up((size_t)s->k * 4);
-    L.n_threads = resolve_threads(s, n_threads);
     L.total = ALIGN_BYTES + L.s_row_bytes + L.s_col_bytes + H * L.head_bytes +
               (size_t)L.n_threads * L.thread_bytes;
     return L;
@@ -202,7 +206,8 @@ void us_pk_rank1(float *u, float *t, const float *core, int r)
 
 typedef struct ctx {
     const us_pk_shape *s;
-    const float *s_row, *s_col;     /* [H][T][r*n] */
+    const float *s_row, *s_col;     /* the current pass's scores, [heads][T][r*n] */
+    int first_head;                 /* the pass's first head */
     const float *core;              /* [H][m][r][r] or NULL */
     const float *heads;             /* per head: csum[r*r], u[r], t[r] */
     size_t head_stride;             /* floats between heads in `heads` */
@@ -389,8 +394,9 @@ static int combine(const ctx *c, int tok, int h, const scratch *x)
     const us_pk_shape *s = c->s;
     size_t T = (size_t)s->n_tokens, r = (size_t)s->rank;
     size_t nr = (size_t)s->n_rows, nc = (size_t)s->n_cols, kp = (size_t)s->k_pre;
-    const float *sr = c->s_row + ((size_t)h * T + (size_t)tok) * r * nr;  /* S_row[a][i] */
-    const float *sc = c->s_col + ((size_t)h * T + (size_t)tok) * r * nc;
+    size_t slot = (size_t)(h - c->first_head) * T + (size_t)tok;
+    const float *sr = c->s_row + slot * r * nr;  /* S_row[a][i] */
+    const float *sc = c->s_col + slot * r * nc;
     const float *csum = c->heads + (size_t)h * c->head_stride;
     const float *u = csum + r * r, *t = u + r;
     int rc;
@@ -473,25 +479,39 @@ int us_pk_score(uint64_t *out_idx, float *out_scores, const float *q,
     uint8_t *threads = base + L.s_row_bytes + L.s_col_bytes + (size_t)s->n_heads * L.head_bytes;
 
     int T = s->n_tokens, H = s->n_heads, d = s->d_key, r = s->rank;
-    for (int h = 0; h < H; h++) {
-        const float *qh = q + (size_t)h * 2 * d;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_rows, d, 1.0f,
-                    qh, 2 * H * d, k_row + (size_t)h * r * s->n_rows * d, d, 0.0f,
-                    s_row + (size_t)h * T * r * s->n_rows, r * s->n_rows);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_cols, d, 1.0f,
-                    qh + d, 2 * H * d, k_col + (size_t)h * r * s->n_cols * d, d, 0.0f,
-                    s_col + (size_t)h * T * r * s->n_cols, r * s->n_cols);
-    }
     size_t head_stride = L.head_bytes / sizeof(float);
     prepare_heads(heads, head_stride, s, core);
-    ctx c = { s, s_row, s_col, core, heads, head_stride, out_idx, out_scores, us_topk };
-    long items = (long)T * H;
-    #pragma omp parallel num_threads(L.n_threads) if (L.n_threads > 1)
-    {
-        scratch x = carve_scratch(threads + (size_t)omp_get_thread_num() * L.thread_bytes, s);
-        #pragma omp for schedule(static)
-        for (long it = 0; it < items; it++)
-            combine(&c, (int)(it / H), (int)(it % H), &x);   /* us_topk cannot fail here */
+    ctx c = { s, s_row, s_col, 0, core, heads, head_stride, out_idx, out_scores, us_topk };
+    /* One thread: a pass per head, so its scores are combined while the
+     * sgemm's output is still in cache and the workspace holds one head.
+     * Several: one pass over all heads, so OpenBLAS's and OpenMP's thread
+     * pools do not alternate (each spins after its work and slows the other:
+     * per-head passes ran at 0.39-0.62 of bare sgemm with 2 threads). */
+    for (int h0 = 0; h0 < H; h0 += L.heads_per_pass) {
+        int h1 = h0 + L.heads_per_pass;
+        for (int h = h0; h < h1; h++) {
+            const float *qh = q + (size_t)h * 2 * d;
+            size_t slot = (size_t)(h - h0) * (size_t)T;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_rows, d, 1.0f,
+                        qh, 2 * H * d, k_row + (size_t)h * r * s->n_rows * d, d, 0.0f,
+                        s_row + slot * r * s->n_rows, r * s->n_rows);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_cols, d, 1.0f,
+                        qh + d, 2 * H * d, k_col + (size_t)h * r * s->n_cols * d, d, 0.0f,
+                        s_col + slot * r * s->n_cols, r * s->n_cols);
+        }
+        c.first_head = h0;
+        long items = (long)T * (h1 - h0);
+        #pragma omp parallel num_threads(L.n_threads) if (L.n_threads > 1)
+        {
+            scratch x = carve_scratch(threads + (size_t)omp_get_thread_num() * L.thread_bytes, s);
+            /* dynamic: with 2 threads on 2 cores, OpenBLAS's worker spins
+             * (sched_yield) after the sgemm and shares a core with one of
+             * ours; static halves made the whole team wait for that one
+             * (2-thread T = 32 ratio 0.47-0.90 over runs; dynamic 0.86-0.87) */
+            #pragma omp for schedule(dynamic, 8)
+            for (long it = 0; it < items; it++)   /* us_topk cannot fail here */
+                combine(&c, (int)(it / (h1 - h0)), h0 + (int)(it % (h1 - h0)), &x);
+        }
     }
     return US_OK;
 }
@@ -515,13 +535,17 @@ int us_pk_score_ref(uint64_t *out_idx, float *out_scores, const float *q,
 
     size_t T = (size_t)s->n_tokens, H = (size_t)s->n_heads, d = (size_t)s->d_key;
     size_t r = (size_t)s->rank;
-    for (size_t h = 0; h < H; h++)
+    size_t head_stride = L.head_bytes / sizeof(float);
+    prepare_heads(heads, head_stride, s, core);
+    ctx c = { s, s_row, s_col, 0, core, heads, head_stride, out_idx, out_scores, us_topk_ref };
+    scratch x = carve_scratch(thread0, s);
+    for (size_t h = 0; h < H && rc == US_OK; h++) {
         for (size_t t = 0; t < T; t++)
             for (int side = 0; side < 2; side++) {
                 size_t n = side ? (size_t)s->n_cols : (size_t)s->n_rows;
                 const float *keys = (side ? k_col : k_row) + h * r * n * d;
                 const float *qv = q + ((t * H + h) * 2 + (size_t)side) * d;
-                float *out = (side ? s_col : s_row) + (h * T + t) * r * n;
+                float *out = (side ? s_col : s_row) + t * r * n;
                 for (size_t e = 0; e < r * n; e++) {
                     float acc = 0;
                     for (size_t c = 0; c < d; c++)
@@ -529,13 +553,10 @@ int us_pk_score_ref(uint64_t *out_idx, float *out_scores, const float *q,
                     out[e] = acc;
                 }
             }
-    size_t head_stride = L.head_bytes / sizeof(float);
-    prepare_heads(heads, head_stride, s, core);
-    ctx c = { s, s_row, s_col, core, heads, head_stride, out_idx, out_scores, us_topk_ref };
-    scratch x = carve_scratch(thread0, s);
-    for (size_t t = 0; t < T && rc == US_OK; t++)
-        for (size_t h = 0; h < H && rc == US_OK; h++)
+        c.first_head = (int)h;          /* L.heads_per_pass == 1 */
+        for (size_t t = 0; t < T && rc == US_OK; t++)
             rc = combine(&c, (int)t, (int)h, &x);
+    }
     free(mem);
     if (rc != US_OK)
         return us_err_set(err, rc, "pk score reference: top-k failed (out of memory)");

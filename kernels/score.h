@@ -57,9 +57,9 @@
  *
  * Memory: no allocation in us_pk_score. The caller passes a workspace of at
  * least us_pk_workspace_bytes(shape, n_threads) bytes (any alignment; it is
- * aligned inside), holding the score matrices of all heads
- * (H * T * r * (n_rows + n_cols) floats) plus per-thread scratch; chunk T to
- * bound it. Threads: the sgemm uses OpenBLAS's threads; the per-token
+ * aligned inside), holding the score matrices of one head with one thread
+ * (T * r * (n_rows + n_cols) floats), of all heads with more (H times that),
+ * plus per-thread scratch; chunk T to bound it. Threads: the sgemm uses OpenBLAS's threads; the per-token
  * combination runs on n_threads OpenMP threads (<= 0: OpenMP default).
  * Results do not depend on either thread count.
  *

@@ -26,7 +26,8 @@
 
 #include "kernels/topk.h"
 
-typedef int (*topk_fn)(uint32_t *, float *, const float *, size_t, size_t, us_err *);
+typedef int (*topk_set_fn)(uint32_t *, uint32_t *, const float *, size_t, size_t, us_err *);
+typedef int (*topk_hint_fn)(uint32_t *, float *, const float *, size_t, size_t, float, us_err *);
 
 int us_pk_shape_check(const us_pk_shape *s, us_err *err)
 {
@@ -62,6 +63,18 @@ int us_pk_shape_check(const us_pk_shape *s, us_err *err)
 
 /* ---- workspace layout ---------------------------------------------------- */
 
+/* Pairs (a, b) of preselection ranks below k' with (a+1)(b+1) <= k: the
+ * grid scores dominance_bound reads (119 for k = k' = 32). */
+static size_t dominance_count(size_t kp, size_t k)
+{
+    size_t m = 0;
+    for (size_t a = 0; a < kp; a++) {
+        size_t nb = k / (a + 1);
+        m += nb < kp ? nb : kp;
+    }
+    return m;
+}
+
 #define ALIGN_BYTES 64
 static size_t align_up(size_t n) { return (n + ALIGN_BYTES - 1) & ~(size_t)(ALIGN_BYTES - 1); }
 
@@ -78,7 +91,9 @@ typedef struct layout {
 typedef struct scratch {
     float    *pre_row, *pre_col;        /* preselection scores (Tucker) */
     uint32_t *top_row, *top_col;        /* k' indices per side */
-    float    *top_val;                  /* k' values (discarded) */
+    uint32_t *rank_row, *rank_col;      /* score rank of each of the k' */
+    uint32_t *pos_row, *pos_col;        /* inverse: index-order position of rank q */
+    float    *dom;                      /* grid scores of the dominance bound */
     float    *p_row;                    /* [k'][r]: S_row[:, i]^T C */
     float    *col_sel;                  /* [r][k']: S_col[b, j] of selected j */
     float    *grid;                     /* [k'][k'] candidate scores */
@@ -107,8 +122,9 @@ static layout make_layout(const us_pk_shape *s, int n_threads)
     L.s_col_bytes = align_up(hp * T * r * (size_t)s->n_cols * sizeof(float));
     L.head_bytes = align_up((r * r + 2 * r) * sizeof(float));
     L.thread_bytes = align_up((size_t)s->n_rows * 4) + align_up((size_t)s->n_cols * 4) +
-                     3 * align_up(kp * 4) + 2 * align_up(kp * r * 4) +
-                     align_up(kp * kp * 4) + 2 * align_up((size_t)s->k * 4);
+                     6 * align_up(kp * 4) + 2 * align_up(kp * r * 4) +
+                     align_up(kp * kp * 4) + 2 * align_up((size_t)s->k * 4) +
+                     align_up(dominance_count(kp, (size_t)s->k) * 4);
     L.total = ALIGN_BYTES + L.s_row_bytes + L.s_col_bytes + H * L.head_bytes +
               (size_t)L.n_threads * L.thread_bytes;
     return L;
@@ -131,7 +147,11 @@ static scratch carve_scratch(uint8_t *p, const us_pk_shape *s)
     CARVE(pre_col, float, s->n_cols);
     CARVE(top_row, uint32_t, kp);
     CARVE(top_col, uint32_t, kp);
-    CARVE(top_val, float, kp);
+    CARVE(rank_row, uint32_t, kp);
+    CARVE(rank_col, uint32_t, kp);
+    CARVE(pos_row, uint32_t, kp);
+    CARVE(pos_col, uint32_t, kp);
+    CARVE(dom, float, dominance_count(kp, (size_t)s->k));
     CARVE(p_row, float, kp * r);
     CARVE(col_sel, float, kp * r);
     CARVE(grid, float, kp * kp);
@@ -204,6 +224,14 @@ void us_pk_rank1(float *u, float *t, const float *core, int r)
 
 /* ---- per-token combination (shared by fast path and reference) ---------- */
 
+/* The reference's final top-k: the full sort, whatever the bound. */
+static int topk_hint_ref(uint32_t *out_idx, float *out_val, const float *scores, size_t n,
+                         size_t k, float bound, us_err *err)
+{
+    (void)bound;
+    return us_topk_ref(out_idx, out_val, scores, n, k, err);
+}
+
 typedef struct ctx {
     const us_pk_shape *s;
     const float *s_row, *s_col;     /* the current pass's scores, [heads][T][r*n] */
@@ -213,35 +241,9 @@ typedef struct ctx {
     size_t head_stride;             /* floats between heads in `heads` */
     uint64_t *out_idx;
     float *out_scores;
-    topk_fn topk;
+    topk_set_fn topk_set;           /* preselection: index order + ranks */
+    topk_hint_fn topk_hint;         /* final: with a caller's bound */
 } ctx;
-
-/* Sorts k distinct indices below n ascending. Small n: mark them in a
- * bitmap and read it back in order (no data-dependent branches per
- * comparison); larger n: insertion sort (k <= 256). */
-static void sort_by_index(uint32_t *idx, size_t k, size_t n)
-{
-    enum { BITMAP_WORDS = 256 };         /* n <= 16384 */
-    if (n <= 64 * BITMAP_WORDS) {
-        uint64_t bits[BITMAP_WORDS];
-        size_t words = (n + 63) / 64;
-        memset(bits, 0, words * sizeof bits[0]);
-        for (size_t i = 0; i < k; i++)
-            bits[idx[i] >> 6] |= 1ull << (idx[i] & 63);
-        size_t out = 0;
-        for (size_t w = 0; w < words; w++)
-            for (uint64_t b = bits[w]; b; b &= b - 1)
-                idx[out++] = (uint32_t)(w * 64 + (size_t)__builtin_ctzll(b));
-        return;
-    }
-    for (size_t i = 1; i < k; i++) {
-        uint32_t x = idx[i];
-        size_t j = i;
-        for (; j > 0 && idx[j - 1] > x; j--)
-            idx[j] = idx[j - 1];
-        idx[j] = x;
-    }
-}
 
 static void softmax_inplace(float *x, size_t n)
 {
@@ -347,6 +349,29 @@ COMBINE_INLINE void grid_tucker(const scratch *x, const float *sr, const float *
     }
 }
 
+/* A lower bound of the k-th best grid score for us_topk_hint: the k-th
+ * best of the pairs whose preselection ranks (a, b) have (a+1)(b+1) <= k.
+ * For PKM the k best pairs are among them (a pair is beaten or tied by the
+ * (a+1)(b+1) pairs ranked no lower on both sides), so the bound is the k-th
+ * best itself and the filter keeps about k grid scores instead of its group
+ * bound's ~2-3k; for Tucker the rank-1 preselection order makes it close.
+ * Any k grid scores give a valid bound: the result never depends on it. */
+COMBINE_INLINE float dominance_bound(const scratch *x, size_t kp, size_t k)
+{
+    for (size_t q = 0; q < kp; q++) {
+        x->pos_row[x->rank_row[q]] = (uint32_t)q;
+        x->pos_col[x->rank_col[q]] = (uint32_t)q;
+    }
+    size_t m = 0;
+    for (size_t a = 0; a < kp; a++) {
+        size_t nb = k / (a + 1) < kp ? k / (a + 1) : kp;
+        const float *g = x->grid + (size_t)x->pos_row[a] * kp;
+        for (size_t b = 0; b < nb; b++)
+            x->dom[m++] = g[x->pos_col[b]];
+    }
+    return us_topk_bound(x->dom, m, k);
+}
+
 /* The k winners' row ids and, per core, their scores (one core: the grid
  * values; several: each core's exact score), softmaxed if asked. */
 COMBINE_INLINE void write_outputs(const ctx *c, const scratch *x, const float *sr,
@@ -407,18 +432,19 @@ static int combine(const ctx *c, int tok, int h, const scratch *x)
         pre_r = x->pre_row;
         pre_c = x->pre_col;
     }
-    if ((rc = c->topk(x->top_row, x->top_val, pre_r, nr, kp, NULL)) != US_OK ||
-        (rc = c->topk(x->top_col, x->top_val, pre_c, nc, kp, NULL)) != US_OK)
+    /* the sets come in index order, which makes grid position order equal
+     * row-id order (ties) */
+    if ((rc = c->topk_set(x->top_row, x->rank_row, pre_r, nr, kp, NULL)) != US_OK ||
+        (rc = c->topk_set(x->top_col, x->rank_col, pre_c, nc, kp, NULL)) != US_OK)
         return rc;
-    /* index order makes grid position order equal row-id order (ties) */
-    sort_by_index(x->top_row, kp, nr);
-    sort_by_index(x->top_col, kp, nc);
 
     if (s->mode == US_PK_SUM)
         grid_sum(x, sr, sc, kp);
     else
         grid_tucker(x, sr, sc, csum, r, nr, nc, kp);
-    if ((rc = c->topk(x->fin_idx, x->fin_val, x->grid, kp * kp, (size_t)s->k, NULL)) != US_OK)
+    float bound = dominance_bound(x, kp, (size_t)s->k);
+    if ((rc = c->topk_hint(x->fin_idx, x->fin_val, x->grid, kp * kp, (size_t)s->k, bound,
+                           NULL)) != US_OK)
         return rc;
     write_outputs(c, x, sr, sc, tok, h);
     return US_OK;
@@ -481,7 +507,8 @@ int us_pk_score(uint64_t *out_idx, float *out_scores, const float *q,
     int T = s->n_tokens, H = s->n_heads, d = s->d_key, r = s->rank;
     size_t head_stride = L.head_bytes / sizeof(float);
     prepare_heads(heads, head_stride, s, core);
-    ctx c = { s, s_row, s_col, 0, core, heads, head_stride, out_idx, out_scores, us_topk };
+    ctx c = { s, s_row, s_col, 0, core, heads, head_stride, out_idx, out_scores, us_topk_set,
+              us_topk_hint };
     /* One thread: a pass per head, so its scores are combined while the
      * sgemm's output is still in cache and the workspace holds one head.
      * Several: one pass over all heads, so OpenBLAS's and OpenMP's thread
@@ -537,7 +564,8 @@ int us_pk_score_ref(uint64_t *out_idx, float *out_scores, const float *q,
     size_t r = (size_t)s->rank;
     size_t head_stride = L.head_bytes / sizeof(float);
     prepare_heads(heads, head_stride, s, core);
-    ctx c = { s, s_row, s_col, 0, core, heads, head_stride, out_idx, out_scores, us_topk_ref };
+    ctx c = { s, s_row, s_col, 0, core, heads, head_stride, out_idx, out_scores, us_topk_set_ref,
+              topk_hint_ref };
     scratch x = carve_scratch(thread0, s);
     for (size_t h = 0; h < H && rc == US_OK; h++) {
         for (size_t t = 0; t < T; t++)

@@ -222,22 +222,31 @@ AVX2_TARGET static inline size_t collect_candidates(float *cand_val, uint32_t *c
     return collect_tail(cand_val, cand_idx, scores, i, n, t0, c, cap);
 }
 
+/* The filters' output: the scores >= a bound, in index order, with the
+ * rank each would have in the best-first result. val and idx have room for
+ * 16 padding entries after cap. */
+typedef struct cands {
+    float    val[CAND_CAP + 16];
+    uint32_t idx[CAND_CAP + 16];
+    uint32_t rank[CAND_CAP];
+    size_t   c;
+} cands;
+
 /* Rank of each candidate = how many candidates come before it (higher
  * score, or equal score and lower index = earlier position): branch-free
- * counting, 8 at a time; the ranks are distinct, so rank < k places it.
- * cand_val has room for 8 padding entries after c. */
-AVX2_TARGET static inline void place_by_rank(entry *top, size_t k, float *cand_val,
-                                             const uint32_t *cand_idx, size_t c)
+ * counting, 8 at a time; the ranks are distinct, so rank < k selects. */
+AVX2_TARGET static inline void rank_candidates(cands *cd)
 {
+    size_t c = cd->c;
     for (size_t p = c; p < c + 8; p++)
-        cand_val[p] = __builtin_nanf("");       /* padding never compares true */
+        cd->val[p] = __builtin_nanf("");        /* padding never compares true */
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (size_t a = 0; a < c; a++) {
-        __m256 va = _mm256_set1_ps(cand_val[a]);
+        __m256 va = _mm256_set1_ps(cd->val[a]);
         __m256i pa = _mm256_set1_epi32((int)a);
         unsigned rank = 0;
         for (size_t b = 0; b < c; b += 8) {
-            __m256 vb = _mm256_loadu_ps(cand_val + b);
+            __m256 vb = _mm256_loadu_ps(cd->val + b);
             __m256 earlier = _mm256_castsi256_ps(
                 _mm256_cmpgt_epi32(pa, _mm256_add_epi32(_mm256_set1_epi32((int)b), lane)));
             __m256 before = _mm256_or_ps(_mm256_cmp_ps(vb, va, _CMP_GT_OQ),
@@ -245,48 +254,56 @@ AVX2_TARGET static inline void place_by_rank(entry *top, size_t k, float *cand_v
                                                        earlier));
             rank += (unsigned)__builtin_popcount((unsigned)_mm256_movemask_ps(before));
         }
-        if (rank < k) {
-            top[rank].val = cand_val[a];
-            top[rank].idx = cand_idx[a];
-        }
+        cd->rank[a] = rank;
     }
 }
 
-/*
- * Filter then select. Split the scores into nb >= k groups (up to 4k groups
- * of at least 8) and take the largest number of each group: these are nb
- * distinct elements, so at least k numbers are >= t0 = the k-th largest
- * group maximum, i.e. t0 is a lower bound of the k-th best score. Only
- * scores >= t0 can be in the result; they are offered in index order, which
- * gives exactly the result of the full scan (ties and all). With 4k groups
- * typically 1.5k candidates remain (k groups: ~3.5k), so the cost is two
- * vector passes plus a few insertions. Returns 0 (caller falls back to the
- * full scan) when the bound is useless (t0 = -Inf, e.g. groups full of NaN)
- * or too weak (too many candidates), else 1.
- */
-AVX2_TARGET static int topk_filtered_avx2(entry *top, size_t k, const float *scores, size_t n)
+/* How many groups the bound of the filters uses (see below): up to 4k of
+ * at least MIN_GROUP_ROWS scores, a multiple of `width`; 0 if fewer than k. */
+static size_t filter_groups(size_t n, size_t k, size_t width)
 {
     size_t nb = 4 * k;
     if (n / MIN_GROUP_ROWS < nb)
         nb = n / MIN_GROUP_ROWS;
-    nb = nb / 8 * 8;                     /* whole vectors for kth_largest_key */
-    if (nb < k)
-        return 0;
-    float t0 = group_bound(scores, n, nb, k);
-    if (!(t0 > -__builtin_inff()))       /* -Inf, or NaN from a truncated key */
-        return 0;
-    float cand_val[CAND_CAP + 8];
-    uint32_t cand_idx[CAND_CAP];
+    nb = nb / width * width;             /* whole vectors for kth_largest_key */
+    return nb < k ? 0 : nb;
+}
+
+/*
+ * Filter then rank. Split the scores into nb >= k groups (up to 4k groups
+ * of at least 8) and take the largest number of each group: these are nb
+ * distinct elements, so at least k numbers are >= t0 = the k-th largest
+ * group maximum, i.e. t0 is a lower bound of the k-th best score (a caller
+ * may pass its own: `hint`, used when it is a number > -Inf). Only scores
+ * >= t0 can be in the result; they are collected in index order and ranked,
+ * which gives exactly the result of the full scan (ties and all). With 4k
+ * groups typically 1.5k candidates remain (k groups: ~3.5k), so the cost is
+ * two vector passes plus the ranking. Returns 0 (caller falls back) when the
+ * bound is useless (t0 = -Inf, e.g. groups full of NaN) or too weak (too
+ * many candidates), else 1.
+ */
+AVX2_TARGET static int filter_avx2(cands *cd, const float *scores, size_t n, size_t k,
+                                   float hint)
+{
+    float t0 = hint;
+    if (!(t0 > -__builtin_inff())) {
+        size_t nb = filter_groups(n, k, 8);
+        if (nb == 0)
+            return 0;
+        t0 = group_bound(scores, n, nb, k);
+        if (!(t0 > -__builtin_inff()))   /* -Inf, or NaN from a truncated key */
+            return 0;
+    }
     size_t cap = 4 * k + 64 < CAND_CAP ? 4 * k + 64 : CAND_CAP;
-    size_t c = collect_candidates(cand_val, cand_idx, scores, n, t0, cap);
+    cd->c = collect_candidates(cd->val, cd->idx, scores, n, t0, cap);
     /* c >= k: at least k scores are >= t0, so the k-th best is >= t0 and
      * every result element (ties included) is a candidate: exact for ANY
-     * t0. c < k cannot happen with the bound above; if it did (or c = 0:
-     * too many), the caller's full scan would still be exact. Correctness
-     * never rests on the bound. */
-    if (c < k)
+     * t0. c < k cannot happen with the group bound; a caller's hint may be
+     * too high, and c = 0 means too many: then the caller's fallback is
+     * still exact. Correctness never rests on the bound. */
+    if (cd->c < k)
         return 0;
-    place_by_rank(top, k, cand_val, cand_idx, c);
+    rank_candidates(cd);
     return 1;
 }
 
@@ -365,19 +382,17 @@ AVX512_TARGET static inline size_t collect_candidates_512(float *cand_val, uint3
     return collect_tail(cand_val, cand_idx, scores, i, n, t0, c, cap);
 }
 
-/* As place_by_rank; cand_val has room for 16 padding entries after c, top
- * one slot past k (ranks >= k land there: no branch on the rank, which
- * mispredicted on about a third of the candidates). */
-AVX512_TARGET static inline void place_by_rank_512(entry *top, size_t k, float *cand_val,
-                                                   const uint32_t *cand_idx, size_t c)
+/* As rank_candidates, 16 wide. */
+AVX512_TARGET static inline void rank_candidates_512(cands *cd)
 {
+    size_t c = cd->c;
     for (size_t p = c; p < c + 16; p++)
-        cand_val[p] = __builtin_nanf("");       /* padding never compares true */
+        cd->val[p] = __builtin_nanf("");        /* padding never compares true */
     for (size_t a = 0; a < c; a++) {
-        __m512 va = _mm512_set1_ps(cand_val[a]);
+        __m512 va = _mm512_set1_ps(cd->val[a]);
         unsigned rank = 0;
         for (size_t b = 0; b < c; b += 16) {
-            __m512 vb = _mm512_loadu_ps(cand_val + b);
+            __m512 vb = _mm512_loadu_ps(cd->val + b);
             /* positions b + l < a come earlier: they win ties */
             size_t ahead = a > b ? (a - b < 16 ? a - b : 16) : 0;
             unsigned earlier = (unsigned)((1ull << ahead) - 1);
@@ -385,31 +400,28 @@ AVX512_TARGET static inline void place_by_rank_512(entry *top, size_t k, float *
                               ((unsigned)_mm512_cmp_ps_mask(vb, va, _CMP_EQ_OQ) & earlier);
             rank += (unsigned)__builtin_popcount(before);
         }
-        size_t slot = rank < k ? rank : k;
-        top[slot].val = cand_val[a];
-        top[slot].idx = cand_idx[a];
+        cd->rank[a] = rank;
     }
 }
 
-/* As topk_filtered_avx2 with 16-wide vectors (nb a multiple of 16). */
-AVX512_TARGET static int topk_filtered_avx512(entry *top, size_t k, const float *scores, size_t n)
+/* As filter_avx2 with 16-wide vectors (nb a multiple of 16). */
+AVX512_TARGET static int filter_avx512(cands *cd, const float *scores, size_t n, size_t k,
+                                       float hint)
 {
-    size_t nb = 4 * k;
-    if (n / MIN_GROUP_ROWS < nb)
-        nb = n / MIN_GROUP_ROWS;
-    nb = nb / 16 * 16;
-    if (nb < k)
-        return 0;
-    float t0 = group_bound_512(scores, n, nb, k);
-    if (!(t0 > -__builtin_inff()))
-        return 0;
-    float cand_val[CAND_CAP + 16];
-    uint32_t cand_idx[CAND_CAP + 16];
+    float t0 = hint;
+    if (!(t0 > -__builtin_inff())) {
+        size_t nb = filter_groups(n, k, 16);
+        if (nb == 0)
+            return 0;
+        t0 = group_bound_512(scores, n, nb, k);
+        if (!(t0 > -__builtin_inff()))
+            return 0;
+    }
     size_t cap = 4 * k + 64 < CAND_CAP ? 4 * k + 64 : CAND_CAP;
-    size_t c = collect_candidates_512(cand_val, cand_idx, scores, n, t0, cap);
-    if (c < k)                           /* see topk_filtered_avx2 */
+    cd->c = collect_candidates_512(cd->val, cd->idx, scores, n, t0, cap);
+    if (cd->c < k)                       /* see filter_avx2 */
         return 0;
-    place_by_rank_512(top, k, cand_val, cand_idx, c);
+    rank_candidates_512(cd);
     return 1;
 }
 
@@ -447,20 +459,41 @@ static int check_args(const uint32_t *out_idx, const float *scores, size_t n, si
     return US_OK;
 }
 
-/* Top-k of one row; arguments already checked, 1 <= k <= n. */
-static void topk_one(uint32_t *out_idx, float *out_val, const float *scores, size_t n,
-                     size_t k, int level)
+/* The candidates of the widest filter the level allows, with the caller's
+ * bound first when it is a number > -Inf, then the group bound. Returns:
+ * 1 with cd filled, 0 when the full scan must run. */
+static int filter(cands *cd, const float *scores, size_t n, size_t k, int level, float hint)
 {
-    entry top[US_TOPK_MAX_K + 1];     /* + 1: place_by_rank_512's overflow slot */
+    const float none = -__builtin_inff();
+    int hinted = hint > none;
+    if (level >= 2)
+        return (hinted && filter_avx512(cd, scores, n, k, hint)) ||
+               filter_avx512(cd, scores, n, k, none);
+    if (level == 1)
+        return (hinted && filter_avx2(cd, scores, n, k, hint)) ||
+               filter_avx2(cd, scores, n, k, none);
+    return 0;
+}
+
+/* Top-k of one row, best first; arguments already checked, 1 <= k <= n. */
+static void topk_one(uint32_t *out_idx, float *out_val, const float *scores, size_t n,
+                     size_t k, int level, float hint)
+{
+    entry top[US_TOPK_MAX_K + 1];        /* + 1: ranks >= k land in top[k] */
+    cands cd;
     size_t m = 0, i = 0;
-    int avx2 = level >= 1;
-    if (level >= 2 && topk_filtered_avx512(top, k, scores, n))
+    if (filter(&cd, scores, n, k, level, hint)) {
+        /* no branch on the rank: it mispredicted on a third of the candidates */
+        for (size_t a = 0; a < cd.c; a++) {
+            size_t slot = cd.rank[a] < k ? cd.rank[a] : k;
+            top[slot].val = cd.val[a];
+            top[slot].idx = cd.idx[a];
+        }
         goto done;
-    if (avx2 && topk_filtered_avx2(top, k, scores, n))
-        goto done;
+    }
     for (; i < k; i++)
         offer(top, &m, k, scores[i], (uint32_t)i);
-    if (avx2)
+    if (level >= 1)
         i = scan_avx2(top, &m, k, scores, i, n);
     for (; i < n; i++)
         offer(top, &m, k, scores[i], (uint32_t)i);
@@ -472,14 +505,92 @@ done:
     }
 }
 
+/* best[0..k) best first -> out_idx ascending with out_rank = the position
+ * in best. Insertion sort: only the fallbacks come here. */
+static void set_from_best(uint32_t *out_idx, uint32_t *out_rank, const uint32_t *best, size_t k)
+{
+    for (size_t q = 0; q < k; q++) {
+        size_t j = q;
+        for (; j > 0 && out_idx[j - 1] > best[q]; j--) {
+            out_idx[j] = out_idx[j - 1];
+            out_rank[j] = out_rank[j - 1];
+        }
+        out_idx[j] = best[q];
+        out_rank[j] = (uint32_t)q;
+    }
+}
+
+/* The top-k set of one row in index order; arguments checked, 1 <= k <= n.
+ * The filter's candidates are in index order already: keeping those ranked
+ * below k keeps that order (no sort). */
+static void topk_set_one(uint32_t *out_idx, uint32_t *out_rank, const float *scores, size_t n,
+                         size_t k, int level)
+{
+    cands cd;
+    if (filter(&cd, scores, n, k, level, -__builtin_inff())) {
+        size_t m = 0;
+        for (size_t a = 0; a < cd.c; a++) {  /* compaction in place: m <= a */
+            uint32_t rank = cd.rank[a];
+            cd.idx[m] = cd.idx[a];
+            cd.rank[m] = rank;
+            m += rank < k;
+        }
+        memcpy(out_idx, cd.idx, k * sizeof *out_idx);
+        memcpy(out_rank, cd.rank, k * sizeof *out_rank);
+        return;
+    }
+    uint32_t best[US_TOPK_MAX_K];
+    topk_one(best, NULL, scores, n, k, level, -__builtin_inff());
+    set_from_best(out_idx, out_rank, best, k);
+}
+
 int us_topk(uint32_t *out_idx, float *out_val, const float *scores, size_t n, size_t k,
             us_err *err)
 {
     int rc = check_args(out_idx, scores, n, k, err);
     if (rc != US_OK || k == 0)
         return rc;
-    topk_one(out_idx, out_val, scores, n, k, isa_level());
+    topk_one(out_idx, out_val, scores, n, k, isa_level(), -__builtin_inff());
     return US_OK;
+}
+
+int us_topk_hint(uint32_t *out_idx, float *out_val, const float *scores, size_t n, size_t k,
+                 float bound, us_err *err)
+{
+    int rc = check_args(out_idx, scores, n, k, err);
+    if (rc != US_OK || k == 0)
+        return rc;
+    topk_one(out_idx, out_val, scores, n, k, isa_level(), bound);
+    return US_OK;
+}
+
+int us_topk_set(uint32_t *out_idx, uint32_t *out_rank, const float *scores, size_t n, size_t k,
+                us_err *err)
+{
+    int rc = check_args(out_idx, scores, n, k, err);
+    if (rc == US_OK && k > 0 && out_rank == NULL)
+        rc = us_err_set(err, US_EINVAL, "top-k set: NULL ranks");
+    if (rc != US_OK || k == 0)
+        return rc;
+    topk_set_one(out_idx, out_rank, scores, n, k, isa_level());
+    return US_OK;
+}
+
+float us_topk_bound(const float *v, size_t n, size_t k)
+{
+    enum { MAX_N = 2048 };
+    if (v == NULL || k == 0 || k > n || n > MAX_N || isa_level() < 1)
+        return -__builtin_inff();
+    uint32_t keys[MAX_N + 16];
+    int wide = isa_level() >= 2;
+    size_t padded = wide ? (n + 15) / 16 * 16 : (n + 7) / 8 * 8;
+    for (size_t i = 0; i < n; i++)       /* NaN counts as -Inf: below every number */
+        keys[i] = order_key(v[i] == v[i] ? v[i] : -__builtin_inff());
+    for (size_t i = n; i < padded; i++)
+        keys[i] = 0;                     /* below every trial of kth_largest_key */
+    uint32_t K = wide ? kth_largest_key_512(keys, padded, k) : kth_largest_key(keys, padded, k);
+    float t = key_value(K);
+    return t == t ? t : -__builtin_inff();
 }
 
 int us_topk_rows(uint32_t *out_idx, float *out_val, const float *scores, size_t n_rows,
@@ -504,7 +615,8 @@ int us_topk_rows(uint32_t *out_idx, float *out_val, const float *scores, size_t 
         nt = (int)n_rows;
     #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (size_t r = 0; r < n_rows; r++)
-        topk_one(out_idx + r * k, out_val ? out_val + r * k : NULL, scores + r * ld, n, k, level);
+        topk_one(out_idx + r * k, out_val ? out_val + r * k : NULL, scores + r * ld, n, k, level,
+                 -__builtin_inff());
     return US_OK;
 }
 
@@ -540,6 +652,19 @@ int us_topk_ref(uint32_t *out_idx, float *out_val, const float *scores, size_t n
             memcpy(&out_val[i], &all[i].val, sizeof(float));
     }
     free(all);
+    return US_OK;
+}
+
+int us_topk_set_ref(uint32_t *out_idx, uint32_t *out_rank, const float *scores, size_t n,
+                    size_t k, us_err *err)
+{
+    uint32_t best[US_TOPK_MAX_K];
+    int rc = check_args(out_idx, scores, n, k, err);
+    if (rc == US_OK && k > 0 && out_rank == NULL)
+        rc = us_err_set(err, US_EINVAL, "top-k set: NULL ranks");
+    if (rc != US_OK || k == 0 || (rc = us_topk_ref(best, NULL, scores, n, k, err)) != US_OK)
+        return rc;
+    set_from_best(out_idx, out_rank, best, k);
     return US_OK;
 }
 

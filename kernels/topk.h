@@ -46,11 +46,36 @@ int us_topk(uint32_t *out_idx, float *out_val, const float *scores, size_t n, si
 int us_topk_rows(uint32_t *out_idx, float *out_val, const float *scores, size_t n_rows,
                  size_t n, size_t ld, size_t k, int n_threads, us_err *err);
 
+/* As us_topk, with a caller's lower bound of the k-th best score (e.g. the
+ * k-th best of any k of the scores, see us_topk_bound): the filter then
+ * keeps the scores >= bound instead of computing its own bound. The result
+ * never depends on the bound: one that is not a number > -Inf, or too high
+ * (fewer than k scores reach it), or too weak, falls back to the usual path.
+ * Returns: as us_topk. */
+int us_topk_hint(uint32_t *out_idx, float *out_val, const float *scores, size_t n, size_t k,
+                 float bound, us_err *err);
+
+/* The same selection as us_topk, as a set in index order: out_idx[0..k)
+ * ascending, out_rank[q] = the position out_idx[q] has in us_topk's
+ * best-first output. (Product-key scoring needs its candidates in index
+ * order for ties, and their score order for a bound: one pass gives both.)
+ * Returns: as us_topk, plus US_EINVAL when out_rank is NULL (k > 0). */
+int us_topk_set(uint32_t *out_idx, uint32_t *out_rank, const float *scores, size_t n, size_t k,
+                us_err *err);
+
+/* A number <= the k-th largest of v[0..n) (NaN counts below every number),
+ * within 2^-11 relative of it; -Inf when k == 0, k > n, n > 2048, fewer
+ * than k numbers, v is NULL or the CPU lacks AVX2 (no fast path to feed).
+ * Returns: the bound; cannot fail. */
+float us_topk_bound(const float *v, size_t n, size_t k);
+
 /* Scalar references (full sort).
  * Returns: as us_topk / us_topk_rows, plus US_ENOMEM when the n sort
  * entries cannot be allocated. */
 int us_topk_ref(uint32_t *out_idx, float *out_val, const float *scores, size_t n, size_t k,
                 us_err *err);
+int us_topk_set_ref(uint32_t *out_idx, uint32_t *out_rank, const float *scores, size_t n,
+                    size_t k, us_err *err);
 int us_topk_rows_ref(uint32_t *out_idx, float *out_val, const float *scores, size_t n_rows,
                      size_t n, size_t ld, size_t k, us_err *err);
 

@@ -188,7 +188,11 @@ static void test_pkm_exact_and_vs_ref(void **state)
         shape(US_PK_SUM, 3, 3, 13, 17, 23, 1, 1, 5, 4),     /* odd sizes, n_rows != n_cols */
         shape(US_PK_SUM, 1, 1, 1, 4, 4, 1, 1, 4, 16),       /* k = k'^2 = N, d = 1 */
         shape(US_PK_SUM, 2, 1, 8, 9, 9, 1, 1, 1, 1),        /* k' = k = 1 */
-        shape(US_PK_SUM, 2, 1, 4, 17000, 9, 1, 1, 8, 8),   /* n_rows > 16384: other sort */
+        shape(US_PK_SUM, 2, 1, 4, 17000, 9, 1, 1, 8, 8),   /* n_rows > 16384 */
+        /* large enough for the top-k filters on both sides and on the grid
+         * (with the dominance bound): k <= k' (brute force) and k > k' */
+        shape(US_PK_SUM, 4, 2, 16, 512, 512, 1, 1, 32, 16),
+        shape(US_PK_SUM, 4, 2, 16, 512, 384, 1, 1, 16, 32),
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         problem p;
@@ -212,6 +216,7 @@ static void test_tucker_vs_ref_and_exact_scores(void **state)
         shape(US_PK_TUCKER, 6, 2, 16, 40, 40, 2, 1, 10, 12),
         shape(US_PK_TUCKER, 3, 1, 7, 21, 19, 3, 1, 6, 5),
         shape(US_PK_TUCKER, 4, 2, 8, 16, 16, 2, 2, 6, 6),    /* MCS, 2 cores */
+        shape(US_PK_TUCKER, 4, 2, 16, 512, 384, 2, 1, 16, 32), /* filters, as above */
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         problem p;

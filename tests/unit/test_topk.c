@@ -13,6 +13,7 @@
 #include "kernels/hash.h"
 
 static uint64_t rng_state = 42;
+static int isa_level = 2;                /* the group's us_topk_limit_isa */
 static uint64_t rng_next(void)
 {
     return us_splitmix64_next(&rng_state);
@@ -35,6 +36,42 @@ static float random_score(int kind)
         }
         /* fall through */
     default: return (float)((r >> 40) * 0x1.0p-24) - 0.5f;
+    }
+}
+
+/* us_topk_set (vs its reference and vs us_topk's list ia/va), us_topk_hint
+ * with good, useless and wrong bounds (always the same result), and
+ * us_topk_bound <= the k-th best. */
+static void compare_set_and_hint(const float *s, size_t n, size_t k, const uint32_t *ia,
+                                 const float *va)
+{
+    uint32_t set[US_TOPK_MAX_K], rank[US_TOPK_MAX_K], set_ref[US_TOPK_MAX_K],
+             rank_ref[US_TOPK_MAX_K];
+    assert_int_equal(us_topk_set(set, rank, s, n, k, NULL), US_OK);
+    assert_int_equal(us_topk_set_ref(set_ref, rank_ref, s, n, k, NULL), US_OK);
+    assert_memory_equal(set, set_ref, k * sizeof set[0]);
+    assert_memory_equal(rank, rank_ref, k * sizeof rank[0]);
+    for (size_t q = 0; q < k; q++) {
+        assert_true(q == 0 || set[q - 1] < set[q]);
+        assert_true(rank[q] < k);
+        assert_int_equal(ia[rank[q]], set[q]);
+    }
+    float bound = us_topk_bound(s, n, k);
+    float kth = va[k - 1];
+    if (n > 2048 || isnan(kth) || kth == -INFINITY)
+        assert_true(bound == -INFINITY);
+    else if (isa_level == 0 || !__builtin_cpu_supports("avx2"))   /* no fast path: no bound */
+        assert_true(bound == -INFINITY);
+    else
+        assert_true(bound <= kth && bound > -INFINITY);
+    const float hints[] = { bound, kth, va[0], INFINITY, -INFINITY, NAN,
+                            isnan(kth) ? 0.0f : nextafterf(kth, INFINITY) };
+    for (size_t h = 0; h < sizeof hints / sizeof hints[0]; h++) {
+        uint32_t ib[US_TOPK_MAX_K];
+        float vb[US_TOPK_MAX_K];
+        assert_int_equal(us_topk_hint(ib, vb, s, n, k, hints[h], NULL), US_OK);
+        assert_memory_equal(ib, ia, k * sizeof ib[0]);
+        assert_memory_equal(vb, va, k * sizeof vb[0]);
     }
 }
 
@@ -64,6 +101,7 @@ static void compare_one(const float *s, size_t n, size_t k)
         if (!taken[j])
             assert_false(us_topk_before(s[j], (uint32_t)j, va[k - 1], ia[k - 1]));
     free(taken);
+    compare_set_and_hint(s, n, k, ia, va);
 }
 
 static void test_random_vs_ref(void **state)
@@ -149,6 +187,17 @@ static void test_rows(void **state)
 static void test_errors(void **state)
 {
     (void)state;
+    {
+        const float s3[3] = { 1, 2, 3 };
+        uint32_t i3[3];
+        us_err e = {0};
+        assert_int_equal(us_topk_set(i3, NULL, s3, 3, 2, &e), US_EINVAL);
+        assert_int_equal(us_topk_set(i3, i3, s3, 3, 4, &e), US_EINVAL);
+        assert_int_equal(us_topk_hint(i3, NULL, s3, 3, 4, 1.0f, &e), US_EINVAL);
+        assert_true(us_topk_bound(s3, 3, 4) == -INFINITY);
+        assert_true(us_topk_bound(s3, 3, 0) == -INFINITY);
+        assert_true(us_topk_bound(NULL, 3, 1) == -INFINITY);
+    }
     float s[4] = { 1, 2, 3, 4 };
     uint32_t idx[300] = { 7 };
     us_err err = { 0 };
@@ -225,9 +274,9 @@ static void test_filter_edges(void **state)
 
 /* Every path: the whole group once per instruction-set limit (portable
  * scan, AVX2 filter, AVX-512 filter where the CPU has it). */
-static int limit_portable(void **state) { (void)state; us_topk_limit_isa(0); return 0; }
-static int limit_avx2(void **state) { (void)state; us_topk_limit_isa(1); return 0; }
-static int limit_none(void **state) { (void)state; us_topk_limit_isa(2); return 0; }
+static int limit_portable(void **state) { (void)state; us_topk_limit_isa(isa_level = 0); return 0; }
+static int limit_avx2(void **state) { (void)state; us_topk_limit_isa(isa_level = 1); return 0; }
+static int limit_none(void **state) { (void)state; us_topk_limit_isa(isa_level = 2); return 0; }
 
 int main(void)
 {

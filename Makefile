@@ -6,15 +6,26 @@
 B        ?= build
 CC       ?= gcc
 PKGS     := ompi-c libfabric libprotobuf-c openblas libcjson
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS))
+IS_CLANG := $(findstring clang,$(shell $(CC) --version 2>/dev/null | head -1))
+# OpenBLAS built on OpenMP (libopenblas-openmp-dev, deploy/setup.sh): its
+# threads are the same libgomp team as our parallel loops, so a sgemm and
+# the loop after it do not leave two pools spinning against each other on a
+# small box. The rpath makes the loader take it over the system default
+# (alternatives: the pthread build). Not with clang: its -fopenmp runtime is
+# libomp, and libomp + libgomp in one process livelocked (test_model spun);
+# clang builds and machines without the package get pkg-config's (pthread).
+BLAS_OMP := /usr/lib/x86_64-linux-gnu/openblas-openmp
+BLAS_PC  := $(if $(IS_CLANG),,$(if $(wildcard $(BLAS_OMP)/pkgconfig/openblas.pc),PKG_CONFIG_PATH=$(BLAS_OMP)/pkgconfig))
+PKG_CFLAGS := $(shell $(BLAS_PC) pkg-config --cflags $(PKGS))
+BLAS_RPATH := -Wl,-rpath,$(BLAS_OMP)
+PKG_LIBS   := $(shell $(BLAS_PC) pkg-config --libs $(PKGS)) $(if $(BLAS_PC),$(BLAS_RPATH))
 OPT      ?= -O2 -march=x86-64-v2 -mtune=generic
 SAN      ?=
 CFLAGS   := -std=c11 -D_GNU_SOURCE $(OPT) -g -Wall -Wextra -Werror -fopenmp \
             -I. -I$(B)/gen $(PKG_CFLAGS) $(SAN) $(EXTRA_CFLAGS)
 # clang reports "#pragma omp simd" loops it could not vectorize as warnings
 # (outer loops with an inner reduction); they are hints, not errors.
-ifneq ($(findstring clang,$(shell $(CC) --version 2>/dev/null | head -1)),)
+ifneq ($(IS_CLANG),)
 CFLAGS   += -Wno-pass-failed
 endif
 LDLIBS   := $(PKG_LIBS) -lm -fopenmp $(SAN)

@@ -9,6 +9,7 @@ PACKAGES=(
   libfabric-dev libfabric-bin         # fabric transport, fi_info/fi_pingpong
   libprotobuf-c-dev protobuf-c-compiler
   libopenblas-dev                     # sgemm for scoring / projections
+  libopenblas-openmp-dev              # the OpenMP build we link (one thread team; Makefile)
   libcjson-dev                        # model config + safetensors headers
   libcmocka-dev                       # unit tests
   clang libclang-rt-14-dev libomp-dev # second compiler (make CC=clang; libomp = its -fopenmp

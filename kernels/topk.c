@@ -9,7 +9,7 @@
  * a heap version spent most of its time there, 44 ns/element at n = 1024,
  * k = 32).
  *
- * With AVX2 (run-time dispatch) a filter runs first (topk_filtered_avx2): a
+ * With AVX2 (run-time dispatch) a filter runs first (filter_avx2): a
  * lower bound of the k-th best from block maxima, one vector pass keeping
  * only the scores above it, typically 1-1.5 k candidates. Without AVX2, or
  * when the bound is useless, the plain scan offers every element (the
@@ -197,27 +197,45 @@ static inline size_t collect_tail(float *cand_val, uint32_t *cand_idx, const flo
     return c;
 }
 
-/* The scores >= t0 in index order into cand_*. Returns: how many, or 0 when
- * more than cap would be needed (the bound was weak). */
+/* Left-packing without AVX-512's compress: for each 8-bit compare mask, the
+ * lanes to keep as byte indices (lane order), e.g. 0b1010 -> 1, 3. */
+static uint64_t pack_lanes[256];
+
+__attribute__((constructor)) static void build_pack_lanes(void)
+{
+    for (unsigned m = 0; m < 256; m++) {
+        uint64_t v = 0;
+        unsigned out = 0;
+        for (unsigned l = 0; l < 8; l++)
+            if (m & (1u << l))
+                v |= (uint64_t)l << (8 * out++);
+        pack_lanes[m] = v;
+    }
+}
+
+/* The scores >= t0 in index order into cand_* (room for 8 entries past
+ * cap). No branch on the compare mask: the kept lanes are packed with a
+ * permute from pack_lanes (a "skip empty vectors" branch mispredicted on
+ * random candidates, as in the AVX-512 collector). Returns: how many, or 0
+ * when more than cap would be needed (the bound was weak). */
 AVX2_TARGET static inline size_t collect_candidates(float *cand_val, uint32_t *cand_idx,
                                                     const float *scores, size_t n, float t0,
                                                     size_t cap)
 {
     size_t c = 0, i = 0;
-    __m256 tv = _mm256_set1_ps(t0);
+    const __m256 tv = _mm256_set1_ps(t0);
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (; i + 8 <= n; i += 8) {
-        unsigned mask = (unsigned)_mm256_movemask_ps(
-            _mm256_cmp_ps(_mm256_loadu_ps(scores + i), tv, _CMP_GE_OQ));
-        if (mask == 0)
-            continue;
-        if (c + 8 > cap)
+        __m256 x = _mm256_loadu_ps(scores + i);
+        unsigned mask = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(x, tv, _CMP_GE_OQ));
+        __m256i perm = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128((long long)pack_lanes[mask]));
+        __m256i idx = _mm256_add_epi32(_mm256_set1_epi32((int)i), lane);
+        _mm256_storeu_ps(cand_val + c, _mm256_permutevar8x32_ps(x, perm));
+        _mm256_storeu_si256((__m256i *)(void *)(cand_idx + c),
+                            _mm256_permutevar8x32_epi32(idx, perm));
+        c += (size_t)__builtin_popcount(mask);
+        if (c > cap)                     /* rare: the bound was weak */
             return 0;
-        while (mask) {
-            unsigned j = (unsigned)__builtin_ctz(mask);
-            cand_val[c] = scores[i + j];
-            cand_idx[c++] = (uint32_t)(i + j);
-            mask &= mask - 1;
-        }
     }
     return collect_tail(cand_val, cand_idx, scores, i, n, t0, c, cap);
 }

@@ -12,10 +12,10 @@
  * scores, bit-copied), best first. out_val may be NULL.
  *
  * Fast path: with AVX2 or AVX-512F (run-time dispatch), a lower bound of the k-th best
- * score from block maxima and one vector pass that keeps only the scores at
- * or above it (typically 1-1.5 k of them), then the best k kept sorted by
- * insertion from the end, in index order. Without AVX2 every element is
- * offered to the sorted list. The list is a fixed array on the stack:
+ * score from block maxima (or the caller's, us_topk_hint) and one vector pass
+ * that keeps only the scores at or above it (typically 1-1.5 k of them), each
+ * then placed by its rank among them (branch-free counting). Without AVX2
+ * every element is offered to a list kept sorted by insertion. The list is a fixed array on the stack:
  * k <= US_TOPK_MAX_K, no allocation. Cost O(n) for typical scores, O(n*k)
  * worst case (ascending input). The result never depends on the path.
  * Reference: sort of all n (score, index) pairs with the same order (it

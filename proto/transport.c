@@ -16,6 +16,13 @@ int us_transport_open(const char *name, const us_world *world,
                       name);
 }
 
+void us_transport_idle(const us_transport *t)
+{
+    /* 2 cores shared by several ranks: never spin without yielding */
+    if (!t->progress_yields)
+        sched_yield();
+}
+
 int us_transport_xchg_wait(us_transport *t, us_err *err)
 {
     for (;;) {
@@ -23,8 +30,7 @@ int us_transport_xchg_wait(us_transport *t, us_err *err)
         int rc = t->ops->xchg_test(t, &done, err);
         if (rc != US_OK || done)
             return rc;
-        /* 2 cores shared by several ranks: never spin without yielding */
-        sched_yield();
+        us_transport_idle(t);
     }
 }
 

@@ -320,6 +320,7 @@ int us_transport_open_mpi(const us_world *world, us_transport **out, us_err *err
     m->base.recv_off = offs;
     m->base.recv_len = offs + size;
     strcpy(m->base.provider, "mpi");
+    m->base.progress_yields = true;   /* Open MPI yields when oversubscribed */
     *out = &m->base;
     return US_OK;
 }

@@ -2,7 +2,6 @@
 #include "coordinator/lookup/lookup.h"
 
 #include <inttypes.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -789,7 +788,7 @@ int us_lookup_end(us_lookup *L, float *out, us_err *err)
         int rc = us_lookup_progress(L, out, &done, err);
         if (rc != US_OK || done)
             return rc;
-        sched_yield();   /* 2 cores shared by several ranks (LAB.md) */
+        us_transport_idle(L->t);   /* 2 cores shared by several ranks (LAB.md) */
     }
 }
 

@@ -9,8 +9,14 @@ cd "$(dirname "$0")/../.."
 B=${B:-build}
 MPIRUN=${MPIRUN:-"mpirun --allow-run-as-root --oversubscribe --mca btl self,vader,tcp --mca btl_vader_single_copy_mechanism none --bind-to none"}
 export OMPI_MCA_mpi_yield_when_idle=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
-ARGS=${US_BENCH_LOOKUP_ARGS:-"--rows 131072 --dim 128 --tokens 256 --k 32 --batches 20"}
-echo "== 4 ranks, mpi + fabric(shm): $ARGS"
-FI_PROVIDER=shm $MPIRUN -x FI_PROVIDER -n 4 "$B/ultrashard" bench lookup $ARGS
-echo "== 4 ranks, fabric(tcp): $ARGS"
-FI_PROVIDER=tcp $MPIRUN -x FI_PROVIDER -n 4 "$B/ultrashard" bench lookup --transports fabric $ARGS
+# 100 batches on one host: 20 (~10 ms of lookups per configuration) left
+# the ratios to warm-up and noise (mpi push row 0.33-0.40 over 3 runs vs
+# 0.38-0.54 with 100, 2026-12-04). Over tcp 20: one-sided pull takes 30-170
+# ms a batch there. ARGS (US_BENCH_LOOKUP_ARGS) come last and win.
+ARGS=${US_BENCH_LOOKUP_ARGS:-"--rows 131072 --dim 128 --tokens 256 --k 32"}
+BATCHES=${BATCHES:-100} TCP_BATCHES=${TCP_BATCHES:-20}
+echo "== 4 ranks, mpi + fabric(shm): --batches $BATCHES $ARGS"
+FI_PROVIDER=shm $MPIRUN -x FI_PROVIDER -n 4 "$B/ultrashard" bench lookup --batches "$BATCHES" $ARGS
+echo "== 4 ranks, fabric(tcp): --batches $TCP_BATCHES $ARGS"
+FI_PROVIDER=tcp $MPIRUN -x FI_PROVIDER -n 4 "$B/ultrashard" bench lookup --transports fabric \
+  --batches "$TCP_BATCHES" $ARGS

@@ -531,10 +531,11 @@ int us_pk_score(uint64_t *out_idx, float *out_scores, const float *q,
         #pragma omp parallel num_threads(L.n_threads) if (L.n_threads > 1)
         {
             scratch x = carve_scratch(threads + (size_t)omp_get_thread_num() * L.thread_bytes, s);
-            /* dynamic: with 2 threads on 2 cores, OpenBLAS's worker spins
-             * (sched_yield) after the sgemm and shares a core with one of
-             * ours; static halves made the whole team wait for that one
-             * (2-thread T = 32 ratio 0.47-0.90 over runs; dynamic 0.86-0.87) */
+            /* dynamic: with OpenBLAS's pthread build (clang builds, or
+             * where the OpenMP build is missing) its worker spins after the
+             * sgemm and shares a core with one of ours on a 2-core box;
+             * static halves made the whole team wait for that one (2-thread
+             * T = 32 ratio 0.47-0.90 over runs; dynamic 0.86-0.87) */
             #pragma omp for schedule(dynamic, 8)
             for (long it = 0; it < items; it++)   /* us_topk cannot fail here */
                 combine(&c, (int)(it / (h1 - h0)), h0 + (int)(it % (h1 - h0)), &x);

@@ -477,19 +477,22 @@ static int check_args(const uint32_t *out_idx, const float *scores, size_t n, si
     return US_OK;
 }
 
+/* "No caller bound" for the hint arguments below: the filters then compute
+ * their group bound. */
+#define NO_HINT (-__builtin_inff())
+
 /* The candidates of the widest filter the level allows, with the caller's
  * bound first when it is a number > -Inf, then the group bound. Returns:
  * 1 with cd filled, 0 when the full scan must run. */
 static int filter(cands *cd, const float *scores, size_t n, size_t k, int level, float hint)
 {
-    const float none = -__builtin_inff();
-    int hinted = hint > none;
+    int hinted = hint > NO_HINT;
     if (level >= 2)
         return (hinted && filter_avx512(cd, scores, n, k, hint)) ||
-               filter_avx512(cd, scores, n, k, none);
+               filter_avx512(cd, scores, n, k, NO_HINT);
     if (level == 1)
         return (hinted && filter_avx2(cd, scores, n, k, hint)) ||
-               filter_avx2(cd, scores, n, k, none);
+               filter_avx2(cd, scores, n, k, NO_HINT);
     return 0;
 }
 
@@ -545,7 +548,7 @@ static void topk_set_one(uint32_t *out_idx, uint32_t *out_rank, const float *sco
                          size_t k, int level)
 {
     cands cd;
-    if (filter(&cd, scores, n, k, level, -__builtin_inff())) {
+    if (filter(&cd, scores, n, k, level, NO_HINT)) {
         size_t m = 0;
         for (size_t a = 0; a < cd.c; a++) {  /* compaction in place: m <= a */
             uint32_t rank = cd.rank[a];
@@ -558,18 +561,8 @@ static void topk_set_one(uint32_t *out_idx, uint32_t *out_rank, const float *sco
         return;
     }
     uint32_t best[US_TOPK_MAX_K];
-    topk_one(best, NULL, scores, n, k, level, -__builtin_inff());
+    topk_one(best, NULL, scores, n, k, level, NO_HINT);
     set_from_best(out_idx, out_rank, best, k);
-}
-
-int us_topk(uint32_t *out_idx, float *out_val, const float *scores, size_t n, size_t k,
-            us_err *err)
-{
-    int rc = check_args(out_idx, scores, n, k, err);
-    if (rc != US_OK || k == 0)
-        return rc;
-    topk_one(out_idx, out_val, scores, n, k, isa_level(), -__builtin_inff());
-    return US_OK;
 }
 
 int us_topk_hint(uint32_t *out_idx, float *out_val, const float *scores, size_t n, size_t k,
@@ -582,12 +575,26 @@ int us_topk_hint(uint32_t *out_idx, float *out_val, const float *scores, size_t 
     return US_OK;
 }
 
-int us_topk_set(uint32_t *out_idx, uint32_t *out_rank, const float *scores, size_t n, size_t k,
-                us_err *err)
+int us_topk(uint32_t *out_idx, float *out_val, const float *scores, size_t n, size_t k,
+            us_err *err)
+{
+    return us_topk_hint(out_idx, out_val, scores, n, k, NO_HINT, err);
+}
+
+/* check_args, and the ranks' array of us_topk_set and its reference. */
+static int check_set_args(const uint32_t *out_idx, const uint32_t *out_rank, const float *scores,
+                          size_t n, size_t k, us_err *err)
 {
     int rc = check_args(out_idx, scores, n, k, err);
     if (rc == US_OK && k > 0 && out_rank == NULL)
         rc = us_err_set(err, US_EINVAL, "top-k set: NULL ranks");
+    return rc;
+}
+
+int us_topk_set(uint32_t *out_idx, uint32_t *out_rank, const float *scores, size_t n, size_t k,
+                us_err *err)
+{
+    int rc = check_set_args(out_idx, out_rank, scores, n, k, err);
     if (rc != US_OK || k == 0)
         return rc;
     topk_set_one(out_idx, out_rank, scores, n, k, isa_level());
@@ -597,10 +604,11 @@ int us_topk_set(uint32_t *out_idx, uint32_t *out_rank, const float *scores, size
 float us_topk_bound(const float *v, size_t n, size_t k)
 {
     enum { MAX_N = 2048 };
-    if (v == NULL || k == 0 || k > n || n > MAX_N || isa_level() < 1)
+    int level = isa_level();
+    if (v == NULL || k == 0 || k > n || n > MAX_N || level < 1)
         return -__builtin_inff();
     uint32_t keys[MAX_N + 16];
-    int wide = isa_level() >= 2;
+    int wide = level >= 2;
     size_t padded = wide ? (n + 15) / 16 * 16 : (n + 7) / 8 * 8;
     for (size_t i = 0; i < n; i++)       /* NaN counts as -Inf: below every number */
         keys[i] = order_key(v[i] == v[i] ? v[i] : -__builtin_inff());
@@ -634,7 +642,7 @@ int us_topk_rows(uint32_t *out_idx, float *out_val, const float *scores, size_t 
     #pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
     for (size_t r = 0; r < n_rows; r++)
         topk_one(out_idx + r * k, out_val ? out_val + r * k : NULL, scores + r * ld, n, k, level,
-                 -__builtin_inff());
+                 NO_HINT);
     return US_OK;
 }
 
@@ -677,9 +685,7 @@ int us_topk_set_ref(uint32_t *out_idx, uint32_t *out_rank, const float *scores, 
                     size_t k, us_err *err)
 {
     uint32_t best[US_TOPK_MAX_K];
-    int rc = check_args(out_idx, scores, n, k, err);
-    if (rc == US_OK && k > 0 && out_rank == NULL)
-        rc = us_err_set(err, US_EINVAL, "top-k set: NULL ranks");
+    int rc = check_set_args(out_idx, out_rank, scores, n, k, err);
     if (rc != US_OK || k == 0 || (rc = us_topk_ref(best, NULL, scores, n, k, err)) != US_OK)
         return rc;
     set_from_best(out_idx, out_rank, best, k);

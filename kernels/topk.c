@@ -102,14 +102,36 @@ static inline float key_value(uint32_t key)
  * KEY_FREE_BITS bits are zero with #{key >= K} >= k. Each round is n/8
  * vector compares with no data-dependent branches (a quickselect here spent
  * most of its time on mispredictions). The low bits are left at zero: the
- * bound is then within 2^-11 relative of exact, which costs a few extra
- * candidates and saves 12 of 32 rounds. */
-#define KEY_FREE_BITS 12
-AVX2_TARGET static uint32_t kth_largest_key(const uint32_t *keys, size_t n, size_t k)
+ * bound is then within 2^-8 relative of exact, which costs about one extra
+ * candidate at n = 1024 and saves 15 of 32 rounds (12 free bits: 0.02-0.03
+ * us more per top-k of 1024, tests/bench-style rows). lo and hi are the
+ * smallest and largest key that counts (padding below lo never reaches a
+ * trial, which is never 0): see search_start. */
+#define KEY_FREE_BITS 15
+
+/* Where the bit search can start. The bits above the highest bit in which
+ * lo and hi differ are the same in every key, so the search would set each
+ * of them exactly where hi has it (every key reaches the trial) and leave
+ * the others (none does): starting from hi's prefix gives the same K.
+ * A row's maxima usually share the sign and most of the exponent (8 bits
+ * for sgemm score rows, whose maxima span two binades): half of the 17
+ * rounds, each a dependent chain. Returns: the starting K; *top = the first
+ * bit to search (-1: none). */
+static inline uint32_t search_start(uint32_t lo, uint32_t hi, int *top)
+{
+    int t = lo == hi ? -1 : 31 - __builtin_clz(lo ^ hi);
+    int low = t + 1 > KEY_FREE_BITS ? t + 1 : KEY_FREE_BITS;
+    *top = t;
+    return low >= 32 ? 0 : hi & ~((1u << low) - 1);
+}
+
+AVX2_TARGET static uint32_t kth_largest_key(const uint32_t *keys, size_t n, size_t k,
+                                            uint32_t lo, uint32_t hi)
 {
     const __m256i flip = _mm256_set1_epi32((int)0x80000000u);
-    uint32_t K = 0;
-    for (int bit = 31; bit >= KEY_FREE_BITS; bit--) {
+    int top;
+    uint32_t K = search_start(lo, hi, &top);
+    for (int bit = top; bit >= KEY_FREE_BITS; bit--) {
         uint32_t trial = K | (1u << bit);
         /* signed compare on flipped values == unsigned compare */
         __m256i t = _mm256_xor_si256(_mm256_set1_epi32((int)(trial - 1)), flip);
@@ -127,6 +149,14 @@ AVX2_TARGET static uint32_t kth_largest_key(const uint32_t *keys, size_t n, size
             K = trial;
     }
     return K;
+}
+
+/* order_key on 8 lanes: negative floats flip every bit, others the sign. */
+AVX2_TARGET static inline __m256i order_key_256(__m256 x)
+{
+    __m256i u = _mm256_castps_si256(x);
+    return _mm256_xor_si256(u, _mm256_or_si256(_mm256_srai_epi32(u, 31),
+                                               _mm256_set1_epi32((int)0x80000000u)));
 }
 
 /*
@@ -157,28 +187,26 @@ AVX2_TARGET static uint32_t kth_largest_key(const uint32_t *keys, size_t n, size
 AVX2_TARGET static inline float group_bound(const float *scores, size_t n, size_t nb, size_t k)
 {
     size_t rows = n / nb;
-    const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
-    __m256 mx[4 * US_TOPK_MAX_K / 8];
-    for (size_t v = 0; v < nb / 8; v++)
-        mx[v] = neg_inf;
-    for (size_t r = 0; r < rows; r++) {
-        const float *p = scores + r * nb;
-        for (size_t v = 0; v < nb / 8; v++) {
-            __m256 x = _mm256_loadu_ps(p + 8 * v);
-            x = _mm256_blendv_ps(x, neg_inf, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));  /* NaN */
-            mx[v] = _mm256_max_ps(mx[v], x);
-        }
-    }
-    uint32_t maxima[4 * US_TOPK_MAX_K];
+    uint32_t maxima[4 * US_TOPK_MAX_K], lanes_lo[8], lanes_hi[8];
+    __m256i lo = _mm256_set1_epi32(-1), hi = _mm256_setzero_si256();
     for (size_t v = 0; v < nb / 8; v++) {
-        float lanes[8];
-        _mm256_storeu_ps(lanes, mx[v]);
-        for (int l = 0; l < 8; l++)
-            maxima[8 * v + (size_t)l] = order_key(lanes[l]);
+        __m256 mx = _mm256_set1_ps(-__builtin_inff());
+        for (size_t r = 0; r < rows; r++)    /* max(x, mx) is mx where x is NaN */
+            mx = _mm256_max_ps(_mm256_loadu_ps(scores + r * nb + 8 * v), mx);
+        __m256i key = order_key_256(mx);
+        _mm256_storeu_si256((__m256i *)(void *)(maxima + 8 * v), key);
+        lo = _mm256_min_epu32(lo, key);
+        hi = _mm256_max_epu32(hi, key);
+    }
+    _mm256_storeu_si256((__m256i *)(void *)lanes_lo, lo);
+    _mm256_storeu_si256((__m256i *)(void *)lanes_hi, hi);
+    for (int l = 1; l < 8; l++) {
+        lanes_lo[0] = lanes_lo[l] < lanes_lo[0] ? lanes_lo[l] : lanes_lo[0];
+        lanes_hi[0] = lanes_hi[l] > lanes_hi[0] ? lanes_hi[l] : lanes_hi[0];
     }
     /* -0.0 and +0.0 have different keys but compare equal: the filter
      * uses >= on floats, so a -0.0 bound also admits +0.0 (harmless) */
-    return key_value(kth_largest_key(maxima, nb, k));
+    return key_value(kth_largest_key(maxima, nb, k, lanes_lo[0], lanes_hi[0]));
 }
 
 /* The scalar tail both vector collectors share: scores[i..n) >= t0 appended
@@ -241,23 +269,46 @@ AVX2_TARGET static inline size_t collect_candidates(float *cand_val, uint32_t *c
 }
 
 /* The filters' output: the scores >= a bound, in index order, with the
- * rank each would have in the best-first result. val and idx have room for
+ * rank each would have in the best-first result. Each array has room for
  * 16 padding entries after cap. */
 typedef struct cands {
     float    val[CAND_CAP + 16];
     uint32_t idx[CAND_CAP + 16];
-    uint32_t rank[CAND_CAP];
+    uint32_t rank[CAND_CAP + 16];
     size_t   c;
 } cands;
 
 /* Rank of each candidate = how many candidates come before it (higher
- * score, or equal score and lower index = earlier position): branch-free
- * counting, 8 at a time; the ranks are distinct, so rank < k selects. */
+ * score, or equal score and lower index = earlier position); the ranks are
+ * distinct, so rank < k selects. First by score alone, 8 candidates at a
+ * time against each candidate's score broadcast (a compare and a masked
+ * increment per pair of vectors: counting one candidate at a time with
+ * movemask and popcount took 2x the instructions). Without ties those ranks
+ * are 0..c-1, which their sum shows (a tie gives both the lower rank, so the
+ * sum falls short); only then the count again with positions. Candidates
+ * are numbers, never NaN: the collectors keep scores >= a number. */
 AVX2_TARGET static inline void rank_candidates(cands *cd)
 {
     size_t c = cd->c;
     for (size_t p = c; p < c + 8; p++)
         cd->val[p] = __builtin_nanf("");        /* padding never compares true */
+    __m256i total = _mm256_setzero_si256();
+    for (size_t a = 0; a < c; a += 8) {
+        __m256 va = _mm256_loadu_ps(cd->val + a);
+        __m256i rank = _mm256_setzero_si256();
+        for (size_t b = 0; b < c; b++)   /* - (-1) where val[b] > val[a + lane] */
+            rank = _mm256_sub_epi32(rank, _mm256_castps_si256(
+                _mm256_cmp_ps(_mm256_set1_ps(cd->val[b]), va, _CMP_GT_OQ)));
+        _mm256_storeu_si256((__m256i *)(void *)(cd->rank + a), rank);
+        total = _mm256_add_epi32(total, rank);
+    }
+    uint32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)(void *)lanes, total);
+    size_t sum = 0;
+    for (int l = 0; l < 8; l++)
+        sum += lanes[l];
+    if (sum == c * (c - 1) / 2)
+        return;
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (size_t a = 0; a < c; a++) {
         __m256 va = _mm256_set1_ps(cd->val[a]);
@@ -332,10 +383,12 @@ AVX2_TARGET static int filter_avx2(cands *cd, const float *scores, size_t n, siz
  * counted with popcount, so no lane loop remains. */
 #define AVX512_TARGET __attribute__((target("avx512f,avx2,popcnt")))
 
-AVX512_TARGET static uint32_t kth_largest_key_512(const uint32_t *keys, size_t n, size_t k)
+AVX512_TARGET static uint32_t kth_largest_key_512(const uint32_t *keys, size_t n, size_t k,
+                                                  uint32_t lo, uint32_t hi)
 {
-    uint32_t K = 0;
-    for (int bit = 31; bit >= KEY_FREE_BITS; bit--) {
+    int top;
+    uint32_t K = search_start(lo, hi, &top);
+    for (int bit = top; bit >= KEY_FREE_BITS; bit--) {
         uint32_t trial = K | (1u << bit);
         __m512i t = _mm512_set1_epi32((int)trial);
         size_t count = 0;
@@ -353,26 +406,21 @@ AVX512_TARGET static inline float group_bound_512(const float *scores, size_t n,
                                                   size_t k)
 {
     size_t rows = n / nb;
-    const __m512 neg_inf = _mm512_set1_ps(-__builtin_inff());
-    __m512 mx[4 * US_TOPK_MAX_K / 16];
-    for (size_t v = 0; v < nb / 16; v++)
-        mx[v] = neg_inf;
-    for (size_t r = 0; r < rows; r++) {
-        const float *p = scores + r * nb;
-        for (size_t v = 0; v < nb / 16; v++) {
-            __m512 x = _mm512_loadu_ps(p + 16 * v);
-            x = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), x, neg_inf);
-            mx[v] = _mm512_max_ps(mx[v], x);
-        }
-    }
     uint32_t maxima[4 * US_TOPK_MAX_K];
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    __m512i lo = _mm512_set1_epi32(-1), hi = _mm512_setzero_si512();
     for (size_t v = 0; v < nb / 16; v++) {
-        float lanes[16];
-        _mm512_storeu_ps(lanes, mx[v]);
-        for (int l = 0; l < 16; l++)
-            maxima[16 * v + (size_t)l] = order_key(lanes[l]);
+        __m512 mx = _mm512_set1_ps(-__builtin_inff());
+        for (size_t r = 0; r < rows; r++)    /* max(x, mx) is mx where x is NaN */
+            mx = _mm512_max_ps(_mm512_loadu_ps(scores + r * nb + 16 * v), mx);
+        __m512i u = _mm512_castps_si512(mx);  /* order_key, 16 lanes */
+        __m512i key = _mm512_xor_si512(u, _mm512_or_si512(_mm512_srai_epi32(u, 31), sign));
+        _mm512_storeu_si512((void *)(maxima + 16 * v), key);
+        lo = _mm512_min_epu32(lo, key);
+        hi = _mm512_max_epu32(hi, key);
     }
-    return key_value(kth_largest_key_512(maxima, nb, k));
+    return key_value(kth_largest_key_512(maxima, nb, k, _mm512_reduce_min_epu32(lo),
+                                         _mm512_reduce_max_epu32(hi)));
 }
 
 /* As collect_candidates; cand_* have room for 16 entries past cap. No
@@ -404,8 +452,20 @@ AVX512_TARGET static inline size_t collect_candidates_512(float *cand_val, uint3
 AVX512_TARGET static inline void rank_candidates_512(cands *cd)
 {
     size_t c = cd->c;
-    for (size_t p = c; p < c + 16; p++)
-        cd->val[p] = __builtin_nanf("");        /* padding never compares true */
+    _mm512_storeu_ps(cd->val + c, _mm512_set1_ps(__builtin_nanf("")));   /* padding */
+    const __m512i minus_one = _mm512_set1_epi32(-1);
+    __m512i total = _mm512_setzero_si512();
+    for (size_t a = 0; a < c; a += 16) {
+        __m512 va = _mm512_loadu_ps(cd->val + a);
+        __m512i rank = _mm512_setzero_si512();
+        for (size_t b = 0; b < c; b++)
+            rank = _mm512_mask_sub_epi32(rank, _mm512_cmp_ps_mask(_mm512_set1_ps(cd->val[b]), va,
+                                                                  _CMP_GT_OQ), rank, minus_one);
+        _mm512_storeu_si512((void *)(cd->rank + a), rank);
+        total = _mm512_add_epi32(total, rank);
+    }
+    if ((size_t)(uint32_t)_mm512_reduce_add_epi32(total) == c * (c - 1) / 2)
+        return;
     for (size_t a = 0; a < c; a++) {
         __m512 va = _mm512_set1_ps(cd->val[a]);
         unsigned rank = 0;
@@ -601,6 +661,38 @@ int us_topk_set(uint32_t *out_idx, uint32_t *out_rank, const float *scores, size
     return US_OK;
 }
 
+/* keys[i] = order_key(v[i]) with NaN counted as -Inf (below every number),
+ * and the smallest and largest key, 8 at a time. */
+AVX2_TARGET static void bound_keys(uint32_t *keys, uint32_t *lo_out, uint32_t *hi_out,
+                                   const float *v, size_t n)
+{
+    const __m256 neg_inf = _mm256_set1_ps(-__builtin_inff());
+    __m256i lo = _mm256_set1_epi32(-1), hi = _mm256_setzero_si256();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(v + i);
+        __m256i key = order_key_256(_mm256_blendv_ps(x, neg_inf, _mm256_cmp_ps(x, x, _CMP_UNORD_Q)));
+        _mm256_storeu_si256((__m256i *)(void *)(keys + i), key);
+        lo = _mm256_min_epu32(lo, key);
+        hi = _mm256_max_epu32(hi, key);
+    }
+    uint32_t lanes_lo[8], lanes_hi[8];
+    _mm256_storeu_si256((__m256i *)(void *)lanes_lo, lo);
+    _mm256_storeu_si256((__m256i *)(void *)lanes_hi, hi);
+    uint32_t l = lanes_lo[0], h = lanes_hi[0];
+    for (int j = 1; j < 8; j++) {
+        l = lanes_lo[j] < l ? lanes_lo[j] : l;
+        h = lanes_hi[j] > h ? lanes_hi[j] : h;
+    }
+    for (; i < n; i++) {
+        keys[i] = order_key(v[i] == v[i] ? v[i] : -__builtin_inff());
+        l = keys[i] < l ? keys[i] : l;
+        h = keys[i] > h ? keys[i] : h;
+    }
+    *lo_out = l;
+    *hi_out = h;
+}
+
 float us_topk_bound(const float *v, size_t n, size_t k)
 {
     enum { MAX_N = 2048 };
@@ -610,11 +702,12 @@ float us_topk_bound(const float *v, size_t n, size_t k)
     uint32_t keys[MAX_N + 16];
     int wide = level >= 2;
     size_t padded = wide ? (n + 15) / 16 * 16 : (n + 7) / 8 * 8;
-    for (size_t i = 0; i < n; i++)       /* NaN counts as -Inf: below every number */
-        keys[i] = order_key(v[i] == v[i] ? v[i] : -__builtin_inff());
+    uint32_t lo, hi;
+    bound_keys(keys, &lo, &hi, v, n);
     for (size_t i = n; i < padded; i++)
         keys[i] = 0;                     /* below every trial of kth_largest_key */
-    uint32_t K = wide ? kth_largest_key_512(keys, padded, k) : kth_largest_key(keys, padded, k);
+    uint32_t K = wide ? kth_largest_key_512(keys, padded, k, lo, hi)
+                      : kth_largest_key(keys, padded, k, lo, hi);
     float t = key_value(K);
     return t == t ? t : -__builtin_inff();
 }

@@ -64,8 +64,9 @@ int us_topk_set(uint32_t *out_idx, uint32_t *out_rank, const float *scores, size
                 us_err *err);
 
 /* A number <= the k-th largest of v[0..n) (NaN counts below every number),
- * within 2^-11 relative of it; -Inf when k == 0, k > n, n > 2048, fewer
- * than k numbers, v is NULL or the CPU lacks AVX2 (no fast path to feed).
+ * within 2^-8 relative of it when that is a normal number; -Inf when k == 0,
+ * k > n, n > 2048, fewer than k numbers, v is NULL or the CPU lacks AVX2 (no
+ * fast path to feed).
  * Returns: the bound; cannot fail. */
 float us_topk_bound(const float *v, size_t n, size_t k);
 

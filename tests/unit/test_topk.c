@@ -64,6 +64,8 @@ static void compare_set_and_hint(const float *s, size_t n, size_t k, const uint3
         assert_true(bound == -INFINITY);
     else
         assert_true(bound <= kth && bound > -INFINITY);
+    if (bound > -INFINITY && isnormal(kth))     /* the precision topk.h promises */
+        assert_true(bound >= kth - fabsf(kth) * 0x1p-8f);
     const float hints[] = { bound, kth, va[0], INFINITY, -INFINITY, NAN,
                             isnan(kth) ? 0.0f : nextafterf(kth, INFINITY) };
     for (size_t h = 0; h < sizeof hints / sizeof hints[0]; h++) {

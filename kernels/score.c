@@ -98,6 +98,7 @@ typedef struct scratch {
     float    *col_sel;                  /* [r][k']: S_col[b, j] of selected j */
     float    *grid;                     /* [k'][k'] candidate scores */
     uint32_t *fin_idx;                  /* final k grid positions */
+    uint32_t *fin_row, *fin_col;        /* their row and column ids */
     float    *fin_val;
 } scratch;
 
@@ -123,7 +124,7 @@ static layout make_layout(const us_pk_shape *s, int n_threads)
     L.head_bytes = align_up((r * r + 2 * r) * sizeof(float));
     L.thread_bytes = align_up((size_t)s->n_rows * 4) + align_up((size_t)s->n_cols * 4) +
                      6 * align_up(kp * 4) + 2 * align_up(kp * r * 4) +
-                     align_up(kp * kp * 4) + 2 * align_up((size_t)s->k * 4) +
+                     align_up(kp * kp * 4) + 4 * align_up((size_t)s->k * 4) +
                      align_up(dominance_count(kp, (size_t)s->k) * 4);
     L.total = ALIGN_BYTES + L.s_row_bytes + L.s_col_bytes + H * L.head_bytes +
               (size_t)L.n_threads * L.thread_bytes;
@@ -156,6 +157,8 @@ static scratch carve_scratch(uint8_t *p, const us_pk_shape *s)
     CARVE(col_sel, float, kp * r);
     CARVE(grid, float, kp * kp);
     CARVE(fin_idx, uint32_t, s->k);
+    CARVE(fin_row, uint32_t, s->k);
+    CARVE(fin_col, uint32_t, s->k);
     CARVE(fin_val, float, s->k);
 #undef CARVE
     return x;
@@ -372,6 +375,40 @@ COMBINE_INLINE float dominance_bound(const scratch *x, size_t kp, size_t k)
     return us_topk_bound(x->dom, m, k);
 }
 
+/* dominance_bound for PKM without the grid: the pairs' scores are the same
+ * sums (same operands) from the two sides' scores in rank order, a
+ * vectorisable row per rank instead of two-level gathers from the grid.
+ * pre_row / pre_col are free scratch in this mode. */
+COMBINE_INLINE float dominance_bound_sum(const scratch *x, const float *sr, const float *sc,
+                                         size_t kp, size_t k)
+{
+    float *rs = x->pre_row, *cs = x->pre_col;
+    for (size_t q = 0; q < kp; q++) {
+        rs[x->rank_row[q]] = sr[x->top_row[q]];
+        cs[x->rank_col[q]] = sc[x->top_col[q]];
+    }
+    size_t m = 0;
+    for (size_t a = 0; a < kp; a++) {
+        size_t nb = k / (a + 1) < kp ? k / (a + 1) : kp;
+        float vr = rs[a];
+        float *d = x->dom + m;
+        #pragma omp simd
+        for (size_t b = 0; b < nb; b++)
+            d[b] = vr + cs[b];
+        m += nb;
+    }
+    return us_topk_bound(x->dom, m, k);
+}
+
+/* pos / kp for grid positions (pos < kp^2 <= 2^16) by the rounded-up
+ * reciprocal inv = ceil(2^32 / kp): exact there, the error term pos *
+ * (inv * kp - 2^32) < 2^16 * kp < 2^32. A division per winner took a
+ * quarter of the combination's own time (perf). */
+static inline uint32_t grid_row(uint32_t pos, uint64_t inv)
+{
+    return (uint32_t)(((uint64_t)pos * inv) >> 32);
+}
+
 /* The k winners' row ids and, per core, their scores (one core: the grid
  * values; several: each core's exact score), softmaxed if asked. */
 COMBINE_INLINE void write_outputs(const ctx *c, const scratch *x, const float *sr,
@@ -383,9 +420,12 @@ COMBINE_INLINE void write_outputs(const ctx *c, const scratch *x, const float *s
     size_t k = (size_t)s->k, m = (size_t)s->n_cores;
     size_t th = (size_t)tok * H + (size_t)h;
     uint64_t *oi = c->out_idx + th * k;
-    for (size_t q = 0; q < k; q++) {
-        uint32_t i = x->top_row[x->fin_idx[q] / kp], j = x->top_col[x->fin_idx[q] % kp];
-        oi[q] = (uint64_t)i * nc + j;
+    uint64_t inv = ((1ull << 32) + kp - 1) / kp;
+    for (size_t q = 0; q < k; q++) {    /* fin_idx -> (row, col) of the winners */
+        uint32_t a = grid_row(x->fin_idx[q], inv);
+        x->fin_row[q] = x->top_row[a];
+        x->fin_col[q] = x->top_col[x->fin_idx[q] - a * (uint32_t)kp];
+        oi[q] = (uint64_t)x->fin_row[q] * nc + x->fin_col[q];
     }
     for (size_t core = 0; core < m; core++) {
         float *os = c->out_scores + core * T * H * k + th * k;
@@ -394,7 +434,7 @@ COMBINE_INLINE void write_outputs(const ctx *c, const scratch *x, const float *s
         } else {
             const float *cc = c->core + ((size_t)h * m + core) * r * r;
             for (size_t q = 0; q < k; q++) {
-                uint32_t i = x->top_row[x->fin_idx[q] / kp], j = x->top_col[x->fin_idx[q] % kp];
+                uint32_t i = x->fin_row[q], j = x->fin_col[q];
                 float acc = 0;
                 for (size_t a = 0; a < r; a++) {
                     float inner = 0;
@@ -442,7 +482,8 @@ static int combine(const ctx *c, int tok, int h, const scratch *x)
         grid_sum(x, sr, sc, kp);
     else
         grid_tucker(x, sr, sc, csum, r, nr, nc, kp);
-    float bound = dominance_bound(x, kp, (size_t)s->k);
+    float bound = s->mode == US_PK_SUM ? dominance_bound_sum(x, sr, sc, kp, (size_t)s->k)
+                                       : dominance_bound(x, kp, (size_t)s->k);
     if ((rc = c->topk_hint(x->fin_idx, x->fin_val, x->grid, kp * kp, (size_t)s->k, bound,
                            NULL)) != US_OK)
         return rc;

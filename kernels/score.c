@@ -18,6 +18,7 @@
 #include "kernels/score.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,15 +65,27 @@ int us_pk_shape_check(const us_pk_shape *s, us_err *err)
 /* ---- workspace layout ---------------------------------------------------- */
 
 /* Pairs (a, b) of preselection ranks below k' with (a+1)(b+1) <= k: the
- * grid scores dominance_bound reads (119 for k = k' = 32). */
-static size_t dominance_count(size_t kp, size_t k)
+ * grid scores dominance_bound reads. len[a] (if len is not NULL) = how many
+ * b pair with a, computed once per call (a division per rank and token was
+ * a tenth of the combination's own time). Returns: the number of pairs
+ * (119 for k = k' = 32). */
+static size_t dominance_pairs(uint16_t *len, size_t kp, size_t k)
 {
     size_t m = 0;
     for (size_t a = 0; a < kp; a++) {
-        size_t nb = k / (a + 1);
-        m += nb < kp ? nb : kp;
+        size_t nb = k / (a + 1) < kp ? k / (a + 1) : kp;
+        if (len)
+            len[a] = (uint16_t)nb;
+        m += nb;
     }
     return m;
+}
+
+/* pkm_final keeps at most 4k pairs (then the grid path runs) and writes a
+ * whole row of k' past the last one. */
+static size_t pair_room(const us_pk_shape *s)
+{
+    return 4 * (size_t)s->k + (size_t)s->k_pre;
 }
 
 #define ALIGN_BYTES 64
@@ -97,6 +110,8 @@ typedef struct scratch {
     float    *p_row;                    /* [k'][r]: S_row[:, i]^T C */
     float    *col_sel;                  /* [r][k']: S_col[b, j] of selected j */
     float    *grid;                     /* [k'][k'] candidate scores */
+    float    *pair_val;                 /* PKM: pairs >= the bound (pkm_final) */
+    uint32_t *pair_pos;                 /* their grid positions */
     uint32_t *fin_idx;                  /* final k grid positions */
     uint32_t *fin_row, *fin_col;        /* their row and column ids */
     float    *fin_val;
@@ -124,8 +139,9 @@ static layout make_layout(const us_pk_shape *s, int n_threads)
     L.head_bytes = align_up((r * r + 2 * r) * sizeof(float));
     L.thread_bytes = align_up((size_t)s->n_rows * 4) + align_up((size_t)s->n_cols * 4) +
                      6 * align_up(kp * 4) + 2 * align_up(kp * r * 4) +
-                     align_up(kp * kp * 4) + 4 * align_up((size_t)s->k * 4) +
-                     align_up(dominance_count(kp, (size_t)s->k) * 4);
+                     align_up(kp * kp * 4) + 2 * align_up(pair_room(s) * 4) +
+                     4 * align_up((size_t)s->k * 4) +
+                     align_up(dominance_pairs(NULL, kp, (size_t)s->k) * 4);
     L.total = ALIGN_BYTES + L.s_row_bytes + L.s_col_bytes + H * L.head_bytes +
               (size_t)L.n_threads * L.thread_bytes;
     return L;
@@ -152,10 +168,12 @@ static scratch carve_scratch(uint8_t *p, const us_pk_shape *s)
     CARVE(rank_col, uint32_t, kp);
     CARVE(pos_row, uint32_t, kp);
     CARVE(pos_col, uint32_t, kp);
-    CARVE(dom, float, dominance_count(kp, (size_t)s->k));
+    CARVE(dom, float, dominance_pairs(NULL, kp, (size_t)s->k));
     CARVE(p_row, float, kp * r);
     CARVE(col_sel, float, kp * r);
     CARVE(grid, float, kp * kp);
+    CARVE(pair_val, float, pair_room(s));
+    CARVE(pair_pos, uint32_t, pair_room(s));
     CARVE(fin_idx, uint32_t, s->k);
     CARVE(fin_row, uint32_t, s->k);
     CARVE(fin_col, uint32_t, s->k);
@@ -246,6 +264,8 @@ typedef struct ctx {
     float *out_scores;
     topk_set_fn topk_set;           /* preselection: index order + ranks */
     topk_hint_fn topk_hint;         /* final: with a caller's bound */
+    int pkm_pairs;                  /* PKM's final top-k by pkm_final (not the reference) */
+    uint16_t dom_len[US_TOPK_MAX_K]; /* dominance_pairs' len */
 } ctx;
 
 static void softmax_inplace(float *x, size_t n)
@@ -359,7 +379,8 @@ COMBINE_INLINE void grid_tucker(const scratch *x, const float *sr, const float *
  * best itself and the filter keeps about k grid scores instead of its group
  * bound's ~2-3k; for Tucker the rank-1 preselection order makes it close.
  * Any k grid scores give a valid bound: the result never depends on it. */
-COMBINE_INLINE float dominance_bound(const scratch *x, size_t kp, size_t k)
+COMBINE_INLINE float dominance_bound(const scratch *x, const uint16_t *dom_len, size_t kp,
+                                     size_t k)
 {
     for (size_t q = 0; q < kp; q++) {
         x->pos_row[x->rank_row[q]] = (uint32_t)q;
@@ -367,7 +388,7 @@ COMBINE_INLINE float dominance_bound(const scratch *x, size_t kp, size_t k)
     }
     size_t m = 0;
     for (size_t a = 0; a < kp; a++) {
-        size_t nb = k / (a + 1) < kp ? k / (a + 1) : kp;
+        size_t nb = dom_len[a];
         const float *g = x->grid + (size_t)x->pos_row[a] * kp;
         for (size_t b = 0; b < nb; b++)
             x->dom[m++] = g[x->pos_col[b]];
@@ -379,17 +400,19 @@ COMBINE_INLINE float dominance_bound(const scratch *x, size_t kp, size_t k)
  * sums (same operands) from the two sides' scores in rank order, a
  * vectorisable row per rank instead of two-level gathers from the grid.
  * pre_row / pre_col are free scratch in this mode. */
-COMBINE_INLINE float dominance_bound_sum(const scratch *x, const float *sr, const float *sc,
-                                         size_t kp, size_t k)
+COMBINE_INLINE float dominance_bound_sum(const scratch *x, const uint16_t *dom_len,
+                                         const float *sr, const float *sc, size_t kp, size_t k)
 {
     float *rs = x->pre_row, *cs = x->pre_col;
     for (size_t q = 0; q < kp; q++) {
         rs[x->rank_row[q]] = sr[x->top_row[q]];
         cs[x->rank_col[q]] = sc[x->top_col[q]];
+        x->pos_row[x->rank_row[q]] = (uint32_t)q;
+        x->pos_col[x->rank_col[q]] = (uint32_t)q;
     }
     size_t m = 0;
     for (size_t a = 0; a < kp; a++) {
-        size_t nb = k / (a + 1) < kp ? k / (a + 1) : kp;
+        size_t nb = dom_len[a];
         float vr = rs[a];
         float *d = x->dom + m;
         #pragma omp simd
@@ -398,6 +421,45 @@ COMBINE_INLINE float dominance_bound_sum(const scratch *x, const float *sr, cons
         m += nb;
     }
     return us_topk_bound(x->dom, m, k);
+}
+
+/* PKM's final top-k without the grid: the pairs scoring >= the dominance
+ * bound t, row by row in rank order (pre_row / pre_col hold the two sides'
+ * scores in rank order, see dominance_bound_sum), then ranked by score.
+ * A row's pairs >= t are a prefix of its columns (rounded sums keep the
+ * order; a NaN sum is never >= t, and past one in a row every sum is NaN
+ * or -Inf), and the rows end at the first whose best pair is below t. These
+ * are exactly the grid scores >= t (the same sums), i.e. the candidates the
+ * grid path ranks, without writing the k'^2 grid and scanning it again.
+ * Ties are ordered by grid position there: with a tie among the pairs
+ * (their score ranks then do not sum to 0 + .. + c-1), with t not a number,
+ * or with more than 4k pairs this returns 0 and the grid path runs.
+ * Returns: 1 with fin_idx / fin_val filled, else 0. */
+COMBINE_INLINE int pkm_final(const scratch *x, size_t kp, size_t k, float t)
+{
+    const float *rs = x->pre_row, *cs = x->pre_col;
+    float *val = x->pair_val;
+    uint32_t *pos = x->pair_pos;
+    size_t c = 0;
+    if (!(t > -INFINITY))
+        return 0;
+    for (size_t a = 0; a < kp && rs[a] + cs[0] >= t; a++) {
+        float vr = rs[a];
+        uint32_t row = x->pos_row[a] * (uint32_t)kp;
+        size_t kept = 0;
+        #pragma omp simd reduction(+ : kept)
+        for (size_t b = 0; b < kp; b++)
+            kept += vr + cs[b] >= t;
+        #pragma omp simd
+        for (size_t b = 0; b < kp; b++) {   /* the whole row: no branch on kept */
+            val[c + b] = vr + cs[b];
+            pos[c + b] = row + x->pos_col[b];
+        }
+        c += kept;
+        if (c > 4 * k)
+            return 0;
+    }
+    return us_topk_distinct(x->fin_idx, x->fin_val, val, pos, c, k);
 }
 
 /* pos / kp for grid positions (pos < kp^2 <= 2^16) by the rounded-up
@@ -478,15 +540,18 @@ static int combine(const ctx *c, int tok, int h, const scratch *x)
         (rc = c->topk_set(x->top_col, x->rank_col, pre_c, nc, kp, NULL)) != US_OK)
         return rc;
 
-    if (s->mode == US_PK_SUM)
-        grid_sum(x, sr, sc, kp);
-    else
+    if (s->mode == US_PK_TUCKER)         /* PKM's grid only if pkm_final declines */
         grid_tucker(x, sr, sc, csum, r, nr, nc, kp);
-    float bound = s->mode == US_PK_SUM ? dominance_bound_sum(x, sr, sc, kp, (size_t)s->k)
-                                       : dominance_bound(x, kp, (size_t)s->k);
-    if ((rc = c->topk_hint(x->fin_idx, x->fin_val, x->grid, kp * kp, (size_t)s->k, bound,
-                           NULL)) != US_OK)
-        return rc;
+    float bound = s->mode == US_PK_SUM
+                      ? dominance_bound_sum(x, c->dom_len, sr, sc, kp, (size_t)s->k)
+                      : dominance_bound(x, c->dom_len, kp, (size_t)s->k);
+    if (!(s->mode == US_PK_SUM && c->pkm_pairs && pkm_final(x, kp, (size_t)s->k, bound))) {
+        if (s->mode == US_PK_SUM)
+            grid_sum(x, sr, sc, kp);
+        if ((rc = c->topk_hint(x->fin_idx, x->fin_val, x->grid, kp * kp, (size_t)s->k, bound,
+                               NULL)) != US_OK)
+            return rc;
+    }
     write_outputs(c, x, sr, sc, tok, h);
     return US_OK;
 }
@@ -526,6 +591,13 @@ static int check_args(const uint64_t *out_idx, const float *out_scores, const fl
     return US_OK;
 }
 
+static _Atomic int allow_pairs = 1;
+
+void us_pk_allow_pairs(int on)
+{
+    atomic_store_explicit(&allow_pairs, on, memory_order_relaxed);
+}
+
 int us_pk_score(uint64_t *out_idx, float *out_scores, const float *q,
                 const float *k_row, const float *k_col, const float *core,
                 const us_pk_shape *s, void *workspace, size_t workspace_bytes,
@@ -549,7 +621,8 @@ int us_pk_score(uint64_t *out_idx, float *out_scores, const float *q,
     size_t head_stride = L.head_bytes / sizeof(float);
     prepare_heads(heads, head_stride, s, core);
     ctx c = { s, s_row, s_col, 0, core, heads, head_stride, out_idx, out_scores, us_topk_set,
-              us_topk_hint };
+              us_topk_hint, atomic_load_explicit(&allow_pairs, memory_order_relaxed), { 0 } };
+    dominance_pairs(c.dom_len, (size_t)s->k_pre, (size_t)s->k);
     /* One thread: a pass per head, so its scores are combined while the
      * sgemm's output is still in cache and the workspace holds one head.
      * Several: one pass over all heads, so OpenBLAS's and OpenMP's thread
@@ -607,7 +680,8 @@ int us_pk_score_ref(uint64_t *out_idx, float *out_scores, const float *q,
     size_t head_stride = L.head_bytes / sizeof(float);
     prepare_heads(heads, head_stride, s, core);
     ctx c = { s, s_row, s_col, 0, core, heads, head_stride, out_idx, out_scores, us_topk_set_ref,
-              topk_hint_ref };
+              topk_hint_ref, 0, { 0 } };
+    dominance_pairs(c.dom_len, (size_t)s->k_pre, (size_t)s->k);
     scratch x = carve_scratch(thread0, s);
     for (size_t h = 0; h < H && rc == US_OK; h++) {
         for (size_t t = 0; t < T; t++)

@@ -128,6 +128,12 @@ int us_pk_score_ref(uint64_t *out_idx, float *out_scores, const float *q,
                     const float *k_row, const float *k_col, const float *core,
                     const us_pk_shape *shape, us_err *err);
 
+/* Test hook: 0 sends PKM's final top-k through the k'^2 grid (the path
+ * ties take) instead of the pairs above the dominance bound; 1, the
+ * default, allows both. Results never depend on it.
+ * Returns: nothing; cannot fail. */
+void us_pk_allow_pairs(int on);
+
 /* Rank-1 factors of an r x r core (row-major): C ~ u t^T as described above.
  * Writes u[r] and t[r] (t has unit norm unless C = 0).
  * Returns: nothing; cannot fail. */

@@ -282,7 +282,7 @@ typedef struct cands {
  * are 0..c-1, which their sum shows (a tie gives both the lower rank, so the
  * sum falls short); only then the count again with positions. Candidates
  * are numbers, never NaN: the collectors keep scores >= a number. */
-AVX2_TARGET static inline void rank_candidates(cands *cd)
+AVX2_TARGET static inline size_t rank_by_score(cands *cd)
 {
     size_t c = cd->c;
     for (size_t p = c; p < c + 8; p++)
@@ -302,7 +302,13 @@ AVX2_TARGET static inline void rank_candidates(cands *cd)
     size_t sum = 0;
     for (int l = 0; l < 8; l++)
         sum += lanes[l];
-    if (sum == c * (c - 1) / 2)
+    return sum;
+}
+
+AVX2_TARGET static inline void rank_candidates(cands *cd)
+{
+    size_t c = cd->c;
+    if (rank_by_score(cd) == c * (c - 1) / 2)
         return;
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     for (size_t a = 0; a < c; a++) {
@@ -376,7 +382,7 @@ AVX2_TARGET static int filter_avx2(cands *cd, const float *scores, size_t n, siz
  * mask registers instead of movemask: the candidates are packed with a
  * register compress (the memory form is microcoded on some AMD cores) and
  * counted with popcount, so no lane loop remains. */
-#define AVX512_TARGET __attribute__((target("avx512f,avx2,popcnt")))
+#define AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx2,popcnt")))
 
 AVX512_TARGET static uint32_t kth_largest_key_512(const uint32_t *keys, size_t n, size_t k,
                                                   uint32_t lo, uint32_t hi)
@@ -386,8 +392,18 @@ AVX512_TARGET static uint32_t kth_largest_key_512(const uint32_t *keys, size_t n
     while (a < b) {
         uint32_t mid = a + (b - a + 1) / 2;
         __m512i t = _mm512_set1_epi32((int)(mid << KEY_FREE_BITS));
-        size_t count = 0;
-        for (size_t i = 0; i < n; i += 16)
+        /* four compare masks joined into one 64-bit count: the count, not
+         * the compare, is the throughput limit of a round */
+        size_t count = 0, i = 0;
+        for (; i + 64 <= n; i += 64) {
+            __mmask16 m0 = _mm512_cmpge_epu32_mask(_mm512_loadu_si512((const void *)(keys + i)), t);
+            __mmask16 m1 = _mm512_cmpge_epu32_mask(_mm512_loadu_si512((const void *)(keys + i + 16)), t);
+            __mmask16 m2 = _mm512_cmpge_epu32_mask(_mm512_loadu_si512((const void *)(keys + i + 32)), t);
+            __mmask16 m3 = _mm512_cmpge_epu32_mask(_mm512_loadu_si512((const void *)(keys + i + 48)), t);
+            __mmask64 m = _mm512_kunpackd(_mm512_kunpackw(m3, m2), _mm512_kunpackw(m1, m0));
+            count += (size_t)__builtin_popcountll(_cvtmask64_u64(m));
+        }
+        for (; i < n; i += 16)
             count += (size_t)__builtin_popcount(_mm512_cmpge_epu32_mask(
                 _mm512_loadu_si512((const void *)(keys + i)), t));
         int reached = count >= k;
@@ -450,7 +466,7 @@ AVX512_TARGET static inline size_t collect_candidates_512(float *cand_val, uint3
 }
 
 /* As rank_candidates, 16 wide. */
-AVX512_TARGET static inline void rank_candidates_512(cands *cd)
+AVX512_TARGET static inline size_t rank_by_score_512(cands *cd)
 {
     size_t c = cd->c;
     _mm512_storeu_ps(cd->val + c, _mm512_set1_ps(__builtin_nanf("")));   /* padding */
@@ -465,7 +481,13 @@ AVX512_TARGET static inline void rank_candidates_512(cands *cd)
         _mm512_storeu_si512((void *)(cd->rank + a), rank);
         total = _mm512_add_epi32(total, rank);
     }
-    if ((size_t)(uint32_t)_mm512_reduce_add_epi32(total) == c * (c - 1) / 2)
+    return (size_t)(uint32_t)_mm512_reduce_add_epi32(total);
+}
+
+AVX512_TARGET static inline void rank_candidates_512(cands *cd)
+{
+    size_t c = cd->c;
+    if (rank_by_score_512(cd) == c * (c - 1) / 2)
         return;
     for (size_t a = 0; a < c; a++) {
         __m512 va = _mm512_set1_ps(cd->val[a]);
@@ -516,7 +538,7 @@ void us_topk_limit_isa(int level)
 static int isa_level(void)
 {
     int level = __builtin_cpu_supports("avx2") ? 1 : 0;
-    if (level && __builtin_cpu_supports("avx512f"))
+    if (level && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
         level = 2;
     int limit = atomic_load_explicit(&isa_limit, memory_order_relaxed);
     return level < limit ? level : limit;
@@ -660,6 +682,40 @@ int us_topk_set(uint32_t *out_idx, uint32_t *out_rank, const float *scores, size
         return rc;
     topk_set_one(out_idx, out_rank, scores, n, k, isa_level());
     return US_OK;
+}
+
+int us_topk_distinct(uint32_t *out_key, float *out_val, const float *val, const uint32_t *key,
+                     size_t c, size_t k)
+{
+    cands cd;
+    int level = isa_level();
+    if (k == 0 || c < k || c > CAND_CAP || !out_key || !out_val || !val || !key)
+        return 0;
+    memcpy(cd.val, val, c * sizeof *val);
+    cd.c = c;
+    size_t sum;
+    if (level >= 2) {
+        sum = rank_by_score_512(&cd);
+    } else if (level == 1) {
+        sum = rank_by_score(&cd);
+    } else {
+        sum = 0;
+        for (size_t a = 0; a < c; a++) {
+            uint32_t rank = 0;
+            for (size_t b = 0; b < c; b++)
+                rank += val[b] > val[a];
+            cd.rank[a] = rank;
+            sum += rank;
+        }
+    }
+    if (sum != c * (c - 1) / 2)          /* a tie or a NaN */
+        return 0;
+    for (size_t a = 0; a < c; a++)
+        if (cd.rank[a] < k) {
+            out_key[cd.rank[a]] = key[a];
+            out_val[cd.rank[a]] = val[a];
+        }
+    return 1;
 }
 
 /* keys[i] = order_key(v[i]) with NaN counted as -Inf (below every number),

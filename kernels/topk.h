@@ -70,6 +70,16 @@ int us_topk_set(uint32_t *out_idx, uint32_t *out_rank, const float *scores, size
  * Returns: the bound; cannot fail. */
 float us_topk_bound(const float *v, size_t n, size_t k);
 
+/* The k best of c candidates whose scores are distinct numbers, best first:
+ * out_key[r] = key[i] and out_val[r] = val[i] for the candidate ranked r.
+ * For callers that enumerate their own candidates (product-key pairs) and
+ * order ties their own way: this only ranks by score.
+ * Returns: 1 when done; 0 (outputs unspecified) when two scores are equal or
+ * one is NaN, c < k, k == 0, c > 4 US_TOPK_MAX_K + 64 or a pointer is NULL;
+ * cannot fail otherwise. */
+int us_topk_distinct(uint32_t *out_key, float *out_val, const float *val, const uint32_t *key,
+                     size_t c, size_t k);
+
 /* Scalar references (full sort).
  * Returns: as us_topk / us_topk_rows, plus US_ENOMEM when the n sort
  * entries cannot be allocated. */

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "kernels/score.h"
+#include "kernels/topk.h"
 #include "kernels/hash.h"
 
 static uint64_t rng_state = 7;
@@ -412,6 +413,48 @@ static void test_ties_go_to_lower_row_id(void **state)
     }
 }
 
+/* PKM's final top-k from the pairs above the dominance bound equals the
+ * grid path's bit for bit, on the same sgemm scores: every ISA level of the
+ * top-k, random scores (the pairs decide), and small integers (ties: the
+ * pairs hand over to the grid). The fast-vs-reference tests above allow the
+ * k-th id to differ where sgemm rounds differently, so they cannot see a
+ * pair lost at the bound; this can. */
+static void test_pkm_pairs_equal_grid(void **state)
+{
+    (void)state;
+    us_pk_shape shapes[] = {
+        shape(US_PK_SUM, 16, 2, 16, 512, 512, 1, 1, 32, 32),
+        shape(US_PK_SUM, 16, 2, 16, 512, 384, 1, 1, 32, 16),
+        shape(US_PK_SUM, 16, 2, 16, 256, 300, 1, 1, 16, 64),
+        shape(US_PK_SUM, 8, 2, 3, 64, 64, 1, 1, 16, 16),
+    };
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        problem p;
+        problem_make(&p, shapes[i], 0);
+        if (shapes[i].d_key == 3) {          /* small integers: exact ties */
+            size_t nq = (size_t)p.s.n_tokens * p.s.n_heads * 2 * 3;
+            size_t nk = (size_t)p.s.n_heads * 64 * 3;
+            for (size_t j = 0; j < nq; j++) p.q[j] = (float)(rng_next() % 3);
+            for (size_t j = 0; j < nk; j++) p.k_row[j] = (float)(rng_next() % 3);
+            for (size_t j = 0; j < nk; j++) p.k_col[j] = (float)(rng_next() % 3);
+        }
+        size_t n = (size_t)p.s.n_tokens * p.s.n_heads * p.s.k;
+        for (int isa = 0; isa <= 2; isa++) {
+            us_topk_limit_isa(isa);
+            us_pk_allow_pairs(0);
+            run_fast(&p, 1);
+            memcpy(p.idx_ref, p.idx, n * 8);
+            memcpy(p.sc_ref, p.sc, n * 4);
+            us_pk_allow_pairs(1);
+            run_fast(&p, 1);
+            assert_memory_equal(p.idx, p.idx_ref, n * 8);
+            assert_memory_equal(p.sc, p.sc_ref, n * 4);
+        }
+        us_topk_limit_isa(2);
+        problem_free(&p);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -422,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_rank1_factors),
         cmocka_unit_test(test_nan_inputs_and_errors),
         cmocka_unit_test(test_ties_go_to_lower_row_id),
+        cmocka_unit_test(test_pkm_pairs_equal_grid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,12 +1,13 @@
 /*
  * score.c — product-key scoring (see score.h for the contract and shapes).
  *
- * Two phases per pass. (1) Score matrices: per head and side one sgemm
+ * Two phases. (1) Score matrices: per head and side one sgemm
  * S[T x (r*n)] = Q[T x d] * K[(r*n) x d]^T, Q read in place from q with a
- * leading dimension of 2*H*d. (2) Per (token, head) combination on OpenMP
- * threads, each with its own slice of the workspace. A pass covers one head
- * with one thread (its scores are still in cache when combined) and all
- * heads with more (see us_pk_score for why).
+ * leading dimension of 2*H*d. (2) Per (token, head) combination, each
+ * thread with its own slice of the workspace. Threads run both phases for
+ * whole units (a head, a block of its tokens) so the scores are combined
+ * from the core's cache where the sgemm left them; with OpenBLAS's pthread
+ * build and several threads, one pass over all heads instead (make_layout).
  *
  * The combination code is shared by the fast path and the reference; they
  * differ in phase (1) (BLAS vs plain loops) and in the top-k used (filtered
@@ -92,9 +93,10 @@ static size_t pair_room(const us_pk_shape *s)
 static size_t align_up(size_t n) { return (n + ALIGN_BYTES - 1) & ~(size_t)(ALIGN_BYTES - 1); }
 
 typedef struct layout {
-    size_t s_row_bytes, s_col_bytes;    /* score matrices of one pass */
-    int    heads_per_pass;              /* heads scored by one pass (see us_pk_score) */
+    size_t s_row_bytes, s_col_bytes;    /* score matrices of one pass (per thread: units) */
+    int    units;                       /* threads run whole heads (see make_layout) */
     size_t head_bytes;                  /* per head: csum, u, t */
+    size_t matrix_bytes;                /* all score matrices (units: one set per thread) */
     size_t thread_bytes;                /* per thread scratch */
     int    n_threads;
     size_t total;
@@ -126,23 +128,34 @@ static int resolve_threads(const us_pk_shape *s, int n_threads)
     return nt < 1 ? 1 : nt;
 }
 
+/* How the threads share the work. Units (a head each: its sgemms on the
+ * thread, single-threaded inside our parallel region, then its combination
+ * from that core's cache) with one thread, or with OpenBLAS's OpenMP build
+ * (openblas_get_parallel() == 2) when the threads divide the heads evenly.
+ * Otherwise one pass over all heads, the sgemms threaded by OpenBLAS: its
+ * pthread build would start its own pool under ours, and splitting a head's
+ * tokens into blocks changes which rows fall into the sgemm's edge tiles,
+ * hence the rounding (results must not depend on the thread count). */
 static layout make_layout(const us_pk_shape *s, int n_threads)
 {
     layout L;
     size_t T = (size_t)s->n_tokens, H = (size_t)s->n_heads, r = (size_t)s->rank;
     size_t kp = (size_t)s->k_pre;
     L.n_threads = resolve_threads(s, n_threads);
-    L.heads_per_pass = L.n_threads == 1 ? 1 : s->n_heads;
-    size_t hp = (size_t)L.heads_per_pass;
-    L.s_row_bytes = align_up(hp * T * r * (size_t)s->n_rows * sizeof(float));
-    L.s_col_bytes = align_up(hp * T * r * (size_t)s->n_cols * sizeof(float));
+    L.units = L.n_threads == 1 ||
+              (openblas_get_parallel() == 2 && s->n_heads % L.n_threads == 0);
+    size_t rows = L.units ? T : H * T;
+    size_t sets = L.units ? (size_t)L.n_threads : 1;
+    L.s_row_bytes = align_up(rows * r * (size_t)s->n_rows * sizeof(float));
+    L.s_col_bytes = align_up(rows * r * (size_t)s->n_cols * sizeof(float));
     L.head_bytes = align_up((r * r + 2 * r) * sizeof(float));
     L.thread_bytes = align_up((size_t)s->n_rows * 4) + align_up((size_t)s->n_cols * 4) +
                      6 * align_up(kp * 4) + 2 * align_up(kp * r * 4) +
                      align_up(kp * kp * 4) + 2 * align_up(pair_room(s) * 4) +
                      4 * align_up((size_t)s->k * 4) +
                      align_up(dominance_pairs(NULL, kp, (size_t)s->k) * 4);
-    L.total = ALIGN_BYTES + L.s_row_bytes + L.s_col_bytes + H * L.head_bytes +
+    L.matrix_bytes = sets * (L.s_row_bytes + L.s_col_bytes);
+    L.total = ALIGN_BYTES + L.matrix_bytes + H * L.head_bytes +
               (size_t)L.n_threads * L.thread_bytes;
     return L;
 }
@@ -519,9 +532,9 @@ __attribute__((target_clones("avx2", "default")))
 static int combine(const ctx *c, int tok, int h, const scratch *x)
 {
     const us_pk_shape *s = c->s;
-    size_t T = (size_t)s->n_tokens, r = (size_t)s->rank;
+    size_t r = (size_t)s->rank;
     size_t nr = (size_t)s->n_rows, nc = (size_t)s->n_cols, kp = (size_t)s->k_pre;
-    size_t slot = (size_t)(h - c->first_head) * T + (size_t)tok;
+    size_t slot = (size_t)(h - c->first_head) * (size_t)s->n_tokens + (size_t)tok;
     const float *sr = c->s_row + slot * r * nr;  /* S_row[a][i] */
     const float *sc = c->s_col + slot * r * nc;
     const float *csum = c->heads + (size_t)h * c->head_stride;
@@ -591,6 +604,83 @@ static int check_args(const uint64_t *out_idx, const float *out_scores, const fl
     return US_OK;
 }
 
+/* A unit (see make_layout): head h's two sgemms into this thread's
+ * matrices, then its combination while the scores are still in this core's
+ * cache (a pass over all heads reads them back from memory: the 2-thread
+ * combination cost twice the 1-thread one per token). */
+static void run_unit(ctx *c, int h, float *s_row, float *s_col, const float *q,
+                     const float *k_row, const float *k_col, const scratch *x)
+{
+    const us_pk_shape *s = c->s;
+    int T = s->n_tokens, H = s->n_heads, d = s->d_key, r = s->rank;
+    const float *qh = q + (size_t)h * 2 * d;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_rows, d, 1.0f, qh,
+                2 * H * d, k_row + (size_t)h * r * s->n_rows * d, d, 0.0f, s_row,
+                r * s->n_rows);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_cols, d, 1.0f,
+                qh + d, 2 * H * d, k_col + (size_t)h * r * s->n_cols * d, d, 0.0f, s_col,
+                r * s->n_cols);
+    c->s_row = s_row;
+    c->s_col = s_col;
+    c->first_head = h;
+    for (int tok = 0; tok < T; tok++)    /* us_topk cannot fail here */
+        combine(c, tok, h, x);
+}
+
+static void run_units(const ctx *c0, const layout *L, uint8_t *base, uint8_t *threads,
+                      const float *q, const float *k_row, const float *k_col)
+{
+    const us_pk_shape *s = c0->s;
+    size_t per_thread = L->s_row_bytes + L->s_col_bytes;
+    #pragma omp parallel num_threads(L->n_threads) if (L->n_threads > 1)
+    {
+        int me = omp_get_thread_num();
+        ctx c = *c0;
+        scratch x = carve_scratch(threads + (size_t)me * L->thread_bytes, s);
+        float *s_row = (float *)(void *)(base + (size_t)me * per_thread);
+        float *s_col = (float *)(void *)(base + (size_t)me * per_thread + L->s_row_bytes);
+        #pragma omp for schedule(static)
+        for (int h = 0; h < s->n_heads; h++)
+            run_unit(&c, h, s_row, s_col, q, k_row, k_col, &x);
+    }
+}
+
+/* OpenBLAS's pthread build with several threads: one pass over all heads
+ * (its sgemms threaded by OpenBLAS), then the combination on our team, so
+ * the two thread pools do not alternate (each spins after its work and
+ * slows the other: per-head passes ran at 0.39-0.62 of bare sgemm). */
+static void run_passes(const ctx *c0, const layout *L, float *s_row, float *s_col,
+                       uint8_t *threads, const float *q, const float *k_row,
+                       const float *k_col)
+{
+    const us_pk_shape *s = c0->s;
+    int T = s->n_tokens, H = s->n_heads, d = s->d_key, r = s->rank;
+    ctx c = *c0;
+    c.s_row = s_row;
+    c.s_col = s_col;
+    for (int h = 0; h < H; h++) {
+        const float *qh = q + (size_t)h * 2 * d;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_rows, d, 1.0f, qh,
+                    2 * H * d, k_row + (size_t)h * r * s->n_rows * d, d, 0.0f,
+                    s_row + (size_t)h * T * r * s->n_rows, r * s->n_rows);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_cols, d, 1.0f,
+                    qh + d, 2 * H * d, k_col + (size_t)h * r * s->n_cols * d, d, 0.0f,
+                    s_col + (size_t)h * T * r * s->n_cols, r * s->n_cols);
+    }
+    long items = (long)T * H;
+    #pragma omp parallel num_threads(L->n_threads)
+    {
+        scratch x = carve_scratch(threads + (size_t)omp_get_thread_num() * L->thread_bytes, s);
+        /* dynamic: this build's worker spins after the sgemm and shares a
+         * core with one of ours on a 2-core box; static halves made the
+         * whole team wait for that one (2-thread T = 32 ratio 0.47-0.90
+         * over runs; dynamic 0.86-0.87) */
+        #pragma omp for schedule(dynamic, 8)
+        for (long it = 0; it < items; it++)   /* us_topk cannot fail here */
+            combine(&c, (int)(it / H), (int)(it % H), &x);
+    }
+}
+
 static _Atomic int allow_pairs = 1;
 
 void us_pk_allow_pairs(int on)
@@ -612,49 +702,19 @@ int us_pk_score(uint64_t *out_idx, float *out_scores, const float *q,
                           "(us_pk_workspace_bytes)", workspace ? workspace_bytes : 0, L.total);
     uint8_t *base = (uint8_t *)(((uintptr_t)workspace + ALIGN_BYTES - 1) &
                                 ~(uintptr_t)(ALIGN_BYTES - 1));
-    float *s_row = (float *)(void *)base;
-    float *s_col = (float *)(void *)(base + L.s_row_bytes);
-    float *heads = (float *)(void *)(base + L.s_row_bytes + L.s_col_bytes);
-    uint8_t *threads = base + L.s_row_bytes + L.s_col_bytes + (size_t)s->n_heads * L.head_bytes;
-
-    int T = s->n_tokens, H = s->n_heads, d = s->d_key, r = s->rank;
+    float *heads = (float *)(void *)(base + L.matrix_bytes);
+    uint8_t *threads = base + L.matrix_bytes + (size_t)s->n_heads * L.head_bytes;
     size_t head_stride = L.head_bytes / sizeof(float);
     prepare_heads(heads, head_stride, s, core);
-    ctx c = { s, s_row, s_col, 0, core, heads, head_stride, out_idx, out_scores, us_topk_set,
-              us_topk_hint, atomic_load_explicit(&allow_pairs, memory_order_relaxed), { 0 } };
+    ctx c = { s, NULL, NULL, 0, core, heads, head_stride, out_idx,
+              out_scores, us_topk_set, us_topk_hint,
+              atomic_load_explicit(&allow_pairs, memory_order_relaxed), { 0 } };
     dominance_pairs(c.dom_len, (size_t)s->k_pre, (size_t)s->k);
-    /* One thread: a pass per head, so its scores are combined while the
-     * sgemm's output is still in cache and the workspace holds one head.
-     * Several: one pass over all heads, so OpenBLAS's and OpenMP's thread
-     * pools do not alternate (each spins after its work and slows the other:
-     * per-head passes ran at 0.39-0.62 of bare sgemm with 2 threads). */
-    for (int h0 = 0; h0 < H; h0 += L.heads_per_pass) {
-        int h1 = h0 + L.heads_per_pass;
-        for (int h = h0; h < h1; h++) {
-            const float *qh = q + (size_t)h * 2 * d;
-            size_t slot = (size_t)(h - h0) * (size_t)T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_rows, d, 1.0f,
-                        qh, 2 * H * d, k_row + (size_t)h * r * s->n_rows * d, d, 0.0f,
-                        s_row + slot * r * s->n_rows, r * s->n_rows);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_cols, d, 1.0f,
-                        qh + d, 2 * H * d, k_col + (size_t)h * r * s->n_cols * d, d, 0.0f,
-                        s_col + slot * r * s->n_cols, r * s->n_cols);
-        }
-        c.first_head = h0;
-        long items = (long)T * (h1 - h0);
-        #pragma omp parallel num_threads(L.n_threads) if (L.n_threads > 1)
-        {
-            scratch x = carve_scratch(threads + (size_t)omp_get_thread_num() * L.thread_bytes, s);
-            /* dynamic: with OpenBLAS's pthread build (clang builds, or
-             * where the OpenMP build is missing) its worker spins after the
-             * sgemm and shares a core with one of ours on a 2-core box;
-             * static halves made the whole team wait for that one (2-thread
-             * T = 32 ratio 0.47-0.90 over runs; dynamic 0.86-0.87) */
-            #pragma omp for schedule(dynamic, 8)
-            for (long it = 0; it < items; it++)   /* us_topk cannot fail here */
-                combine(&c, (int)(it / (h1 - h0)), h0 + (int)(it % (h1 - h0)), &x);
-        }
-    }
+    if (L.units)
+        run_units(&c, &L, base, threads, q, k_row, k_col);
+    else
+        run_passes(&c, &L, (float *)(void *)base, (float *)(void *)(base + L.s_row_bytes),
+                   threads, q, k_row, k_col);
     return US_OK;
 }
 
@@ -679,8 +739,8 @@ int us_pk_score_ref(uint64_t *out_idx, float *out_scores, const float *q,
     size_t r = (size_t)s->rank;
     size_t head_stride = L.head_bytes / sizeof(float);
     prepare_heads(heads, head_stride, s, core);
-    ctx c = { s, s_row, s_col, 0, core, heads, head_stride, out_idx, out_scores, us_topk_set_ref,
-              topk_hint_ref, 0, { 0 } };
+    ctx c = { s, s_row, s_col, 0, core, heads, head_stride, out_idx,
+              out_scores, us_topk_set_ref, topk_hint_ref, 0, { 0 } };
     dominance_pairs(c.dom_len, (size_t)s->k_pre, (size_t)s->k);
     scratch x = carve_scratch(thread0, s);
     for (size_t h = 0; h < H && rc == US_OK; h++) {
@@ -697,7 +757,7 @@ int us_pk_score_ref(uint64_t *out_idx, float *out_scores, const float *q,
                     out[e] = acc;
                 }
             }
-        c.first_head = (int)h;          /* L.heads_per_pass == 1 */
+        c.first_head = (int)h;          /* the matrices hold one head */
         for (size_t t = 0; t < T && rc == US_OK; t++)
             rc = combine(&c, (int)t, (int)h, &x);
     }

@@ -57,11 +57,15 @@
  *
  * Memory: no allocation in us_pk_score. The caller passes a workspace of at
  * least us_pk_workspace_bytes(shape, n_threads) bytes (any alignment; it is
- * aligned inside), holding the score matrices of one head with one thread
- * (T * r * (n_rows + n_cols) floats), of all heads with more (H times that),
- * plus per-thread scratch; chunk T to bound it. Threads: the sgemm uses OpenBLAS's threads; the per-token
- * combination runs on n_threads OpenMP threads (<= 0: OpenMP default).
- * Results do not depend on either thread count.
+ * aligned inside), holding score matrices plus per-thread scratch; chunk T
+ * to bound it. Threads: n_threads OpenMP threads (<= 0: OpenMP default).
+ * With one thread, or OpenBLAS's OpenMP build and n_threads dividing H,
+ * each thread scores whole heads: a head's sgemms (single-threaded inside
+ * the parallel region), then its combination; the workspace holds one
+ * head's matrices per thread (T * r * (n_rows + n_cols) floats each).
+ * Otherwise the sgemms use OpenBLAS's threads over all heads at once (H
+ * times that) and only the combination runs on ours. Results do not depend
+ * on the thread count or the build.
  *
  * Errors (US_EINVAL, outputs unchanged): NULL pointers, non-positive sizes,
  * k' > min(n_rows, n_cols) or > US_TOPK_MAX_K, k > k'^2 or > US_TOPK_MAX_K,

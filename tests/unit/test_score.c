@@ -281,6 +281,19 @@ static void test_threads_and_softmax(void **state)
     assert_memory_equal(sc1, p.sc, n * 4);
     run_fast(&p, 0);
     assert_memory_equal(idx1, p.idx, n * 8);
+    run_fast(&p, 4);                     /* 4 threads do not divide H = 3: one pass */
+    assert_memory_equal(idx1, p.idx, n * 8);
+    assert_memory_equal(sc1, p.sc, n * 4);
+    problem p4;                          /* 2 threads divide H = 4: a head per thread */
+    problem_make(&p4, shape(US_PK_SUM, 9, 4, 12, 64, 48, 1, 1, 8, 10), 0);
+    size_t n4 = 9 * 4 * 10;
+    run_fast(&p4, 1);
+    memcpy(p4.idx_ref, p4.idx, n4 * 8);
+    memcpy(p4.sc_ref, p4.sc, n4 * 4);
+    run_fast(&p4, 2);
+    assert_memory_equal(p4.idx_ref, p4.idx, n4 * 8);
+    assert_memory_equal(p4.sc_ref, p4.sc, n4 * 4);
+    problem_free(&p4);
     p.s.activation = US_PK_ACT_SOFTMAX;
     run_fast(&p, 2);
     assert_memory_equal(idx1, p.idx, n * 8);

@@ -9,14 +9,18 @@
  * distinct rows (deduplicated as the coordinator does) into scratch and
  * gathers over them, timed as part of the baseline. For each (transport, placement, mode) all ranks
  * open a lookup and run one job (coordinator/lookup/job.h): coordinators run
- * 2 warm-up batches and B timed batches (each followed on rank 0 by the
- * single-process gather of the same batch, timed apart: the baseline,
- * interleaved so both see the same machine load), shards serve. Rank 0 prints
- * one JSON line per configuration: tokens/s, rows/s (pairs gathered), bytes
- * sent and received per token and messages (+ one-sided reads) per batch as
- * seen by rank 0, p50/p99 batch latency, the baseline's tokens/s and the
- * ratio, the max relative error against the baseline, and memory (largest
- * shard view, whole table, peak RSS of rank 0); then a table of all of them.
+ * 2 warm-up batches and B timed batches, shards serve. The baseline is the
+ * single-process gather of the same batches on rank 0, timed alone after
+ * the job while every other rank sleeps (baseline_tokens_per_s,
+ * ratio_vs_baseline) and, as before 2026-12-04, interleaved batch by batch
+ * with the job while the shards poll (baseline_shared_tokens_per_s,
+ * ratio_vs_shared_baseline: on 2 cores that gather ran at 0.5-1x of alone).
+ * Rank 0 prints one JSON line per configuration: tokens/s, rows/s (pairs
+ * gathered), bytes sent and received per token and messages (+ one-sided
+ * reads) per batch as seen by rank 0, p50/p99 batch latency, the baselines'
+ * tokens/s and ratios, the max relative error against the baseline, and
+ * memory (largest shard view, whole table, peak RSS of rank 0); then a table
+ * of all of them.
  */
 #ifndef US_BENCH_LOOKUP_H
 #define US_BENCH_LOOKUP_H

@@ -3,7 +3,10 @@
 # of the same batches (same run), 4 ranks (1 coordinator, 3 shards,
 # oversubscribed on small boxes), mpi and fabric (shm) transports, push and
 # pull, row and column placement; then fabric over tcp (tcp;ofi_rxm).
-# JSON lines + a table per run. Threads pinned to 1 per rank.
+# JSON lines + a table per run. Threads pinned to 1 per rank. The baseline
+# (ratio_vs_baseline) is rank 0's single-process gather of the same batches
+# with the other ranks asleep; ratio_vs_shared_baseline is the same gather
+# interleaved with the run (the baseline until 2026-12-04).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${B:-build}

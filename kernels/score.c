@@ -604,14 +604,12 @@ static int check_args(const uint64_t *out_idx, const float *out_scores, const fl
     return US_OK;
 }
 
-/* A unit (see make_layout): head h's two sgemms into this thread's
- * matrices, then its combination while the scores are still in this core's
- * cache (a pass over all heads reads them back from memory: the 2-thread
- * combination cost twice the 1-thread one per token). */
-static void run_unit(ctx *c, int h, float *s_row, float *s_col, const float *q,
-                     const float *k_row, const float *k_col, const scratch *x)
+/* Head h's score matrices: S_row = Q_row K_row^T and S_col = Q_col K_col^T
+ * for all T tokens, one sgemm per side (Q read in place, leading dimension
+ * 2 H d). */
+static void head_sgemms(const us_pk_shape *s, int h, const float *q, const float *k_row,
+                        const float *k_col, float *s_row, float *s_col)
 {
-    const us_pk_shape *s = c->s;
     int T = s->n_tokens, H = s->n_heads, d = s->d_key, r = s->rank;
     const float *qh = q + (size_t)h * 2 * d;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_rows, d, 1.0f, qh,
@@ -620,10 +618,20 @@ static void run_unit(ctx *c, int h, float *s_row, float *s_col, const float *q,
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_cols, d, 1.0f,
                 qh + d, 2 * H * d, k_col + (size_t)h * r * s->n_cols * d, d, 0.0f, s_col,
                 r * s->n_cols);
+}
+
+/* A unit (see make_layout): head h's two sgemms into this thread's
+ * matrices, then its combination while the scores are still in this core's
+ * cache (a pass over all heads reads them back from memory: the 2-thread
+ * combination cost twice the 1-thread one per token). */
+static void run_unit(ctx *c, int h, float *s_row, float *s_col, const float *q,
+                     const float *k_row, const float *k_col, const scratch *x)
+{
+    head_sgemms(c->s, h, q, k_row, k_col, s_row, s_col);
     c->s_row = s_row;
     c->s_col = s_col;
     c->first_head = h;
-    for (int tok = 0; tok < T; tok++)    /* us_topk cannot fail here */
+    for (int tok = 0; tok < c->s->n_tokens; tok++)   /* us_topk cannot fail here */
         combine(c, tok, h, x);
 }
 
@@ -654,19 +662,13 @@ static void run_passes(const ctx *c0, const layout *L, float *s_row, float *s_co
                        const float *k_col)
 {
     const us_pk_shape *s = c0->s;
-    int T = s->n_tokens, H = s->n_heads, d = s->d_key, r = s->rank;
+    int T = s->n_tokens, H = s->n_heads, r = s->rank;
     ctx c = *c0;
     c.s_row = s_row;
     c.s_col = s_col;
-    for (int h = 0; h < H; h++) {
-        const float *qh = q + (size_t)h * 2 * d;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_rows, d, 1.0f, qh,
-                    2 * H * d, k_row + (size_t)h * r * s->n_rows * d, d, 0.0f,
-                    s_row + (size_t)h * T * r * s->n_rows, r * s->n_rows);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, r * s->n_cols, d, 1.0f,
-                    qh + d, 2 * H * d, k_col + (size_t)h * r * s->n_cols * d, d, 0.0f,
-                    s_col + (size_t)h * T * r * s->n_cols, r * s->n_cols);
-    }
+    for (int h = 0; h < H; h++)
+        head_sgemms(s, h, q, k_row, k_col, s_row + (size_t)h * T * r * s->n_rows,
+                    s_col + (size_t)h * T * r * s->n_cols);
     long items = (long)T * H;
     #pragma omp parallel num_threads(L->n_threads)
     {

@@ -708,7 +708,7 @@ int us_topk_distinct(uint32_t *out_key, float *out_val, const float *val, const 
             sum += rank;
         }
     }
-    if (sum != c * (c - 1) / 2)          /* a tie or a NaN */
+    if (sum != c * (c - 1) / 2 || val[0] != val[0])   /* a tie or a NaN (c = 1: the check) */
         return 0;
     for (size_t a = 0; a < c; a++)
         if (cd.rank[a] < k) {

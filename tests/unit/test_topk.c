@@ -274,6 +274,54 @@ static void test_filter_edges(void **state)
     compare_one(s, N, 200);
 }
 
+/* us_topk_distinct: the k best of distinct scores, best first, equal to
+ * us_topk_ref's order with the keys in place of indices; 0 on a tie, a NaN,
+ * c < k, k = 0 or too many candidates. */
+static void test_distinct(void **state)
+{
+    (void)state;
+    enum { C = 100 };
+    float val[C], out_val[40], ref_val[40];
+    uint32_t key[C], out_key[40], ref_idx[40];
+    size_t sizes[] = { 1, 7, 16, 33, 64, C };
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        size_t c = sizes[si], k = c < 32 ? c : 32;
+        for (size_t i = 0; i < c; i++) {          /* distinct: a permutation, scaled */
+            val[i] = (float)((i * 37 + 11) % c) * 0.25f - 3.0f;
+            key[i] = (uint32_t)(1000 + 7 * i);
+        }
+        assert_int_equal(us_topk_distinct(out_key, out_val, val, key, c, k), 1);
+        assert_int_equal(us_topk_ref(ref_idx, ref_val, val, c, k, NULL), US_OK);
+        for (size_t r = 0; r < k; r++) {
+            assert_int_equal(out_key[r], key[ref_idx[r]]);
+            assert_true(out_val[r] == ref_val[r]);
+        }
+        if (c >= 2) {
+            float keep = val[1];
+            val[1] = val[0];                   /* a tie */
+            assert_int_equal(us_topk_distinct(out_key, out_val, val, key, c, k), 0);
+            val[1] = NAN;
+            assert_int_equal(us_topk_distinct(out_key, out_val, val, key, c, k), 0);
+            val[1] = keep;
+        }
+    }
+    val[0] = NAN;
+    assert_int_equal(us_topk_distinct(out_key, out_val, val, key, 1, 1), 0);
+    val[0] = 1.0f;
+    assert_int_equal(us_topk_distinct(out_key, out_val, val, key, 1, 2), 0);   /* c < k */
+    assert_int_equal(us_topk_distinct(out_key, out_val, val, key, 1, 0), 0);
+    float *many = malloc(5000 * sizeof *many);
+    uint32_t *many_keys = malloc(5000 * sizeof *many_keys);
+    assert_true(many && many_keys);
+    for (int i = 0; i < 5000; i++) {
+        many[i] = (float)i;
+        many_keys[i] = (uint32_t)i;
+    }
+    assert_int_equal(us_topk_distinct(out_key, out_val, many, many_keys, 5000, 8), 0);
+    free(many);
+    free(many_keys);
+}
+
 /* Every path: the whole group once per instruction-set limit (portable
  * scan, AVX2 filter, AVX-512 filter where the CPU has it). */
 static int limit_portable(void **state) { (void)state; us_topk_limit_isa(isa_level = 0); return 0; }
@@ -288,6 +336,7 @@ int main(void)
         cmocka_unit_test(test_rows),
         cmocka_unit_test(test_filter_edges),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_distinct),
     };
     int failed = cmocka_run_group_tests_name("portable", tests, limit_portable, limit_none);
     failed += cmocka_run_group_tests_name("avx2", tests, limit_avx2, limit_none);

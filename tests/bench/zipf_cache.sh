@@ -16,6 +16,7 @@ ARGS="--rows 262144 --dim 128 --tokens 256 --k 32 --batches $BATCHES --placement
 field() { sed -n "s/.*\"$1\":\"\{0,1\}\([-0-9.]*\).*/\1/p"; }
 echo "== Zipf(1.0) cache: $ARGS; load average $(cut -d' ' -f1-3 /proc/loadavg)"
 printf "%-6s %-7s %11s %8s %9s %8s %14s\n" round cache tokens/s "vs none" B/token "p50 ms" cache_batches
+declare -A all
 for r in $(seq "$ROUNDS"); do
   none=""
   for v in none gate always; do
@@ -28,6 +29,7 @@ for r in $(seq "$ROUNDS"); do
     echo "$json" >&2
     tps=$(echo "$json" | field tokens_per_s)
     [ -z "$none" ] && none=$tps
+    all[$v]="${all[$v]:-} $tps"
     sent=$(echo "$json" | field bytes_sent_per_token)
     recv=$(echo "$json" | field bytes_recv_per_token)
     awk -v r="$r" -v v="$v" -v t="$tps" -v n="$none" -v b="$sent + $recv" \
@@ -35,3 +37,9 @@ for r in $(seq "$ROUNDS"); do
         'BEGIN { split(b, x, " [+] "); printf "%-6s %-7s %11.0f %8.2f %9.0f %8s %14s\n", r, v, t, t / n, x[1] + x[2], p, c }'
   done
 done
+# Each setting is a separate run, seconds apart, on a shared box (no cache moved
+# 283k-300k tokens/s between rounds on 2026-12-04): the medians over the
+# rounds, and their ratio, are the summary; the per-round ratios above.
+median() { tr ' ' '\n' | grep . | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+mn=$(echo "${all[none]}" | median) mg=$(echo "${all[gate]}" | median) ma=$(echo "${all[always]}" | median)
+awk -v n="$mn" -v g="$mg" -v a="$ma" 'BEGIN { printf "median over rounds: none %.0f, gate %.0f (%.2f x none), always %.0f (%.2f x none) tokens/s\n", n, g, g / n, a, a / n }'

@@ -22,7 +22,6 @@ typedef struct bench_result {
     char transport[16], provider[64], placement[8], mode[12];
     double tokens_per_s, rows_per_s, sent_per_token, recv_per_token, msgs_per_batch;
     double p50_ms, p99_ms, base_tokens_per_s, ratio, max_rel_err;
-    double base_shared_tokens_per_s, ratio_shared;   /* baseline interleaved (end_batch) */
     double keygen_us;            /* per batch, excluded from the timing */
     uint64_t push_batches, pull_batches, cache_batches;
     double cache_hit_rate;       /* -1: no cache */
@@ -163,8 +162,8 @@ static int check_batch(const bench_work *bw, fly_base *fb, const uint64_t *rows,
 }
 
 static void fill_result(const bench_work *bw, const us_transport_stats *before,
-                        const us_transport_stats *after, double wall, double base,
-                        double gen, double *lat, double max_rel)
+                        const us_transport_stats *after, double wall, double gen, double *lat,
+                        double max_rel)
 {
     const us_bench_lookup_opts *o = bw->o;
     bench_result *res = bw->res;
@@ -187,9 +186,7 @@ static void fill_result(const bench_work *bw, const us_transport_stats *before,
                                    after->rma_reads - before->rma_reads) / o->batches;
     res->p50_ms = us_percentile_sorted(lat, o->batches, 0.50) * 1e3;
     res->p99_ms = us_percentile_sorted(lat, o->batches, 0.99) * 1e3;
-    res->base_shared_tokens_per_s = base > 0 ? tokens / base : 0;
     res->keygen_us = gen / o->batches * 1e6;
-    res->ratio_shared = base > 0 ? res->tokens_per_s / res->base_shared_tokens_per_s : 0;
     res->max_rel_err = max_rel;
     res->push_batches = push_batches;
     res->pull_batches = pull_batches;
@@ -250,25 +247,21 @@ static void bufs_free(bench_bufs *bb)
     us_synth_batch_free(&bb->fb.rows);
 }
 
-/* Ends batch b (the oldest in flight): its latency, then on rank 0 the
- * baseline gather of the same batch (timed into *base) and, for batch 0,
- * the check against it. */
-static int end_batch(const bench_work *bw, bench_bufs *bb, uint32_t b, double *base,
-                     double *max_rel, us_err *err)
+/* Ends batch b (the oldest in flight): its latency and, for batch 0 (warm-up,
+ * untimed), the check against the single-process gather on rank 0. The
+ * baseline is timed apart, after the job (baseline_alone): timed here,
+ * between batches, it shared the cores with the shards' polling and ran at
+ * 0.5-1x of alone from run to run, and with batches in flight it stalled
+ * their progress while rank 0 gathered. */
+static int end_batch(const bench_work *bw, bench_bufs *bb, uint32_t b, double *max_rel,
+                     us_err *err)
 {
     const us_bench_lookup_opts *o = bw->o;
     bench_slot *sl = &bb->slot[b % (uint32_t)bw->pipe->depth];
     int rc = us_lookup_pipe_end(bw->pipe, sl->out, err);
     if (b >= 2)
         bb->lat[b - 2] = now_s() - sl->started;
-    /* baseline interleaved batch by batch: the shared box's load then
-     * affects both sides alike (ratios, not absolute times) */
     bool baseline = bw->whole != NULL || bw->whole_src != NULL;
-    if (rc == US_OK && b >= 2 && baseline) {
-        double b0 = now_s();
-        rc = baseline_gather(bw, &bb->fb, sl->rows, sl->wt, bb->ref, err);
-        *base += now_s() - b0;
-    }
     if (rc == US_OK && b == 0 && baseline) {
         rc = check_batch(bw, &bb->fb, sl->rows, sl->wt, sl->out, bb->ref, max_rel, err);
         bw->res->out_hash = fnv1a(sl->out, (size_t)o->tokens * bw->table->dim * sizeof(float));
@@ -304,7 +297,7 @@ static int bench_coordinate(void *arg, us_err *err)
     bench_bufs bb = {0};
     int rc = bufs_alloc(&bb, bw, err);
     us_transport_stats before = pipe_stats(bw);
-    double t0 = 0, max_rel = 0, base = 0, gen = 0;
+    double t0 = 0, max_rel = 0, gen = 0;
     for (uint32_t b = 0; rc == US_OK && b < total + depth - 1; b++) {
         if (b == 2) {      /* after warm-up */
             before = pipe_stats(bw);
@@ -325,12 +318,12 @@ static int bench_coordinate(void *arg, us_err *err)
             rc = us_lookup_pipe_begin(bw->pipe, &batch, err);
         }
         if (rc == US_OK && b + 1 >= depth)
-            rc = end_batch(bw, &bb, b + 1 - depth, &base, &max_rel, err);
+            rc = end_batch(bw, &bb, b + 1 - depth, &max_rel, err);
     }
-    double wall = now_s() - t0 - base - gen;   /* distributed lookups only */
+    double wall = now_s() - t0 - gen;   /* distributed lookups only */
     us_transport_stats after = pipe_stats(bw);
     if (rc == US_OK)
-        fill_result(bw, &before, &after, wall, base, gen, bb.lat, max_rel);
+        fill_result(bw, &before, &after, wall, gen, bb.lat, max_rel);
     bufs_free(&bb);
     return rc;
 }
@@ -352,10 +345,9 @@ static void sleepy_barrier(const us_world *w)
 /* The single-process baseline alone: after the distributed run, rank 0
  * gathers the same timed batches again (same keys) while every other rank
  * sleeps in sleepy_barrier, as one process would run on this box by itself.
- * The timing interleaved with the run (end_batch, kept as the "shared"
- * baseline) shares the 2 cores with the shards polling for their next
- * round: it ran at 0.5x or 1x of this from run to run (731k-1.45M tokens/s,
- * 6 runs), so its ratio swung 0.33-0.62 at the same distributed speed. */
+ * Until 2026-12-04 it was timed between batches (see end_batch): 731k-1.45M
+ * tokens/s over 6 runs of push row, a ratio of 0.33-0.62 at the same
+ * distributed speed; alone 1.60-1.68M. */
 static int baseline_alone(const bench_work *bw, us_err *err)
 {
     const us_bench_lookup_opts *o = bw->o;
@@ -438,7 +430,6 @@ static void print_result(const us_world *w, const us_bench_lookup_opts *o, const
            "\"tokens_per_s\":%.1f,\"rows_per_s\":%.1f,\"bytes_sent_per_token\":%.1f,"
            "\"bytes_recv_per_token\":%.1f,\"msgs_per_batch\":%.1f,\"p50_ms\":%.3f,"
            "\"p99_ms\":%.3f,\"baseline_tokens_per_s\":%.1f,\"ratio_vs_baseline\":%.4f,"
-           "\"baseline_shared_tokens_per_s\":%.1f,\"ratio_vs_shared_baseline\":%.4f,"
            "\"max_rel_err\":%.3g,\"cache_hit_rate\":%.4f,\"cache_batches\":%llu,\"shard_view_bytes_max\":%llu,\"whole_table_bytes\":%llu,"
            "\"rank0_maxrss_kib\":%ld,\"out_hash\":\"%016llx\",\"pipeline\":%d,\"keygen_us_per_batch\":%.1f}\n",
            r->transport, r->provider, r->placement, r->mode, w->size, w->n_coordinators,
@@ -446,8 +437,7 @@ static void print_result(const us_world *w, const us_bench_lookup_opts *o, const
            o->tokens, o->k, o->batches, o->hot, o->zipf, (unsigned long long)r->push_batches,
            (unsigned long long)r->pull_batches, r->tokens_per_s, r->rows_per_s,
            r->sent_per_token, r->recv_per_token, r->msgs_per_batch, r->p50_ms, r->p99_ms,
-           r->base_tokens_per_s, r->ratio, r->base_shared_tokens_per_s, r->ratio_shared,
-           r->max_rel_err, r->cache_hit_rate,
+           r->base_tokens_per_s, r->ratio, r->max_rel_err, r->cache_hit_rate,
            (unsigned long long)r->cache_batches, (unsigned long long)shard_bytes,
            (unsigned long long)whole_bytes, ru.ru_maxrss, (unsigned long long)r->out_hash, o->pipeline,
            r->keygen_us);

@@ -11,10 +11,8 @@
  * open a lookup and run one job (coordinator/lookup/job.h): coordinators run
  * 2 warm-up batches and B timed batches, shards serve. The baseline is the
  * single-process gather of the same batches on rank 0, timed alone after
- * the job while every other rank sleeps (baseline_tokens_per_s,
- * ratio_vs_baseline) and, as before 2026-12-04, interleaved batch by batch
- * with the job while the shards poll (baseline_shared_tokens_per_s,
- * ratio_vs_shared_baseline: on 2 cores that gather ran at 0.5-1x of alone).
+ * the job while every other rank sleeps (until 2026-12-04 it was timed
+ * between batches, sharing the cores with the shards' polling).
  * Rank 0 prints one JSON line per configuration: tokens/s, rows/s (pairs
  * gathered), bytes sent and received per token and messages (+ one-sided
  * reads) per batch as seen by rank 0, p50/p99 batch latency, the baselines'

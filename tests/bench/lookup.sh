@@ -5,8 +5,9 @@
 # pull, row and column placement; then fabric over tcp (tcp;ofi_rxm).
 # JSON lines + a table per run. Threads pinned to 1 per rank. The baseline
 # (ratio_vs_baseline) is rank 0's single-process gather of the same batches
-# with the other ranks asleep; ratio_vs_shared_baseline is the same gather
-# interleaved with the run (the baseline until 2026-12-04).
+# with the other ranks asleep (until 2026-12-04 it was timed between
+# batches, sharing the cores with the shards' polling). mpi push row runs
+# once more with two batches in flight per coordinator (--pipeline 2).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 B=${B:-build}
@@ -20,6 +21,9 @@ ARGS=${US_BENCH_LOOKUP_ARGS:-"--rows 131072 --dim 128 --tokens 256 --k 32"}
 BATCHES=${BATCHES:-100} TCP_BATCHES=${TCP_BATCHES:-20}
 echo "== 4 ranks, mpi + fabric(shm): --batches $BATCHES $ARGS"
 FI_PROVIDER=shm $MPIRUN -x FI_PROVIDER -n 4 "$B/ultrashard" bench lookup --batches "$BATCHES" $ARGS
+echo "== 4 ranks, mpi push row, 2 batches in flight: --batches $BATCHES --pipeline 2 $ARGS"
+$MPIRUN -n 4 "$B/ultrashard" bench lookup --transports mpi --modes push --placements row \
+  --pipeline 2 --batches "$BATCHES" $ARGS
 echo "== 4 ranks, fabric(tcp): --batches $TCP_BATCHES $ARGS"
 FI_PROVIDER=tcp $MPIRUN -x FI_PROVIDER -n 4 "$B/ultrashard" bench lookup --transports fabric \
   --batches "$TCP_BATCHES" $ARGS

@@ -8,8 +8,7 @@ out=$($MPIRUN -n 3 "$US_BIN" bench lookup --transports mpi --modes push,pull,aut
 echo "$out"
 [ "$(grep -c '^{"bench":"lookup"' <<<"$out")" -eq 6 ]   # 3 modes x 2 placements
 for f in tokens_per_s rows_per_s bytes_sent_per_token bytes_recv_per_token msgs_per_batch \
-         p50_ms p99_ms baseline_tokens_per_s ratio_vs_baseline baseline_shared_tokens_per_s \
-         ratio_vs_shared_baseline max_rel_err \
+         p50_ms p99_ms baseline_tokens_per_s ratio_vs_baseline max_rel_err \
          shard_view_bytes_max whole_table_bytes rank0_maxrss_kib; do
   [ "$(grep -c "\"$f\":" <<<"$out")" -eq 6 ] || { echo "missing field $f"; exit 1; }
 done

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/pb_check.h"
+
 void us_frame_reader_init(us_frame_reader *r, uint32_t max_bytes)
 {
     memset(r, 0, sizeof *r);
@@ -127,6 +129,11 @@ int us_frame_unpack_request(const uint8_t *payload, size_t n, Ultrashard__Reques
     *out = ultrashard__request__unpack(NULL, n, payload);
     if (!*out)
         return us_err_set(err, US_EPROTO, "frame: %zu bytes are not a Request message", n);
+    if (!us_pb_field_numbers_valid(&(*out)->base)) {
+        ultrashard__request__free_unpacked(*out, NULL);
+        *out = NULL;
+        return us_err_set(err, US_EPROTO, "frame: Request has a field numbered 0 (%zu bytes)", n);
+    }
     return US_OK;
 }
 
@@ -167,6 +174,11 @@ int us_frame_unpack_response(const uint8_t *payload, size_t n, Ultrashard__Respo
     *out = NULL;
     if (!r)
         return us_err_set(err, US_EPROTO, "frame: %zu bytes are not a Response message", n);
+    if (!us_pb_field_numbers_valid(&r->base)) {
+        ultrashard__response__free_unpacked(r, NULL);
+        return us_err_set(err, US_EPROTO, "frame: Response has a field numbered 0 (%zu bytes)",
+                          n);
+    }
     if (r->version > US_CLIENT_PROTOCOL_VERSION)
         rc = us_err_set(err, US_EVERSION, "response: protocol version %u, this client knows %u",
                         r->version, US_CLIENT_PROTOCOL_VERSION);

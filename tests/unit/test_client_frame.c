@@ -138,6 +138,30 @@ static void test_unpack_refuses_garbage(void **state)
     /* a truncated length-delimited field */
     const uint8_t trunc[] = { 0x08, 0x01, 0x5a, 0x10, 0x0a };
     assert_int_equal(us_frame_unpack_request(trunc, sizeof trunc, &r, &e), US_EPROTO);
+    /* found by fuzz_client_frame: an Auth body holding an unknown field
+     * whose tag is written 0x80 0x00 (field number 0). protobuf-c reads it;
+     * packed again the tag is 0x00 and protobuf-c refuses its own output */
+    const uint8_t zero_field[] = { 0x08, 0x01, 0x10, 0x01, 0x52, 0x07, 0x2a, 0x02, 0x5a,
+                                   0x3f, 0x80, 0x00, 0x00 };
+    assert_int_equal(us_frame_unpack_request(zero_field, sizeof zero_field, &r, &e), US_EPROTO);
+    assert_non_null(strstr(e.msg, "field numbered 0"));
+    const uint8_t zero_resp[] = { 0x08, 0x01, 0x10, 0x01, 0x5a, 0x03, 0x80, 0x00, 0x00 };
+    assert_int_equal(us_frame_unpack_response(zero_resp, sizeof zero_resp, &s, &e), US_EPROTO);
+    assert_non_null(strstr(e.msg, "field numbered 0"));
+    /* the same body with a valid unknown field (number 5) is accepted and
+     * packs back to bytes that unpack (unknown fields are kept) */
+    const uint8_t unknown5[] = { 0x08, 0x01, 0x10, 0x01, 0x52, 0x04, 0x2a, 0x02, 0x5a, 0x3f };
+    assert_int_equal(us_frame_unpack_request(unknown5, sizeof unknown5, &r, &e), US_OK);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(us_frame_pack_request(r, 0, &buf, &len, &e), US_OK);
+    Ultrashard__Request *again;
+    assert_int_equal(us_frame_unpack_request(buf + US_FRAME_HEADER_BYTES,
+                                             len - US_FRAME_HEADER_BYTES, &again, &e), US_OK);
+    assert_int_equal(again->body_case, ULTRASHARD__REQUEST__BODY_AUTH);
+    ultrashard__request__free_unpacked(again, NULL);
+    ultrashard__request__free_unpacked(r, NULL);
+    free(buf);
 }
 
 /* Mutates a copy of the valid lookup and expects `status` with `needle`. */

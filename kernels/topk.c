@@ -377,7 +377,7 @@ AVX2_TARGET static int filter_avx2(cands *cd, const float *scores, size_t n, siz
     return 1;
 }
 
-/* ---- the same filter 16 wide (AVX-512F) --------------------------------
+/* ---- the same filter 16 wide (AVX-512F+BW) -----------------------------
  * Same bound, same candidates, same ranks as the AVX2 filter above, with
  * mask registers instead of movemask: the candidates are packed with a
  * register compress (the memory form is microcoded on some AMD cores) and
@@ -526,8 +526,8 @@ AVX512_TARGET static int filter_avx512(cands *cd, const float *scores, size_t n,
     return 1;
 }
 
-/* 0 portable, 1 AVX2, 2 AVX-512F: the widest the CPU has, lowered by
- * us_topk_limit_isa (tests). */
+/* 0 portable, 1 AVX2, 2 AVX-512F+BW (the k-th search joins 64-bit masks):
+ * the widest the CPU has, lowered by us_topk_limit_isa (tests). */
 static _Atomic int isa_limit = 2;
 
 void us_topk_limit_isa(int level)

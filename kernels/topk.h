@@ -11,12 +11,13 @@
  * Output: out_idx[0..k-1] (indices into scores) and out_val[0..k-1] (the
  * scores, bit-copied), best first. out_val may be NULL.
  *
- * Fast path: with AVX2 or AVX-512F (run-time dispatch), a lower bound of the k-th best
- * score from block maxima (or the caller's, us_topk_hint) and one vector pass
- * that keeps only the scores at or above it (typically 1-1.5 k of them), each
- * then placed by its rank among them (branch-free counting). Without AVX2
- * every element is offered to a list kept sorted by insertion. The list is a fixed array on the stack:
- * k <= US_TOPK_MAX_K, no allocation. Cost O(n) for typical scores, O(n*k)
+ * Fast path: with AVX2 or AVX-512F+BW (run-time dispatch), a lower bound of
+ * the k-th best score from block maxima (or the caller's, us_topk_hint) and
+ * one vector pass that keeps only the scores at or above it (typically
+ * 1-1.5 k of them), each then placed by its rank among them (branch-free
+ * counting). Without AVX2 every element is offered to a list kept sorted by
+ * insertion. The list is a fixed array on the stack: k <= US_TOPK_MAX_K, no
+ * allocation. Cost O(n) for typical scores, O(n*k)
  * worst case (ascending input). The result never depends on the path.
  * Reference: sort of all n (score, index) pairs with the same order (it
  * allocates n pairs; tests only).
@@ -91,7 +92,7 @@ int us_topk_rows_ref(uint32_t *out_idx, float *out_val, const float *scores, siz
                      size_t n, size_t ld, size_t k, us_err *err);
 
 /* Test hook: use at most this instruction set (0 portable scan, 1 AVX2,
- * 2 AVX-512F, the default: the widest the CPU has). Results never depend
+ * 2 AVX-512F+BW, the default: the widest the CPU has). Results never depend
  * on it. Returns: nothing; cannot fail. */
 void us_topk_limit_isa(int level);
 

@@ -30,8 +30,12 @@ static inline uint64_t hash_row(uint64_t x)
  * full memset only on growth and every 2^32 batches). */
 static int dedupe_table(us_route *r, uint64_t n_pairs, us_err *err)
 {
+    /* load <= 1/4: at 1/2 each insert probed ~2 slots, and the occupied-or-not
+     * branch of every probe mispredicted; 8192 pairs of bench lookup's keys,
+     * 7146 distinct, best of 3000: 8.0 -> 5.2 ns a pair (1/8: 4.0 ns, but
+     * 64 bytes of table a pair next to the batch in L2) */
     uint64_t hcap = 16;
-    while (hcap < 2 * n_pairs)
+    while (hcap < 4 * n_pairs)
         hcap *= 2;
     if (hcap > r->hash_cap) {
         int rc = grow(&r->hash_slots, hcap, sizeof *r->hash_slots, err, "hash");
@@ -65,8 +69,8 @@ int us_route_dedupe(us_route *r, const us_table_info *t, const uint64_t *rows,
     }
     if ((rc = dedupe_table(r, n_pairs, err)) != US_OK)
         return rc;
-    /* open addressing, linear probing, load <= 1/2; only the table's
-     * capacity is a power of two, so a row maps to a slot by mask */
+    /* open addressing, linear probing, load <= 1/4 (dedupe_table); only the
+     * table's capacity is a power of two, so a row maps to a slot by mask */
     uint64_t mask = r->hash_cap - 1, stamp = (uint64_t)r->hash_stamp << 32;
     uint64_t *slots = r->hash_slots, *uniq = r->uniq_rows, n_rows = t->rows;
     uint32_t n_unique = 0, *pair_uidx = r->pair_uidx;   /* a local: see us_route_assign */

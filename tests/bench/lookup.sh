@@ -19,11 +19,13 @@ export OMPI_MCA_mpi_yield_when_idle=1 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1
 # ms a batch there. ARGS (US_BENCH_LOOKUP_ARGS) come last and win.
 ARGS=${US_BENCH_LOOKUP_ARGS:-"--rows 131072 --dim 128 --tokens 256 --k 32"}
 BATCHES=${BATCHES:-100} TCP_BATCHES=${TCP_BATCHES:-20}
+# two batches in flight: 300 (100 swung 0.29-0.39 between back-to-back runs)
+PIPE_BATCHES=${PIPE_BATCHES:-300}
 echo "== 4 ranks, mpi + fabric(shm): --batches $BATCHES $ARGS"
 FI_PROVIDER=shm $MPIRUN -x FI_PROVIDER -n 4 "$B/ultrashard" bench lookup --batches "$BATCHES" $ARGS
-echo "== 4 ranks, mpi push row, 2 batches in flight: --batches $BATCHES --pipeline 2 $ARGS"
+echo "== 4 ranks, mpi push row, 2 batches in flight: --batches $PIPE_BATCHES --pipeline 2 $ARGS"
 $MPIRUN -n 4 "$B/ultrashard" bench lookup --transports mpi --modes push --placements row \
-  --pipeline 2 --batches "$BATCHES" $ARGS
+  --pipeline 2 --batches "$PIPE_BATCHES" $ARGS
 echo "== 4 ranks, fabric(tcp): --batches $TCP_BATCHES $ARGS"
 FI_PROVIDER=tcp $MPIRUN -x FI_PROVIDER -n 4 "$B/ultrashard" bench lookup --transports fabric \
   --batches "$TCP_BATCHES" $ARGS

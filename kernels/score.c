@@ -5,9 +5,9 @@
  * S[T x (r*n)] = Q[T x d] * K[(r*n) x d]^T, Q read in place from q with a
  * leading dimension of 2*H*d. (2) Per (token, head) combination, each
  * thread with its own slice of the workspace. Threads run both phases for
- * whole units (a head, a block of its tokens) so the scores are combined
- * from the core's cache where the sgemm left them; with OpenBLAS's pthread
- * build and several threads, one pass over all heads instead (make_layout).
+ * whole heads so the scores are combined from the core's cache where the
+ * sgemm left them; with OpenBLAS's pthread build, or threads that do not
+ * divide the heads, one pass over all heads instead (make_layout).
  *
  * The combination code is shared by the fast path and the reference; they
  * differ in phase (1) (BLAS vs plain loops) and in the top-k used (filtered
@@ -385,6 +385,16 @@ COMBINE_INLINE void grid_tucker(const scratch *x, const float *sr, const float *
     }
 }
 
+/* pos_*[rank] = the index-order position of the preselection member of
+ * that rank (the inverse of rank_*). */
+COMBINE_INLINE void rank_positions(const scratch *x, size_t kp)
+{
+    for (size_t q = 0; q < kp; q++) {
+        x->pos_row[x->rank_row[q]] = (uint32_t)q;
+        x->pos_col[x->rank_col[q]] = (uint32_t)q;
+    }
+}
+
 /* A lower bound of the k-th best grid score for us_topk_hint: the k-th
  * best of the pairs whose preselection ranks (a, b) have (a+1)(b+1) <= k.
  * For PKM the k best pairs are among them (a pair is beaten or tied by the
@@ -395,10 +405,7 @@ COMBINE_INLINE void grid_tucker(const scratch *x, const float *sr, const float *
 COMBINE_INLINE float dominance_bound(const scratch *x, const uint16_t *dom_len, size_t kp,
                                      size_t k)
 {
-    for (size_t q = 0; q < kp; q++) {
-        x->pos_row[x->rank_row[q]] = (uint32_t)q;
-        x->pos_col[x->rank_col[q]] = (uint32_t)q;
-    }
+    rank_positions(x, kp);
     size_t m = 0;
     for (size_t a = 0; a < kp; a++) {
         size_t nb = dom_len[a];
@@ -417,11 +424,10 @@ COMBINE_INLINE float dominance_bound_sum(const scratch *x, const uint16_t *dom_l
                                          const float *sr, const float *sc, size_t kp, size_t k)
 {
     float *rs = x->pre_row, *cs = x->pre_col;
+    rank_positions(x, kp);
     for (size_t q = 0; q < kp; q++) {
         rs[x->rank_row[q]] = sr[x->top_row[q]];
         cs[x->rank_col[q]] = sc[x->top_col[q]];
-        x->pos_row[x->rank_row[q]] = (uint32_t)q;
-        x->pos_col[x->rank_col[q]] = (uint32_t)q;
     }
     size_t m = 0;
     for (size_t a = 0; a < kp; a++) {

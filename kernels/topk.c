@@ -146,6 +146,21 @@ AVX2_TARGET static uint32_t kth_largest_key(const uint32_t *keys, size_t n, size
     return a << KEY_FREE_BITS;
 }
 
+/* The smallest and largest of 8 unsigned lanes. */
+AVX2_TARGET static inline void lanes_min_max(__m256i lo, __m256i hi, uint32_t *lo_out,
+                                             uint32_t *hi_out)
+{
+    uint32_t l[8], h[8];
+    _mm256_storeu_si256((__m256i *)(void *)l, lo);
+    _mm256_storeu_si256((__m256i *)(void *)h, hi);
+    for (int j = 1; j < 8; j++) {
+        l[0] = l[j] < l[0] ? l[j] : l[0];
+        h[0] = h[j] > h[0] ? h[j] : h[0];
+    }
+    *lo_out = l[0];
+    *hi_out = h[0];
+}
+
 /* order_key on 8 lanes: negative floats flip every bit, others the sign. */
 AVX2_TARGET static inline __m256i order_key_256(__m256 x)
 {
@@ -182,7 +197,7 @@ AVX2_TARGET static inline __m256i order_key_256(__m256 x)
 AVX2_TARGET static inline float group_bound(const float *scores, size_t n, size_t nb, size_t k)
 {
     size_t rows = n / nb;
-    uint32_t maxima[4 * US_TOPK_MAX_K], lanes_lo[8], lanes_hi[8];
+    uint32_t maxima[4 * US_TOPK_MAX_K], key_lo, key_hi;
     __m256i lo = _mm256_set1_epi32(-1), hi = _mm256_setzero_si256();
     for (size_t v = 0; v < nb / 8; v++) {
         __m256 mx = _mm256_set1_ps(-__builtin_inff());
@@ -193,15 +208,10 @@ AVX2_TARGET static inline float group_bound(const float *scores, size_t n, size_
         lo = _mm256_min_epu32(lo, key);
         hi = _mm256_max_epu32(hi, key);
     }
-    _mm256_storeu_si256((__m256i *)(void *)lanes_lo, lo);
-    _mm256_storeu_si256((__m256i *)(void *)lanes_hi, hi);
-    for (int l = 1; l < 8; l++) {
-        lanes_lo[0] = lanes_lo[l] < lanes_lo[0] ? lanes_lo[l] : lanes_lo[0];
-        lanes_hi[0] = lanes_hi[l] > lanes_hi[0] ? lanes_hi[l] : lanes_hi[0];
-    }
+    lanes_min_max(lo, hi, &key_lo, &key_hi);
     /* -0.0 and +0.0 have different keys but compare equal: the filter
      * uses >= on floats, so a -0.0 bound also admits +0.0 (harmless) */
-    return key_value(kth_largest_key(maxima, nb, k, lanes_lo[0], lanes_hi[0]));
+    return key_value(kth_largest_key(maxima, nb, k, key_lo, key_hi));
 }
 
 /* The scalar tail both vector collectors share: scores[i..n) >= t0 appended
@@ -733,14 +743,8 @@ AVX2_TARGET static void bound_keys(uint32_t *keys, uint32_t *lo_out, uint32_t *h
         lo = _mm256_min_epu32(lo, key);
         hi = _mm256_max_epu32(hi, key);
     }
-    uint32_t lanes_lo[8], lanes_hi[8];
-    _mm256_storeu_si256((__m256i *)(void *)lanes_lo, lo);
-    _mm256_storeu_si256((__m256i *)(void *)lanes_hi, hi);
-    uint32_t l = lanes_lo[0], h = lanes_hi[0];
-    for (int j = 1; j < 8; j++) {
-        l = lanes_lo[j] < l ? lanes_lo[j] : l;
-        h = lanes_hi[j] > h ? lanes_hi[j] : h;
-    }
+    uint32_t l, h;
+    lanes_min_max(lo, hi, &l, &h);
     for (; i < n; i++) {
         keys[i] = order_key(v[i] == v[i] ? v[i] : -__builtin_inff());
         l = keys[i] < l ? keys[i] : l;

@@ -212,13 +212,15 @@ typedef struct bench_bufs {
     fly_base fb;
 } bench_bufs;
 
-static int bufs_alloc(bench_bufs *bb, const bench_work *bw, us_err *err)
+/* Buffers for `slots` batches in flight (the pipe's depth; the baseline
+ * after the job, when the pipe is closed, uses one). */
+static int bufs_alloc(bench_bufs *bb, const bench_work *bw, int slots, us_err *err)
 {
     const us_bench_lookup_opts *o = bw->o;
     uint64_t n = (uint64_t)o->tokens * o->k;
     size_t out_floats = (size_t)o->tokens * bw->table->dim;
     bool ok = true;
-    for (int i = 0; i < bw->pipe->depth; i++) {
+    for (int i = 0; i < slots; i++) {
         bench_slot *sl = &bb->slot[i];
         sl->rows = malloc(n * sizeof *sl->rows);
         sl->wt = malloc(n * sizeof *sl->wt);
@@ -245,6 +247,13 @@ static void bufs_free(bench_bufs *bb)
     free(bb->fb.idx);
     us_route_free(&bb->fb.route);
     us_synth_batch_free(&bb->fb.rows);
+}
+
+/* Batch b's keys on this coordinator: the run and the baseline after it
+ * draw the same batches. */
+static uint64_t batch_seed(const bench_work *bw, uint32_t b)
+{
+    return 1000u * (uint64_t)bw->w->coordinator_index + b;
 }
 
 /* Ends batch b (the oldest in flight): its latency and, for batch 0 (warm-up,
@@ -295,7 +304,7 @@ static int bench_coordinate(void *arg, us_err *err)
     const us_bench_lookup_opts *o = bw->o;
     uint32_t depth = (uint32_t)bw->pipe->depth, total = o->batches + 2;
     bench_bufs bb = {0};
-    int rc = bufs_alloc(&bb, bw, err);
+    int rc = bufs_alloc(&bb, bw, bw->pipe->depth, err);
     us_transport_stats before = pipe_stats(bw);
     double t0 = 0, max_rel = 0, gen = 0;
     for (uint32_t b = 0; rc == US_OK && b < total + depth - 1; b++) {
@@ -310,7 +319,7 @@ static int bench_coordinate(void *arg, us_err *err)
              * (~50 us per 8192-pair batch here: 3 random numbers and a
              * 64-bit modulo per pair) */
             double g0 = now_s();
-            make_batch(o, 1000u * (uint64_t)bw->w->coordinator_index + b, sl->rows, sl->wt);
+            make_batch(o, batch_seed(bw, b), sl->rows, sl->wt);
             if (b >= 2)
                 gen += now_s() - g0;
             us_lookup_batch batch = { o->tokens, o->k, sl->rows, sl->wt, NULL };
@@ -353,18 +362,12 @@ static int baseline_alone(const bench_work *bw, us_err *err)
     const us_bench_lookup_opts *o = bw->o;
     int rc = US_OK;
     if (bw->whole != NULL || bw->whole_src != NULL) {
-        uint64_t n = (uint64_t)o->tokens * o->k;
-        bench_bufs bb = {0};     /* the pipe is closed by now: its slot 0 by hand */
+        bench_bufs bb = {0};
         bench_slot *sl = &bb.slot[0];
-        sl->rows = malloc(n * sizeof *sl->rows);
-        sl->wt = malloc(n * sizeof *sl->wt);
-        bb.ref = malloc((size_t)o->tokens * bw->table->dim * sizeof *bb.ref);
-        bb.fb.idx = malloc(n * sizeof *bb.fb.idx);
-        if (!sl->rows || !sl->wt || !bb.ref || !bb.fb.idx)
-            rc = us_err_set(err, US_ENOMEM, "bench: baseline buffers");
+        rc = bufs_alloc(&bb, bw, 1, err);
         double base = 0;
         for (uint32_t b = 0; rc == US_OK && b < o->batches + 2; b++) {   /* 2 warm-up, as the run */
-            make_batch(o, 1000u * (uint64_t)bw->w->coordinator_index + b, sl->rows, sl->wt);
+            make_batch(o, batch_seed(bw, b), sl->rows, sl->wt);
             double b0 = now_s();
             rc = baseline_gather(bw, &bb.fb, sl->rows, sl->wt, bb.ref, err);
             if (b >= 2)
